@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    create .venv, install, run the default benchmark -> report/index.html
+#   make test   create .venv if needed, install, run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+BENCHMARK ?= benchmarks/default.yaml
+
+# libgomp's spin-wait makes parallel torch jobs collapse on few cores; passive waiting costs nothing.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install run dry-run test clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[cohorts,test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
+
+dry-run: install
+	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK) -n
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results/prepared results/runs results/summary results/logs results/benchmarks report/index.html .snakemake

@@ -1,0 +1,58 @@
+"""Synthetic lesions: generated 2D grey images with a planted subgroup gap; needs no download.
+
+Each image is a textured background of overlapping discs (``monai.data.synthetic.create_test_image_2d``)
+plus scanner noise. Label 1 means one small bright disc (the "lesion") was added. The sensitive
+attribute ``site`` has two scanners: site ``B`` is noisier and sees more positives than site ``A``, so a
+model should score lower AUROC on site B. The gap's direction is known by construction, which makes it
+a check on the whole pipeline's fairness measurements.
+
+Deterministic given ``seed``; ``n_samples`` and ``image_size`` are parameters.
+"""
+
+import numpy as np
+import pandas as pd
+from monai.data.synthetic import create_test_image_2d
+
+from dpfair.data import DatasetCard, RawDataset, register_dataset
+
+CARD = DatasetCard(
+    name="synthetic_lesions",
+    modality="image",
+    task="binary classification: is a small bright lesion present in a 2D grey image",
+    outcome="1 if a lesion disc was planted in the image (by construction; no clinical meaning)",
+    sensitive_attributes=("site",),
+    license="generated data, CC0-1.0",
+    citation="Generated with MONAI (Cardoso MJ et al., MONAI: An open-source framework for deep learning in healthcare, arXiv:2211.02701)",
+    homepage="https://docs.monai.io/en/stable/data.html#synthetic",
+    source="generated at preparation time by monai.data.synthetic.create_test_image_2d",
+    notes="site B: noise std 0.30 vs 0.10 at site A, prevalence 0.5 vs 0.3, 40% of images",
+)
+
+#: Per site: share of images, prevalence, scanner noise standard deviation.
+SITES = {"A": (0.6, 0.3, 0.10), "B": (0.4, 0.5, 0.30)}
+
+
+@register_dataset(CARD)
+def load(*, n_samples: int = 2000, image_size: int = 32, seed: int = 0, lesion_contrast: float = 0.5) -> RawDataset:
+    if image_size < 16:
+        raise ValueError(f"image_size must be at least 16, got {image_size}")
+    rng = np.random.RandomState(seed)
+    names = list(SITES)
+    site = rng.choice(names, size=n_samples, p=[SITES[s][0] for s in names])
+    prevalence = np.array([SITES[s][1] for s in site])
+    noise = np.array([SITES[s][2] for s in site])
+    labels = (rng.uniform(size=n_samples) < prevalence).astype(np.int64)
+    images = np.empty((n_samples, 1, image_size, image_size), dtype=np.float32)
+    for i in range(n_samples):
+        background, _ = create_test_image_2d(
+            image_size, image_size, num_objs=8, rad_max=image_size // 4, rad_min=2,
+            num_seg_classes=1, random_state=rng,
+        )
+        image = 0.5 * background
+        if labels[i]:
+            _, mask = create_test_image_2d(
+                image_size, image_size, num_objs=1, rad_max=4, rad_min=2, num_seg_classes=1, random_state=rng
+            )
+            image = image + lesion_contrast * mask
+        images[i, 0] = image + rng.normal(0.0, noise[i], size=image.shape)
+    return RawDataset(inputs=images, labels=labels, attributes=pd.DataFrame({"site": site}))

@@ -1,0 +1,139 @@
+"""Render ``report/index.html``: one self-contained page (figures inlined as PNG, no network loads)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+import matplotlib.pyplot as plt
+import opacus
+import pandas as pd
+import torch
+
+import dpfair
+from dpfair.plots import epsilon_label, gap_figure, seed_summary, subgroup_figure, utility_figure
+from dpfair.summary import read_summary
+
+PRIVACY_COLUMNS = [
+    ("model", "model"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
+    ("delta", "δ"), ("noise_multiplier", "σ"), ("max_grad_norm", "C"), ("sample_rate", "q"),
+    ("expected_batch_size", "E[batch]"), ("sampling", "sampling"), ("epochs", "epochs"), ("steps", "steps"),
+    ("accountant", "accountant"), ("n_train", "n_train"), ("privacy_unit", "unit"), ("train_seconds", "train s"),
+]
+
+
+def figure_to_data_uri(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if math.isinf(value):
+            return "∞"
+        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e5):
+            return f"{value:.2g}"
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return str(value)
+
+
+def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
+    """Per (model, ε): AUROC mean [interval] over seeds, ε spent, and per attribute the gap and worst group."""
+    rows = []
+    runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
+    for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
+        auroc = seed_summary(part, "auroc", ["model"]).iloc[0]
+        row = {
+            "model": model,
+            "epsilon": epsilon_label(eps),
+            "auroc": f"{fmt(auroc['mean'])} [{fmt(auroc['low'])}, {fmt(auroc['high'])}]",
+            "epsilon_spent": fmt(part["epsilon_spent"].max()),
+            "n_seeds": int(auroc["n_seeds"]),
+            "attributes": [],
+        }
+        for attr, m in metrics[(metrics["model"] == model) & (metrics["epsilon"] == eps)].groupby("attribute", sort=True):
+            gap = seed_summary(m, "auroc_gap", ["attribute"]).iloc[0]
+            worst = m["worst_group_auroc"].mean()
+            row["attributes"].append({"name": attr, "gap": f"{fmt(gap['mean'])} [{fmt(gap['low'])}, {fmt(gap['high'])}]", "worst": fmt(worst)})
+        rows.append(row)
+    return rows
+
+
+def render_report(
+    *,
+    metrics: str | Path,
+    subgroups: str | Path,
+    dataset_meta: Iterable[str | Path],
+    benchmark: dict,
+    output: str | Path,
+) -> str:
+    """Build every figure and table from the summary CSVs and write one HTML file."""
+    metrics_df = read_summary(metrics)
+    subgroups_df = read_summary(subgroups)
+    metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
+    sections = []
+    for name, meta in metas.items():
+        m = metrics_df[metrics_df["dataset"] == name]
+        g = subgroups_df[subgroups_df["dataset"] == name]
+        if m.empty:
+            continue
+        epsilons = sorted(m["epsilon"].unique())
+        runs = m.drop_duplicates(["model", "epsilon", "seed"]).sort_values(["model", "epsilon", "seed"])
+        sections.append(
+            {
+                "name": name,
+                "meta": meta,
+                "group_sizes": {
+                    attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()
+                },
+                "summary": summary_rows(m, epsilons),
+                "attributes": sorted(m["attribute"].unique()),
+                "figures": {
+                    "utility": figure_to_data_uri(utility_figure(m, epsilons)),
+                    "subgroups": figure_to_data_uri(subgroup_figure(g, epsilons)),
+                    "gap": figure_to_data_uri(gap_figure(m, epsilons)),
+                },
+                "privacy_header": [label for _, label in PRIVACY_COLUMNS],
+                "privacy_rows": [
+                    [fmt(r[c]) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]
+                    for r in runs.to_dict("records")
+                ],
+            }
+        )
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dpfair", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    html = env.get_template("report.html.j2").render(
+        benchmark=benchmark,
+        sections=sections,
+        epsilons=", ".join(epsilon_label(float(e)) for e in benchmark.get("epsilons", [])),
+        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        environment={
+            "dpfair": dpfair.__version__,
+            "torch": torch.__version__,
+            "opacus": opacus.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+            + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
+        },
+        fmt=fmt,
+    )
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(html, encoding="utf-8")
+    return html

@@ -1,0 +1,15 @@
+rule report:
+    input:
+        metrics=rules.aggregate.output.metrics,
+        subgroups=rules.aggregate.output.subgroups,
+        meta=get_dataset_meta(),
+    output:
+        html="report/index.html",
+    params:
+        benchmark={k: config[k] for k in ("name", "description", "epsilons", "seeds", "models", "split", "evaluation")},
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    script:
+        "../scripts/report.py"
