@@ -26,7 +26,7 @@ def validate_raw(raw: RawDataset, card: DatasetCard) -> None:
     if labels.isna().any():
         bad = int(labels.isna().sum())
         raise DatasetError(f"dataset {name!r}: labels has {bad} NaN or non-numeric value(s); drop those rows or define the outcome for them")
-    values = set(np.unique(labels))
+    values = {float(v) if v % 1 else int(v) for v in np.unique(labels)}
     if not values <= {0, 1}:
         raise DatasetError(f"dataset {name!r}: labels must be binary 0/1, found values {sorted(values)[:10]}; map the outcome to 0/1")
     if len(values) < 2:

@@ -1,0 +1,72 @@
+"""Benchmark configs: every shipped one validates; bad ones fail naming the key and the allowed values."""
+
+import copy
+
+import pytest
+
+from dpfair.config import load_benchmark, load_yaml, validate_config
+from dpfair.errors import ConfigError
+
+GOOD = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}}, "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0]}
+
+
+def config(**changes):
+    c = copy.deepcopy(GOOD)
+    c.update(changes)
+    return c
+
+
+def test_every_shipped_benchmark_validates(repo):
+    paths = sorted((repo / "benchmarks").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        assert load_benchmark(path).runs(), path
+
+
+def test_default_grid(repo):
+    b = load_benchmark(repo / "benchmarks" / "default.yaml")
+    assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
+    assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
+    assert len(b.runs()) == 24
+    assert b.config["privacy"]["accountant"] == "prv"
+
+
+def test_defaults_are_filled_but_dataset_overrides_stay_partial():
+    b = validate_config(config(training={"lr": 0.01}, datasets={"synthetic_lesions": {"training": {"epochs": 3}}}))
+    t = b.training("synthetic_lesions")
+    assert (t.epochs, t.lr, t.batch_size) == (3, 0.01, 128)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(datasets={"mnist3d": None}), r"datasets.mnist3d: unknown dataset; allowed: \[.*'synthetic_lesions'"),
+        (dict(models=["cnn", "vit"]), r"models\[1\] = 'vit' is not a known model; allowed: \['cnn', 'mlp'"),
+        (dict(epsilons=[1, 0]), r"epsilons\[1\]: epsilon must be > 0"),
+        (dict(epsilons=[-3]), r"epsilons\[0\]: epsilon must be > 0"),
+        (dict(epsilons=["three"]), r"epsilons\[0\]: 'three' is not a number"),
+        (dict(epsilons=[1, 1.0]), r"epsilons has duplicates"),
+        (dict(privacy={"accountant": "gdp"}), r"privacy.accountant: 'gdp' is not one of \['prv', 'rdp'\]"),
+        (dict(privacy={"delta": 2}), r"privacy.delta"),
+        (dict(training={"epoch": 3}), r"training: Additional properties .*'epoch' was unexpected.*allowed keys: \['batch_size', 'epochs'"),
+        (dict(models=["mlp"]), r"datasets.synthetic_lesions: no model in models \['mlp'\] accepts 'image'"),
+    ],
+)
+def test_bad_config_names_the_key(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config(**changes))
+
+
+@pytest.mark.parametrize("key", ["datasets", "models", "epsilons", "seeds"])
+def test_missing_key_is_named(key):
+    c = config()
+    del c[key]
+    with pytest.raises(ConfigError, match=f"'{key}' is a required property"):
+        validate_config(c)
+
+
+def test_broken_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_yaml(path)

@@ -1,0 +1,114 @@
+"""The real Snakefile on a tiny grid: one dataset, one model, ε ∈ {1, inf}, one seed, one epoch."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
+
+TINY = {
+    "name": "tiny",
+    "datasets_dir": str(REPO / "datasets"),
+    "datasets": {"synthetic_lesions": {"params": {"n_samples": 400, "image_size": 16}}},
+    "models": ["cnn"],
+    "epsilons": [1, "inf"],
+    "seeds": [0],
+    "training": {"epochs": 1, "batch_size": 64},
+    "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
+}
+
+METRIC_COLUMNS = (
+    "dataset model epsilon seed attribute auroc auroc_ci_low auroc_ci_high worst_group_auroc auroc_gap "
+    "epsilon_spent delta noise_multiplier max_grad_norm sample_rate epochs steps accountant n_train n_test train_seconds"
+).split()
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    path = workdir / "benchmark.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, TINY)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.integration
+def test_dry_run_lists_the_grid(tmp_path):
+    result = snakemake(tmp_path, TINY, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("report", 1)):
+        assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
+
+
+@pytest.mark.integration
+def test_summary_rows_follow_the_output_contract(tiny_run):
+    metrics = pd.read_csv(tiny_run / "results/summary/metrics.csv")
+    assert set(METRIC_COLUMNS) <= set(metrics.columns)
+    assert len(metrics) == 2  # 2 epsilons x 1 seed x 1 attribute
+    raw = (tiny_run / "results/summary/metrics.csv").read_text()
+    assert ",inf," in raw  # the non-private row writes epsilon as inf
+    private = metrics[metrics["epsilon"] == 1].iloc[0]
+    assert 0 < private["epsilon_spent"] <= 1 and private["noise_multiplier"] > 0
+    assert private["accountant"] == "prv" and private["delta"] < 1 / private["n_train"]
+    plain = metrics[metrics["epsilon"] == float("inf")].iloc[0]
+    assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
+    assert plain["steps"] == private["steps"] and plain["sample_rate"] == private["sample_rate"]
+    assert (metrics["auroc_ci_low"] <= metrics["auroc"]).all() and (metrics["auroc"] <= metrics["auroc_ci_high"]).all()
+    subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
+    assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+    assert set(subgroups["group"]) == {"A", "B"} and len(subgroups) == 4
+    assert subgroups.groupby("epsilon")["n"].sum().eq(metrics["n_test"].iloc[0]).all()
+
+
+@pytest.mark.integration
+def test_report_is_self_contained(tiny_run):
+    html = (tiny_run / "report/index.html").read_text()
+    assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
+    assert html.count('<img src="data:image/png;base64,') == 3
+    for needle in ("<script src", "<link ", 'src="http', "@import"):
+        assert needle not in html
+
+
+@pytest.mark.integration
+def test_logs_and_benchmark_records_exist(tiny_run):
+    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/eps-1/seed-0.log").read_text()
+    assert "epoch 1/1 loss" in log and "epsilon" in log
+    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/eps-1/seed-0.tsv").exists()
+
+
+@pytest.mark.integration
+def test_second_run_does_no_work_and_a_lost_run_is_redone_alone(tiny_run):
+    again = snakemake(tiny_run, TINY, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # as if the run had been interrupted before this job finished: its run and everything downstream is missing
+    shutil.rmtree(tiny_run / "results/runs/synthetic_lesions/cnn/eps-inf")
+    shutil.rmtree(tiny_run / "results/summary")
+    (tiny_run / "report/index.html").unlink()
+    resumed = snakemake(tiny_run, TINY, "-n")
+    out = resumed.stdout + resumed.stderr
+    assert re.search(r"^train\s+1$", out, re.M) and "prepare_dataset" not in out
+
+
+@pytest.mark.integration
+def test_bad_config_stops_before_any_job(tmp_path):
+    bad = {**TINY, "epsilons": [1, -2]}
+    result = snakemake(tmp_path, bad)
+    assert result.returncode != 0
+    assert "epsilons[1]: epsilon must be > 0" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
