@@ -31,6 +31,13 @@ def test_default_grid(repo):
     assert b.config["privacy"]["accountant"] == "prv"
 
 
+def test_module_alias_lets_two_entries_share_a_module():
+    b = validate_config(config(datasets={"a": {"module": "synthetic_lesions"}, "b": {"module": "synthetic_lesions"}}))
+    assert b.cells() == [("a", "cnn"), ("b", "cnn")] and b.module("a") == "synthetic_lesions"
+    with pytest.raises(ConfigError, match=r"datasets.a.module: unknown dataset 'nope'"):
+        validate_config(config(datasets={"a": {"module": "nope"}}))
+
+
 def test_defaults_are_filled_but_dataset_overrides_stay_partial():
     b = validate_config(config(training={"lr": 0.01}, datasets={"synthetic_lesions": {"training": {"epochs": 3}}}))
     t = b.training("synthetic_lesions")
@@ -40,8 +47,8 @@ def test_defaults_are_filled_but_dataset_overrides_stay_partial():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        (dict(datasets={"mnist3d": None}), r"datasets.mnist3d: unknown dataset; allowed: \[.*'synthetic_lesions'"),
-        (dict(models=["cnn", "vit"]), r"models\[1\] = 'vit' is not a known model; allowed: \['cnn', 'mlp'"),
+        (dict(datasets={"mnist3d": None}), r"datasets.mnist3d: unknown dataset 'mnist3d'; allowed: \[.*'synthetic_lesions'"),
+        (dict(models=["cnn", "vit"]), r"models\[1\] = 'vit' is not a known model; allowed: \['cnn', 'densenet121', 'mlp', 'resnet18'\]"),
         (dict(epsilons=[1, 0]), r"epsilons\[1\]: epsilon must be > 0"),
         (dict(epsilons=[-3]), r"epsilons\[0\]: epsilon must be > 0"),
         (dict(epsilons=["three"]), r"epsilons\[0\]: 'three' is not a number"),

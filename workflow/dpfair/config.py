@@ -89,6 +89,10 @@ class Benchmark:
     def dataset_settings(self, dataset: str) -> dict:
         return self.config["datasets"][dataset] or {}
 
+    def module(self, dataset: str) -> str:
+        """The dataset module behind a config entry (the entry's name unless it sets ``module``)."""
+        return self.dataset_settings(dataset).get("module", dataset)
+
     def training(self, dataset: str) -> TrainConfig:
         merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
         privacy = self.privacy(dataset)
@@ -139,10 +143,12 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
     known = available_datasets(root)
     modalities = {}
     for name, settings in config["datasets"].items():
-        if name not in known:
-            raise ConfigError(f"datasets.{name}: unknown dataset; allowed: {known} (modules in {root})")
+        module = (settings or {}).get("module", name)
+        if module not in known:
+            key = f"datasets.{name}.module" if module != name else f"datasets.{name}"
+            raise ConfigError(f"{key}: unknown dataset {module!r}; allowed: {known} (modules in {root})")
         try:
-            modalities[name] = get_dataset(name, root).card.modality
+            modalities[name] = get_dataset(module, root).card.modality
         except DatasetError as exc:
             raise ConfigError(f"datasets.{name}: {exc}") from exc
         for i, m in enumerate((settings or {}).get("models", [])):

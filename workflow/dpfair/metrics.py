@@ -15,6 +15,10 @@ from fairlearn.metrics import MetricFrame
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
+#: The ``attribute`` value of metrics rows for a dataset that has no sensitive attributes.
+NO_ATTRIBUTE = "none"
+GROUP_COLUMNS = ["group", "n", "n_positive", "auroc", "flagged"]
+
 
 def safe_auroc(y_true, y_score) -> float:
     """AUROC, or NaN when ``y_true`` holds one class (fairlearn's ``errors='coerce'`` does not catch raises).
@@ -88,12 +92,12 @@ def subgroup_table(y_true, y_score, groups: pd.Series, *, min_group_size: int) -
     table["n_positive"] = table["n_positive"].astype(int)
     table["auroc"] = table["auroc"].astype(float)
     table["flagged"] = table["n"] < min_group_size
-    return table[["group", "n", "n_positive", "auroc", "flagged"]]
+    return table[GROUP_COLUMNS]
 
 
 def gap_summary(table: pd.DataFrame) -> dict:
     """``worst_group_auroc`` and ``auroc_gap`` (max − min) over unflagged groups with a defined AUROC."""
-    usable = table[~table["flagged"] & table["auroc"].notna()]
+    usable = table[~table["flagged"].astype(bool) & table["auroc"].notna()]
     if len(usable) == 0:
         return {"worst_group_auroc": math.nan, "auroc_gap": math.nan, "n_groups_in_gap": 0}
     return {
@@ -118,10 +122,13 @@ def evaluate_scores(
     """
     y, s = scores["label"].to_numpy(), scores["score"].to_numpy()
     auc, low, high = auroc_with_ci(y, s, n_boot=n_boot, level=level, seed=seed)
+    overall = {"auroc": auc, "auroc_ci_low": low, "auroc_ci_high": high}
     metric_rows, group_rows = [], []
     for attr in attributes:
         table = subgroup_table(y, s, scores[attr].rename(attr), min_group_size=min_group_size)
-        metric_rows.append({"attribute": attr, "auroc": auc, "auroc_ci_low": low, "auroc_ci_high": high, **gap_summary(table)})
+        metric_rows.append({"attribute": attr, **overall, **gap_summary(table)})
         group_rows.append(table.assign(attribute=attr))
-    groups = pd.concat(group_rows, ignore_index=True)[["attribute", "group", "n", "n_positive", "auroc", "flagged"]]
-    return pd.DataFrame(metric_rows), groups
+    if not attributes:  # a dataset without demographics still reports its utility
+        metric_rows.append({"attribute": NO_ATTRIBUTE, **overall, **gap_summary(pd.DataFrame(columns=GROUP_COLUMNS))})
+    groups = pd.concat(group_rows, ignore_index=True) if group_rows else pd.DataFrame(columns=["attribute", *GROUP_COLUMNS])
+    return pd.DataFrame(metric_rows), groups[["attribute", *GROUP_COLUMNS]]

@@ -12,7 +12,9 @@ from typing import Callable, Sequence
 
 import torch
 from monai.networks.blocks import Convolution
-from monai.networks.nets import FullyConnectedNet
+from monai.networks.nets import DenseNet121, FullyConnectedNet, ResNet
+from monai.networks.nets.resnet import ResNetBlock, get_inplanes
+from opacus.validators import ModuleValidator
 from torch import nn
 
 from dpfair.errors import ConfigError
@@ -25,12 +27,13 @@ class ModelSpec:
     name: str
     modalities: frozenset[str]
     build: Callable[..., nn.Module]
+    min_size: int = 0
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, modalities: Sequence[str], force: bool = False):
+def register_model(name: str, *, modalities: Sequence[str], min_size: int = 0, force: bool = False):
     """Register a model builder ``fn(*, input_shape) -> nn.Module`` that outputs one logit per sample.
 
     Example:
@@ -44,7 +47,7 @@ def register_model(name: str, *, modalities: Sequence[str], force: bool = False)
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS and not force:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = ModelSpec(name=name, modalities=frozenset(modalities), build=fn)
+        _MODELS[name] = ModelSpec(name=name, modalities=frozenset(modalities), build=fn, min_size=min_size)
         return fn
 
     return decorator
@@ -66,7 +69,25 @@ def build_model(name: str, *, input_shape: Sequence[int], modality: str) -> nn.M
     spec = get_model(name)
     if modality not in spec.modalities:
         raise ConfigError(f"model {name!r} accepts {sorted(spec.modalities)} inputs, not {modality!r}")
-    return spec.build(input_shape=tuple(input_shape))
+    if spec.min_size and min(input_shape[1:]) < spec.min_size:
+        raise ConfigError(
+            f"model {name!r} needs images of at least {spec.min_size} px per side, got {tuple(input_shape)}; "
+            "load the dataset at a larger size or use another model"
+        )
+    return make_dp_compatible(spec.build(input_shape=tuple(input_shape)))
+
+
+def make_dp_compatible(model: nn.Module) -> nn.Module:
+    """Replace BatchNorm by GroupNorm (Opacus's fixer) and turn off in-place activations.
+
+    Some MONAI networks keep BatchNorm or ``ReLU(inplace=True)`` in places their ``norm``/``act``
+    arguments do not reach; either breaks per-sample gradients.
+    """
+    model = ModuleValidator.fix(model)
+    for module in model.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    return model
 
 
 @register_model("cnn", modalities=["image"])
@@ -92,6 +113,37 @@ def mlp(*, input_shape: Sequence[int], hidden: Sequence[int] = (64, 32)) -> nn.M
     """A fully connected network (MONAI ``FullyConnectedNet``) with ReLU, one logit out."""
     (n_features,) = input_shape
     return FullyConnectedNet(in_channels=n_features, out_channels=1, hidden_channels=list(hidden), act=_ACT)
+
+
+@register_model("resnet18", modalities=["image"])
+def resnet18_gn(*, input_shape: Sequence[int]) -> nn.Module:
+    """MONAI ResNet-18 (2D or 3D), GroupNorm in place of BatchNorm, trained from scratch."""
+    in_channels, *spatial = input_shape
+    return ResNet(
+        block=_OutOfPlaceResNetBlock, layers=[2, 2, 2, 2], block_inplanes=get_inplanes(),
+        spatial_dims=len(spatial), n_input_channels=in_channels, num_classes=1,
+        act=_ACT, norm=("group", {"num_groups": 32}),
+    )
+
+
+class _OutOfPlaceResNetBlock(ResNetBlock):
+    """MONAI's basic block with ``out = out + residual``: its in-place ``+=`` writes into the output of a
+    hooked norm layer, which Opacus's backward hooks forbid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+        return self.act(out + residual)
+
+
+@register_model("densenet121", modalities=["image"], min_size=32)
+def densenet121_gn(*, input_shape: Sequence[int]) -> nn.Module:
+    """MONAI DenseNet-121, GroupNorm in place of BatchNorm, trained from scratch (inputs ≥ 32 px)."""
+    in_channels, *spatial = input_shape
+    return DenseNet121(
+        spatial_dims=len(spatial), in_channels=in_channels, out_channels=1,
+        act=_ACT, norm=("group", {"num_groups": 32}),
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

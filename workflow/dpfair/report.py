@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 import dpfair
+from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.plots import epsilon_label, gap_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.summary import read_summary
 
@@ -65,7 +66,8 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
             "n_seeds": int(auroc["n_seeds"]),
             "attributes": [],
         }
-        for attr, m in metrics[(metrics["model"] == model) & (metrics["epsilon"] == eps)].groupby("attribute", sort=True):
+        cell = metrics[(metrics["model"] == model) & (metrics["epsilon"] == eps) & (metrics["attribute"] != NO_ATTRIBUTE)]
+        for attr, m in cell.groupby("attribute", sort=True):
             gap = seed_summary(m, "auroc_gap", ["attribute"]).iloc[0]
             worst = m["worst_group_auroc"].mean()
             row["attributes"].append({"name": attr, "gap": f"{fmt(gap['mean'])} [{fmt(gap['low'])}, {fmt(gap['high'])}]", "worst": fmt(worst)})
@@ -101,11 +103,11 @@ def render_report(
                     attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()
                 },
                 "summary": summary_rows(m, epsilons),
-                "attributes": sorted(m["attribute"].unique()),
+                "attributes": sorted(g["attribute"].unique()),
                 "figures": {
                     "utility": figure_to_data_uri(utility_figure(m, epsilons)),
-                    "subgroups": figure_to_data_uri(subgroup_figure(g, epsilons)),
-                    "gap": figure_to_data_uri(gap_figure(m, epsilons)),
+                    "subgroups": figure_to_data_uri(subgroup_figure(g, epsilons)) if not g.empty else None,
+                    "gap": figure_to_data_uri(gap_figure(m, epsilons)) if not g.empty else None,
                 },
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [

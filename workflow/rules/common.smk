@@ -50,6 +50,7 @@ def get_dataset_meta():
 def get_prepare_settings(wildcards):
     split = config["split"]
     return {
+        "module": BENCHMARK.module(wildcards.dataset),
         "params": BENCHMARK.dataset_settings(wildcards.dataset).get("params", {}),
         "val_fraction": split["val_fraction"],
         "test_fraction": split["test_fraction"],

@@ -51,6 +51,7 @@ class PreparedDataset:
 def prepare_dataset(
     *,
     name: str,
+    module: str | None = None,
     params: dict | None = None,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -59,20 +60,22 @@ def prepare_dataset(
     min_group_size: int = 30,
     datasets_dir: str | Path | None = None,
 ) -> PreparedDataset:
-    """Load dataset ``name`` through its module and turn it into a validated, split artifact.
+    """Load dataset ``name`` (through ``module``, default the same name) into a validated, split artifact.
 
     Example:
         >>> prepared = prepare_dataset(name="synthetic_lesions", params={"n_samples": 200, "image_size": 16})
         >>> sorted(prepared.samples["split"].unique())
         ['test', 'train', 'val']
     """
-    spec = get_dataset(name, datasets_dir)
+    spec = get_dataset(module or name, datasets_dir)
     card: DatasetCard = spec.card
     try:
         raw = spec.load(**(params or {}))
     except TypeError as exc:
         raise DatasetError(f"{spec.path}: the loader rejected params {params}: {exc}") from exc
     validate_raw(raw, card)
+    if not card.sensitive_attributes:
+        log.warning("dataset %r declares no sensitive attributes: utility only, no subgroup metrics", name)
     labels = np.asarray(raw.labels).ravel().astype(np.int64)
     attributes = raw.attributes[list(card.sensitive_attributes)].astype(str).reset_index(drop=True)
     if raw.split is not None:
@@ -88,6 +91,13 @@ def prepare_dataset(
         name=name, split=split, labels=labels, attributes=attributes,
         patient_id=raw.patient_id, min_group_size=min_group_size,
     )
+    if raw.patient_id is not None:
+        per_patient = pd.Series(raw.patient_id).value_counts()
+        if per_patient.max() > 1:
+            warnings.append(
+                f"dataset {name!r}: patients have up to {int(per_patient.max())} rows; DP-SGD protects each row, so a "
+                f"patient's guarantee is that of a group of their rows (up to {int(per_patient.max())}·ε)"
+            )
     for w in warnings:
         log.warning(w)
     n_train = int((split == "train").sum())
@@ -107,6 +117,7 @@ def prepare_dataset(
 
     meta = {
         "name": name,
+        "module": module or name,
         "card": card.to_dict(),
         "params": params or {},
         "modality": card.modality,
@@ -114,7 +125,10 @@ def prepare_dataset(
         "features": features,
         "preprocessing": preprocessing,
         "split": split_source,
-        "privacy_unit": "patient" if raw.patient_id is not None else "record",
+        # DP-SGD samples rows, so the guarantee is per row even when the split is per patient; a patient
+        # with k rows is protected only at the group level (k·ε).
+        "privacy_unit": "record",
+        "max_records_per_patient": int(pd.Series(raw.patient_id).value_counts().max()) if raw.patient_id is not None else 1,
         "n": {s: int((split == s).sum()) for s in SPLITS},
         "prevalence": {s: float(labels[split == s].mean()) for s in SPLITS},
         "group_sizes": {

@@ -22,22 +22,30 @@ DEFAULT_DATASETS_DIR = "datasets"
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A registered dataset: its card, its loader, its file, and optionally ``make_example``.
+
+    ``make_example(root: Path) -> dict`` is how a module whose data users bring joins the contract
+    test: it writes a tiny copy of the data in the exact published layout under ``root`` and returns
+    the loader parameters that read it.
+    """
+
     card: DatasetCard
     load: Callable[..., RawDataset]
     path: Path
+    make_example: Callable[[Path], dict] | None = None
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
 _LOADING: list[Path] = []  # the file being imported, so registration knows where it came from
 
 
-def register_dataset(card: DatasetCard, *, force: bool = False):
+def register_dataset(card: DatasetCard):
     """Register a loader under ``card.name``. Use as a decorator in ``datasets/<name>.py``.
 
     Example:
         >>> card = DatasetCard(name="toy", modality="tabular", task="t", outcome="o",
         ...                    sensitive_attributes=("sex",), license="CC0", citation="", homepage="")
-        >>> @register_dataset(card, force=True)
+        >>> @register_dataset(card)
         ... def load(*, seed: int = 0) -> RawDataset: ...
     """
     if not isinstance(card, DatasetCard):
@@ -46,11 +54,8 @@ def register_dataset(card: DatasetCard, *, force: bool = False):
     _check_card(card, path)
 
     def decorator(fn: Callable[..., RawDataset]) -> Callable[..., RawDataset]:
-        if card.name in _DATASETS and not force and _DATASETS[card.name].path != path:
-            raise DatasetError(
-                f"{path}: dataset {card.name!r} is already registered by {_DATASETS[card.name].path}; "
-                "rename one of them"
-            )
+        # The card name equals the file stem, so a name can only recur from another datasets folder;
+        # the folder being loaded now wins (get_dataset re-imports when the path differs).
         _DATASETS[card.name] = DatasetSpec(card=card, load=fn, path=path)
         return fn
 
@@ -60,8 +65,6 @@ def register_dataset(card: DatasetCard, *, force: bool = False):
 def _check_card(card: DatasetCard, path: Path) -> None:
     if card.modality not in MODALITIES:
         raise DatasetError(f"{path}: card.modality is {card.modality!r}; use one of {list(MODALITIES)}")
-    if not card.sensitive_attributes:
-        raise DatasetError(f"{path}: card.sensitive_attributes is empty; name at least one of {list(SENSITIVE_ATTRIBUTES)}")
     unknown = [a for a in card.sensitive_attributes if a not in SENSITIVE_ATTRIBUTES]
     if unknown:
         raise DatasetError(
@@ -98,16 +101,19 @@ def get_dataset(name: str, directory: str | os.PathLike | None = None) -> Datase
         raise DatasetError(f"unknown dataset {name!r}: no file {path}; known datasets: {available_datasets(root)}")
     if name in _DATASETS and _DATASETS[name].path == path:
         return _DATASETS[name]
-    _import_by_path(path)
+    module = _import_by_path(path)
     if name not in _DATASETS or _DATASETS[name].path != path:
         raise DatasetError(
             f"{path}: the module registers no dataset named {name!r}; decorate its loader with "
             f"@register_dataset(DatasetCard(name={name!r}, ...))"
         )
+    example = getattr(module, "make_example", None)
+    if example is not None:
+        _DATASETS[name] = DatasetSpec(card=_DATASETS[name].card, load=_DATASETS[name].load, path=path, make_example=example)
     return _DATASETS[name]
 
 
-def _import_by_path(path: Path) -> None:
+def _import_by_path(path: Path):
     module_name = f"dpfair_dataset_modules.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -121,3 +127,4 @@ def _import_by_path(path: Path) -> None:
     finally:
         _LOADING.pop()
     sys.modules[module_name] = module
+    return module
