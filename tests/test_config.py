@@ -77,3 +77,13 @@ def test_broken_yaml_names_the_file(tmp_path):
     path.write_text("datasets: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_yaml(path)
+
+
+def test_parsing_the_workflow_does_not_import_opacus():
+    """Importing opacus configures the root logger, which doubles every line Snakemake prints."""
+    import subprocess
+    import sys
+
+    code = "import sys, dpfair.config, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,5 +1,6 @@
 """The real Snakefile on a tiny grid: one dataset, one model, ε ∈ {1, inf}, one seed, one epoch."""
 
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,8 @@ TINY = {
 
 METRIC_COLUMNS = (
     "dataset model epsilon seed attribute auroc auroc_ci_low auroc_ci_high worst_group_auroc auroc_gap "
-    "epsilon_spent delta noise_multiplier max_grad_norm sample_rate epochs steps accountant n_train n_test train_seconds"
+    "epsilon_spent delta noise_multiplier max_grad_norm sample_rate epochs steps accountant n_train n_test train_seconds "
+    "epsilon_rdp epsilon_prv epsilon_pld sampling privacy_unit"
 ).split()
 
 
@@ -66,6 +68,9 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     private = metrics[metrics["epsilon"] == 1].iloc[0]
     assert 0 < private["epsilon_spent"] <= 1 and private["noise_multiplier"] > 0
     assert private["accountant"] == "prv" and private["delta"] < 1 / private["n_train"]
+    assert abs(private["epsilon_pld"] - private["epsilon_prv"]) < 0.05 and private["epsilon_rdp"] > private["epsilon_pld"]
+    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/eps-1/seed-0/privacy_card.json").read_text())
+    assert card["sampling"] == "poisson" and card["target_epsilon"] == 1
     plain = metrics[metrics["epsilon"] == float("inf")].iloc[0]
     assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
     assert plain["steps"] == private["steps"] and plain["sample_rate"] == private["sample_rate"]
@@ -80,6 +85,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
     assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
+    assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
     assert html.count('<img src="data:image/png;base64,') == 3
     for needle in ("<script src", "<link ", 'src="http', "@import"):
         assert needle not in html

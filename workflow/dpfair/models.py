@@ -14,7 +14,6 @@ import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import DenseNet121, FullyConnectedNet, ResNet
 from monai.networks.nets.resnet import ResNetBlock, get_inplanes
-from opacus.validators import ModuleValidator
 from torch import nn
 
 from dpfair.errors import ConfigError
@@ -83,6 +82,10 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
     Some MONAI networks keep BatchNorm or ``ReLU(inplace=True)`` in places their ``norm``/``act``
     arguments do not reach; either breaks per-sample gradients.
     """
+    # imported here: importing opacus configures the root logger, which doubles Snakemake's output
+    # when this module is loaded while the workflow is parsed
+    from opacus.validators import ModuleValidator
+
     model = ModuleValidator.fix(model)
     for module in model.modules():
         if getattr(module, "inplace", False):

@@ -25,6 +25,7 @@ from dpfair.summary import read_summary
 
 PRIVACY_COLUMNS = [
     ("model", "model"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
+    ("epsilon_rdp", "ε RDP"), ("epsilon_prv", "ε PRV"), ("epsilon_pld", "ε PLD"),
     ("delta", "δ"), ("noise_multiplier", "σ"), ("max_grad_norm", "C"), ("sample_rate", "q"),
     ("expected_batch_size", "E[batch]"), ("sampling", "sampling"), ("epochs", "epochs"), ("steps", "steps"),
     ("accountant", "accountant"), ("n_train", "n_train"), ("privacy_unit", "unit"), ("train_seconds", "train s"),
@@ -50,6 +51,27 @@ def fmt(value, digits: int = 3) -> str:
             return f"{value:.2g}"
         return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
     return str(value)
+
+
+#: Fields of the privacy card that are the same for every private run of a dataset, shown once.
+CARD_TEXT_FIELDS = [
+    ("clipping", "Clipping"), ("sampling", "Sampling"), ("privacy_unit_enforcement", "Privacy unit"),
+    ("guarantee_covers", "What the guarantee covers"), ("hyperparameter_selection", "Hyperparameter selection"),
+    ("accountant_implementation", "Accountant"), ("secure_rng", "Cryptographically secure RNG"),
+]
+
+
+def _cards_by_dataset(paths: Iterable[str | Path]) -> dict[str, list[tuple[str, str]]]:
+    """One private run's card per dataset (paths look like results/runs/<dataset>/<model>/eps-<e>/seed-<s>/…)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for path in paths:
+        path = Path(path)
+        dataset = path.parents[3].name
+        card = json.loads(path.read_text())
+        if dataset in out or card["accountant"] == "none":
+            continue
+        out[dataset] = [(label, str(card[key])) for key, label in CARD_TEXT_FIELDS]
+    return out
 
 
 def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
@@ -82,11 +104,13 @@ def render_report(
     dataset_meta: Iterable[str | Path],
     benchmark: dict,
     output: str | Path,
+    privacy_cards: Iterable[str | Path] = (),
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file."""
     metrics_df = read_summary(metrics)
     subgroups_df = read_summary(subgroups)
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
+    cards = _cards_by_dataset(privacy_cards)
     sections = []
     for name, meta in metas.items():
         m = metrics_df[metrics_df["dataset"] == name]
@@ -109,6 +133,7 @@ def render_report(
                     "subgroups": figure_to_data_uri(subgroup_figure(g, epsilons)) if not g.empty else None,
                     "gap": figure_to_data_uri(gap_figure(m, epsilons)) if not g.empty else None,
                 },
+                "card": cards.get(name, {}),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [
                     [fmt(r[c]) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]

@@ -17,6 +17,7 @@ from dpfair.data.prepare import PreparedDataset
 from dpfair.metrics import evaluate_scores
 from dpfair.models import resolve_device
 from dpfair.privacy import format_epsilon, parse_epsilon
+from dpfair.privacy_card import build_privacy_card
 from dpfair.config import TrainConfig
 from dpfair.training import predict, train
 
@@ -28,6 +29,7 @@ METRIC_COLUMNS = [
     "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "device",
+    "epsilon_rdp", "epsilon_prv", "epsilon_pld",
 ]
 SUBGROUP_COLUMNS = ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc", "flagged"]
 
@@ -43,8 +45,14 @@ def train_run(
     model_path: str | Path,
     scores_path: str | Path,
     record_path: str | Path,
+    card_path: str | Path,
 ) -> dict:
-    """Train one run on the prepared training split; save weights, val/test scores and the run record."""
+    """Train one run on the prepared training split; save weights, scores, the run record and its privacy card.
+
+    Scores cover every row (training rows too: the membership-inference audit compares them with the
+    held-out rows). The privacy card is checked before anything is written, so a run whose settings
+    contradict its accounting leaves no outputs.
+    """
     eps = parse_epsilon(epsilon)
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     torch_device = resolve_device(device)
@@ -59,10 +67,8 @@ def train_run(
         epsilon=eps, delta=prepared.meta["delta"], config=config, seed=seed, device=torch_device,
         x_val=x_val, y_val=y_val,
     )
-    held_out = prepared.samples[prepared.samples["split"].isin(["val", "test"])]
-    rows = torch.from_numpy(held_out["row"].to_numpy())
-    scores = held_out.drop(columns=["patient_id"], errors="ignore").assign(
-        score=predict(result.model, prepared.x[rows], device=torch_device)
+    scores = prepared.samples.drop(columns=["patient_id"], errors="ignore").assign(
+        score=predict(result.model, prepared.x, device=torch_device)
     )
     record = {
         "dataset": prepared.meta["name"],
@@ -70,8 +76,11 @@ def train_run(
         **result.record,
         "privacy_unit": prepared.meta["privacy_unit"],
         "preprocessing": prepared.meta["preprocessing"],
-        "history": result.history,
     }
+    card = build_privacy_card(record, prepared.meta)
+    record.update({k: card[k] for k in ("epsilon_rdp", "epsilon_prv", "epsilon_pld")}, history=result.history)
+    log.info("privacy card: %s", {k: v for k, v in card.items() if k != "independent_accountants"})
+    Path(card_path).write_text(json.dumps(card, indent=2, default=_json_float))
     torch.save(result.model.state_dict(), model_path)
     scores.to_csv(scores_path, index=False)
     Path(record_path).write_text(json.dumps(record, indent=2, default=_json_float))

@@ -123,11 +123,14 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
 
     loss_fn = nn.BCEWithLogitsLoss()
     history: list[dict] = []
+    if not isinstance(loader, DPDataLoader):  # Poisson accounting on shuffled batches would misreport ε
+        raise PrivacyError(f"training must use Poisson sampling (DPDataLoader), got {type(loader).__name__}")
     steps = 0
-    start = time.perf_counter()
+    train_seconds = 0.0  # the optimisation loop only; per-epoch monitoring is not counted
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum, n_seen = 0.0, 0
+        start = time.perf_counter()
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             optimizer.zero_grad(set_to_none=False)
@@ -142,6 +145,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
                 (logits.sum() * 0.0).backward()
             optimizer.step()
             steps += 1
+        train_seconds += time.perf_counter() - start
         entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
         entry["epsilon_so_far"] = float(engine.get_epsilon(delta)) if engine is not None else math.inf
         if x_val is not None and y_val is not None:
@@ -151,7 +155,6 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
             "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
             f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
         )
-    train_seconds = time.perf_counter() - start
 
     epsilon_spent = float(engine.get_epsilon(delta)) if engine is not None else math.inf
     if engine is not None:

@@ -3,6 +3,7 @@ rule report:
         metrics=rules.aggregate.output.metrics,
         subgroups=rules.aggregate.output.subgroups,
         meta=get_dataset_meta(),
+        cards=get_run_outputs("privacy_card.json"),
     output:
         html="report/index.html",
     params:

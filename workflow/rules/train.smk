@@ -7,6 +7,7 @@ rule train:
         model=RUN_DIR + "/model.pt",
         scores=RUN_DIR + "/scores.csv",
         record=RUN_DIR + "/run.json",
+        card=RUN_DIR + "/privacy_card.json",
     params:
         training=get_training_config,
         device=config["device"],

@@ -12,4 +12,5 @@ render_report(
     dataset_meta=snakemake.input.meta,
     benchmark=snakemake.params.benchmark,
     output=snakemake.output.html,
+    privacy_cards=snakemake.input.cards,
 )

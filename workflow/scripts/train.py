@@ -21,4 +21,5 @@ train_run(
     model_path=snakemake.output.model,
     scores_path=snakemake.output.scores,
     record_path=snakemake.output.record,
+    card_path=snakemake.output.card,
 )
