@@ -75,7 +75,15 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
     assert plain["steps"] == private["steps"] and plain["sample_rate"] == private["sample_rate"]
     assert (metrics["auroc_ci_low"] <= metrics["auroc"]).all() and (metrics["auroc"] <= metrics["auroc_ci_high"]).all()
+    for column in ("auprc", "ece", "eod", "eqodds_diff", "dpd", "threshold", "eod_ci_low", "eod_ci_high",
+                   "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated"):
+        assert column in metrics.columns, column
+    assert not metrics["mia_bound_violated"].any()
+    changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
+    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high", "verdict"]
+    assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
+    assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
     assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
     assert set(subgroups["group"]) == {"A", "B"} and len(subgroups) == 4
     assert subgroups.groupby("epsilon")["n"].sum().eq(metrics["n_test"].iloc[0]).all()
@@ -86,7 +94,8 @@ def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
     assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
-    assert html.count('<img src="data:image/png;base64,') == 3
+    assert html.count('<img src="data:image/png;base64,') == 5  # utility, subgroups, gap, reliability, audit
+    assert "Fairness: does DP change the gaps?" in html and "Empirical privacy audit" in html
     for needle in ("<script src", "<link ", 'src="http', "@import"):
         assert needle not in html
 

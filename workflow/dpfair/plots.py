@@ -58,18 +58,45 @@ def _errorbar(ax, x, s: pd.DataFrame, **kw):
     ax.errorbar(x, s["mean"], yerr=yerr, capsize=3, **kw)
 
 
-def utility_figure(metrics: pd.DataFrame, epsilons: list[float]) -> plt.Figure:
-    """Test AUROC vs ε per model: mean over seeds with its 95% t-interval; dots are single seeds."""
+def utility_figure(metrics: pd.DataFrame, epsilons: list[float], *, value: str = "auroc",
+                   ylabel: str = "test AUROC", reference: float | None = None) -> plt.Figure:
+    """``value`` (test AUROC by default) vs ε per model: mean over seeds with its 95% t-interval; dots are single seeds."""
     runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     pos = {e: i for i, e in enumerate(epsilons)}
     for i, (model, part) in enumerate(runs.groupby("model")):
-        s = seed_summary(part, "auroc", ["epsilon"]).sort_values("epsilon")
+        s = seed_summary(part, value, ["epsilon"]).sort_values("epsilon")
         x = s["epsilon"].map(pos).to_numpy() + 0.06 * i
         _errorbar(ax, x, s, marker=MARKERS[i % len(MARKERS)], label=model)
-        ax.scatter(part["epsilon"].map(pos) + 0.06 * i + 0.03, part["auroc"], s=8, alpha=0.35, color="k")
-    _axis(ax, epsilons, "test AUROC")
+        ax.scatter(part["epsilon"].map(pos) + 0.06 * i + 0.03, part[value], s=8, alpha=0.35, color="k")
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle=":", linewidth=1)
+    _axis(ax, epsilons, ylabel)
     ax.legend(title="model", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(reliability: pd.DataFrame) -> plt.Figure:
+    """Reliability diagram per model on the whole test set, one line per ε, bins pooled over seeds."""
+    overall = reliability[(reliability["attribute"] == "overall") & (reliability["count"] > 0)].copy()
+    models = sorted(overall["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        part = overall[overall["model"] == model]
+        for j, (eps, g) in enumerate(part.groupby("epsilon", sort=True)):
+            weighted = g.assign(p=g["mean_predicted"] * g["count"], o=g["observed_frequency"] * g["count"])
+            pooled = weighted.groupby("bin")[["p", "o", "count"]].sum()
+            ax.plot(pooled["p"] / pooled["count"], pooled["o"] / pooled["count"], marker=MARKERS[j % len(MARKERS)],
+                    label=f"ε = {epsilon_label(eps)}")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"{model}: calibration (test set)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

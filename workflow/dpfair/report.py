@@ -20,7 +20,8 @@ import torch
 
 import dpfair
 from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.plots import epsilon_label, gap_figure, seed_summary, subgroup_figure, utility_figure
+from dpfair.fairness import METRIC_LABELS
+from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.summary import read_summary
 
 PRIVACY_COLUMNS = [
@@ -74,6 +75,40 @@ def _cards_by_dataset(paths: Iterable[str | Path]) -> dict[str, list[tuple[str, 
     return out
 
 
+#: Gaps whose change with ε the report shows first; the rest are in a collapsed table.
+HEADLINE_GAPS = ("auroc", "tpr")
+
+
+def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
+    """Gap changes vs ε = ∞ as table rows, headline metrics first."""
+    rows = {"headline": [], "other": []}
+    for r in changes.sort_values(["model", "attribute", "metric", "epsilon"]).to_dict("records"):
+        row = {
+            "model": r["model"], "attribute": r["attribute"], "metric": METRIC_LABELS.get(r["metric"], r["metric"]),
+            "epsilon": epsilon_label(r["epsilon"]), "change": f"{fmt(r['gap_change'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+            "verdict": r["verdict"],
+        }
+        rows["headline" if r["metric"] in HEADLINE_GAPS else "other"].append(row)
+    return rows
+
+
+def audit_rows(metrics: pd.DataFrame) -> list[dict]:
+    """Per (model, ε): attack AUROC over seeds, TPR at low FPR, bound violations and the empirical ε lower bound."""
+    runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
+    rows = []
+    for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
+        auc = seed_summary(part, "mia_auroc", ["model"]).iloc[0]
+        violated = part["mia_bound_violated"].astype(str).str.lower().eq("true")
+        rows.append({
+            "model": model, "epsilon": epsilon_label(eps),
+            "auroc": f"{fmt(auc['mean'])} [{fmt(auc['low'])}, {fmt(auc['high'])}]",
+            "tpr1": fmt(part["mia_tpr_at_1pct_fpr"].mean()), "tpr01": fmt(part["mia_tpr_at_0p1pct_fpr"].mean()),
+            "violated": f"{int(violated.sum())} of {len(part)}",
+            "eps_lower": fmt(part["mia_epsilon_lower_bound"].max()),
+        })
+    return rows
+
+
 def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
     """Per (model, ε): AUROC mean [interval] over seeds, ε spent, and per attribute the gap and worst group."""
     rows = []
@@ -105,10 +140,14 @@ def render_report(
     benchmark: dict,
     output: str | Path,
     privacy_cards: Iterable[str | Path] = (),
+    gap_changes: str | Path | None = None,
+    reliability: str | Path | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file."""
     metrics_df = read_summary(metrics)
     subgroups_df = read_summary(subgroups)
+    changes_df = read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=["dataset"])
+    reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = _cards_by_dataset(privacy_cards)
     sections = []
@@ -134,6 +173,13 @@ def render_report(
                     "gap": figure_to_data_uri(gap_figure(m, epsilons)) if not g.empty else None,
                 },
                 "card": cards.get(name, {}),
+                "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
+                "reliability": figure_to_data_uri(reliability_figure(rel)) if not (rel := reliability_df[reliability_df["dataset"] == name]).empty else None,
+                "audit": audit_rows(m) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
+                "audit_figure": (
+                    figure_to_data_uri(utility_figure(m, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5))
+                    if "mia_auroc" in m and m["mia_auroc"].notna().any() else None
+                ),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [
                     [fmt(r[c]) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]

@@ -13,12 +13,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from dpfair.audit import audit_membership
+from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.metrics import evaluate_scores
+from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.models import resolve_device
 from dpfair.privacy import format_epsilon, parse_epsilon
 from dpfair.privacy_card import build_privacy_card
-from dpfair.config import TrainConfig
 from dpfair.training import predict, train
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,17 @@ METRIC_COLUMNS = [
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
+    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound",
+    "auroc_gap_ci_low", "auroc_gap_ci_high", "worst_group_auroc_ci_low", "worst_group_auroc_ci_high", "auroc_ratio",
+    "auprc", "auprc_ci_low", "auprc_ci_high", "auprc_gap", "auprc_gap_ci_low", "auprc_gap_ci_high",
+    "ece", "ece_ci_low", "ece_ci_high", "ece_gap", "ece_gap_ci_low", "ece_gap_ci_high",
+    "threshold", "tpr", "tpr_ci_low", "tpr_ci_high", "fpr", "fpr_ci_low", "fpr_ci_high",
+    "ppv", "ppv_ci_low", "ppv_ci_high", "balanced_accuracy", "balanced_accuracy_ci_low", "balanced_accuracy_ci_high",
+    "eod", "eod_ci_low", "eod_ci_high", "eqodds_diff", "eqodds_diff_ci_low", "eqodds_diff_ci_high",
+    "dpd", "dpd_ci_low", "dpd_ci_high",
 ]
-SUBGROUP_COLUMNS = ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc", "flagged"]
+MIA_COLUMNS = ["mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound"]
+SUBGROUP_COLUMNS = ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
 
 def train_run(
@@ -93,29 +104,117 @@ def evaluate_run(
     record: str | Path,
     meta: str | Path,
     settings: dict,
-    metrics_out: str | Path,
-    subgroups_out: str | Path,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate one run's test scores and write its rows of the summary tables."""
+    outputs: dict[str, str | Path],
+) -> dict[str, pd.DataFrame]:
+    """Evaluate one run and write its rows of the summary tables.
+
+    Fairness and utility on the test rows at a threshold chosen on the validation rows
+    (:func:`dpfair.fairness.evaluate_fairness`), and the membership-inference audit of the model:
+    training rows against the held-out (validation and test) rows it never trained on.
+
+    ``outputs`` maps ``metrics``, ``subgroups``, ``gaps``, ``replicates`` and ``reliability`` to paths.
+    """
     run = json.loads(Path(record).read_text())
     info = json.loads(Path(meta).read_text())
-    attributes = info["card"]["sensitive_attributes"]
+    attributes = list(info["card"]["sensitive_attributes"])
     table = pd.read_csv(scores, dtype={a: str for a in attributes}, keep_default_na=False)
-    test = table[table["split"] == "test"]
-    metrics, groups = evaluate_scores(
-        test,
+    held_out = table[table["split"].isin(["val", "test"])]
+    intersections = [tuple(i) for i in settings.get("intersections", []) if all(a in attributes for a in i)]
+    report = evaluate_fairness(
+        scores=held_out,
         attributes=attributes,
+        intersections=intersections,
         min_group_size=settings.get("min_group_size", info.get("min_group_size", 30)),
+        threshold_method=settings.get("threshold_method", "sensitivity"),
+        target_sensitivity=settings.get("target_sensitivity", 0.9),
+        n_bins=settings.get("calibration_bins", 10),
         n_boot=settings.get("n_bootstrap", 1000),
         level=settings.get("ci_level", 0.95),
-        seed=int(run["seed"]),
+        seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
     )
     keys = {"dataset": run["dataset"], "model": run["model"], "epsilon": float(run["epsilon"]), "seed": run["seed"]}
-    metrics = metrics.assign(**keys, n_test=len(test), **{k: run[k] for k in METRIC_COLUMNS if k in run and k not in keys})
-    groups = groups.assign(**keys)
-    metrics[METRIC_COLUMNS].to_csv(metrics_out, index=False)
-    groups[SUBGROUP_COLUMNS].to_csv(subgroups_out, index=False)
-    return metrics[METRIC_COLUMNS], groups[SUBGROUP_COLUMNS]
+    mia, mia_groups = _membership_audit(table, run, [*attributes, *(INTERSECTION_SEP.join(i) for i in intersections)],
+                                        enabled=settings.get("membership_inference", True))
+    metric_rows = _metric_rows(report, mia)
+    metrics = pd.DataFrame(metric_rows).assign(
+        **keys, n_test=int((table["split"] == "test").sum()),
+        **{k: run[k] for k in METRIC_COLUMNS if k in run and k not in keys},
+    )
+    metrics = metrics[[c for c in METRIC_COLUMNS if c in metrics.columns]]
+    subgroups = _subgroup_rows(report.groups, mia_groups).assign(**keys)
+    subgroups = subgroups[[*SUBGROUP_COLUMNS, *(c for c in subgroups.columns if c not in SUBGROUP_COLUMNS)]]
+    gaps = report.gaps.assign(**keys)
+    replicates = report.gap_replicates.assign(**keys)
+    reliability = report.reliability.assign(**keys)
+    tables = {"metrics": metrics, "subgroups": subgroups, "gaps": gaps, "replicates": replicates, "reliability": reliability}
+    for name, frame in tables.items():
+        frame.to_csv(outputs[name], index=False)
+    return tables
+
+
+def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, enabled: bool):
+    """Loss-threshold attack on the run's model; ε = ∞ runs are audited too, as the reference."""
+    if not enabled:
+        return {}, pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
+    members = table[table["split"] == "train"]
+    others = table[table["split"].isin(["val", "test"])]
+    common = dict(
+        member_probs=members["score"].to_numpy(), member_labels=members["label"].to_numpy(),
+        nonmember_probs=others["score"].to_numpy(), nonmember_labels=others["label"].to_numpy(),
+        epsilon=float(run["epsilon"]), delta=float(run["delta"]), seed=int(run["seed"]),
+    )
+    summary, _ = audit_membership(**common)
+    by_group = []
+    for attr in attributes:
+        parts = attr.split(INTERSECTION_SEP)
+        member_groups = members[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
+        other_groups = others[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
+        _, groups = audit_membership(**common, member_groups=member_groups, nonmember_groups=other_groups)
+        by_group.append(groups[["group", "mia_auroc"]].assign(attribute=attr))
+    frame = pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
+    return summary, frame
+
+
+#: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =
+#: selection-rate gap, equalized odds = max of TPR and FPR gaps).
+GAP_NAMES = {"auroc": "auroc_gap", "auprc": "auprc_gap", "tpr": "eod", "equalized_odds": "eqodds_diff",
+             "selection_rate": "dpd", "ece": "ece_gap"}
+
+
+def _metric_rows(report, mia: dict) -> list[dict]:
+    overall = {}
+    for r in report.overall.to_dict("records"):
+        if r["metric"] in ("auroc", "auprc", "ece", "tpr", "fpr", "ppv", "balanced_accuracy"):
+            overall.update({r["metric"]: r["value"], f"{r['metric']}_ci_low": r["ci_low"], f"{r['metric']}_ci_high": r["ci_high"]})
+    overall["threshold"] = report.threshold
+    overall.update({k: mia[k] for k in MIA_COLUMNS if k in mia})
+    rows = []
+    for attr, gaps in report.gaps.groupby("attribute", sort=False):
+        row = {"attribute": attr, **overall}
+        for g in gaps.to_dict("records"):
+            if g["metric"] == "auroc":
+                row.update(worst_group_auroc=g["worst_group"], worst_group_auroc_ci_low=g["worst_group_ci_low"],
+                           worst_group_auroc_ci_high=g["worst_group_ci_high"], auroc_ratio=g["ratio"],
+                           n_groups_in_gap=g["n_groups_in_gap"])
+            if g["metric"] in GAP_NAMES:
+                name = GAP_NAMES[g["metric"]]
+                row.update({name: g["gap"], f"{name}_ci_low": g["gap_ci_low"], f"{name}_ci_high": g["gap_ci_high"]})
+        rows.append(row)
+    if not rows:  # a dataset without sensitive attributes still reports utility and the audit
+        rows.append({"attribute": NO_ATTRIBUTE, **overall, "n_groups_in_gap": 0})
+    return rows
+
+
+def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFrame:
+    if groups.empty:
+        return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc", "mia_auroc"])
+    keys = ["attribute", "group"]
+    sizes = groups[[*keys, "n", "n_positive", "flagged"]].drop_duplicates(keys)
+    wide = groups.pivot(index=keys, columns="metric", values=["value", "ci_low", "ci_high"])
+    wide.columns = [m if stat == "value" else f"{m}_{stat}" for stat, m in wide.columns]
+    metrics = [m for m in METRICS if m in groups["metric"].unique()]
+    wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
+    return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
 
 
 def _json_float(value):

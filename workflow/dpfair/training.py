@@ -1,5 +1,8 @@
 """DP-SGD training with Opacus, and the non-private (ε = ∞) reference on the same batch schedule.
 
+The noise multiplier is calibrated with Opacus's ``get_noise_multiplier`` for exactly the steps the
+loop takes (epochs × batches per epoch) and the configured accountant.
+
 Both paths use the same model, optimizer, loss and Poisson-sampled batches drawn from the same seeded
 generator; the ∞ path just skips clipping and noise. What the accountant reports is recorded from the
 engine (σ, q, steps), never recomputed by hand.
@@ -18,6 +21,7 @@ import numpy as np
 import opacus
 import torch
 from opacus import PrivacyEngine
+from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.validators import ModuleValidator
 from sklearn.metrics import roc_auc_score
@@ -104,13 +108,19 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
     engine = None
     if is_private(epsilon):
         engine = PrivacyEngine(accountant=config.accountant)
-        model, optimizer, loader = engine.make_private_with_epsilon(
+        # Calibrate for the steps training really takes. make_private_with_epsilon calibrates for
+        # int(epochs / sample_rate) steps, which float rounding makes one short for some loader lengths
+        # (k = 91, 93, 99, ...): the run would then overspend its target.
+        sample_rate = 1.0 / len(base_loader)
+        sigma = get_noise_multiplier(
+            target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+            steps=config.epochs * len(base_loader), accountant=config.accountant,
+        )
+        model, optimizer, loader = engine.make_private(
             module=model,
             optimizer=optimizer,
             data_loader=base_loader,
-            target_epsilon=epsilon,
-            target_delta=delta,
-            epochs=config.epochs,
+            noise_multiplier=sigma,
             max_grad_norm=config.max_grad_norm,
             poisson_sampling=True,
         )

@@ -6,6 +6,9 @@ rule evaluate:
     output:
         metrics=RUN_DIR + "/metrics.csv",
         subgroups=RUN_DIR + "/subgroups.csv",
+        gaps=RUN_DIR + "/gaps.csv",
+        replicates=RUN_DIR + "/gap_replicates.csv.gz",
+        reliability=RUN_DIR + "/reliability.csv",
     params:
         evaluation=config["evaluation"],
     log:
@@ -20,9 +23,17 @@ rule aggregate:
     input:
         metrics=get_run_outputs("metrics.csv"),
         subgroups=get_run_outputs("subgroups.csv"),
+        gaps=get_run_outputs("gaps.csv"),
+        replicates=get_run_outputs("gap_replicates.csv.gz"),
+        reliability=get_run_outputs("reliability.csv"),
     output:
         metrics="results/summary/metrics.csv",
         subgroups="results/summary/subgroups.csv",
+        gaps="results/summary/gaps.csv",
+        gap_changes="results/summary/gap_changes.csv",
+        reliability="results/summary/reliability.csv",
+    params:
+        level=config["evaluation"]["ci_level"],
     log:
         "results/logs/aggregate.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Rule script: test-set metrics of one run (AUROC with CI, per-subgroup AUROC, gaps)."""
+"""Rule script: test-set utility, fairness with intervals, and the membership-inference audit of one run."""
 
 from dpfair.logs import log_to_file
 
@@ -11,6 +11,5 @@ evaluate_run(
     record=snakemake.input.record,
     meta=snakemake.input.meta,
     settings=snakemake.params.evaluation,
-    metrics_out=snakemake.output.metrics,
-    subgroups_out=snakemake.output.subgroups,
+    outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")},
 )

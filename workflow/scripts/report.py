@@ -13,4 +13,6 @@ render_report(
     benchmark=snakemake.params.benchmark,
     output=snakemake.output.html,
     privacy_cards=snakemake.input.cards,
+    gap_changes=snakemake.input.gap_changes,
+    reliability=snakemake.input.reliability,
 )
