@@ -38,6 +38,7 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "clipping": "flat per-sample clipping (all parameters, one norm)" if private else "none",
         "sampling": record["sampling"],
         "sample_rate": float(record["sample_rate"]),
+        "accounted_sample_rate": float(record.get("accounted_sample_rate", record["sample_rate"])),
         "expected_batch_size": float(record["expected_batch_size"]),
         "epochs": int(record["epochs"]),
         "steps": int(record["steps"]),
@@ -68,13 +69,15 @@ def check_privacy_card(card: dict) -> None:
         raise PrivacyError(f"delta {card['delta']:g} is not below 1/n_train = {card['one_over_n_train']:.3g}")
     if card["sampling"] != "poisson":
         raise PrivacyError(f"sampling is {card['sampling']!r} but the accountants assume Poisson sampling")
-    expected_steps = card["epochs"] * round(1 / card["sample_rate"])
+    expected_steps = card["epochs"] * int(1 / card["sample_rate"])  # Opacus's Poisson loader: int(1/q) batches
     if card["steps"] != expected_steps:
-        raise PrivacyError(f"{card['steps']} steps recorded; epochs × 1/q gives {expected_steps}")
+        raise PrivacyError(f"{card['steps']} steps recorded; epochs × int(1/q) gives {expected_steps}")
     if not math.isfinite(card["target_epsilon"]):
         if card["noise_multiplier"] != 0 or math.isfinite(card["max_grad_norm"]):
             raise PrivacyError("a non-private run must not record noise or clipping")
         return
+    if card["accounted_sample_rate"] < card["sample_rate"]:
+        raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
     if not card["noise_multiplier"] > 0:
         raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
     if card["epsilon_spent"] > card["target_epsilon"] * (1 + 1e-6):

@@ -108,13 +108,14 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
     engine = None
     if is_private(epsilon):
         engine = PrivacyEngine(accountant=config.accountant)
-        # Calibrate for the steps training really takes. make_private_with_epsilon calibrates for
-        # int(epochs / sample_rate) steps, which float rounding makes one short for some loader lengths
-        # (k = 91, 93, 99, ...): the run would then overspend its target.
-        sample_rate = 1.0 / len(base_loader)
+        # Calibrate for what the accountant will charge: Opacus's Poisson loader samples at q = 1/k
+        # (k = ceil(n/batch)) but yields int(1/q) batches per epoch, which float rounding makes k - 1
+        # for some k (93, 99, 105, ...), and make_private charges 1/len(loader) per step. Calibrating
+        # for k steps at 1/k (what make_private_with_epsilon does, also miscounting) overspends ε.
+        batches_per_epoch = len(DPDataLoader.from_data_loader(base_loader))
         sigma = get_noise_multiplier(
-            target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-            steps=config.epochs * len(base_loader), accountant=config.accountant,
+            target_epsilon=epsilon, target_delta=delta, sample_rate=1.0 / batches_per_epoch,
+            steps=config.epochs * batches_per_epoch, accountant=config.accountant,
         )
         model, optimizer, loader = engine.make_private(
             module=model,
@@ -167,10 +168,14 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         )
 
     epsilon_spent = float(engine.get_epsilon(delta)) if engine is not None else math.inf
+    accounted_sample_rate = sample_rate
     if engine is not None:
         accounted_steps = sum(n for _, _, n in engine.accountant.history)
         if accounted_steps != steps:
             raise PrivacyError(f"the accountant saw {accounted_steps} steps but training took {steps}")
+        accounted_sample_rate = max(q for _, q, _ in engine.accountant.history)
+        if accounted_sample_rate < sample_rate:
+            raise PrivacyError(f"the accountant charged q = {accounted_sample_rate:.6g} but batches were sampled at {sample_rate:.6g}")
         if epsilon_spent > epsilon * (1 + 1e-6):
             raise PrivacyError(f"accountant reports epsilon {epsilon_spent:.4f} spent, above the target {epsilon}")
     record = {
@@ -180,6 +185,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "noise_multiplier": noise_multiplier,
         "max_grad_norm": max_grad_norm,
         "sample_rate": sample_rate,
+        "accounted_sample_rate": accounted_sample_rate,
         "expected_batch_size": sample_rate * n_train,
         "sampling": "poisson",
         "secure_mode": False,
