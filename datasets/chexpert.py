@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
+from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
@@ -127,10 +128,7 @@ def load(
         raise DatasetError(
             f"chexpert: params.uncertain is {uncertain!r}; use 'zeros' (U-Zeros), 'ones' (U-Ones) or 'ignore' (drop)"
         )
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DatasetError(f"chexpert: params.image_size is {image_size!r}; use an integer of at least 8 pixels")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise DatasetError(f"chexpert: params.max_images is {max_images!r}; use a positive integer or leave it out")
+    check_image_params(dataset="chexpert", image_size=image_size, max_images=max_images)
     root = Path(root).expanduser()
     table = _read_tables(root, target)
     if frontal_only:
@@ -143,8 +141,8 @@ def load(
         keep = values != -1.0
         table, values = table[keep], values[keep]
     labels = ((values == 1.0) | ((values == -1.0) & (uncertain == "ones"))).astype(np.int64)
-    if max_images is not None and max_images < len(table):
-        pick = np.sort(np.random.RandomState(seed).choice(len(table), size=max_images, replace=False))
+    pick = subsample_rows(len(table), max_images=max_images, seed=seed)
+    if pick is not None:
         table, labels = table.iloc[pick], labels.iloc[pick]
     table = table.reset_index(drop=True)
     if table.empty:
@@ -160,7 +158,10 @@ def load(
     attributes = pd.DataFrame(
         {"sex": sex.to_numpy(), "age_group": age_group(age.where(age > 0)).to_numpy(), "race": race}
     )
-    images = _read_images(root, table["Path"].astype(str).tolist(), image_size)
+    images = read_images(
+        _image_paths(root, table["Path"].astype(str).tolist()), size=image_size, mode="L", dataset="chexpert",
+        fix=f"download it again from {HOMEPAGE}",
+    )
     return RawDataset(
         inputs=images,
         labels=labels.to_numpy(np.int64),
@@ -173,16 +174,13 @@ def load(
 def _read_tables(root: Path, target: str) -> pd.DataFrame:
     frames = []
     for name in CSV_FILES:
-        path = root / name
-        if not path.is_file():
-            raise DatasetError(
-                f"chexpert: {path} not found; params.root must be the CheXpert-v1.0-small (or CheXpert-v1.0) folder "
-                f"holding train.csv and valid.csv, downloaded from {HOMEPAGE}"
-            )
-        frame = pd.read_csv(path)
-        missing = [c for c in (*REQUIRED_COLUMNS, target) if c not in frame.columns]
-        if missing:
-            raise DatasetError(f"chexpert: {path} lacks column(s) {missing}; found {list(frame.columns)[:20]}")
+        frame = read_table(
+            root / name, dataset="chexpert", columns=(*REQUIRED_COLUMNS, target),
+            fix=(
+                "params.root must be the CheXpert-v1.0-small (or CheXpert-v1.0) folder holding train.csv and "
+                f"valid.csv, downloaded from {HOMEPAGE}"
+            ),
+        )
         frame["source_csv"] = name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -228,24 +226,16 @@ def _image_path(root: Path, rel: str) -> Path:
     return renamed if renamed.is_file() else direct
 
 
-def _read_images(root: Path, paths: list[str], size: int) -> np.ndarray:
-    from PIL import Image
-
-    out = np.empty((len(paths), 1, size, size), dtype=np.float32)
-    for i, rel in enumerate(paths):
-        path = _image_path(root, rel)
-        try:
-            with Image.open(path) as image:
-                grey = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-        except FileNotFoundError as exc:
+def _image_paths(root: Path, rels: list[str]) -> list[Path]:
+    paths = [_image_path(root, rel) for rel in rels]
+    # checked before reading so that a missing file gets the advice about where the CSV paths point
+    for path, rel in zip(paths, rels):
+        if not path.exists():
             raise DatasetError(
                 f"chexpert: image {path} (Path {rel!r} in the CSV) not found; the CSV paths are relative to the folder "
                 f"holding params.root ({root.parent}); unpack the whole download from {HOMEPAGE} there"
-            ) from exc
-        except OSError as exc:
-            raise DatasetError(f"chexpert: cannot read image {path}: {exc}; download it again from {HOMEPAGE}") from exc
-        out[i, 0] = np.asarray(grey, dtype=np.float32) / np.float32(255.0)
-    return out
+            )
+    return paths
 
 
 def make_example(root: Path) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dpfair.data import DatasetCard, RawDataset, register_dataset
+from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
@@ -73,28 +74,23 @@ def load(
         raise DatasetError(f"fitzpatrick17k: params.skin_type_groups is {skin_type_groups!r}; use 'three' or 'six'")
     if missing_images not in ("error", "skip"):
         raise DatasetError(f"fitzpatrick17k: params.missing_images is {missing_images!r}; use 'error' or 'skip'")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DatasetError(f"fitzpatrick17k: params.image_size is {image_size!r}; use an integer of at least 8 pixels")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise DatasetError(f"fitzpatrick17k: params.max_images is {max_images!r}; use a positive integer or leave it out")
+    check_image_params(dataset="fitzpatrick17k", image_size=image_size, max_images=max_images)
     root = Path(root).expanduser()
     path = root / CSV
-    if not path.is_file():
-        raise DatasetError(
-            f"fitzpatrick17k: {path} not found; download {CSV} from {CARD.homepage} into params.root and the images "
-            f"(its url column) into {root / 'images'}/<md5hash>.jpg"
-        )
-    table = pd.read_csv(path)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise DatasetError(f"fitzpatrick17k: {path} lacks column(s) {missing}; found {list(table.columns)}")
+    table = read_table(
+        path, dataset="fitzpatrick17k", columns=COLUMNS,
+        fix=(
+            f"download {CSV} from {CARD.homepage} into params.root and the images (its url column) into "
+            f"{root / 'images'}/<md5hash>.jpg"
+        ),
+    )
     partition = table["three_partition_label"].astype(str).str.strip().str.lower()
     bad = sorted(set(partition) - set(PARTITIONS))
     if bad:
         raise DatasetError(f"fitzpatrick17k: column three_partition_label of {path} holds {bad[:5]}; expected {list(PARTITIONS)}")
     table = table.assign(_partition=partition)
-    if max_images is not None and max_images < len(table):
-        pick = np.sort(np.random.RandomState(seed).choice(len(table), size=max_images, replace=False))
+    pick = subsample_rows(len(table), max_images=max_images, seed=seed)
+    if pick is not None:
         table = table.iloc[pick]
     table = table.reset_index(drop=True)
 
@@ -115,7 +111,9 @@ def load(
     scale = pd.to_numeric(table["fitzpatrick_scale"], errors="coerce")
     skin_type = scale.map(GROUPS[skin_type_groups]).fillna("unknown").astype(str)
     return RawDataset(
-        inputs=_read_images(files, image_size),
+        inputs=read_images(
+            files, size=image_size, mode="RGB", dataset="fitzpatrick17k", fix=f"download it again from its url in {CSV}"
+        ),
         labels=(table["_partition"] == "malignant").to_numpy(np.int64),
         attributes=pd.DataFrame({"skin_type": skin_type.to_numpy()}),
         extras={
@@ -123,22 +121,6 @@ def load(
             "condition": table["label"].astype(str).to_numpy() if "label" in table.columns else None,
         },
     )
-
-
-def _read_images(files: list[Path], size: int) -> np.ndarray:
-    from PIL import Image
-
-    out = np.empty((len(files), 3, size, size), dtype=np.float32)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        except OSError as exc:
-            raise DatasetError(
-                f"fitzpatrick17k: cannot read image {path}: {exc}; download it again from its url in {CSV}"
-            ) from exc
-        out[i] = np.moveaxis(np.asarray(rgb, dtype=np.float32), -1, 0) / np.float32(255.0)
-    return out
 
 
 def make_example(root: Path) -> dict:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
+from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
@@ -91,28 +92,22 @@ def load(
             f"ham10000: params.positive_dx is {list(positive_dx)!r}; give a non-empty proper subset of the "
             f"diagnosis codes {sorted(DIAGNOSES)} (default {list(MALIGNANT)})"
         )
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DatasetError(f"ham10000: params.image_size is {image_size!r}; use an integer of at least 8 pixels")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise DatasetError(f"ham10000: params.max_images is {max_images!r}; use a positive integer or leave it out")
+    check_image_params(dataset="ham10000", image_size=image_size, max_images=max_images)
     root = Path(root).expanduser()
     path = root / METADATA
-    if not path.is_file():
-        raise DatasetError(
-            f"ham10000: {path} not found; download HAM10000_metadata (as the original .csv) and the two image zips "
-            f"from {CARD.homepage}, put the csv in params.root and unpack the zips there as HAM10000_images_part_1/ "
-            "and HAM10000_images_part_2/"
-        )
-    meta = pd.read_csv(path)
-    missing = [c for c in COLUMNS if c not in meta.columns]
-    if missing:
-        raise DatasetError(f"ham10000: {path} lacks column(s) {missing}; found {list(meta.columns)}")
+    meta = read_table(
+        path, dataset="ham10000", columns=COLUMNS,
+        fix=(
+            f"download HAM10000_metadata (as the original .csv) and the two image zips from {CARD.homepage}, put the "
+            "csv in params.root and unpack the zips there as HAM10000_images_part_1/ and HAM10000_images_part_2/"
+        ),
+    )
     dx = meta["dx"].astype(str).str.strip().str.lower()
     bad = sorted(set(dx) - set(DIAGNOSES))
     if bad:
         raise DatasetError(f"ham10000: column dx of {path} holds unknown code(s) {bad[:5]}; expected {sorted(DIAGNOSES)}")
-    if max_images is not None and max_images < len(meta):
-        pick = np.sort(np.random.RandomState(seed).choice(len(meta), size=max_images, replace=False))
+    pick = subsample_rows(len(meta), max_images=max_images, seed=seed)
+    if pick is not None:
         meta, dx = meta.iloc[pick], dx.iloc[pick]
     meta = meta.reset_index(drop=True)
     labels = dx.isin(positive).to_numpy(np.int64)
@@ -120,7 +115,10 @@ def load(
     attributes = pd.DataFrame(
         {"sex": sex.to_numpy(), "age_group": age_group(pd.to_numeric(meta["age"], errors="coerce")).to_numpy()}
     )
-    images = _read_images(root, meta["image_id"].astype(str).str.strip().tolist(), image_size)
+    images = read_images(
+        _image_paths(root, meta["image_id"].astype(str).str.strip().tolist()), size=image_size, mode="RGB",
+        dataset="ham10000", fix=f"download it again from {CARD.homepage}",
+    )
     return RawDataset(
         inputs=images,
         labels=labels,
@@ -130,30 +128,23 @@ def load(
     )
 
 
-def _read_images(root: Path, image_ids: list[str], size: int) -> np.ndarray:
-    from PIL import Image
-
+def _image_paths(root: Path, image_ids: list[str]) -> list[Path]:
     dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()]
     if not dirs:
         raise DatasetError(
             f"ham10000: no image folder in {root}; unpack HAM10000_images_part_1.zip and HAM10000_images_part_2.zip "
             f"from {CARD.homepage} into {root / 'HAM10000_images_part_1'} and {root / 'HAM10000_images_part_2'}"
         )
-    out = np.empty((len(image_ids), 3, size, size), dtype=np.float32)
-    for i, image_id in enumerate(image_ids):
+    paths = []
+    for image_id in image_ids:
         path = next((d / f"{image_id}.jpg" for d in dirs if (d / f"{image_id}.jpg").is_file()), None)
         if path is None:
             raise DatasetError(
                 f"ham10000: image {image_id}.jpg (listed in {METADATA}) is in none of {[str(d) for d in dirs]}; "
                 f"unpack both image zips from {CARD.homepage} into {root}"
             )
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        except OSError as exc:
-            raise DatasetError(f"ham10000: cannot read image {path}: {exc}; download it again from {CARD.homepage}") from exc
-        out[i] = np.moveaxis(np.asarray(rgb, dtype=np.float32), -1, 0) / np.float32(255.0)
-    return out
+        paths.append(path)
+    return paths
 
 
 def make_example(root: Path) -> dict:
