@@ -76,13 +76,14 @@ def test_gaps_exclude_flagged_and_undefined_groups():
     gaps = hand_report().gaps
     assert list(gaps.columns) == GAP_COLUMNS
     gaps = gaps.set_index("metric")
-    # AUROC: b undefined, c flagged -> a alone: gap 0, ratio 1, worst group = a's value
-    assert gaps.loc["auroc", ["gap", "ratio", "worst_group", "n_groups_in_gap"]].tolist() == pytest.approx([0, 1, 7 / 9, 1])
+    # AUROC: b undefined, c flagged -> a alone: no gap to speak of (NaN, not 0), worst group = a's value
+    assert math.isnan(gaps.loc["auroc", "gap"]) and math.isnan(gaps.loc["auroc", "ratio"])
+    assert gaps.loc["auroc", ["worst_group", "n_groups_in_gap"]].tolist() == pytest.approx([7 / 9, 1])
     # TPR (equal opportunity): a 2/3, b 0.8; c (0.0) is flagged and must not widen the gap to 0.8
     assert gaps.loc["tpr", "gap"] == pytest.approx(0.8 - 2 / 3)
     assert gaps.loc["tpr", "ratio"] == pytest.approx((2 / 3) / 0.8)
     assert gaps.loc["tpr", "worst_group"] == pytest.approx(2 / 3)
-    assert gaps.loc["fpr", "gap"] == 0.0 and gaps.loc["fpr", "n_groups_in_gap"] == 1
+    assert math.isnan(gaps.loc["fpr", "gap"]) and gaps.loc["fpr", "n_groups_in_gap"] == 1
     assert gaps.loc["ppv", "gap"] == pytest.approx(1 / 3)
     assert gaps.loc["selection_rate", "gap"] == pytest.approx(0.3)  # demographic parity
     assert math.isnan(gaps.loc["selection_rate", "worst_group"])

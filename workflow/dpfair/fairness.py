@@ -14,8 +14,8 @@ Definitions (the same everywhere in this module):
   ``flagged``. Every gap, ratio and worst-group value uses only the groups that are not flagged and
   whose value is defined (not NaN), computed from ``MetricFrame.by_group`` restricted to them, so
   one exclusion rule holds for every metric. (fairlearn's ``equalized_odds_difference`` and friends
-  would use all groups; with no group excluded the values here equal theirs.) With one usable
-  group the gap is 0 and the ratio 1; with none, NaN.
+  would use all groups; with no group excluded the values here equal theirs.) With fewer than two
+  usable groups the gap and ratio are NaN: there is nothing to compare.
 * **Gaps.** ``gap`` = max − min, ``ratio`` = min / max (NaN when max is 0), ``worst_group`` = min
   for higher-is-better metrics, max for ``fpr`` and ``ece``, NaN for ``selection_rate``. The named
   fairness differences are gaps: equal-opportunity difference = ``tpr`` gap, demographic-parity
@@ -451,7 +451,11 @@ def _gap_summaries(table: pd.DataFrame, group_reps: dict, flagged: pd.Series, n_
 
 
 def _spread(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Row-wise gap, ratio, min and max of a (rows, groups) array, ignoring NaN; one group gives gap 0."""
+    """Row-wise gap, ratio, min and max of a (rows, groups) array, ignoring NaN.
+
+    A gap compares groups: with fewer than two defined values it is NaN (not 0, which would read as
+    "no disparity"), while min and max still report the one group there is.
+    """
     if values.shape[1] == 0:
         nan = np.full(values.shape[0], np.nan)
         return {"gap": nan, "ratio": nan, "min": nan, "max": nan}
@@ -459,7 +463,8 @@ def _spread(values: np.ndarray) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
         ratio = np.where(high > 0, low / np.where(high > 0, high, 1), np.nan)
-    return {"gap": high - low, "ratio": np.where(np.isnan(high), np.nan, ratio), "min": low, "max": high}
+    comparable = np.sum(~np.isnan(values), axis=1) >= 2
+    return {"gap": np.where(comparable, high - low, np.nan), "ratio": np.where(comparable, ratio, np.nan), "min": low, "max": high}
 
 
 def _summarise(summary: dict, q) -> dict:

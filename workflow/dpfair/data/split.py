@@ -49,7 +49,7 @@ def stratified_split(
         >>> y = np.array([0, 1] * 50)
         >>> s = stratified_split(labels=y, attributes=pd.DataFrame({"sex": ["f", "m"] * 50}), seed=0)
         >>> sorted(pd.Series(s).value_counts().to_dict().items())
-        [('test', 15), ('train', 70), ('val', 15)]
+        [('test', 15), ('train', 69), ('val', 16)]
     """
     n = len(labels)
     min_count = max(2, math.ceil(2 / min(val_fraction, test_fraction)))
