@@ -174,7 +174,7 @@ def render_report(
                 },
                 "card": cards.get(name, {}),
                 "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
-                "reliability": figure_to_data_uri(reliability_figure(rel)) if not (rel := reliability_df[reliability_df["dataset"] == name]).empty else None,
+                "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability_df[reliability_df["dataset"] == name]).empty else None,
                 "audit": audit_rows(m) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
                 "audit_figure": (
                     figure_to_data_uri(utility_figure(m, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5))

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -220,7 +220,3 @@ def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "
 def _auroc_or_nan(y: torch.Tensor, score: np.ndarray) -> float:
     y = y.cpu().numpy()
     return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else math.nan
-
-
-def config_to_dict(config: TrainConfig) -> dict:
-    return asdict(config)

@@ -65,6 +65,12 @@ def get_training_config(wildcards):
     return vars(BENCHMARK.training(wildcards.dataset))
 
 
+def get_report_settings():
+    """The parts of the benchmark definition the report's header describes."""
+    keys = ("name", "description", "epsilons", "seeds", "models", "split", "evaluation")
+    return {k: config[k] for k in keys}
+
+
 def get_train_gpus(wildcards):
     """Train jobs claim a GPU when they run on CUDA, so --resources gpu=N bounds them."""
     return 1 if DEVICE.type == "cuda" else 0

@@ -9,7 +9,7 @@ rule report:
     output:
         html="report/index.html",
     params:
-        benchmark={k: config[k] for k in ("name", "description", "epsilons", "seeds", "models", "split", "evaluation")},
+        benchmark=get_report_settings(),
     log:
         "results/logs/report.log",
     benchmark:
