@@ -57,6 +57,11 @@ def test_defaults_are_filled_but_dataset_overrides_stay_partial():
         (dict(privacy={"delta": 2}), r"privacy.delta"),
         (dict(training={"epoch": 3}), r"training: Additional properties .*'epoch' was unexpected.*allowed keys: \['batch_size', 'epochs'"),
         (dict(models=["mlp"]), r"datasets.synthetic_lesions: no model in models \['mlp'\] accepts 'image'"),
+        (dict(epsilons=[0.123456789]), r"epsilons\[0\] = 0.123456789 has more than 6 significant digits"),
+        (dict(seeds=[0.0]), r"seeds\[0\] = 0.0: write seeds as whole numbers"),
+        (dict(training={"batch_size": 64.0}), r"training.batch_size must be a whole number >= 1, got 64.0"),
+        (dict(evaluation={"intersections": [["site", "agegroup"]]}), r"evaluation.intersections\[0\] names \['agegroup'\]"),
+        (dict(device="gpu"), r"device: 'gpu' does not match"),
     ],
 )
 def test_bad_config_names_the_key(changes, message):

@@ -60,6 +60,8 @@ def test_patients_with_several_rows_are_stated(records):
         ({"accounted_sample_rate": 0.05}, "accounted q 0.05 is below the sampling rate 0.1"),
         ({"noise_multiplier": 0.0}, "noise multiplier 0.0"),
         ({"epsilon_pld": 3.4}, "independent PLD accountant gives epsilon 3.4"),
+        ({"epsilon_spent": float("nan")}, "epsilon spent nan exceeds the target"),
+        ({"epsilon_pld": float("nan")}, "independent PLD accountant gives epsilon nan"),
     ],
 )
 def test_contradictions_fail(records, change, message):

@@ -37,8 +37,9 @@ class TrainConfig:
             raise ConfigError(f"training.optimizer = {self.optimizer!r}; allowed: {list(OPTIMIZER_NAMES)}")
         check_accountant(self.accountant)
         for key in ("epochs", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"training.{key} must be >= 1, got {getattr(self, key)!r}")
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"training.{key} must be a whole number >= 1, got {value!r}")
         if not self.lr > 0 or not self.max_grad_norm > 0:
             raise ConfigError("training.lr and privacy.max_grad_norm must be > 0")
 
@@ -130,7 +131,12 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         filler.validate(config)
 
     for i, eps in enumerate(config["epsilons"]):
-        parse_epsilon(eps, where=f"epsilons[{i}]")
+        value = parse_epsilon(eps, where=f"epsilons[{i}]")
+        if float(format_epsilon(value)) != value:  # ε reaches training through its path form
+            raise ConfigError(f"epsilons[{i}] = {eps!r} has more than 6 significant digits; round it")
+    for i, seed in enumerate(config["seeds"]):
+        if isinstance(seed, float):
+            raise ConfigError(f"seeds[{i}] = {seed!r}: write seeds as whole numbers (0, not 0.0)")
     if len(set(format_epsilon(e) for e in config["epsilons"])) != len(config["epsilons"]):
         raise ConfigError(f"epsilons has duplicates: {config['epsilons']}")
     if len(set(config["seeds"])) != len(config["seeds"]):
@@ -155,6 +161,14 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
             if m not in known_models:
                 raise ConfigError(f"datasets.{name}.models[{i}] = {m!r} is not a known model; allowed: {known_models}")
     benchmark = Benchmark(config=config, modalities=modalities)
+    attributes = {a for name in benchmark.datasets for a in get_dataset(benchmark.module(name), root).card.sensitive_attributes}
+    for i, combo in enumerate(config["evaluation"]["intersections"]):
+        unknown = [a for a in combo if a not in attributes]
+        if unknown:
+            raise ConfigError(
+                f"evaluation.intersections[{i}] names {unknown}, which no dataset of this benchmark has; "
+                f"its datasets' attributes: {sorted(attributes)}"
+            )
     for name in benchmark.datasets:
         if not benchmark.models_for(name):
             raise ConfigError(

@@ -83,13 +83,13 @@ def _errorbar(ax, x, s: pd.DataFrame, **kw):
 
 
 def utility_figure(metrics: pd.DataFrame, epsilons: list[float], *, value: str = "auroc",
-                   ylabel: str = "test AUROC", reference: float | None = None) -> plt.Figure:
-    """``value`` (test AUROC by default) vs ε per model: mean over seeds with its 95% interval; dots are single seeds."""
+                   ylabel: str = "test AUROC", reference: float | None = None, level: float = 0.95) -> plt.Figure:
+    """``value`` (test AUROC by default) vs ε per model: mean over seeds with its ``level`` interval; dots are single seeds."""
     runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     pos = {e: i for i, e in enumerate(epsilons)}
     for i, (model, part) in enumerate(runs.groupby("model")):
-        s = seed_summary(part, value, ["epsilon"]).sort_values("epsilon")
+        s = seed_summary(part, value, ["epsilon"], level).sort_values("epsilon")
         x = s["epsilon"].map(pos).to_numpy() + 0.06 * i
         _errorbar(ax, x, s, marker=MARKERS[i % len(MARKERS)], label=model)
         ax.scatter(part["epsilon"].map(pos) + 0.06 * i + 0.03, part[value], s=8, alpha=0.35, color="k")
@@ -150,7 +150,7 @@ def subgroup_figure(subgroups: pd.DataFrame, epsilons: list[float]) -> plt.Figur
     return fig
 
 
-def gap_figure(metrics: pd.DataFrame, epsilons: list[float]) -> plt.Figure:
+def gap_figure(metrics: pd.DataFrame, epsilons: list[float], *, level: float = 0.95) -> plt.Figure:
     """AUROC gap (max − min over unflagged groups) vs ε, one panel per attribute, mean over seeds with its interval."""
     attributes = sorted(metrics["attribute"].unique())
     fig, axes = plt.subplots(1, len(attributes), figsize=(4.6 * len(attributes), 3.4), squeeze=False)
@@ -158,7 +158,7 @@ def gap_figure(metrics: pd.DataFrame, epsilons: list[float]) -> plt.Figure:
     for ax, attr in zip(axes.flat, attributes):
         part = metrics[metrics["attribute"] == attr]
         for i, (model, m) in enumerate(part.groupby("model")):
-            s = seed_summary(m, "auroc_gap", ["epsilon"]).sort_values("epsilon")
+            s = seed_summary(m, "auroc_gap", ["epsilon"], level).sort_values("epsilon")
             _errorbar(ax, s["epsilon"].map(pos).to_numpy() + 0.06 * i, s, marker=MARKERS[i % len(MARKERS)], label=model)
         ax.set_title(f"AUROC gap across {attr}", fontsize=10)
         _axis(ax, epsilons, "max − min group AUROC")

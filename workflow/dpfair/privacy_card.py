@@ -46,8 +46,10 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "privacy_unit": record["privacy_unit"],
         "privacy_unit_enforcement": _unit_enforcement(meta),
         "guarantee_covers": (
-            "the training split only; validation and test rows are outside it (the validation split fits "
-            "tabular preprocessing and is scored each epoch for the log, never for selection)"
+            "the model's parameters with respect to one training row; validation and test rows are outside it "
+            "(the validation split fits tabular preprocessing and is scored each epoch for the log, never for "
+            "selection). Not covered: the split itself, the training split's reported size, prevalence and group "
+            "sizes, and the membership audit's statistics"
         ),
         "hyperparameter_selection": "none on private data: hyperparameters are fixed in the benchmark definition; no budget spent",
         "secure_rng": bool(record.get("secure_mode", False)),
@@ -80,10 +82,10 @@ def check_privacy_card(card: dict) -> None:
         raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
     if not card["noise_multiplier"] > 0:
         raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
-    if card["epsilon_spent"] > card["target_epsilon"] * (1 + 1e-6):
+    if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE
-    if card["epsilon_pld"] > card["target_epsilon"] * (1 + rel) + absolute:
+    if not card["epsilon_pld"] <= card["target_epsilon"] * (1 + rel) + absolute:
         raise PrivacyError(
             f"the independent PLD accountant gives epsilon {card['epsilon_pld']:.4f} for target {card['target_epsilon']}"
         )

@@ -92,12 +92,12 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     return rows
 
 
-def audit_rows(metrics: pd.DataFrame) -> list[dict]:
+def audit_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
     """Per (model, ε): attack AUROC over seeds, TPR at low FPR, bound violations and the empirical ε lower bound."""
     runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
     rows = []
     for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
-        auc = seed_summary(part, "mia_auroc", ["model"]).iloc[0]
+        auc = seed_summary(part, "mia_auroc", ["model"], level).iloc[0]
         violated = part["mia_bound_violated"].astype(str).str.lower().eq("true")
         rows.append({
             "model": model, "epsilon": epsilon_label(eps),
@@ -109,12 +109,12 @@ def audit_rows(metrics: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
+def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.95) -> list[dict]:
     """Per (model, ε): AUROC mean [interval] over seeds, ε spent, and per attribute the gap and worst group."""
     rows = []
     runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
     for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
-        auroc = seed_summary(part, "auroc", ["model"]).iloc[0]
+        auroc = seed_summary(part, "auroc", ["model"], level).iloc[0]
         row = {
             "model": model,
             "epsilon": epsilon_label(eps),
@@ -125,7 +125,7 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float]) -> list[dict]:
         }
         cell = metrics[(metrics["model"] == model) & (metrics["epsilon"] == eps) & (metrics["attribute"] != NO_ATTRIBUTE)]
         for attr, m in cell.groupby("attribute", sort=True):
-            gap = seed_summary(m, "auroc_gap", ["attribute"]).iloc[0]
+            gap = seed_summary(m, "auroc_gap", ["attribute"], level).iloc[0]
             worst = m["worst_group_auroc"].mean()
             row["attributes"].append({"name": attr, "gap": f"{fmt(gap['mean'])} [{fmt(gap['low'])}, {fmt(gap['high'])}]", "worst": fmt(worst)})
         rows.append(row)
@@ -150,6 +150,7 @@ def render_report(
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = _cards_by_dataset(privacy_cards)
+    level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
     sections = []
     for name, meta in metas.items():
         m = metrics_df[metrics_df["dataset"] == name]
@@ -165,19 +166,19 @@ def render_report(
                 "group_sizes": {
                     attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()
                 },
-                "summary": summary_rows(m, epsilons),
+                "summary": summary_rows(m, epsilons, level),
                 "attributes": sorted(g["attribute"].unique()),
                 "figures": {
-                    "utility": figure_to_data_uri(utility_figure(m, epsilons)),
+                    "utility": figure_to_data_uri(utility_figure(m, epsilons, level=level)),
                     "subgroups": figure_to_data_uri(subgroup_figure(g, epsilons)) if not g.empty else None,
-                    "gap": figure_to_data_uri(gap_figure(m, epsilons)) if not g.empty else None,
+                    "gap": figure_to_data_uri(gap_figure(m, epsilons, level=level)) if not g.empty else None,
                 },
                 "card": cards.get(name, {}),
                 "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
                 "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability_df[reliability_df["dataset"] == name]).empty else None,
-                "audit": audit_rows(m) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
+                "audit": audit_rows(m, level) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
                 "audit_figure": (
-                    figure_to_data_uri(utility_figure(m, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5))
+                    figure_to_data_uri(utility_figure(m, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5, level=level))
                     if "mia_auroc" in m and m["mia_auroc"].notna().any() else None
                 ),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
@@ -195,6 +196,7 @@ def render_report(
     html = env.get_template("report.html.j2").render(
         benchmark=benchmark,
         sections=sections,
+        level=f"{100 * level:g}",
         epsilons=", ".join(epsilon_label(float(e)) for e in benchmark.get("epsilons", [])),
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         environment={

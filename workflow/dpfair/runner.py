@@ -91,10 +91,10 @@ def train_run(
     card = build_privacy_card(record, prepared.meta)
     record.update({k: card[k] for k in ("epsilon_rdp", "epsilon_prv", "epsilon_pld")}, history=result.history)
     log.info("privacy card: %s", {k: v for k, v in card.items() if k != "independent_accountants"})
-    Path(card_path).write_text(json.dumps(card, indent=2, default=_json_float))
+    Path(card_path).write_text(json.dumps(_jsonable(card), indent=2, allow_nan=False))
     torch.save(result.model.state_dict(), model_path)
     scores.to_csv(scores_path, index=False)
-    Path(record_path).write_text(json.dumps(record, indent=2, default=_json_float))
+    Path(record_path).write_text(json.dumps(_jsonable(record), indent=2, allow_nan=False))
     return record
 
 
@@ -217,9 +217,14 @@ def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFra
     return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
 
 
-def _json_float(value):
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _jsonable(value):
+    """Plain JSON for other tools: inf as the string "inf" (what ε = ∞ is called everywhere), NaN as null."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value

@@ -14,7 +14,8 @@ NA_VALUES = ["", "nan", "NaN"]
 
 def concat_csvs(paths: Iterable[str | Path], output: str | Path | None = None) -> pd.DataFrame:
     frames = [pd.read_csv(p, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str}) for p in paths]
-    frames = [f for f in frames if not f.empty]
+    # header-only tables (no sensitive attributes) still give the summary its columns
+    frames = [f for f in frames if not f.empty] or frames[:1]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)

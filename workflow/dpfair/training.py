@@ -176,7 +176,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         accounted_sample_rate = max(q for _, q, _ in engine.accountant.history)
         if accounted_sample_rate < sample_rate:
             raise PrivacyError(f"the accountant charged q = {accounted_sample_rate:.6g} but batches were sampled at {sample_rate:.6g}")
-        if epsilon_spent > epsilon * (1 + 1e-6):
+        if not epsilon_spent <= epsilon * (1 + 1e-6):  # NaN must fail too
             raise PrivacyError(f"accountant reports epsilon {epsilon_spent:.4f} spent, above the target {epsilon}")
     record = {
         "epsilon": epsilon,

@@ -1,4 +1,5 @@
 import os
+import re
 
 # Two torch jobs side by side collapse under libgomp's default spin-wait (0.015 s -> 0.60 s per step
 # measured on 2 cores); passive waiting costs nothing solo. Jobs inherit this environment.
@@ -8,7 +9,6 @@ from pathlib import Path
 
 from dpfair.config import load_yaml, validate_config
 from dpfair.data.registry import datasets_dir
-from dpfair.models import resolve_device
 
 
 DEFAULT_BENCHMARK = Path(workflow.basedir) / "benchmarks" / "default.yaml"
@@ -18,16 +18,15 @@ if not config:
 
 BENCHMARK = validate_config(config)
 DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
-DEVICE = resolve_device(config["device"])
 
 RUN_DIR = "results/runs/{dataset}/{model}/eps-{epsilon}/seed-{seed}"
 PREPARED_DIR = "results/prepared/{dataset}"
 
 
 wildcard_constraints:
-    dataset="|".join(BENCHMARK.datasets),
-    model="|".join(sorted({m for _, m in BENCHMARK.cells()})),
-    epsilon="|".join(BENCHMARK.epsilons),
+    dataset="|".join(map(re.escape, BENCHMARK.datasets)),
+    model="|".join(map(re.escape, sorted({m for _, m in BENCHMARK.cells()}))),
+    epsilon="|".join(map(re.escape, BENCHMARK.epsilons)),
     seed=r"\d+",
 
 
@@ -72,5 +71,14 @@ def get_report_settings():
 
 
 def get_train_gpus(wildcards):
-    """Train jobs claim a GPU when they run on CUDA, so --resources gpu=N bounds them."""
-    return 1 if DEVICE.type == "cuda" else 0
+    """Train jobs claim a GPU when they run on CUDA, so --resources gpu=N bounds them.
+
+    An explicit cuda device claims one without looking for a GPU here (a cluster's submit host may have
+    none); 'auto' claims one when this machine has CUDA.
+    """
+    device = config["device"]
+    if device == "auto":
+        import torch
+
+        return 1 if torch.cuda.is_available() else 0
+    return 1 if device.startswith("cuda") else 0
