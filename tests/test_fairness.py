@@ -279,7 +279,7 @@ def test_bootstrap_intervals_cover_at_the_nominal_rate():
     for rep in range(repetitions):
         ya, sa = binormal(rng, 80, 120, d_a)
         yb, sb = binormal(rng, 60, 90, d_b)
-        y, s, g = np.r_[ya, yb], np.r_[sa, sb], np.r_[np.zeros(200, int), np.ones(150, int)]
+        y, g = np.r_[ya, yb], np.r_[np.zeros(200, int), np.ones(150, int)]
         weights = stratified_bootstrap_weights(strata=pd.DataFrame({"g": g, "y": y}), n_boot=n_boot, seed=rep)
         a = weighted_metrics(y_true=ya, score=sa, weights=weights[:, g == 0], threshold=cut, metrics=("auroc", "tpr"))
         b = weighted_metrics(y_true=yb, score=sb, weights=weights[:, g == 1], metrics=("auroc",))

@@ -4,4 +4,9 @@ The library is plain Python and importable without Snakemake; the workflow's rul
 adapters around it.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("dpfair")
+except PackageNotFoundError:  # imported from a checkout without installing
+    __version__ = "unknown"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ from dpfair.audit import audit_membership
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
 from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.models import resolve_device
 from dpfair.privacy import format_epsilon, parse_epsilon
@@ -91,10 +91,10 @@ def train_run(
     card = build_privacy_card(record, prepared.meta)
     record.update({k: card[k] for k in ("epsilon_rdp", "epsilon_prv", "epsilon_pld")}, history=result.history)
     log.info("privacy card: %s", {k: v for k, v in card.items() if k != "independent_accountants"})
-    Path(card_path).write_text(json.dumps(_jsonable(card), indent=2, allow_nan=False))
+    write_json(card_path, card)
     torch.save(result.model.state_dict(), model_path)
     scores.to_csv(scores_path, index=False)
-    Path(record_path).write_text(json.dumps(_jsonable(record), indent=2, allow_nan=False))
+    write_json(record_path, record)
     return record
 
 
@@ -215,16 +215,3 @@ def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFra
     metrics = [m for m in METRICS if m in groups["metric"].unique()]
     wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
     return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
-
-
-def _jsonable(value):
-    """Plain JSON for other tools: inf as the string "inf" (what ε = ∞ is called everywhere), NaN as null."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value

@@ -24,12 +24,12 @@ from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.validators import ModuleValidator
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
+from dpfair.metrics import safe_auroc
 from dpfair.models import build_model, count_parameters
 from dpfair.privacy import is_private
 
@@ -160,7 +160,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
         entry["epsilon_so_far"] = float(engine.get_epsilon(delta)) if engine is not None else math.inf
         if x_val is not None and y_val is not None:
-            entry["val_auroc"] = _auroc_or_nan(y_val, predict(model, x_val, device=device))
+            entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(model, x_val, device=device))
         history.append(entry)
         log.info(
             "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
@@ -215,8 +215,3 @@ def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "
     out = [torch.sigmoid(model(x[i : i + batch_size].to(device)).squeeze(-1)).cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.empty(0)
-
-
-def _auroc_or_nan(y: torch.Tensor, score: np.ndarray) -> float:
-    y = y.cpu().numpy()
-    return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else math.nan

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +19,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from dpfair.data.contract import DatasetCard, RawDataset
+from dpfair.data.contract import DatasetCard
 from dpfair.data.registry import get_dataset
 from dpfair.data.split import SPLITS, stratified_split
 from dpfair.data.validate import validate_raw, validate_split
 from dpfair.errors import DatasetError
+from dpfair.jsonio import write_json
 from dpfair.privacy import resolve_delta
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> 
 def save_prepared(prepared: PreparedDataset, *, data: str | Path, samples: str | Path, meta: str | Path) -> None:
     torch.save({"x": prepared.x, "y": prepared.y}, data)
     prepared.samples.to_csv(samples, index=False)
-    Path(meta).write_text(json.dumps(prepared.meta, indent=2, default=_json_default))
+    write_json(meta, prepared.meta)
 
 
 def load_prepared(*, data: str | Path, samples: str | Path, meta: str | Path) -> PreparedDataset:
@@ -177,11 +177,3 @@ def load_prepared(*, data: str | Path, samples: str | Path, meta: str | Path) ->
     for col in info["card"]["sensitive_attributes"]:
         table[col] = table[col].astype(str)
     return PreparedDataset(x=tensors["x"], y=tensors["y"], samples=table, meta=info)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return None if math.isnan(value) else float(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -107,9 +107,7 @@ def get_dataset(name: str, directory: str | os.PathLike | None = None) -> Datase
             f"{path}: the module registers no dataset named {name!r}; decorate its loader with "
             f"@register_dataset(DatasetCard(name={name!r}, ...))"
         )
-    example = getattr(module, "make_example", None)
-    if example is not None:
-        _DATASETS[name] = DatasetSpec(card=_DATASETS[name].card, load=_DATASETS[name].load, path=path, make_example=example)
+    _DATASETS[name] = replace(_DATASETS[name], make_example=getattr(module, "make_example", None))
     return _DATASETS[name]
 
 
