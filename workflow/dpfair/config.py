@@ -19,6 +19,8 @@ from dpfair.privacy import check_accountant, format_epsilon, parse_epsilon
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
+#: Per-sample clipping paths: dpfair's book-keeping path and Opacus's grad-sample modes ("auto" picks).
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,15 @@ class TrainConfig:
     lr: float = 1e-3
     max_grad_norm: float = 1.0
     accountant: str = "prv"
+    grad_sample_mode: str = "auto"
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ConfigError(f"training.optimizer = {self.optimizer!r}; allowed: {list(OPTIMIZER_NAMES)}")
+        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ConfigError(
+                f"training.grad_sample_mode = {self.grad_sample_mode!r}; allowed: {list(GRAD_SAMPLE_MODES)}"
+            )
         check_accountant(self.accountant)
         for key in ("epochs", "batch_size"):
             value = getattr(self, key)

@@ -82,3 +82,16 @@ def get_train_gpus(wildcards):
 
         return 1 if torch.cuda.is_available() else 0
     return 1 if device.startswith("cuda") else 0
+
+
+def get_speed_table():
+    """The speed benchmark's table when the config asks for it (speed.enabled), else nothing."""
+    return ["results/speed.csv"] if config["speed"]["enabled"] else []
+
+
+def get_run_benchmarks():
+    """Snakemake's benchmark record of every train job of the grid (wall time, peak memory)."""
+    return [
+        f"results/benchmarks/train/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}.tsv"
+        for r in BENCHMARK.runs()
+    ]
