@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install, run the default benchmark -> report/index.html
 #   make test   create .venv if needed, install, run the tests
+#   make bench  the speed benchmark of BENCHMARK's models -> results/speed.csv
+#               (make bench BENCHMARK=benchmarks/speed.yaml: ResNet-18 and DenseNet-121 too)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ BENCHMARK ?= benchmarks/default.yaml
 # libgomp's spin-wait makes parallel torch jobs collapse on few cores; passive waiting costs nothing.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run dry-run test clean
+.PHONY: install run dry-run bench test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,9 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
 
+bench: install
+	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed
+
 dry-run: install
 	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK) -n
 
@@ -33,4 +38,4 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf results/prepared results/runs results/summary results/logs results/benchmarks report/index.html .snakemake
+	rm -rf results/prepared results/runs results/summary results/logs results/benchmarks results/speed.csv report/index.html .snakemake

@@ -24,6 +24,7 @@ TINY = {
     "seeds": [0],
     "training": {"epochs": 1, "batch_size": 64},
     "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
+    "speed": {"warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
 }
 
 METRIC_COLUMNS = (
@@ -54,7 +55,7 @@ def test_dry_run_lists_the_grid(tmp_path):
     result = snakemake(tmp_path, TINY, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("report", 1)):
+    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1)):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
 
 
@@ -127,3 +128,34 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "epsilons[1]: epsilon must be > 0" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.integration
+def test_compute_cost_comes_from_the_train_jobs_benchmark_records(tiny_run):
+    # an earlier test deletes a run and the summaries; finishing the grid again also checks that the
+    # benchmark records, inputs of the aggregate rule, are rewritten by the redone train job
+    result = snakemake(tiny_run, TINY)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    cells = pd.read_csv(tiny_run / "results/summary/compute_cost.csv")
+    assert list(cells["epsilon"]) == [1.0, float("inf")] and set(cells["n_seeds"]) == {1}
+    assert (cells["job_seconds_mean"] > cells["train_seconds_mean"]).all() and (cells["max_rss_mb_max"] > 0).all()
+    ratios = pd.read_csv(tiny_run / "results/summary/compute_ratios.csv")
+    assert list(ratios["epsilon"]) == [1.0] and ratios[["job_seconds_ratio", "max_rss_ratio"]].notna().all().all()
+    html = (tiny_run / "report/index.html").read_text()
+    assert 'id="compute-cost"' in html and "train-loop s, mean" in html
+    speed = tiny_run / "results/speed.csv"
+    assert ('id="speed"' in html) == (speed.exists() and not pd.read_csv(speed).empty)
+
+
+@pytest.mark.integration
+def test_speed_table_covers_each_cell_and_path(tiny_run):
+    """Figures are not asserted (they depend on the machine): only what was measured and how it is labelled."""
+    speed = pd.read_csv(tiny_run / "results/speed.csv")
+    assert list(speed["mode"]) == ["nonprivate", "bookkeeping", "hooks"]
+    assert (speed["model"] == "cnn").all() and (speed["input_size"] == "1x16x16").all() and (speed["batch"] == 64).all()
+    assert (speed["status"] == "ok").all() and (speed["timed_steps"] == 3).all()
+    assert list(speed["is_default"]) == [False, True, False]
+    assert speed.loc[speed["mode"] == "nonprivate", ["time_ratio", "memory_ratio"]].eq(1.0).all().all()
+    assert (speed["step_seconds_median"] > 0).all() and (speed["device"] == "cpu").all()
+    html = (tiny_run / "report/index.html").read_text()
+    assert 'id="speed"' in html and "bookkeeping" in html

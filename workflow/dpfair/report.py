@@ -22,7 +22,8 @@ import dpfair
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.fairness import METRIC_LABELS
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
-from dpfair.summary import read_summary
+from dpfair.errors import DpfairError
+from dpfair.summary import NA_VALUES, read_summary
 
 PRIVACY_COLUMNS = [
     ("model", "model"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
@@ -132,6 +133,98 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.
     return rows
 
 
+def ratio_label(value) -> str:
+    """A ratio to the non-private reference as the report prints it.
+
+    Example:
+        >>> ratio_label(1.2345), ratio_label(2.0), ratio_label(float("nan"))
+        ('1.23×', '2×', '—')
+    """
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{fmt(float(value), 2)}×"
+
+
+def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | None:
+    """Rows of the "Compute cost" section from ``compute_cost.csv`` and ``compute_ratios.csv``; None when no run."""
+    cells_df, ratios_df = read_summary(cells), read_summary(ratios)
+    if cells_df.empty:
+        return None
+    cell_rows = [
+        {
+            "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]), "n_seeds": int(r["n_seeds"]),
+            "job": f"{fmt(r['job_seconds_mean'], 1)} [{fmt(r['job_seconds_min'], 1)}–{fmt(r['job_seconds_max'], 1)}]",
+            "train": fmt(r["train_seconds_mean"], 2), "rss": fmt(r["max_rss_mb_max"], 0), "mode": fmt(r["grad_sample_mode"]),
+        }
+        for r in cells_df.to_dict("records")
+    ]
+    ratio_rows = [
+        {
+            "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]),
+            "job": ratio_label(r["job_seconds_ratio"]), "train": ratio_label(r["train_seconds_ratio"]),
+            "rss": ratio_label(r["max_rss_ratio"]),
+        }
+        for r in ratios_df.to_dict("records")
+    ]
+    devices = sorted({d for value in cells_df["device"].dropna() for d in str(value).split(", ")})
+    return {"cells": cell_rows, "ratios": ratio_rows, "devices": ", ".join(devices) or "not recorded"}
+
+
+#: The speed goal: a private path's step takes at most this many times the non-private step's time and peak memory.
+SPEED_TIME_TARGET, SPEED_MEMORY_TARGET = 1.25, 1.2
+SPEED_COLUMNS = [
+    "dataset", "model", "input_size", "batch", "mode", "exact", "device", "threads", "torch_version", "opacus_version",
+    "timed_steps", "step_seconds_median", "step_seconds_p25", "step_seconds_p75", "peak_memory_mb", "time_ratio",
+    "memory_ratio", "is_default", "status",
+]
+
+
+def _is_true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1")
+
+
+def meets_speed_target(row: dict) -> bool:
+    """Whether a measured private path is within the time and memory targets of the non-private step.
+
+    Example:
+        >>> meets_speed_target({"mode": "bookkeeping", "status": "ok", "time_ratio": 1.2, "memory_ratio": 1.1})
+        True
+        >>> meets_speed_target({"mode": "hooks", "status": "ok", "time_ratio": 1.9, "memory_ratio": 1.1})
+        False
+    """
+    return (
+        row["mode"] != "nonprivate" and row["status"] == "ok"
+        and row["time_ratio"] <= SPEED_TIME_TARGET and row["memory_ratio"] <= SPEED_MEMORY_TARGET
+    )
+
+
+def speed_section(path: str | Path) -> dict | None:
+    """Tables of the "Speed of DP-SGD paths" section from ``results/speed.csv``; None when it has no rows."""
+    table = pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"input_size": str, "status": str, "mode": str})
+    if missing := [c for c in SPEED_COLUMNS if c not in table.columns]:
+        raise DpfairError(f"{path}: speed table lacks columns {missing}; rerun the speed benchmark to rewrite it")
+    if table.empty:
+        return None
+    setting = {c: ", ".join(sorted(set(table[c].dropna().astype(str)))) for c in ("device", "threads", "torch_version", "opacus_version")}
+    cells = []
+    for (dataset, model), part in table.groupby(["dataset", "model"], sort=True):
+        rows = []
+        for r in part.to_dict("records"):
+            step = f"{fmt(r['step_seconds_median'], 4)} [{fmt(r['step_seconds_p25'], 4)}–{fmt(r['step_seconds_p75'], 4)}]"
+            rows.append({
+                "mode": r["mode"], "exact": fmt(r["exact"]) if pd.isna(r["exact"]) else ("yes" if _is_true(r["exact"]) else "no"),
+                "step": step,
+                "memory": fmt(r["peak_memory_mb"], 0), "time_ratio": ratio_label(r["time_ratio"]),
+                "memory_ratio": ratio_label(r["memory_ratio"]), "default": _is_true(r["is_default"]),
+                "meets": "reference" if r["mode"] == "nonprivate" else ("✓" if meets_speed_target(r) else ""),
+                "status": fmt(r["status"]),
+            })
+        first = part.iloc[0]
+        cells.append({
+            "dataset": dataset, "model": model, "input_size": first["input_size"], "batch": first["batch"],
+            "timed_steps": ", ".join(sorted(set(part["timed_steps"].dropna().astype(int).astype(str)))), "rows": rows,
+        })
+    return {"setting": setting, "cells": cells, "time_target": fmt(SPEED_TIME_TARGET, 2), "memory_target": fmt(SPEED_MEMORY_TARGET, 2)}
+
+
 def render_report(
     *,
     metrics: str | Path,
@@ -142,8 +235,17 @@ def render_report(
     privacy_cards: Iterable[str | Path] = (),
     gap_changes: str | Path | None = None,
     reliability: str | Path | None = None,
+    compute_cost: str | Path | None = None,
+    compute_ratios: str | Path | None = None,
+    speed: str | Path | None = None,
 ) -> str:
-    """Build every figure and table from the summary CSVs and write one HTML file."""
+    """Build every figure and table from the summary CSVs and write one HTML file.
+
+    ``compute_cost``/``compute_ratios`` (written together by the aggregate rule) and ``speed`` are optional:
+    without them the page has no compute-cost or speed section.
+    """
+    if (compute_cost is None) != (compute_ratios is None):
+        raise DpfairError("render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)")
     metrics_df = read_summary(metrics)
     subgroups_df = read_summary(subgroups)
     changes_df = read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=["dataset"])
@@ -196,6 +298,8 @@ def render_report(
     html = env.get_template("report.html.j2").render(
         benchmark=benchmark,
         sections=sections,
+        compute_cost=compute_cost_section(cells=compute_cost, ratios=compute_ratios) if compute_cost else None,
+        speed=speed_section(speed) if speed else None,
         level=f"{100 * level:g}",
         epsilons=", ".join(epsilon_label(float(e)) for e in benchmark.get("epsilons", [])),
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.config import TrainConfig
+from dpfair.dpsgd import make_nonprivate, make_private
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.metrics import safe_auroc
 from dpfair.models import build_model, count_parameters
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 #: no grad; secure_mode=False is recorded in every run record instead; and the RDP bracketing inside
 #: noise calibration notes its alpha range even when the PRV accountant decides.
 _QUIET = ("Full backward hook is firing", "Secure RNG turned off", "Optimal order is the largest alpha")
+
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {  # keys match config.OPTIMIZER_NAMES
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
@@ -117,22 +119,18 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
             target_epsilon=epsilon, target_delta=delta, sample_rate=1.0 / batches_per_epoch,
             steps=config.epochs * batches_per_epoch, accountant=config.accountant,
         )
-        model, optimizer, loader = engine.make_private(
-            module=model,
-            optimizer=optimizer,
-            data_loader=base_loader,
-            noise_multiplier=sigma,
-            max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True,
+        trainer = make_private(
+            engine=engine, model=model, optimizer=optimizer, data_loader=base_loader,
+            noise_multiplier=sigma, max_grad_norm=config.max_grad_norm, mode=config.grad_sample_mode,
         )
-        noise_multiplier = float(optimizer.noise_multiplier)
-        max_grad_norm = float(optimizer.max_grad_norm)
+        noise_multiplier = float(trainer.optimizer.noise_multiplier)
+        max_grad_norm = float(trainer.optimizer.max_grad_norm)
     else:
-        loader = DPDataLoader.from_data_loader(base_loader)
+        trainer = make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader)
         noise_multiplier, max_grad_norm = 0.0, math.nan
+    loader = trainer.loader
     sample_rate = float(loader.sample_rate)
 
-    loss_fn = nn.BCEWithLogitsLoss()
     history: list[dict] = []
     if not isinstance(loader, DPDataLoader):  # Poisson accounting on shuffled batches would misreport ε
         raise PrivacyError(f"training must use Poisson sampling (DPDataLoader), got {type(loader).__name__}")
@@ -143,29 +141,20 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         loss_sum, n_seen = 0.0, 0
         start = time.perf_counter()
         for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            optimizer.zero_grad(set_to_none=False)
-            logits = model(xb).squeeze(-1)
-            if len(yb):
-                loss = loss_fn(logits, yb)
-                loss.backward()
-                loss_sum += float(loss.detach()) * len(yb)
-                n_seen += len(yb)
-            elif engine is not None:
-                # An empty Poisson batch is still a DP step: Opacus adds noise to a zero gradient.
-                (logits.sum() * 0.0).backward()
-            optimizer.step()
+            loss_sum += trainer.step(xb.to(device), yb.to(device))
+            n_seen += len(yb)
             steps += 1
         train_seconds += time.perf_counter() - start
         entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
         entry["epsilon_so_far"] = float(engine.get_epsilon(delta)) if engine is not None else math.inf
         if x_val is not None and y_val is not None:
-            entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(model, x_val, device=device))
+            entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(trainer.module, x_val, device=device))
         history.append(entry)
         log.info(
             "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
             f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
         )
+    trainer.close()
 
     epsilon_spent = float(engine.get_epsilon(delta)) if engine is not None else math.inf
     accounted_sample_rate = sample_rate
@@ -192,6 +181,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "epochs": config.epochs,
         "steps": steps,
         "accountant": config.accountant if engine is not None else "none",
+        "grad_sample_mode": trainer.mode,
         "n_train": n_train,
         "train_seconds": train_seconds,
         "seed": seed,
@@ -203,8 +193,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "opacus_version": opacus.__version__,
         "final_loss": history[-1]["loss"] if history else math.nan,
     }
-    trained = model._module if engine is not None else model
-    return TrainResult(model=trained, record=record, history=history)
+    return TrainResult(model=trainer.module, record=record, history=history)
 
 
 @torch.no_grad()

@@ -95,3 +95,15 @@ def get_run_benchmarks():
         f"results/benchmarks/train/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}.tsv"
         for r in BENCHMARK.runs()
     ]
+
+
+def get_speed_cells():
+    """Each (dataset, model) cell with the batch size and clipping path its training uses."""
+    cells = []
+    for dataset, model in BENCHMARK.cells():
+        training = BENCHMARK.training(dataset)
+        cells.append(
+            {"dataset": dataset, "model": model, "batch_size": training.batch_size,
+             "grad_sample_mode": training.grad_sample_mode}
+        )
+    return cells

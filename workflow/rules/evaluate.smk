@@ -26,12 +26,16 @@ rule aggregate:
         gaps=get_run_outputs("gaps.csv"),
         replicates=get_run_outputs("gap_replicates.csv.gz"),
         reliability=get_run_outputs("reliability.csv"),
+        records=get_run_outputs("run.json"),
+        train_benchmarks=get_run_benchmarks(),
     output:
         metrics="results/summary/metrics.csv",
         subgroups="results/summary/subgroups.csv",
         gaps="results/summary/gaps.csv",
         gap_changes="results/summary/gap_changes.csv",
         reliability="results/summary/reliability.csv",
+        compute_cost="results/summary/compute_cost.csv",
+        compute_ratios="results/summary/compute_ratios.csv",
     params:
         level=config["evaluation"]["ci_level"],
     log:

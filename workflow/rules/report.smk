@@ -4,6 +4,9 @@ rule report:
         subgroups=rules.aggregate.output.subgroups,
         gap_changes=rules.aggregate.output.gap_changes,
         reliability=rules.aggregate.output.reliability,
+        compute_cost=rules.aggregate.output.compute_cost,
+        compute_ratios=rules.aggregate.output.compute_ratios,
+        speed=get_speed_table(),
         meta=get_dataset_meta(),
         cards=get_run_outputs("privacy_card.json"),
     output:

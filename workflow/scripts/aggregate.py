@@ -1,9 +1,10 @@
-"""Rule script: stack every run's tables into the summary tables and derive the gap changes."""
+"""Rule script: stack every run's tables into the summary tables, derive the gap changes and the compute cost."""
 
 from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
+from dpfair.compute_cost import compute_cost  # noqa: E402
 from dpfair.summary import summarise  # noqa: E402
 
 summarise(
@@ -11,3 +12,6 @@ summarise(
     outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
     level=snakemake.params.level,
 )
+cells, ratios = compute_cost(benchmarks=snakemake.input.train_benchmarks, records=snakemake.input.records)
+cells.to_csv(snakemake.output.compute_cost, index=False)
+ratios.to_csv(snakemake.output.compute_ratios, index=False)

@@ -15,4 +15,8 @@ render_report(
     privacy_cards=snakemake.input.cards,
     gap_changes=snakemake.input.gap_changes,
     reliability=snakemake.input.reliability,
+    compute_cost=snakemake.input.compute_cost,
+    compute_ratios=snakemake.input.compute_ratios,
+    # empty when the config switches the speed benchmark off
+    speed=snakemake.input.speed[0] if snakemake.input.speed else None,
 )

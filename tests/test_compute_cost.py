@@ -1,0 +1,195 @@
+"""Compute cost from Snakemake benchmark records, and the report's compute-cost and speed sections."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from dpfair.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
+from dpfair.errors import DpfairError
+from dpfair.report import compute_cost_section, speed_section
+from dpfair.summary import read_summary
+from test_summary import run_grid
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_run(root, *, dataset="d", model="mlp", epsilon="1", seed=0, seconds=8.0, rss="600.00", train_seconds=1.0,
+              **record):
+    """One run's benchmark record and run.json where the workflow puts them; returns (benchmark, run.json)."""
+    bench = root / "results/benchmarks/train" / dataset / model / f"eps-{epsilon}" / f"seed-{seed}.tsv"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    # Snakemake's own layout: tab-separated, seconds with two decimals, NA for memory it did not sample
+    bench.write_text(HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n")
+    run = root / "results/runs" / dataset / model / f"eps-{epsilon}" / f"seed-{seed}" / "run.json"
+    run.parent.mkdir(parents=True, exist_ok=True)
+    eps_value = epsilon if epsilon == "inf" else float(epsilon)
+    run.write_text(json.dumps({"dataset": dataset, "model": model, "epsilon": eps_value, "seed": seed,
+                               "train_seconds": train_seconds, "device": "cpu", **record}))
+    return bench, run
+
+
+def grid(root, runs):
+    paths = [write_run(root, **r) for r in runs]
+    return [b for b, _ in paths], [r for _, r in paths]
+
+
+def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
+    benches, records = grid(tmp_path, [
+        {"epsilon": "1", "seed": 0, "seconds": 8.0, "rss": "620.00", "train_seconds": 1.5, "grad_sample_mode": "bookkeeping"},
+        {"epsilon": "1", "seed": 1, "seconds": 10.0, "rss": "630.00", "train_seconds": 1.7, "grad_sample_mode": "bookkeeping"},
+        {"epsilon": "10", "seed": 0, "seconds": 7.0, "rss": "610.00", "train_seconds": 1.2},
+        {"epsilon": "inf", "seed": 0, "seconds": 5.0, "rss": "575.00", "train_seconds": 0.3},
+        {"epsilon": "inf", "seed": 1, "seconds": 6.0, "rss": "500.00", "train_seconds": 0.5},
+    ])
+    cells, ratios = compute_cost(benchmarks=benches, records=records)
+    assert list(cells.columns) == CELL_COLUMNS and list(ratios.columns) == RATIO_COLUMNS
+    assert list(cells["epsilon"]) == [1.0, 10.0, math.inf]  # numeric order, inf last (not "1", "10", "inf" as strings)
+    one = cells.iloc[0]
+    assert (one["n_seeds"], one["job_seconds_mean"], one["job_seconds_min"], one["job_seconds_max"]) == (2, 9.0, 8.0, 10.0)
+    assert one["train_seconds_mean"] == pytest.approx(1.6) and one["max_rss_mb_max"] == 630.0
+    assert one["grad_sample_mode"] == "bookkeeping" and cells.iloc[1]["grad_sample_mode"] == ""  # key absent: optional
+    assert list(ratios["epsilon"]) == [1.0, 10.0]  # private cells only
+    r1 = ratios.iloc[0]
+    assert r1["job_seconds_ratio"] == pytest.approx(9.0 / 5.5)
+    assert r1["train_seconds_ratio"] == pytest.approx(1.6 / 0.4)
+    assert r1["max_rss_ratio"] == pytest.approx(630 / 575)  # peak vs peak, not vs the mean
+
+
+def test_grid_without_nonprivate_runs_gives_nan_ratios(tmp_path):
+    benches, records = grid(tmp_path, [{"epsilon": "1", "seed": 0}, {"epsilon": "3", "seed": 0}])
+    cells, ratios = compute_cost(benchmarks=benches, records=records)
+    assert len(cells) == 2 and len(ratios) == 2
+    assert ratios[["job_seconds_ratio", "train_seconds_ratio", "max_rss_ratio"]].isna().all().all()
+
+
+def test_unsampled_memory_and_missing_train_seconds_stay_nan(tmp_path):
+    benches, records = grid(tmp_path, [
+        {"epsilon": "1", "seed": 0, "rss": "NA"},  # Snakemake's NA: job ended before memory was sampled
+        {"epsilon": "3", "seed": 0, "train_seconds": None},  # jsonio writes NaN as null
+        {"epsilon": "inf", "seed": 0, "rss": "0.00"},
+    ])
+    # a record written before train_seconds existed
+    record = json.loads(records[2].read_text())
+    del record["train_seconds"]
+    records[2].write_text(json.dumps(record))
+    cells, ratios = compute_cost(benchmarks=benches, records=records)
+    assert math.isnan(cells.iloc[0]["max_rss_mb_max"]) and cells.iloc[1]["max_rss_mb_max"] == 600.0
+    assert math.isnan(cells.iloc[1]["train_seconds_mean"]) and math.isnan(cells.iloc[2]["train_seconds_mean"])
+    assert ratios[["max_rss_ratio", "train_seconds_ratio"]].isna().all().all()  # NaN over 0 too, not inf
+    assert list(ratios["job_seconds_ratio"]) == [1.0, 1.0]
+
+
+def test_tables_round_trip_through_csv_with_inf(tmp_path):
+    benches, records = grid(tmp_path, [{"epsilon": "1"}, {"epsilon": "inf", "seconds": 4.0}])
+    cells, _ = compute_cost(benchmarks=benches, records=records)
+    cells.to_csv(tmp_path / "cells.csv", index=False)
+    back = read_summary(tmp_path / "cells.csv")
+    assert list(back["epsilon"]) == [1.0, math.inf]
+
+
+def test_mismatched_records_fail_loudly(tmp_path):
+    benches, records = grid(tmp_path, [{"epsilon": "1"}, {"epsilon": "inf"}])
+    with pytest.raises(DpfairError, match="no run.json of run d/mlp/eps-inf/seed-0"):
+        compute_cost(benchmarks=benches, records=records[:1])
+    with pytest.raises(DpfairError, match=r"no benchmark record for runs \['d/mlp/eps-1/seed-0'\]"):
+        compute_cost(benchmarks=benches[1:], records=records)
+    benches[0].write_text("something else\n1\n")
+    with pytest.raises(DpfairError, match="not a Snakemake benchmark record"):
+        compute_cost(benchmarks=benches, records=records)
+
+
+def test_empty_grid_gives_empty_tables_with_columns():
+    cells, ratios = compute_cost(benchmarks=[], records=[])
+    assert cells.empty and list(cells.columns) == CELL_COLUMNS and list(ratios.columns) == RATIO_COLUMNS
+
+
+SPEED_ROW = {"dataset": "synthetic_lesions", "model": "cnn", "input_size": "1x32x32", "batch": 256, "exact": True,
+             "device": "cpu", "threads": 1, "torch_version": "2.13.0+cpu", "opacus_version": "1.6.0", "timed_steps": 15,
+             "is_default": False, "status": "ok"}
+
+
+def speed_csv(path):
+    rows = [
+        {"mode": "nonprivate", "step_seconds_median": 0.0200, "step_seconds_p25": 0.0190, "step_seconds_p75": 0.0210,
+         "peak_memory_mb": 100.0, "time_ratio": 1.0, "memory_ratio": 1.0},
+        {"mode": "bookkeeping", "step_seconds_median": 0.0230, "step_seconds_p25": 0.0220, "step_seconds_p75": 0.0240,
+         "peak_memory_mb": 110.0, "time_ratio": 1.15, "memory_ratio": 1.1, "is_default": True},
+        {"mode": "hooks", "step_seconds_median": 0.0400, "step_seconds_p25": 0.0390, "step_seconds_p75": 0.0410,
+         "peak_memory_mb": 180.0, "time_ratio": 2.0, "memory_ratio": 1.8},
+        {"mode": "ghost", "status": "unsupported: <conv2d> & groups"},
+    ]
+    table = pd.DataFrame([{**SPEED_ROW, **r} for r in rows])
+    table["exact"] = table["exact"].astype(object)
+    table.loc[table["status"] != "ok", "exact"] = None  # a path that could not run has no answer to "exact?"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_speed_section_marks_the_default_and_the_target(tmp_path):
+    section = speed_section(speed_csv(tmp_path / "speed.csv"))
+    assert section["setting"] == {"device": "cpu", "threads": "1", "torch_version": "2.13.0+cpu", "opacus_version": "1.6.0"}
+    (cell,) = section["cells"]
+    assert (cell["input_size"], cell["batch"]) == ("1x32x32", 256)
+    rows = {r["mode"]: r for r in cell["rows"]}
+    assert rows["nonprivate"]["meets"] == "reference"
+    assert rows["bookkeeping"]["meets"] == "✓" and rows["bookkeeping"]["default"]
+    assert rows["hooks"]["meets"] == "" and not rows["hooks"]["default"] and rows["hooks"]["time_ratio"] == "2×"
+    assert rows["ghost"]["meets"] == "" and rows["ghost"]["step"] == "— [—–—]" and rows["ghost"]["exact"] == "—"
+    assert rows["hooks"]["exact"] == "yes"
+
+
+def test_speed_table_without_a_column_fails_loudly(tmp_path):
+    path = speed_csv(tmp_path / "speed.csv")
+    pd.read_csv(path).drop(columns=["memory_ratio"]).to_csv(path, index=False)
+    with pytest.raises(DpfairError, match=r"lacks columns \['memory_ratio'\]"):
+        speed_section(path)
+
+
+def test_compute_cost_section_reads_what_aggregate_writes(tmp_path):
+    benches, records = grid(tmp_path, [{"epsilon": "1", "seconds": 12.0}, {"epsilon": "inf", "seconds": 8.0}])
+    cells, ratios = compute_cost(benchmarks=benches, records=records)
+    cells.to_csv(tmp_path / "cells.csv", index=False)
+    ratios.to_csv(tmp_path / "ratios.csv", index=False)
+    section = compute_cost_section(cells=tmp_path / "cells.csv", ratios=tmp_path / "ratios.csv")
+    assert [r["epsilon"] for r in section["cells"]] == ["1", "∞"] and section["devices"] == "cpu"
+    assert section["cells"][0]["job"] == "12 [12–12]" and section["cells"][0]["mode"] == "—"
+    assert section["ratios"] == [{"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
+
+
+def test_report_renders_both_sections_escaped(tmp_path):
+    summary = run_grid(tmp_path, attributes=())
+    benches, records = grid(tmp_path, [{"epsilon": "1", "seconds": 12.0, "grad_sample_mode": "bookkeeping"},
+                                       {"epsilon": "inf", "seconds": 8.0}])
+    cells, ratios = compute_cost(benchmarks=benches, records=records)
+    cells.to_csv(tmp_path / "cost.csv", index=False)
+    ratios.to_csv(tmp_path / "ratios.csv", index=False)
+    benchmark = {"name": "t", "description": "", "epsilons": [1, "inf"], "seeds": [0, 1], "models": ["m"],
+                 "evaluation": {"min_group_size": 10}}
+    common = {"metrics": summary["metrics"], "subgroups": summary["subgroups"], "dataset_meta": [tmp_path / "dataset.json"],
+              "benchmark": benchmark, "output": tmp_path / "index.html", "gap_changes": summary["gap_changes"],
+              "reliability": summary["reliability"]}
+
+    html = render(common, compute_cost=tmp_path / "cost.csv", compute_ratios=tmp_path / "ratios.csv",
+                  speed=speed_csv(tmp_path / "speed.csv"))
+    html = " ".join(html.split())  # sentences wrap in the template
+    assert '<section id="compute-cost">' in html and "4–5 s of Python start-up and imports" in html
+    assert "<td>12 [12–12]</td>" in html and "<td>1.5×</td>" in html and "bookkeeping" in html
+    assert '<section id="speed">' in html and "Measured on cpu with 1 thread(s), torch 2.13.0+cpu, opacus 1.6.0" in html
+    assert "at most 1.25× the non-private step time and at most 1.2× its peak memory" in html
+    assert "unsupported: &lt;conv2d&gt; &amp; groups" in html and "<conv2d>" not in html  # autoescaped
+    assert '<td class="l">default</td><td class="l">✓</td>' in html
+
+    plain = render(common)
+    assert 'id="compute-cost"' not in plain and 'id="speed"' not in plain
+    pd.DataFrame(columns=pd.read_csv(tmp_path / "speed.csv").columns).to_csv(tmp_path / "empty.csv", index=False)
+    assert 'id="speed"' not in render(common, speed=tmp_path / "empty.csv")
+    with pytest.raises(DpfairError, match="together"):
+        render(common, compute_cost=tmp_path / "cost.csv")
+
+
+def render(common, **optional):
+    from dpfair.report import render_report
+
+    return render_report(**common, **optional)

@@ -1,0 +1,18 @@
+rule speed:
+    input:
+        data=expand(PREPARED_DIR + "/data.pt", dataset=BENCHMARK.datasets),
+        meta=get_dataset_meta(),
+    output:
+        table="results/speed.csv",
+    params:
+        cells=get_speed_cells(),
+        speed=config["speed"],
+        device=config["device"],
+    # every core: timings taken beside other jobs would measure the contention, not the path
+    threads: workflow.cores
+    log:
+        "results/logs/speed.log",
+    benchmark:
+        "results/benchmarks/speed.tsv"
+    script:
+        "../scripts/speed.py"
