@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from torch import nn
 
+from dpfair import models
 from dpfair.models import register_model
 from dpfair.speed import SPEED_COLUMNS, benchmark_cells, measure_speed
 
@@ -23,12 +24,13 @@ def test_measure_speed_rows_and_ratios():
     assert table["input_size"].eq("6").all() and table["threads"].ge(1).all()
 
 
-@register_model("prelu_mlp", modalities=["tabular"], force=True)
-def _prelu_mlp(*, input_shape):
-    return nn.Sequential(nn.Linear(input_shape[0], 4), nn.PReLU(), nn.Linear(4, 1))
+def test_a_path_that_cannot_run_the_model_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))  # the test model stays out of the registry
 
+    @register_model("prelu_mlp", modalities=["tabular"])
+    def _prelu_mlp(*, input_shape):
+        return nn.Sequential(nn.Linear(input_shape[0], 4), nn.PReLU(), nn.Linear(4, 1))
 
-def test_a_path_that_cannot_run_the_model_is_reported_not_fatal():
     table = measure_speed(model_name="prelu_mlp", modality="tabular", input_shape=(5,), batch_size=8,
                           modes=["bookkeeping", "hooks"], warmup_steps=0, timed_steps=3)
     rows = table.set_index("mode")
