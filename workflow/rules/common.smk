@@ -7,6 +7,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from dpfair.config import load_yaml, validate_config
 from dpfair.data.registry import datasets_dir
 
@@ -107,3 +109,15 @@ def get_speed_cells():
              "grad_sample_mode": training.grad_sample_mode}
         )
     return cells
+
+
+def get_speed_threads():
+    """Every local core: timings taken beside other jobs would measure the contention, not the path.
+
+    Cluster executors may run without --cores; there the job gets its own node and the profile's
+    set-threads decides.
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1

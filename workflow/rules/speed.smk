@@ -8,8 +8,9 @@ rule speed:
         cells=get_speed_cells(),
         speed=config["speed"],
         device=config["device"],
-    # every core: timings taken beside other jobs would measure the contention, not the path
-    threads: workflow.cores
+    threads: get_speed_threads()
+    resources:
+        gpu=get_train_gpus,
     log:
         "results/logs/speed.log",
     benchmark:
