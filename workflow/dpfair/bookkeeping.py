@@ -20,6 +20,8 @@ uses Opacus's hooks.
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -318,7 +320,7 @@ class BookKeepingClipper:
             )
         self.model = model
         self.max_grad_norm = float(max_grad_norm)
-        self._records: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+        self._records: list[_Record] = []
         self._layers = [m for m in model.modules() if _trainable(m)]
         self._handles = [m.register_forward_hook(self._record) for m in self._layers]
         #: Per layer, the strategy chosen by timing on the first batch (like cuDNN's autotuner).
@@ -330,21 +332,42 @@ class BookKeepingClipper:
         if len(candidates) == 1:
             return candidates[0]
         ones = a.new_ones(a.shape[0])
-        seconds = {}
-        for strategy in candidates:
-            for _ in range(2):  # the first call pays one-off costs (allocations, kernel selection)
+        seconds = {s: math.inf for s in candidates}
+        # the first call pays one-off costs (allocations, kernel selection); the best of the rest is
+        # the least disturbed by whatever else the machine is doing
+        for attempt in range(4):
+            for strategy in candidates:
                 _synchronize(a)
                 start = time.perf_counter()
                 state = rule.prepare(module, a, g, strategy)
                 rule.norms_sq(state)
                 rule.clipped_grads(module, state, ones)
                 _synchronize(a)
-                seconds[strategy] = time.perf_counter() - start
+                if attempt:
+                    seconds[strategy] = min(seconds[strategy], time.perf_counter() - start)
         return min(seconds, key=seconds.get)
 
     def _record(self, module, inputs, output):
-        if torch.is_grad_enabled() and module.training:
-            self._records.append((module, inputs[0], output))
+        if not (torch.is_grad_enabled() and module.training and output.requires_grad):
+            return
+        record = _Record(module, inputs[0])
+        # Roots (layers fed by data that needs no gradient) are what the backward pass targets; every
+        # other layer's output lies on a path from the loss to a root, so its hook sees its gradient.
+        if not record.a.requires_grad:
+            record.root_output = output
+        output.register_hook(functools.partial(self._on_output_grad, record))
+        self._records.append(record)
+
+    def _on_output_grad(self, record: "_Record", g: torch.Tensor) -> None:
+        # Runs during the backward pass, so each layer's input can be let go as soon as its gradient
+        # arrives, the way plain backward frees activations.
+        rule = get_layer_rule(record.module)
+        a = record.a.detach()
+        strategy = self.strategies.get(record.module)
+        if strategy is None:
+            strategy = self.strategies[record.module] = self._fastest(rule, record.module, a, g)
+        record.state = rule.prepare(record.module, a, g, strategy)
+        record.a = None
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -354,7 +377,7 @@ class BookKeepingClipper:
     def clip_backward(self, per_sample_losses: torch.Tensor) -> torch.Tensor:
         """Backward pass, per-sample clipping and summing; returns the per-sample gradient norms."""
         records, self._records = self._records, []
-        seen = [m for m, _, _ in records]
+        seen = [r.module for r in records]
         if len(set(map(id, seen))) != len(seen):
             raise ValueError("a layer ran twice in one forward pass (shared weights); use grad_sample_mode 'hooks'")
         params = [p for m in self._layers for _, p in _trainable(m)]
@@ -365,26 +388,35 @@ class BookKeepingClipper:
             for p in params:
                 p.grad = torch.zeros_like(p)
             return per_sample_losses.new_zeros(0)
-        outputs = [z for _, _, z in records]
-        grads = torch.autograd.grad(per_sample_losses.sum(), outputs)
-        states = []
+        roots = [r.root_output for r in records if r.root_output is not None]
+        if roots:
+            torch.autograd.grad(per_sample_losses.sum(), roots)
+        missed = [r for r in records if r.state is None]
+        if missed:
+            names = {id(m): name for name, m in self.model.named_modules()}
+            raise ValueError(
+                "book-keeping saw no gradient for the output of "
+                f"{', '.join(names.get(id(r.module), '?') for r in missed)} (unused, or fed by inputs that "
+                "require grad); use grad_sample_mode 'hooks'"
+            )
         norms_sq = per_sample_losses.new_zeros(n)
-        for (module, a, _), g in zip(records, grads):
-            rule = get_layer_rule(module)
-            a = a.detach()
-            strategy = self.strategies.get(module)
-            if strategy is None:
-                strategy = self.strategies[module] = self._fastest(rule, module, a, g)
-            state = rule.prepare(module, a, g, strategy)
-            norms_sq = norms_sq + rule.norms_sq(state)
-            states.append((module, rule, state))
-        del grads, records, outputs
+        for r in records:
+            norms_sq = norms_sq + get_layer_rule(r.module).norms_sq(r.state)
         norms = norms_sq.sqrt()
         clip = (self.max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
-        for module, rule, state in states:
-            for name, grad in rule.clipped_grads(module, state, clip).items():
-                getattr(module, name).grad = grad
+        for r in records:
+            for name, grad in get_layer_rule(r.module).clipped_grads(r.module, r.state, clip).items():
+                getattr(r.module, name).grad = grad
+            r.state = None
         for p in params:  # a layer the forward pass skipped contributes nothing
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         return norms
+
+
+@dataclass(eq=False)
+class _Record:
+    module: nn.Module
+    a: torch.Tensor | None
+    root_output: torch.Tensor | None = None
+    state: object = None
