@@ -163,6 +163,32 @@ def _patches(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
     return windows.permute(0, 2, 3, 1, 4, 5).reshape(a.shape[0], -1, a.shape[1] * kh * kw)
 
 
+def _patch_gram(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+    """The (B, T, T) Gram matrix of a's patches, ⟨patch_t, patch_t'⟩, without building the patches.
+
+    A patch inner product is a sum over the kernel offsets (i, j) of channel inner products of two pixels,
+    so one pixel Gram matrix of the padded input, summed along kh·kw shifted strided slices, gives all of
+    them; this reads the input once instead of copying it kh·kw times.
+    """
+    (ph, pw), (sh, sw) = module.padding, module.stride
+    kh, kw = module.kernel_size
+    if module.dilation != (1, 1):
+        rows = _patches(module, a)
+        return torch.bmm(rows, rows.transpose(1, 2))
+    padded = F.pad(a, (pw, pw, ph, ph)) if ph or pw else a
+    b, c, hp, wp = padded.shape
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    pixels = padded.reshape(b, c, hp * wp)
+    gram = torch.bmm(pixels.transpose(1, 2), pixels).view(b, hp, wp, hp, wp)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)
+            term = gram[:, rows, cols, rows, cols]
+            out = term.clone() if out is None else out.add_(term)
+    return out.reshape(b, ho * wo, ho * wo)
+
+
 @register_layer_rule(nn.Conv2d)
 class Conv2dRule(LayerRule):
     """2-D convolutions (groups = 1, zero padding), by one of three exact strategies:
@@ -187,10 +213,11 @@ class Conv2dRule(LayerRule):
         if self.force_strategy:
             return [self.force_strategy]
         b, t = g.shape[0], g.shape[2] * g.shape[3]
+        p = (a.shape[2] + 2 * module.padding[0]) * (a.shape[3] + 2 * module.padding[1])  # padded pixels
         d = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
         o = module.out_channels
         cost = {  # (flops, elements held) per strategy
-            "ghost": (b * t * t * (d + o), b * (t * d + 2 * t * t)),
+            "ghost": (b * (p * p * module.in_channels + t * t * o), b * (p * p + 2 * t * t)),
             "instantiate": (b * t * d * o, b * (t * d + o * d)),
             "grouped": (b * t * d * o, b * o * d),
         }
@@ -214,12 +241,12 @@ class Conv2dRule(LayerRule):
                 dilation=module.dilation, groups=b,
             ).view(b, module.out_channels, -1)
             return _MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
-        a_rows = _patches(module, a)
         g_rows = g.flatten(2).transpose(1, 2)
         if strategy == "ghost":
-            aa = torch.bmm(a_rows, a_rows.transpose(1, 2))
+            aa = _patch_gram(module, a)
             gg = torch.bmm(g_rows, g_rows.transpose(1, 2))
-            return _MatmulState(None, None, None, (aa * gg).sum(dim=(1, 2)), bias, a_raw=a, g_raw=g)
+            return _MatmulState(None, None, None, (aa * gg).flatten(1).sum(dim=1), bias, a_raw=a, g_raw=g)
+        a_rows = _patches(module, a)
         per_sample = torch.bmm(g_rows.transpose(1, 2), a_rows)
         return _MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
 
