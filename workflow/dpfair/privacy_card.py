@@ -15,6 +15,20 @@ from dpfair.errors import PrivacyError
 PLD_TOLERANCE = (0.02, 0.01)  # relative, absolute
 
 
+#: How each grad-sample mode computes the per-sample norms (all give the same clipped sum).
+CLIPPING_PATHS = {
+    "bookkeeping": "dpfair book-keeping (one backward pass; equal to Opacus hooks, tested)",
+    "hooks": "Opacus hooks", "functorch": "Opacus functorch", "ew": "Opacus expanded weights",
+    "ghost": "Opacus ghost clipping",
+}
+
+
+def _clipping(record: dict) -> str:
+    mode = record.get("grad_sample_mode")
+    path = f", computed by {CLIPPING_PATHS.get(mode, mode)}" if mode else ""
+    return f"flat per-sample clipping (all parameters, one norm){path}"
+
+
 def build_privacy_card(record: dict, meta: dict) -> dict:
     """Assemble and check the card of one finished run from its training record and dataset metadata.
 
@@ -35,7 +49,7 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "one_over_n_train": 1.0 / n_train,
         "noise_multiplier": float(record["noise_multiplier"]),
         "max_grad_norm": float(record["max_grad_norm"]),
-        "clipping": "flat per-sample clipping (all parameters, one norm)" if private else "none",
+        "clipping": _clipping(record) if private else "none",
         "sampling": record["sampling"],
         "sample_rate": float(record["sample_rate"]),
         "accounted_sample_rate": float(record.get("accounted_sample_rate", record["sample_rate"])),
