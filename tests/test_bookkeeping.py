@@ -95,15 +95,18 @@ def test_bookkeeping_update_equals_opacus_hooks_for_every_model(model_name, sigm
 
 
 @pytest.mark.parametrize("strategy", ["ghost", "instantiate", "grouped"])
-@pytest.mark.parametrize("stride,padding,kernel,bias", [(1, 1, 3, True), (2, 0, 3, False), (2, 3, 7, True), (1, 0, 1, True)])
-def test_every_convolution_strategy_equals_opacus(monkeypatch, strategy, stride, padding, kernel, bias):
+@pytest.mark.parametrize("stride,padding,kernel,bias,dilation", [
+    (1, 1, 3, True, 1), (2, 0, 3, False, 1), (2, 3, 7, True, 1), (1, 0, 1, True, 1),
+    ((2, 1), (1, 0), (3, 2), True, 1), (1, 2, 3, True, 2),
+])
+def test_every_convolution_strategy_equals_opacus(monkeypatch, strategy, stride, padding, kernel, bias, dilation):
     monkeypatch.setattr(Conv2dRule, "force_strategy", strategy)
     torch.manual_seed(1)
     model = nn.Sequential(
-        nn.Conv2d(2, 6, kernel, stride=stride, padding=padding, bias=bias), nn.GroupNorm(3, 6), nn.ReLU(),
+        nn.Conv2d(2, 6, kernel, stride=stride, padding=padding, bias=bias, dilation=dilation), nn.GroupNorm(3, 6), nn.ReLU(),
         nn.Conv2d(6, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
     )
-    x, y = _batch((2, 11, 11), 10, seed=2)
+    x, y = _batch((2, 11, 10), 10, seed=2)  # not square
     clip = _median_clip(model, x, y)
     start = [p.detach().clone() for p in model.parameters()]
     want = _update(model, "hooks", x, y, clip=clip, sigma=0.5)
@@ -164,6 +167,82 @@ def test_empty_batch_gives_noise_only_like_opacus():
     got = _update(model, "bookkeeping", x, y, clip=1.0, sigma=1.0, expected_batch=10)
     _assert_same_update(got, want, start)
     assert max(float((g - s).abs().max()) for g, s in zip(got, start)) > 0  # the noise moved it
+
+
+@pytest.mark.parametrize("frozen", ["weight", "bias"])
+def test_frozen_parameters_are_left_alone_and_the_rest_equals_opacus(frozen):
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+    for layer in (model[0], model[3]):
+        getattr(layer, frozen).requires_grad_(False)
+    x, y = _batch((1, 8, 8), 10, seed=7)
+    clip = _median_clip(model, x, y)
+    start = [p.detach().clone() for p in model.parameters()]
+    want = _update(model, "hooks", x, y, clip=clip, sigma=0.4)
+    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=0.4)
+    _assert_same_update(got, want, start)
+
+
+def test_layernorm_over_the_whole_sample_equals_opacus():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.ReLU(), nn.Linear(6, 1))
+    x, y = _batch((5,), 9, seed=9)
+    clip = _median_clip(model, x, y)
+    start = [p.detach().clone() for p in model.parameters()]
+    _assert_same_update(_update(model, "bookkeeping", x, y, clip=clip, sigma=0.3),
+                        _update(model, "hooks", x, y, clip=clip, sigma=0.3), start)
+
+
+def test_ghost_norms_survive_cancellation():
+    """Two positions whose gradients nearly cancel: the ghost norm must not come out too small (the
+    sample would escape clipping) or negative (NaN)."""
+    from dpfair.bookkeeping import LinearRule
+
+    torch.manual_seed(10)
+    b, d, o = 64, 64, 64
+    v, w = torch.randn(b, 1, d), torch.randn(b, 1, o)
+    delta = torch.logspace(-6, 0, b).view(b, 1, 1)
+    a = torch.cat([v, v], dim=1)
+    g = torch.cat([w, -(1 - delta) * w], dim=1)
+    layer = nn.Linear(d, o, bias=False)
+    state = LinearRule().prepare(layer, a, g)
+    assert state.per_sample is None, "the test needs the ghost path"
+    exact = torch.einsum("bto,btd->bod", g.double(), a.double()).pow(2).sum(dim=(1, 2))
+    got = state.weight_norms_sq.double()
+    assert (got >= 0).all()
+    assert torch.allclose(got, exact, rtol=1e-3, atol=0)
+
+
+def test_tied_and_reparametrised_weights_are_refused_and_auto_uses_hooks():
+    tied = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3), nn.Linear(3, 1))
+    tied[2].weight = tied[0].weight
+    assert any("shared by 0, 2" in u for u in unsupported_layers(tied))
+    assert resolve_mode("auto", tied) == "hooks"
+    normed = nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(3, 3)), nn.Linear(3, 1))
+    assert any("weight_g" in u for u in unsupported_layers(normed))
+    assert resolve_mode("auto", normed) == "hooks"
+
+
+def test_a_layer_in_eval_mode_is_refused_not_silently_noise():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    clipper = BookKeepingClipper(model, max_grad_norm=1.0)
+    model[2].eval()
+    with pytest.raises(ValueError, match=r"\['2'\] did not run in training mode"):
+        clipper.clip_backward(model(torch.randn(4, 3)).squeeze(-1))
+
+
+def test_nothing_from_a_step_outlives_it():
+    import gc
+    import weakref
+
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    clipper = BookKeepingClipper(model, max_grad_norm=1.0)
+    outputs = []
+    model[0].register_forward_hook(lambda m, i, o: outputs.append(weakref.ref(o)))
+    for _ in range(3):
+        clipper.clip_backward(model(torch.randn(5, 3)).squeeze(-1))
+    gc.collect()
+    assert all(ref() is None for ref in outputs)
 
 
 def test_unsupported_layer_is_named_and_auto_falls_back_to_hooks():

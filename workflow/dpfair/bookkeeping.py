@@ -87,29 +87,58 @@ def _trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def unsupported_layers(model: nn.Module) -> list[str]:
-    """Names and types of modules with trainable parameters that no rule covers (empty: supported)."""
+    """Modules with trainable parameters book-keeping cannot clip exactly (empty: supported).
+
+    That is: no rule for the module's type (or the rule refuses its settings), parameters other than
+    ``weight``/``bias`` (weight norm's ``weight_g``/``weight_v``, say), or a parameter shared with another
+    module (tied weights: each module's share would be clipped and written separately).
+    """
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules():
+        for _, p in _trainable(module):
+            owners.setdefault(id(p), []).append(name or "<root>")
     out = []
     for name, module in model.named_modules():
-        if not _trainable(module):
+        trainable = _trainable(module)
+        if not trainable:
             continue
+        label = f"{name or '<root>'} ({type(module).__name__})"
         rule = get_layer_rule(module)
         if rule is None or not getattr(rule, "supports", lambda m: True)(module):
-            out.append(f"{name or '<root>'} ({type(module).__name__})")
+            out.append(label)
+        elif {n for n, _ in trainable} - {"weight", "bias"}:
+            out.append(f"{label}: parameters {sorted({n for n, _ in trainable} - {'weight', 'bias'})}")
+        elif any(len(owners[id(p)]) > 1 for _, p in trainable):
+            shared = next(owners[id(p)] for _, p in trainable if len(owners[id(p)]) > 1)
+            out.append(f"{label}: a parameter shared by {', '.join(shared)}")
     return out
+
+
+def _ghost_norms_sq(aa: torch.Tensor, gg: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Σ_{t,t'} aa·gg per sample from float64 Gram matrices, clamped at 0.
+
+    The terms of a ghost norm can cancel (positions whose gradients point opposite ways); in float32 that
+    can make a norm come out too small, which would let that sample's clipped gradient exceed C.
+    """
+    return (aa * gg).flatten(1).sum(dim=1).clamp(min=0).to(dtype)
 
 
 def _ghost_or_instantiate(a_rows: torch.Tensor, g_rows: torch.Tensor) -> tuple[bool, torch.Tensor]:
     """Per-sample squared norm of ``sum_t g_t a_t^T`` for a (B, T, D) and g (B, T, O).
 
-    Ghost norm costs about B·T²·(D + O) flops, instantiation B·T·D·O; take the cheaper (mixed ghost
-    clipping). Returns (instantiated, norms_sq or per-sample gradients of shape (B, O, D)).
+    One position (T = 1): ‖g‖²·‖a‖², exact. Otherwise ghost norm costs about B·T²·(D + O) flops and
+    instantiation B·T·D·O; take the cheaper (mixed ghost clipping). Returns (instantiated, norms_sq or
+    per-sample gradients of shape (B, O, D)).
     """
     _, t, d = a_rows.shape
     o = g_rows.shape[-1]
+    if t == 1:
+        return False, a_rows.pow(2).sum(dim=(1, 2)) * g_rows.pow(2).sum(dim=(1, 2))
     if t * (d + o) < d * o:
-        aa = torch.bmm(a_rows, a_rows.transpose(1, 2))
-        gg = torch.bmm(g_rows, g_rows.transpose(1, 2))
-        return False, (aa * gg).sum(dim=(1, 2))
+        a64, g64 = a_rows.double(), g_rows.double()
+        aa = torch.bmm(a64, a64.transpose(1, 2))
+        gg = torch.bmm(g64, g64.transpose(1, 2))
+        return False, _ghost_norms_sq(aa, gg, a_rows.dtype)
     return True, torch.bmm(g_rows.transpose(1, 2), a_rows)
 
 
@@ -129,11 +158,13 @@ class LinearRule(LayerRule):
     def prepare(self, module, a, g, strategy="default"):
         b = a.shape[0]
         a_rows, g_rows = a.reshape(b, -1, a.shape[-1]), g.reshape(b, -1, g.shape[-1])
+        bias = g_rows.sum(dim=1) if module.bias is not None and module.bias.requires_grad else None
+        if not module.weight.requires_grad:
+            return _MatmulState(None, None, None, 0, bias)
         instantiated, value = _ghost_or_instantiate(a_rows, g_rows)
         per_sample = value if instantiated else None
         weight_sq = value.pow(2).sum(dim=(1, 2)) if instantiated else value
-        bias = g_rows.sum(dim=1) if module.bias is not None and module.bias.requires_grad else None
-        return _MatmulState(a_rows, g_rows, per_sample, weight_sq if module.weight.requires_grad else 0, bias)
+        return _MatmulState(a_rows, g_rows, per_sample, weight_sq, bias)
 
     def norms_sq(self, state):
         out = state.weight_norms_sq
@@ -217,7 +248,8 @@ class Conv2dRule(LayerRule):
         d = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
         o = module.out_channels
         cost = {  # (flops, elements held) per strategy
-            "ghost": (b * (p * p * module.in_channels + t * t * o), b * (p * p + 2 * t * t)),
+            "ghost": (b * (p * p * module.in_channels + t * t * o), b * (p * p + 2 * t * t))
+            if module.dilation == (1, 1) else (b * t * t * (d + o), b * (t * d + 2 * t * t)),  # via patches
             "instantiate": (b * t * d * o, b * (t * d + o * d)),
             "grouped": (b * t * d * o, b * o * d),
         }
@@ -243,9 +275,10 @@ class Conv2dRule(LayerRule):
             return _MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
         g_rows = g.flatten(2).transpose(1, 2)
         if strategy == "ghost":
-            aa = _patch_gram(module, a)
-            gg = torch.bmm(g_rows, g_rows.transpose(1, 2))
-            return _MatmulState(None, None, None, (aa * gg).flatten(1).sum(dim=1), bias, a_raw=a, g_raw=g)
+            aa = _patch_gram(module, a.double())
+            g64 = g_rows.double()
+            gg = torch.bmm(g64, g64.transpose(1, 2))
+            return _MatmulState(None, None, None, _ghost_norms_sq(aa, gg, a.dtype), bias, a_raw=a, g_raw=g)
         a_rows = _patches(module, a)
         per_sample = torch.bmm(g_rows.transpose(1, 2), a_rows)
         return _MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
@@ -282,8 +315,12 @@ class _NormRule(LayerRule):
 
     def prepare(self, module, a, g, strategy="default"):
         x_hat, dims = self.normalized(module, a)
-        weight = (g * x_hat).sum(dim=dims) if module.weight is not None and module.weight.requires_grad else None
-        bias = g.sum(dim=dims) if module.bias is not None and module.bias.requires_grad else None
+
+        def per_sample(t: torch.Tensor) -> torch.Tensor:
+            return t.sum(dim=dims) if dims else t  # sum(dim=()) would sum everything
+
+        weight = per_sample(g * x_hat) if module.weight is not None and module.weight.requires_grad else None
+        bias = per_sample(g) if module.bias is not None and module.bias.requires_grad else None
         return _AffineState(weight.flatten(1) if weight is not None else None, bias.flatten(1) if bias is not None else None)
 
     def norms_sq(self, state):
@@ -391,7 +428,8 @@ class BookKeepingClipper:
         rule = get_layer_rule(record.module)
         a = record.a.detach()
         strategy = self.strategies.get(record.module)
-        if strategy is None:
+        # Poisson batches vary: a strategy picked on a small first batch may not fit a large one
+        if strategy is None or strategy not in rule.strategies(record.module, a, g):
             strategy = self.strategies[record.module] = self._fastest(rule, record.module, a, g)
         record.state = rule.prepare(record.module, a, g, strategy)
         record.a = None
@@ -404,8 +442,16 @@ class BookKeepingClipper:
     def clip_backward(self, per_sample_losses: torch.Tensor) -> torch.Tensor:
         """Backward pass, per-sample clipping and summing; returns the per-sample gradient norms."""
         records, self._records = self._records, []
-        seen = [r.module for r in records]
-        if len(set(map(id, seen))) != len(seen):
+        try:
+            return self._clip_backward(records, per_sample_losses)
+        finally:  # the root outputs' graph holds hooks that hold the records: break the cycle every step
+            for r in records:
+                r.root_output = r.a = r.state = None
+
+    def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor) -> torch.Tensor:
+        names = {id(m): name or "<root>" for name, m in self.model.named_modules()}
+        seen = [id(r.module) for r in records]
+        if len(set(seen)) != len(seen):
             raise ValueError("a layer ran twice in one forward pass (shared weights); use grad_sample_mode 'hooks'")
         params = [p for m in self._layers for _, p in _trainable(m)]
         for p in params:
@@ -415,15 +461,22 @@ class BookKeepingClipper:
             for p in params:
                 p.grad = torch.zeros_like(p)
             return per_sample_losses.new_zeros(0)
+        # Opacus refuses a step where a trainable layer recorded nothing; a silent zero gradient would
+        # hide an eval-mode layer (or a model called under no_grad) behind pure noise.
+        idle = [names[id(m)] for m in self._layers if id(m) not in set(seen)]
+        if idle:
+            raise ValueError(
+                f"trainable layers {idle} did not run in training mode with gradients in this forward pass; "
+                "call model.train() and keep the forward pass outside torch.no_grad()"
+            )
         roots = [r.root_output for r in records if r.root_output is not None]
         if roots:
             torch.autograd.grad(per_sample_losses.sum(), roots)
         missed = [r for r in records if r.state is None]
         if missed:
-            names = {id(m): name for name, m in self.model.named_modules()}
             raise ValueError(
                 "book-keeping saw no gradient for the output of "
-                f"{', '.join(names.get(id(r.module), '?') for r in missed)} (unused, or fed by inputs that "
+                f"{', '.join(names[id(r.module)] for r in missed)} (unused, or fed by inputs that "
                 "require grad); use grad_sample_mode 'hooks'"
             )
         norms_sq = per_sample_losses.new_zeros(n)
@@ -435,7 +488,7 @@ class BookKeepingClipper:
             for name, grad in get_layer_rule(r.module).clipped_grads(r.module, r.state, clip).items():
                 getattr(r.module, name).grad = grad
             r.state = None
-        for p in params:  # a layer the forward pass skipped contributes nothing
+        for p in params:  # a layer whose output did not reach the loss contributes nothing
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         return norms

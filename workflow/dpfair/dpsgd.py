@@ -148,6 +148,9 @@ def make_private(
 
 def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier, max_grad_norm) -> Trainer:
     # The same wiring as PrivacyEngine.make_private, with the clipping done by BookKeepingClipper.
+    owned = set(model.parameters())
+    if any(p not in owned for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError("Module parameters are different than optimizer Parameters")
     loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
     sample_rate = 1 / len(loader)
     dp_optimizer = DPOptimizerFastGradientClipping(
