@@ -212,11 +212,10 @@ def _peak_memory_mb(build: Callable[[str], Trainer], path: str, x, y, device: to
 
 def _release_freed_memory() -> None:
     # glibc keeps freed heap pages resident; without this, one path's leftovers would hide the next
-    # path's peak. mmap threshold fixed low so large tensors go back to the OS when freed.
+    # path's peak. (Lowering the mmap threshold instead would also do it, but makes every later large
+    # allocation a page-faulting mmap: it doubled the non-private ResNet-18 step measured after it.)
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD
-        libc.malloc_trim(0)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:
         pass
 
