@@ -3,7 +3,7 @@
 All paths train copies of one initialised model on the same fixed batch. Timing interleaves them step by
 step (rotating the order each round) after warm-up, in one process, so drift in machine load reaches all
 paths alike; the median and quartiles of the timed steps are reported. Peak memory is measured per path
-afterwards, one at a time, over a path's second step (the first sets up lazy state: optimizer moments,
+afterwards (on the CPU in a fresh process per model), one path at a time, over a path's second step (the first sets up lazy state: optimizer moments,
 book-keeping's strategy timing): on CUDA as ``max_memory_allocated``, on the CPU as the process's peak
 resident set (``VmHWM``, reset through ``/proc/self/clear_refs``), each less the memory in use before the
 path's model was built. Both include parameters, gradients, optimizer state and activations.
@@ -19,7 +19,10 @@ import gc
 import json
 import logging
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -71,26 +74,16 @@ def measure_speed(
         [['nonprivate', False, 'ok'], ['bookkeeping', True, 'ok'], ['hooks', False, 'ok']]
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
-    x = torch.randn(batch_size, *input_shape, device=device)
-    y = (torch.rand(batch_size, device=device) < 0.5).float()
-    initial = build_model(model_name, input_shape=tuple(input_shape), modality=modality).to(device)
-    default = resolve_mode(default_mode, initial)
-
-    def build(mode: str) -> Trainer:
-        model = copy.deepcopy(initial)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
-        if mode == "nonprivate":
-            return make_nonprivate(model=model, optimizer=optimizer, data_loader=loader)
-        return make_private(
-            engine=PrivacyEngine(), model=model, optimizer=optimizer, data_loader=loader,
-            noise_multiplier=1.0, max_grad_norm=1.0, mode=mode,
-        )
-
+    case = _Case(model_name, modality, tuple(input_shape), batch_size, device, seed)
+    default = resolve_mode(default_mode, case.initial)
     paths = ["nonprivate", *dict.fromkeys(modes)]
-    times, status = _time_interleaved(paths, build, x, y, warmup_steps, timed_steps, device)
-    memory = {p: (_peak_memory_mb(build, p, x, y, device) if status[p] == "ok" else math.nan) for p in paths}
+    times, status = _time_interleaved(paths, case.build, case.x, case.y, warmup_steps, timed_steps, device)
+    ok_paths = [p for p in paths if status[p] == "ok"]
+    if device.type == "cuda":
+        memory = {p: _peak_memory_mb(case.build, p, case.x, case.y, device) for p in ok_paths}
+    else:
+        memory = _cpu_memory_in_fresh_process(model_name, modality, tuple(input_shape), batch_size, seed, ok_paths)
+    memory = {p: memory.get(p, math.nan) for p in paths}
 
     rows = []
     base_time = statistics.median(times["nonprivate"]) if times["nonprivate"] else math.nan
@@ -149,6 +142,59 @@ def benchmark_cells(
 def _ratio(value: float, reference: float) -> float:
     # a tiny model's step can stay within resident pages already held: no rise, no ratio
     return value / reference if reference > 0 else math.nan
+
+
+class _Case:
+    """One model, its fixed batch, and a builder for each path's trainer on a copy of the same weights."""
+
+    def __init__(self, model_name, modality, input_shape, batch_size, device, seed):
+        torch.manual_seed(seed)
+        self.x = torch.randn(batch_size, *input_shape, device=device)
+        self.y = (torch.rand(batch_size, device=device) < 0.5).float()
+        self.initial = build_model(model_name, input_shape=input_shape, modality=modality).to(device)
+        self.batch_size = batch_size
+
+    def build(self, mode: str) -> Trainer:
+        model = copy.deepcopy(self.initial)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loader = DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size)
+        if mode == "nonprivate":
+            return make_nonprivate(model=model, optimizer=optimizer, data_loader=loader)
+        return make_private(
+            engine=PrivacyEngine(), model=model, optimizer=optimizer, data_loader=loader,
+            noise_multiplier=1.0, max_grad_norm=1.0, mode=mode,
+        )
+
+
+def _cpu_memory_in_fresh_process(model_name, modality, input_shape, batch_size, seed, paths) -> dict[str, float]:
+    # A process of its own, where glibc returns every large block when it is freed: in the timing
+    # process, heap pages one path freed would hide the next path's peak (and the setting that prevents
+    # it slows every later step, so it must not touch the timings).
+    job = {"model_name": model_name, "modality": modality, "input_shape": list(input_shape),
+           "batch_size": batch_size, "seed": seed, "paths": list(paths), "threads": torch.get_num_threads()}
+    result = subprocess.run(
+        [sys.executable, "-m", "dpfair.speed", json.dumps(job)], capture_output=True, text=True, timeout=3600,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))},
+    )
+    if result.returncode != 0:
+        log.warning("memory measurement failed: %s", result.stderr[-2000:])
+        return {}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _memory_main(job: dict) -> dict[str, float]:
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: large blocks are unmapped on free
+    except OSError:
+        pass
+    torch.set_num_threads(job["threads"])
+    case = _Case(job["model_name"], job["modality"], tuple(job["input_shape"]), job["batch_size"], torch.device("cpu"), job["seed"])
+    for path in job["paths"]:  # one-off costs (kernel caches, thread pools) must not land on the first path
+        trainer = case.build(path)
+        trainer.step(case.x, case.y)
+        trainer.close()
+    del trainer
+    return {p: _peak_memory_mb(case.build, p, case.x, case.y, torch.device("cpu")) for p in job["paths"]}
 
 
 def _time_interleaved(paths, build, x, y, warmup_steps, timed_steps, device):
@@ -211,9 +257,6 @@ def _peak_memory_mb(build: Callable[[str], Trainer], path: str, x, y, device: to
 
 
 def _release_freed_memory() -> None:
-    # glibc keeps freed heap pages resident; without this, one path's leftovers would hide the next
-    # path's peak. (Lowering the mmap threshold instead would also do it, but makes every later large
-    # allocation a page-faulting mmap: it doubled the non-private ResNet-18 step measured after it.)
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:
@@ -244,3 +287,10 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return "cpu"
+
+
+if __name__ == "__main__":  # the memory-measuring child process
+    import warnings as _warnings
+
+    _warnings.simplefilter("ignore")
+    print(json.dumps(_memory_main(json.loads(sys.argv[1]))))
