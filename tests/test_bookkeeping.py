@@ -74,6 +74,15 @@ def _assert_same_update(got, want, start):
         torch.testing.assert_close(g - p0, w - p0, rtol=1e-4, atol=1e-5 * scale)
 
 
+def _check_against_hooks(model, x, y, *, sigma):
+    clip = _median_clip(model, x, y)
+    start = [p.detach().clone() for p in model.parameters()]
+    want = _update(model, "hooks", x, y, clip=clip, sigma=sigma)
+    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=sigma)
+    _assert_same_update(got, want, start)
+    return want
+
+
 @pytest.mark.parametrize("model_name", available_models())
 @pytest.mark.parametrize("sigma", [0.0, 0.8])
 def test_bookkeeping_update_equals_opacus_hooks_for_every_model(model_name, sigma):
@@ -83,11 +92,7 @@ def test_bookkeeping_update_equals_opacus_hooks_for_every_model(model_name, sigm
     model = build_model(model_name, input_shape=input_shape, modality=modality)
     assert resolve_mode("auto", model) == "bookkeeping", unsupported_layers(model)
     x, y = _batch(input_shape, 12)
-    clip = _median_clip(model, x, y)
-    start = [p.detach().clone() for p in model.parameters()]
-    want = _update(model, "hooks", x, y, clip=clip, sigma=sigma)
-    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=sigma)
-    _assert_same_update(got, want, start)
+    want = _check_against_hooks(model, x, y, sigma=sigma)
     # not vacuous: the unclipped mean gradient is far from the clipped one
     unclipped = _update(model, "hooks", x, y, clip=1e30, sigma=0.0)
     gap = max(float((u - w).abs().max()) for u, w in zip(unclipped, want))
@@ -107,11 +112,7 @@ def test_every_convolution_strategy_equals_opacus(monkeypatch, strategy, stride,
         nn.Conv2d(6, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
     )
     x, y = _batch((2, 11, 10), 10, seed=2)  # not square
-    clip = _median_clip(model, x, y)
-    start = [p.detach().clone() for p in model.parameters()]
-    want = _update(model, "hooks", x, y, clip=clip, sigma=0.5)
-    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=0.5)
-    _assert_same_update(got, want, start)
+    _check_against_hooks(model, x, y, sigma=0.5)
 
 
 class _Tokens(nn.Module):
@@ -132,11 +133,7 @@ def test_linear_and_layernorm_over_tokens_equal_opacus(tokens):
     torch.manual_seed(3)
     model = _Tokens()
     x, y = _batch((tokens, 5), 9, seed=4)
-    clip = _median_clip(model, x, y)
-    start = [p.detach().clone() for p in model.parameters()]
-    want = _update(model, "hooks", x, y, clip=clip, sigma=0.3)
-    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=0.3)
-    _assert_same_update(got, want, start)
+    _check_against_hooks(model, x, y, sigma=0.3)
 
 
 def test_every_sample_is_clipped_to_the_norm():
@@ -176,21 +173,14 @@ def test_frozen_parameters_are_left_alone_and_the_rest_equals_opacus(frozen):
     for layer in (model[0], model[3]):
         getattr(layer, frozen).requires_grad_(False)
     x, y = _batch((1, 8, 8), 10, seed=7)
-    clip = _median_clip(model, x, y)
-    start = [p.detach().clone() for p in model.parameters()]
-    want = _update(model, "hooks", x, y, clip=clip, sigma=0.4)
-    got = _update(model, "bookkeeping", x, y, clip=clip, sigma=0.4)
-    _assert_same_update(got, want, start)
+    _check_against_hooks(model, x, y, sigma=0.4)
 
 
 def test_layernorm_over_the_whole_sample_equals_opacus():
     torch.manual_seed(8)
     model = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.ReLU(), nn.Linear(6, 1))
     x, y = _batch((5,), 9, seed=9)
-    clip = _median_clip(model, x, y)
-    start = [p.detach().clone() for p in model.parameters()]
-    _assert_same_update(_update(model, "bookkeeping", x, y, clip=clip, sigma=0.3),
-                        _update(model, "hooks", x, y, clip=clip, sigma=0.3), start)
+    _check_against_hooks(model, x, y, sigma=0.3)
 
 
 def test_ghost_norms_survive_cancellation():
