@@ -75,3 +75,12 @@ def test_grid_with_attributes_gives_gap_changes_per_finite_epsilon(tmp_path):
     summary = run_grid(tmp_path, attributes=("sex",))
     changes = read_summary(summary["gap_changes"])
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
+
+
+def test_report_renders_without_the_optional_tables(tmp_path):
+    summary = run_grid(tmp_path, attributes=("sex",))
+    html = render_report(metrics=summary["metrics"], subgroups=summary["subgroups"], dataset_meta=[tmp_path / "dataset.json"],
+                         benchmark={"name": "t", "description": "", "epsilons": [1, "inf"], "seeds": [0, 1], "models": ["m"],
+                                    "evaluation": {"min_group_size": 10, "ci_level": 0.95}},
+                         output=tmp_path / "index.html")
+    assert "test AUROC" in html and 'id="speed"' not in html and 'id="compute-cost"' not in html

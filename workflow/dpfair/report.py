@@ -20,7 +20,7 @@ import torch
 
 import dpfair
 from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.fairness import METRIC_LABELS
+from dpfair.fairness import GAP_CHANGE_COLUMNS, METRIC_LABELS
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
@@ -170,11 +170,6 @@ def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | Non
 
 #: The speed goal: a private path's step takes at most this many times the non-private step's time and peak memory.
 SPEED_TIME_TARGET, SPEED_MEMORY_TARGET = 1.25, 1.2
-SPEED_COLUMNS = [
-    "dataset", "model", "input_size", "batch", "mode", "exact", "device", "threads", "torch_version", "opacus_version",
-    "timed_steps", "step_seconds_median", "step_seconds_p25", "step_seconds_p75", "peak_memory_mb", "time_ratio",
-    "memory_ratio", "is_default", "status",
-]
 
 
 def _is_true(value) -> bool:
@@ -198,6 +193,8 @@ def meets_speed_target(row: dict) -> bool:
 
 def speed_section(path: str | Path) -> dict | None:
     """Tables of the "Speed of DP-SGD paths" section from ``results/speed.csv``; None when it has no rows."""
+    from dpfair.speed import SPEED_COLUMNS  # the benchmark's own column list (imported here: it pulls in models)
+
     table = pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"input_size": str, "status": str, "mode": str})
     if missing := [c for c in SPEED_COLUMNS if c not in table.columns]:
         raise DpfairError(f"{path}: speed table lacks columns {missing}; rerun the speed benchmark to rewrite it")
@@ -248,7 +245,7 @@ def render_report(
         raise DpfairError("render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)")
     metrics_df = read_summary(metrics)
     subgroups_df = read_summary(subgroups)
-    changes_df = read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=["dataset"])
+    changes_df = read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = _cards_by_dataset(privacy_cards)
