@@ -386,6 +386,7 @@ class BookKeepingClipper:
         self.max_grad_norm = float(max_grad_norm)
         self._records: list[_Record] = []
         self._layers = [m for m in model.modules() if _trainable(m)]
+        self._names = {id(m): name or "<root>" for name, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._record) for m in self._layers]
         #: Per layer, the strategy chosen by timing on the first batch (like cuDNN's autotuner).
         self.strategies: dict[nn.Module, str] = {}
@@ -449,7 +450,7 @@ class BookKeepingClipper:
                 r.root_output = r.a = r.state = None
 
     def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor) -> torch.Tensor:
-        names = {id(m): name or "<root>" for name, m in self.model.named_modules()}
+        names = self._names
         seen = [id(r.module) for r in records]
         if len(set(seen)) != len(seen):
             raise ValueError("a layer ran twice in one forward pass (shared weights); use grad_sample_mode 'hooks'")
