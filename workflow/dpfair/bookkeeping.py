@@ -5,8 +5,8 @@ Book-keeping (Bu et al., "Differentially Private Optimization on Large Model at 
 needs neither: one backward pass yields, for each trainable layer, its input activation ``a`` and the
 gradient ``g`` of the summed per-sample loss with respect to its output. From ``(a, g)`` each layer
 gives the per-sample squared norms of its parameter gradients (by the ghost-norm identity or by
-instantiating the small per-sample gradients, whichever costs fewer flops, as in mixed ghost clipping),
-and then the clipped sum ``sum_i c_i * grad_i`` as one weighted weight-gradient product. The weight
+instantiating the small per-sample gradients: by flop count for Linear, as in mixed ghost clipping, and
+by timing the candidates on the first batch for convolutions), and then the clipped sum ``sum_i c_i * grad_i`` as one weighted weight-gradient product. The weight
 gradients of the ordinary backward pass are never computed, which pays for the norms.
 
 The result is exactly Opacus's flat clipping (``c_i = min(1, C / (||grad_i|| + 1e-6))``) up to float
@@ -36,6 +36,10 @@ CLIP_EPSILON = 1e-6
 
 class LayerRule:
     """Per-sample norms and clipped sums for one module type, from its input ``a`` and output grad ``g``."""
+
+    def supports(self, module: nn.Module) -> bool:
+        """Whether this module's settings are ones the rule handles exactly."""
+        return True
 
     def strategies(self, module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> list[str]:
         """Exact ways to do this layer worth timing; the clipper keeps the fastest (one: no timing)."""
@@ -104,7 +108,7 @@ def unsupported_layers(model: nn.Module) -> list[str]:
             continue
         label = f"{name or '<root>'} ({type(module).__name__})"
         rule = get_layer_rule(module)
-        if rule is None or not getattr(rule, "supports", lambda m: True)(module):
+        if rule is None or not rule.supports(module):
             out.append(label)
         elif {n for n, _ in trainable} - {"weight", "bias"}:
             out.append(f"{label}: parameters {sorted({n for n, _ in trainable} - {'weight', 'bias'})}")
@@ -310,19 +314,6 @@ class _AffineState:
 class _NormRule(LayerRule):
     """Normalisation layers: per-sample gradients are (B, C) sums, small enough to instantiate."""
 
-    def normalized(self, module, a) -> tuple[torch.Tensor, tuple[int, ...]]:
-        raise NotImplementedError
-
-    def prepare(self, module, a, g, strategy="default"):
-        x_hat, dims = self.normalized(module, a)
-
-        def per_sample(t: torch.Tensor) -> torch.Tensor:
-            return t.sum(dim=dims) if dims else t  # sum(dim=()) would sum everything
-
-        weight = per_sample(g * x_hat) if module.weight is not None and module.weight.requires_grad else None
-        bias = per_sample(g) if module.bias is not None and module.bias.requires_grad else None
-        return _AffineState(weight.flatten(1) if weight is not None else None, bias.flatten(1) if bias is not None else None)
-
     def norms_sq(self, state):
         return sum(t.pow(2).sum(dim=1) for t in (state.weight, state.bias) if t is not None)
 
@@ -351,10 +342,19 @@ class GroupNormRule(_NormRule):
 
 @register_layer_rule(nn.LayerNorm)
 class LayerNormRule(_NormRule):
-    def normalized(self, module, a):
-        x_hat = F.layer_norm(a, module.normalized_shape, eps=module.eps)
-        # per-sample sums run over the non-normalised middle dimensions (e.g. tokens)
-        return x_hat, tuple(range(1, a.dim() - len(module.normalized_shape)))
+    def prepare(self, module, a, g, strategy="default"):
+        # per-sample sums run over the non-normalised middle dimensions (e.g. tokens), if any
+        dims = tuple(range(1, a.dim() - len(module.normalized_shape)))
+
+        def per_sample(t: torch.Tensor) -> torch.Tensor:
+            return (t.sum(dim=dims) if dims else t).flatten(1)  # sum(dim=()) would sum everything
+
+        weight = bias = None
+        if module.weight is not None and module.weight.requires_grad:
+            weight = per_sample(g * F.layer_norm(a, module.normalized_shape, eps=module.eps))
+        if module.bias is not None and module.bias.requires_grad:
+            bias = per_sample(g)
+        return _AffineState(weight, bias)
 
 
 def _synchronize(tensor: torch.Tensor) -> None:
@@ -452,7 +452,8 @@ class BookKeepingClipper:
     def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor) -> torch.Tensor:
         names = self._names
         seen = [id(r.module) for r in records]
-        if len(set(seen)) != len(seen):
+        ran = set(seen)
+        if len(ran) != len(seen):
             raise ValueError("a layer ran twice in one forward pass (shared weights); use grad_sample_mode 'hooks'")
         params = [p for m in self._layers for _, p in _trainable(m)]
         for p in params:
@@ -464,7 +465,7 @@ class BookKeepingClipper:
             return per_sample_losses.new_zeros(0)
         # Opacus refuses a step where a trainable layer recorded nothing; a silent zero gradient would
         # hide an eval-mode layer (or a model called under no_grad) behind pure noise.
-        idle = [names[id(m)] for m in self._layers if id(m) not in set(seen)]
+        idle = [names[id(m)] for m in self._layers if id(m) not in ran]
         if idle:
             raise ValueError(
                 f"trainable layers {idle} did not run in training mode with gradients in this forward pass; "

@@ -33,7 +33,6 @@ import opacus
 import pandas as pd
 import torch
 from opacus import PrivacyEngine
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.dpsgd import PRIVATE_MODES, Trainer, make_nonprivate, make_private, resolve_mode

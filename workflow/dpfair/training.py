@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 #: noise calibration notes its alpha range even when the PRV accountant decides.
 _QUIET = ("Full backward hook is firing", "Secure RNG turned off", "Optimal order is the largest alpha")
 
-
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {  # keys match config.OPTIMIZER_NAMES
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
     "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
