@@ -118,6 +118,8 @@ def concat_blocks(parts) -> dict[str, np.ndarray]:
 
 
 def _codes(strata) -> np.ndarray:
+    """Cell number of each row, cells numbered in sorted order of their values (column by column)."""
     if isinstance(strata, pd.DataFrame):
-        return strata.groupby(list(strata.columns), sort=True, dropna=False).ngroup().to_numpy()
+        parts = np.column_stack([pd.factorize(strata[c], sort=True)[0] for c in strata.columns])
+        return np.unique(parts, axis=0, return_inverse=True)[1].ravel()
     return pd.factorize(pd.Series(np.asarray(strata)), sort=True)[0]

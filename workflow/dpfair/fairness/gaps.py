@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,16 +116,19 @@ def q_profile_interval(values: np.ndarray, variances: np.ndarray, level: float =
 
 def gap_rows(
     *, attribute: str, table: pd.DataFrame, flagged: pd.Series, boot: dict, perm: dict, q, level: float,
+    metrics: Sequence[str] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Rows of :data:`GAP_COLUMNS` for one attribute, and each metric's bootstrap replicates of the gap.
 
     ``table``: groups × (``n`` and metrics) point values; ``boot[group][metric]`` and
     ``perm[group][metric]``: replicates from the bootstrap and from the group permutations.
+    ``metrics``: default every registered metric (equalized odds is added when TPR and FPR are there).
     """
+    metrics = tuple(metric_names() if metrics is None else metrics)
     rows, replicates = [], {}
-    usable_of = {m: [g for g in table.index if not flagged[g] and not np.isnan(table.at[g, m])] for m in metric_names()}
+    usable_of = {m: [g for g in table.index if not flagged[g] and not np.isnan(table.at[g, m])] for m in metrics}
     parts = {}
-    for m in metric_names():
+    for m in metrics:
         usable = usable_of[m]
         values = table.loc[usable, m].to_numpy(dtype=float)
         reps = _stack(boot, usable, m)
@@ -143,6 +147,8 @@ def gap_rows(
         row["caveat"] = metric.caveat
         rows.append(row)
         replicates[m] = rep["gap"]
+    if not {"tpr", "fpr"} <= set(metrics):
+        return [{c: r.get(c, math.nan) for c in GAP_COLUMNS} for r in rows], replicates
     # equalized odds: max of the TPR and FPR gaps, min of their ratios, on the same resamples and permutations
     (tp, tr, tn), (fp, fr, fn) = parts["tpr"], parts["fpr"]
     combine = lambda a, b: {"gap": np.fmax(a["gap"], b["gap"]), "ratio": np.fmin(a["ratio"], b["ratio"])}  # noqa: E731
