@@ -255,7 +255,8 @@ def test_planted_gap_is_found():
     frame = pd.DataFrame({"row": np.arange(n), "split": np.where(np.arange(n) < 400, "val", "test"), "label": y, "site": site, "score": score})
     report = evaluate_fairness(scores=frame, attributes=["site"])
     auroc = report.gaps.set_index("metric").loc["auroc"]
-    assert auroc["ci_low"] > 0.1
+    assert auroc["ci_low"] > 0.1 and auroc["p_value"] < 0.01 and auroc["null_gap"] < 0.1
+    assert auroc["reference_group"] == "A" and auroc["signed_ci_high"] < -0.1  # B − A, A being larger
     groups = report.groups.set_index(["group", "metric"])
     assert auroc["worst_group"] == groups.loc[("B", "auroc"), "value"]
     assert len(report.gap_replicates) == len(report.gaps) * 1000
