@@ -358,3 +358,28 @@ def test_gap_change_needs_a_baseline_and_replicates():
         gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
     nan_run = est.assign(gap=np.where(est["seed"] == 0, np.nan, est["gap"]))
     assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
+
+
+def test_a_metric_is_one_registry_entry(monkeypatch):
+    """Brier score added as one Metric: it appears per group, overall and in the gaps with its null."""
+    from sklearn.metrics import brier_score_loss
+
+    from dpfair.fairness import metrics_registry
+    from dpfair.fairness.metrics_registry import Metric
+
+    monkeypatch.setattr(metrics_registry, "_METRICS", dict(metrics_registry._METRICS))
+    brier = Metric("brier", "Brier score", "lower", False, "none",
+                   kernel=lambda c: (c.w @ (c.s - c.y) ** 2) / c.total,
+                   reference=lambda y_true, y_score, **_: float(brier_score_loss(y_true, y_score)))
+    metrics_registry.register_metric(brier)
+    with pytest.raises(ValueError, match="already registered"):
+        metrics_registry.register_metric(brier)
+    with pytest.raises(KeyError, match="known: .*'brier'"):
+        metrics_registry.get_metric("brierr")
+    report = hand_report(n_boot=50)
+    groups = report.groups.set_index(["group", "metric"])["value"]
+    a = HAND[HAND["site"] == "a"]
+    assert groups[("a", "brier")] == pytest.approx(brier_score_loss(a["label"], a["score"]))
+    gap = report.gaps.set_index("metric").loc["brier"]
+    assert gap["gap"] == pytest.approx(abs(groups[("a", "brier")] - groups[("b", "brier")])) and 0 < gap["p_value"] <= 1
+    assert "brier" in set(report.overall["metric"])

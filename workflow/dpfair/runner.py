@@ -15,7 +15,7 @@ import torch
 from dpfair.audit import audit_membership
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.fairness import INTERSECTION_SEP, evaluate_fairness, metric_names
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.models import resolve_device
@@ -214,6 +214,6 @@ def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFra
     sizes = groups[[*keys, "n", "n_positive", "flagged"]].drop_duplicates(keys)
     wide = groups.pivot(index=keys, columns="metric", values=["value", "ci_low", "ci_high"])
     wide.columns = [m if stat == "value" else f"{m}_{stat}" for stat, m in wide.columns]
-    metrics = [m for m in METRICS if m in groups["metric"].unique()]
+    metrics = [m for m in metric_names() if m in groups["metric"].unique()]
     wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
     return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
