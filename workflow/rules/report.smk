@@ -13,6 +13,7 @@ rule report:
         html="report/index.html",
     params:
         benchmark=get_report_settings(),
+        runs=get_run_entries(),
     log:
         "results/logs/report.log",
     benchmark:
