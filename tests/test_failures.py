@@ -156,7 +156,7 @@ def test_resuming_after_kill_9_is_the_same_command(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert any(locks.iterdir())  # the stale lock a killed run leaves
-    plain = subprocess.run(SNAKEMAKE + ["--configfile", "benchmark.yaml", "-n"], cwd=tmp_path, env=env,
+    plain = subprocess.run(SNAKEMAKE + ["--configfile", "benchmark.yaml"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
     assert "LockException" in plain.stdout + plain.stderr  # what a bare rerun says
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -41,12 +41,17 @@ def run_preflight_checks():
     """Refuse before any job what would otherwise fail inside one (dpfair.preflight)."""
     from dpfair.preflight import check_delta_against_prepared, check_device
 
-    check_delta_against_prepared(BENCHMARK, meta_path=lambda name: PREPARED_DIR.format(dataset=name) + "/dataset.json")
+    check_delta_against_prepared(BENCHMARK, meta_path=get_prepared_meta)
     # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
     if config["device"].startswith("cuda") and (workflow.local_exec or workflow.remote_exec):
         import torch
 
         check_device(config["device"], cuda_available=torch.cuda.is_available())
+
+
+def get_prepared_meta(dataset):
+    """The prepared dataset.json of one dataset."""
+    return Path(PREPARED_DIR.format(dataset=dataset), "dataset.json")
 
 
 def get_final_output():
@@ -62,7 +67,7 @@ def get_run_outputs(name):
 
 
 def get_dataset_meta():
-    return expand(PREPARED_DIR + "/dataset.json", dataset=BENCHMARK.datasets)
+    return expand(f"{PREPARED_DIR}/dataset.json", dataset=BENCHMARK.datasets)
 
 
 def get_prepare_settings(wildcards):

@@ -4,17 +4,19 @@ rule evaluate:
         record=rules.train.output.record,
         meta=rules.prepare_dataset.output.meta,
     output:
-        metrics=RUN_DIR + "/metrics.csv",
-        subgroups=RUN_DIR + "/subgroups.csv",
-        gaps=RUN_DIR + "/gaps.csv",
-        replicates=RUN_DIR + "/gap_replicates.csv.gz",
-        reliability=RUN_DIR + "/reliability.csv",
+        metrics=f"{RUN_DIR}/metrics.csv",
+        subgroups=f"{RUN_DIR}/subgroups.csv",
+        gaps=f"{RUN_DIR}/gaps.csv",
+        replicates=f"{RUN_DIR}/gap_replicates.csv.gz",
+        reliability=f"{RUN_DIR}/reliability.csv",
     params:
         evaluation=config["evaluation"],
     log:
         "results/logs/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/evaluate.py"
 
@@ -42,5 +44,7 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/aggregate.py"

@@ -18,5 +18,7 @@ rule report:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/report.py"

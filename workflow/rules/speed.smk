@@ -1,6 +1,6 @@
 rule speed:
     input:
-        data=expand(PREPARED_DIR + "/data.pt", dataset=BENCHMARK.datasets),
+        data=expand(f"{PREPARED_DIR}/data.pt", dataset=BENCHMARK.datasets),
         meta=get_dataset_meta(),
     output:
         table="results/speed.csv",
@@ -15,5 +15,7 @@ rule speed:
         "results/logs/speed.log",
     benchmark:
         "results/benchmarks/speed.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/speed.py"
