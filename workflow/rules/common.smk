@@ -108,6 +108,17 @@ def get_train_gpus(wildcards):
     return 1 if device.startswith("cuda") else 0
 
 
+def get_train_gpu_mem_mb(wildcards):
+    """A train job's claim on its card's memory (dpfair.gpu), so profiles/gpu can run several per card."""
+    from dpfair.gpu import train_gpu_memory_mb
+
+    if not get_train_gpus(wildcards):
+        return 0
+    params = BENCHMARK.dataset_settings(wildcards.dataset).get("params", {})
+    return train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
+                               image_size=params.get("image_size") or params.get("size"))
+
+
 def get_speed_table():
     """The speed benchmark's table when the config asks for it (speed.enabled), else nothing."""
     return ["results/speed.csv"] if config["speed"]["enabled"] else []

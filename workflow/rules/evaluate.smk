@@ -31,10 +31,10 @@ rule aggregate:
         records=get_run_outputs("run.json"),
         train_benchmarks=get_run_benchmarks(),
     output:
-        metrics="results/summary/metrics.csv",
+        metrics=report("results/summary/metrics.csv", caption="../report/metrics.rst", category="Summary tables"),
         subgroups="results/summary/subgroups.csv",
         gaps="results/summary/gaps.csv",
-        gap_changes="results/summary/gap_changes.csv",
+        gap_changes=report("results/summary/gap_changes.csv", caption="../report/gap_changes.rst", category="Summary tables"),
         reliability="results/summary/reliability.csv",
         compute_cost="results/summary/compute_cost.csv",
         compute_ratios="results/summary/compute_ratios.csv",

@@ -3,7 +3,7 @@ rule speed:
         data=expand(f"{PREPARED_DIR}/data.pt", dataset=BENCHMARK.datasets),
         meta=get_dataset_meta(),
     output:
-        table="results/speed.csv",
+        table=report("results/speed.csv", caption="../report/speed.rst", category="Speed of DP-SGD"),
     params:
         cells=get_speed_cells(),
         speed=config["speed"],

@@ -14,6 +14,7 @@ rule train:
     threads: 1
     resources:
         gpu=get_train_gpus,
+        gpu_mem_mb=get_train_gpu_mem_mb,
     log:
         "results/logs/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
     benchmark:
