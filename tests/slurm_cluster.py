@@ -6,7 +6,7 @@ executor plugin and its job steps run (sbatch, squeue, scontrol, srun, scancel) 
 environment variables. No accounting database: jobs are polled with ``squeue``, which sees a finished
 job for ``MinJobAge`` seconds, so that must be at least 3 × the plugin's initial status wait.
 
-The node advertises one count-only GPU (``Gres=gpu:1``, no device file) so that a train job's
+The node advertises two GPUs backed by /dev/null and /dev/zero (``Gres=gpu:2``) so that a train job's
 ``gpu: 1`` request goes through the scheduler's real GRES allocation without any hardware.
 """
 
@@ -85,7 +85,7 @@ ReturnToService=2
 MinJobAge={MIN_JOB_AGE}
 SlurmdTimeout=60
 GresTypes=gpu
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -126,7 +126,7 @@ def loopback_slurm(root: Path, *, cpus: int | None = None, memory_mb: int = 4000
     cpus = cpus or os.cpu_count() or 1
     SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SLURM_CONF.write_text(_config(root, cpus=cpus, memory_mb=memory_mb, ctld_port=_free_port(), slurmd_port=_free_port()))
-    GRES_CONF.write_text(f"{MARKER}\nAutoDetect=off\nName=gpu File=/dev/null\n")
+    GRES_CONF.write_text(f"{MARKER}\nAutoDetect=off\nName=gpu File=/dev/null\nName=gpu File=/dev/zero\n")
     munge_dir = Path("/run/munge")
     munge_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []

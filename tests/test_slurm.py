@@ -102,17 +102,17 @@ def test_tiny_grid_runs_through_the_scheduler(cluster, tmp_path):
     assert "tiny-slurm" in html and "2 of 2 runs" in html
 
     # every heavy job went through sbatch; the light ones ran in the submitting process
-    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k|%b"],
-                          capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
-    rows = [line.split("|") for line in jobs]
-    assert rows and all(state == "COMPLETED" for _, state, _, _ in rows), jobs
-    comments = " ".join(comment for _, _, comment, _ in rows)
+    shown = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=10).stdout
+    jobs = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.strip().splitlines()]
+    assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), shown
+    comments = " ".join(job.get("Comment", "") for job in jobs)
     for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2)):
-        assert len(re.findall(rf"rule_{rule}(?=_wildcards_|\s|$)", comments)) == count, (rule, jobs)
+        assert len(re.findall(rf"rule_{rule}(?=_wildcards_|\s|$)", comments)) == count, (rule, shown)
     for rule in ("aggregate", "report"):
         assert f"rule_{rule}" not in comments
-    # train jobs asked the scheduler for the GPU (the node's one count-only GPU: they ran one at a time)
-    gpu_jobs = [row for row in rows if "rule_train" in row[2]]
-    assert all("gpu" in tres for *_, tres in gpu_jobs), gpu_jobs
+    # train jobs asked the scheduler for a GPU (profiles/slurm's gpu: 1 -> sbatch --gpus=1) and got one
+    train = [job for job in jobs if job.get("Comment", "").startswith("rule_train")]
+    assert all("gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", "") for job in train), shown
+    assert all("gres/gpu=1" in job.get("AllocTRES", "") for job in train), shown
     logs = sorted(p.relative_to(work).as_posix() for p in (work / ".snakemake/slurm_logs").rglob("*.log"))
     assert any(p.startswith(".snakemake/slurm_logs/rule_train/") for p in logs), logs

@@ -115,8 +115,11 @@ def get_train_gpu_mem_mb(wildcards):
     if not get_train_gpus(wildcards):
         return 0
     params = BENCHMARK.dataset_settings(wildcards.dataset).get("params", {})
-    return train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
-                               image_size=params.get("image_size") or params.get("size"))
+    claim = train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
+                                image_size=params.get("image_size") or params.get("size"))
+    # a job claiming more than the card's limit would never start: it gets the whole card instead
+    limit = getattr(workflow.global_resources.get("gpu_mem_mb"), "value", workflow.global_resources.get("gpu_mem_mb"))
+    return min(claim, int(limit)) if isinstance(limit, (int, float)) and limit > 0 else claim
 
 
 def get_speed_table():
