@@ -103,6 +103,21 @@ def _kill_group(proc: subprocess.Popen, timeout: float = 10) -> None:
         pass
 
 
+def _processes_holding(root: Path) -> list[int]:
+    """Ids of the processes with an open file under ``root`` (the cluster's job-step daemons and their jobs)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(t.startswith(str(root)) for t in targets):
+            found.append(int(proc.name))
+    return found
+
+
 def _wait_for(check, *, timeout: float, what: str, logs: list[Path]) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -160,6 +175,12 @@ def loopback_slurm(root: Path, *, cpus: int | None = None, memory_mb: int = 4000
             pass
         for proc in reversed(procs):
             _kill_group(proc)
+        # job step daemons detach from slurmd; ours are the ones holding files under root (the slurmd log)
+        for pid in _processes_holding(root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for path in (SLURM_CONF, GRES_CONF):
             if path.exists() and path.read_text().startswith(MARKER):
                 path.unlink()

@@ -60,7 +60,7 @@ def site_profile(folder: Path, partition: str) -> Path:
         profile["set-threads"][rule] = 1
     # no accounting database: poll squeue; MinJobAge (300 s) >= 3 x this first wait
     profile["slurm-status-command"] = "squeue"
-    profile["slurm-init-seconds-before-status-checks"] = 5
+    profile["slurm-init-seconds-before-status-checks"] = 3
     assert "CHANGEME" not in yaml.safe_dump(profile)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
@@ -91,7 +91,7 @@ def test_tiny_grid_runs_through_the_scheduler(cluster, tmp_path):
     result = run_snakemake(
         ["-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "benchmark.yaml"),
          "--workflow-profile", str(profile)],
-        cwd=tmp_path, timeout=420,
+        cwd=tmp_path, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-6000:]
     print(f"loopback SLURM grid: {time.monotonic() - started:.0f} s")
