@@ -28,7 +28,7 @@ MARKER = "# dpfair loopback test cluster (tests/slurm_cluster.py); safe to delet
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "srun", "sinfo")
 PARTITION = "debug"
-MIN_JOB_AGE = 300
+MIN_JOB_AGE = 3600  # keeps every finished job visible to squeue and to the test's checks
 
 
 def missing_reason() -> str | None:

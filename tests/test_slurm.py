@@ -58,7 +58,7 @@ def site_profile(folder: Path, partition: str) -> Path:
         # the node has 2 CPUs and 4 GB; a real site keeps the shipped sizes
         profile["set-resources"][rule].update(slurm_partition=partition, cpus_per_gpu=1, mem_mb=1000)
         profile["set-threads"][rule] = 1
-    # no accounting database: poll squeue; MinJobAge (300 s) >= 3 x this first wait
+    # no accounting database: poll squeue; MinJobAge (3600 s) >= 3 x this first wait
     profile["slurm-status-command"] = "squeue"
     profile["slurm-init-seconds-before-status-checks"] = 3
     assert "CHANGEME" not in yaml.safe_dump(profile)
