@@ -111,3 +111,28 @@ def check_sensitivity(factors: torch.Tensor, norms: torch.Tensor, *, max_grad_no
     if bool((factors.double() * norms.double() > max_grad_norm * (1 + 1e-5)).any()):
         worst = float((factors.double() * norms.double()).max())
         raise PrivacyError(f"clip policy let a unit's clipped gradient reach norm {worst:.6g} > C = {max_grad_norm:g}")
+
+
+#: Bu et al.'s stability constant γ of automatic clipping (their default 0.01).
+NORMALIZED_GAMMA = 0.01
+
+
+@register_clip_policy("normalized")
+class NormalizedClip(ClipPolicy):
+    """Normalised ("automatic") clipping: ``c_u = C / (||g_u|| + γ)`` (Bu et al., "Automatic Clipping:
+    Differentially Private Deep Learning Made Easier and Stronger", NeurIPS 2023).
+
+    Every unit's clipped gradient has norm ``C·||g||/(||g|| + γ) < C``, so the sensitivity stays below C
+    whatever the norms; unlike flat clipping, small gradients are scaled up too, which removes the
+    dependence of the update on C up to the learning rate.
+    """
+
+    name = "normalized"
+
+    def __init__(self, gamma: float = NORMALIZED_GAMMA):
+        if not gamma > 0:
+            raise ValueError(f"normalized clipping needs gamma > 0, got {gamma!r}")
+        self.gamma = float(gamma)
+
+    def factors(self, norms, *, max_grad_norm, groups=None):
+        return max_grad_norm / (norms + self.gamma)

@@ -23,6 +23,9 @@ OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
 #: grad-sample modes ("auto" picks). Which DP method runs is a separate choice (``methods:``).
 CLIPPING_BACKENDS: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
 DEFAULT_METHODS: tuple[str, ...] = ("dpsgd",)
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: Clip policies a benchmark may name (``dpfair.clip_policy``); ``normalized`` is Bu et al.'s automatic clipping.
+CLIP_POLICY_NAMES: tuple[str, ...] = ("flat", "normalized")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,15 @@ class TrainConfig:
     accountant: str = "prv"
     clipping_backend: str = "auto"
     max_rows_per_patient: int | None = None
+    # Recipe options (privacy-free post-processing and DP-specific choices; see README "Recipes and tuning")
+    lr_schedule: str = "constant"
+    ema_decay: float | None = None
+    select_best: bool = False
+    class_weight: str | float = "none"
+    clip_policy: str = "flat"
+    augmult: int = 1
+    #: Set only by private tuning (``dpfair.tuning``): the trial's σ, calibrated for the whole procedure.
+    noise_multiplier: float | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:
@@ -55,6 +67,20 @@ class TrainConfig:
                 raise ConfigError(f"training.{key} must be a whole number >= 1, got {value!r}")
         if not self.lr > 0 or not self.max_grad_norm > 0:
             raise ConfigError("training.lr and privacy.max_grad_norm must be > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"training.lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+        d = self.ema_decay
+        if d is not None and (isinstance(d, bool) or not 0 < d < 1):
+            raise ConfigError(f"training.ema_decay must be in (0, 1) or null, got {d!r}")
+        w = self.class_weight
+        if not (w in ("none", "balanced") or (isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0)):
+            raise ConfigError(f"training.class_weight must be 'none', 'balanced' or a number > 0, got {w!r}")
+        if self.clip_policy not in CLIP_POLICY_NAMES:
+            raise ConfigError(f"privacy.clip_policy = {self.clip_policy!r}; allowed: {list(CLIP_POLICY_NAMES)}")
+        if isinstance(self.augmult, bool) or not isinstance(self.augmult, int) or self.augmult < 1:
+            raise ConfigError(f"training.augmult must be a whole number >= 1, got {self.augmult!r}")
+        if self.noise_multiplier is not None and not self.noise_multiplier > 0:
+            raise ConfigError(f"noise_multiplier must be > 0, got {self.noise_multiplier!r}")
 
 
 
@@ -101,8 +127,17 @@ class Benchmark:
         return [m for m in wanted if self.modalities[dataset] in get_model(m).modalities]
 
     def methods_for(self, dataset: str) -> list[str]:
-        """Privacy mechanisms run on ``dataset`` (its own ``methods`` or the benchmark's)."""
-        return list(self.dataset_settings(dataset).get("methods") or self.config["methods"])
+        """Privacy mechanisms run on ``dataset`` (its own ``methods`` or the benchmark's).
+
+        With tuning enabled, each tunable method ``m`` also runs as ``m-tuned`` (``dpfair.tuning``): the
+        fixed recipe and the privately tuned one side by side.
+        """
+        from dpfair.tuning.procedure import tuned_methods  # tuning imports this module
+
+        methods = list(self.dataset_settings(dataset).get("methods") or self.config["methods"])
+        if self.tuning(dataset).get("enabled"):
+            methods += tuned_methods(methods)
+        return methods
 
     @property
     def methods(self) -> list[str]:
@@ -128,7 +163,12 @@ class Benchmark:
         merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
         privacy = self.privacy(dataset)
         return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
-                           max_rows_per_patient=privacy.get("max_rows_per_patient"))
+                           max_rows_per_patient=privacy.get("max_rows_per_patient"),
+                           clip_policy=privacy.get("clip_policy", "flat"))
+
+    def tuning(self, dataset: str) -> dict:
+        """The dataset's ``tuning:`` block merged over the benchmark's (``enabled: false`` when neither sets one)."""
+        return {**(self.config.get("tuning") or {}), **(self.dataset_settings(dataset).get("tuning") or {})}
 
     def privacy(self, dataset: str) -> dict:
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}

@@ -22,8 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.clip_policy import ClipPolicy, FlatClip
 from dpfair.errors import ConfigError
 from dpfair.mechanisms import Trainer
+from dpfair.recipe import StepRecipe
 
 #: Private paths, fastest-first preference for ``auto``; all compute the same clipped update.
 PRIVATE_MODES: tuple[str, ...] = ("bookkeeping", "hooks", "functorch", "ew", "ghost")
@@ -49,15 +51,21 @@ def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, reduction="none")
 
 
-def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader) -> Trainer:
-    """The ε = ∞ reference: the same Poisson batches, mean loss, no clipping, no noise."""
+def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
+                    recipe: StepRecipe | None = None) -> Trainer:
+    """The ε = ∞ reference: the same Poisson batches, mean loss, no clipping, no noise.
+
+    ``recipe``: class weight and augmentation multiplicity, as in the private step (the mean over a
+    sample's augmented copies is its loss)."""
     loader = DPDataLoader.from_data_loader(data_loader)
+    recipe = recipe or StepRecipe()
 
     def step(x, y):
         optimizer.zero_grad(set_to_none=False)
-        losses = _per_sample_loss(model(x), y)
+        xs, ys, _ = recipe.expand(x, y)
+        losses = recipe.losses(model(xs), ys)
         if len(y):
-            losses.mean().backward()
+            (losses.sum() / len(y)).backward()
         optimizer.step()  # on an empty batch too, as a DP step would (momentum still moves)
         return float(losses.detach().sum())
 
@@ -74,6 +82,8 @@ def make_private(
     noise_multiplier: float,
     max_grad_norm: float,
     mode: str = "auto",
+    recipe: StepRecipe | None = None,
+    clip_policy: ClipPolicy | None = None,
 ) -> Trainer:
     """Wrap ``model``/``optimizer``/``data_loader`` for DP-SGD with the clipping path ``mode``.
 
@@ -87,11 +97,20 @@ def make_private(
         ('bookkeeping', 16)
     """
     mode = resolve_mode(mode, model)
+    recipe = recipe or StepRecipe()
     if mode == "bookkeeping":
         return _make_bookkeeping(
             engine=engine, model=model, optimizer=optimizer, data_loader=data_loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, recipe=recipe, clip_policy=clip_policy,
         )
+    # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
+    # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
+    if clip_policy is not None and not isinstance(clip_policy, FlatClip):
+        raise ConfigError(f"privacy.clip_policy {clip_policy.name!r} needs the book-keeping backend; "
+                          f"training.clipping_backend resolves to {mode!r}")
+    if recipe.augmult > 1 or (mode == "ghost" and not recipe.plain):
+        raise ConfigError(f"training.augmult > 1{' or class_weight' if mode == 'ghost' else ''} needs the "
+                          f"book-keeping backend; training.clipping_backend resolves to {mode!r}")
     wrapped = engine.make_private(
         module=model, optimizer=optimizer, data_loader=data_loader, noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm, poisson_sampling=True, grad_sample_mode=mode,
@@ -115,7 +134,7 @@ def make_private(
             dp_optimizer.zero_grad(set_to_none=True)
             logits = dp_model(x)
             if len(y):
-                losses = _per_sample_loss(logits, y)
+                losses = recipe.losses(logits, y)
                 losses.mean().backward()
             else:  # an empty Poisson batch is still a DP step: Opacus adds noise to a zero gradient
                 losses = logits.sum() * 0.0
@@ -154,7 +173,8 @@ class _ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
                 p.summed_grad.add_(p.grad)
 
 
-def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier, max_grad_norm) -> Trainer:
+def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier, max_grad_norm, recipe=None,
+                      clip_policy=None) -> Trainer:
     # The same wiring as PrivacyEngine.make_private, with the clipping done by BookKeepingClipper.
     owned = set(model.parameters())
     if any(p not in owned for group in optimizer.param_groups for p in group["params"]):
@@ -171,12 +191,14 @@ def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier
         secure_mode=engine.secure_mode,
     )
     dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
-    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm)
+    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm, clip_policy=clip_policy)
+    recipe = recipe or StepRecipe()
 
     def step(x, y):
         dp_optimizer.zero_grad(set_to_none=True)
-        losses = _per_sample_loss(model(x), y)
-        clipper.clip_backward(losses)
+        xs, ys, units = recipe.expand(x, y)  # K augmented copies of a sample are one clipping unit
+        losses = recipe.losses(model(xs), ys)
+        clipper.clip_backward(losses, units=units)
         dp_optimizer.step()
         return float(losses.detach().sum())
 

@@ -9,6 +9,7 @@ arm just skips clipping and noise. σ, q and steps are recorded from the wired o
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import math
@@ -134,16 +135,27 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         if not planned <= epsilon * (1 + 1e-6):
             raise PrivacyError(f"the planned run's ledger replays to epsilon {planned:.4f}, above the target {epsilon}")
 
+    if config.select_best and (x_val is None or y_val is None):
+        raise ConfigError("training.select_best needs a validation split")
     history: list[dict] = []
     steps = 0
     train_seconds = 0.0  # the optimisation loop only; per-epoch monitoring is not counted
+    # Post-processing of the iterates (free under DP: the ledger covers every step): an exponential moving
+    # average of the weights, and the epoch with the best validation AUROC. Both only read what the
+    # private steps released and the validation split, which is outside the guarantee.
+    module = trainer.module
+    ema = Ema(module, config.ema_decay) if config.ema_decay else None
+    best = {"auroc": -math.inf, "epoch": None, "state": None}
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum, n_seen = 0.0, 0
         start = time.perf_counter()
         for batch in loader:
             batch = [t.to(device) for t in batch]
+            set_lr(trainer.optimizer, config, step=steps, total=planned_steps)
             loss_sum += trainer.step(*batch)
+            if ema is not None:
+                ema.update(module)
             n_seen += len(batch[1])
             steps += 1
         train_seconds += time.perf_counter() - start
@@ -152,13 +164,21 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
             replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta) if private else math.inf
         )
         if x_val is not None and y_val is not None:
-            entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(trainer.module, x_val, device=device))
+            with (ema.swapped(module) if ema is not None else contextlib.nullcontext()):
+                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
+                # the first epoch is kept until one beats it (a NaN AUROC never does)
+                if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
+                    best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": _clone_state(module)}
         history.append(entry)
         log.info(
             "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
             f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
         )
     trainer.close()
+    if ema is not None:
+        ema.copy_to(module)
+    if config.select_best and best["state"] is not None:
+        module.load_state_dict(best["state"])
 
     if steps != planned_steps:
         raise PrivacyError(f"training took {steps} steps but the loader promised {planned_steps}")
@@ -203,9 +223,59 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "opacus_version": opacus.__version__,
         "dp_accounting_version": _dp_accounting_version(),
         "final_loss": history[-1]["loss"] if history else math.nan,
+        "lr_schedule": config.lr_schedule,
+        "ema_decay": config.ema_decay,
+        "select_best": config.select_best,
+        "best_epoch": best["epoch"] if config.select_best else None,
+        "class_weight": config.class_weight,
+        "clip_policy": config.clip_policy if private else "none",
+        "augmult": config.augmult,
         **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, *, step: int, total: int) -> None:
+    """Learning rate of ``step`` (0-based) of ``total``: constant, or cosine decay from ``config.lr`` to 0."""
+    lr = config.lr
+    if config.lr_schedule == "cosine" and total > 0:
+        lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _clone_state(module: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class Ema:
+    """Exponential moving average of a module's floating-point weights and buffers (Polyak averaging)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.state = _clone_state(module)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for key, value in module.state_dict().items():
+            avg = self.state[key]
+            if avg.is_floating_point():
+                avg.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+            else:
+                avg.copy_(value)
+
+    def copy_to(self, module: nn.Module) -> None:
+        module.load_state_dict(self.state)
+
+    @contextlib.contextmanager
+    def swapped(self, module: nn.Module):
+        """Run the block with the averaged weights in ``module``, then put the raw weights back."""
+        raw = _clone_state(module)
+        module.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            module.load_state_dict(raw)
 
 
 def _dp_accounting_version() -> str:

@@ -12,12 +12,14 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
+from dpfair.clip_policy import get_clip_policy
 from dpfair.dpsgd import make_nonprivate, make_private
 from dpfair.errors import PrivacyError
 from dpfair.ledger import poisson_gaussian
 from dpfair.mechanisms import Mechanism, Trainer, register_mechanism
 from dpfair.mechanisms.text import CLIPPING_PATHS, COVERS_ROWS, group_privacy_text, record_unit_text
 from dpfair.privacy import is_private
+from dpfair.recipe import step_recipe
 
 
 def calibrate_sigma(*, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
@@ -35,21 +37,24 @@ class DPSGD(Mechanism):
         base_loader = DataLoader(
             TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
         )
+        recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
-            return make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader)
+            return make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader, recipe=recipe)
         engine = PrivacyEngine(accountant=config.accountant)
         # Calibrate for what the accountant will charge: Opacus's Poisson loader samples at q = 1/k
         # (k = ceil(n/batch)) but yields int(1/q) batches per epoch, which float rounding makes k - 1
         # for some k (93, 99, 105, ...), and make_private charges 1/len(loader) per step. Calibrating
         # for k steps at 1/k (what make_private_with_epsilon does, also miscounting) overspends ε.
         batches_per_epoch = len(DPDataLoader.from_data_loader(base_loader))
-        sigma = calibrate_sigma(
+        # a tuning trial brings its σ, calibrated for the whole procedure (dpfair.tuning)
+        sigma = config.noise_multiplier or calibrate_sigma(
             epsilon=epsilon, delta=delta, sample_rate=1.0 / batches_per_epoch,
             steps=config.epochs * batches_per_epoch, accountant=config.accountant,
         )
         trainer = make_private(
             engine=engine, model=model, optimizer=optimizer, data_loader=base_loader,
             noise_multiplier=sigma, max_grad_norm=config.max_grad_norm, mode=config.clipping_backend,
+            recipe=recipe, clip_policy=get_clip_policy(config.clip_policy),
         )
 
         # Opacus charges q = 1/len(loader) (at least the sampling rate 1/k): the ledger holds what is charged
@@ -72,8 +77,13 @@ class DPSGD(Mechanism):
 
     def card_text(self, *, meta, record):
         path = CLIPPING_PATHS.get(record.get("clipping_backend"), record.get("clipping_backend"))
+        k = int(record.get("augmult", 1) or 1)
+        aug = f"; a sample's gradient is the mean over its {k} augmented copies before clipping" if k > 1 else ""
         return {
-            "clipping": f"flat per-sample clipping (all parameters, one norm), computed by {path}",
+            "clipping": (
+                f"{'normalized (automatic, Bu et al. 2023: C/(norm + 0.01))' if record.get('clip_policy') == 'normalized' else 'flat'} "
+                f"per-sample clipping (all parameters, one norm){aug}, computed by {path}"
+            ),
             "privacy_unit_enforcement": record_unit_text(meta),
             "guarantee_covers": COVERS_ROWS,
         }

@@ -24,14 +24,15 @@ import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
-from dpfair.clip_policy import FlatClip
-from dpfair.dpsgd import _ClippedSumDPOptimizer, _per_sample_loss, resolve_mode
+from dpfair.clip_policy import get_clip_policy
+from dpfair.dpsgd import _ClippedSumDPOptimizer, resolve_mode
 from dpfair.errors import ConfigError
 from dpfair.ledger import poisson_gaussian
 from dpfair.mechanisms import Mechanism, Trainer, register_mechanism
 from dpfair.mechanisms.dpsgd import calibrate_sigma
 from dpfair.mechanisms.text import patient_word
 from dpfair.privacy import is_private
+from dpfair.recipe import step_recipe
 
 
 class PatientBatches:
@@ -93,12 +94,14 @@ class PatientDPSGD(Mechanism):
         q = loader.sample_rate
         expected_units = q * loader.n_patients
         common = dict(module=model, loader=loader, sample_rate=q, expected_batch_size=expected_units)
+        recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
             def plain_step(x, y, units):
                 optimizer.zero_grad(set_to_none=False)
-                losses = _per_sample_loss(model(x), y)
+                xs, ys, _ = recipe.expand(x, y, units)
+                losses = recipe.losses(model(xs), ys)
                 if len(y):
-                    losses.mean().backward()
+                    (losses.sum() / len(y)).backward()
                 optimizer.step()
                 return float(losses.detach().sum())
 
@@ -113,17 +116,20 @@ class PatientDPSGD(Mechanism):
                 + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
             )
         steps = config.epochs * len(loader)
-        sigma = calibrate_sigma(epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
+        sigma = config.noise_multiplier or calibrate_sigma(
+            epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
         dp_optimizer = _ClippedSumDPOptimizer(
             optimizer, noise_multiplier=sigma, max_grad_norm=config.max_grad_norm,
             expected_batch_size=expected_units, loss_reduction="mean",
         )
-        clipper = BookKeepingClipper(model, max_grad_norm=config.max_grad_norm, clip_policy=FlatClip())
+        clipper = BookKeepingClipper(model, max_grad_norm=config.max_grad_norm,
+                                     clip_policy=get_clip_policy(config.clip_policy))
 
         def step(x, y, units):
             dp_optimizer.zero_grad(set_to_none=True)
-            losses = _per_sample_loss(model(x), y)
-            clipper.clip_backward(losses, units=units)
+            xs, ys, copy_units = recipe.expand(x, y, units)  # a patient's augmented copies stay its unit
+            losses = recipe.losses(model(xs), ys)
+            clipper.clip_backward(losses, units=copy_units)
             dp_optimizer.step()
             return float(losses.detach().sum())
 
