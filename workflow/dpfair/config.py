@@ -16,6 +16,7 @@ from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.models import available_models, get_model
 from dpfair.privacy import check_accountant, format_epsilon, parse_epsilon
+from dpfair.tuning.names import tuned_methods
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
@@ -132,8 +133,6 @@ class Benchmark:
         With tuning enabled, each tunable method ``m`` also runs as ``m-tuned`` (``dpfair.tuning``): the
         fixed recipe and the privately tuned one side by side.
         """
-        from dpfair.tuning.procedure import tuned_methods  # tuning imports this module
-
         methods = list(self.dataset_settings(dataset).get("methods") or self.config["methods"])
         if self.tuning(dataset).get("enabled"):
             methods += tuned_methods(methods)

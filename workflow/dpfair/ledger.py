@@ -17,6 +17,7 @@ import math
 
 import attrs
 import dp_accounting
+from dp_accounting import dp_event
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 from opacus.accountants import PRVAccountant, RDPAccountant
@@ -36,11 +37,13 @@ RELATIONS = {
     "add_or_remove_one": dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
     "replace_one": dp_accounting.NeighboringRelation.REPLACE_ONE,
 }
+# dp_event holds every event class; the package top level re-exports only some (not RepeatAndSelectDpEvent,
+# the ledger of private tuning)
 _EVENT_TYPES = {
-    name: getattr(dp_accounting, name)
-    for name in dir(dp_accounting)
-    if name.endswith("DpEvent") and isinstance(getattr(dp_accounting, name), type)
-    and issubclass(getattr(dp_accounting, name), dp_accounting.DpEvent)
+    name: getattr(dp_event, name)
+    for name in dir(dp_event)
+    if name.endswith("DpEvent") and isinstance(getattr(dp_event, name), type)
+    and issubclass(getattr(dp_event, name), dp_accounting.DpEvent)
 }
 
 

@@ -13,6 +13,7 @@ import math
 from dpfair.errors import PrivacyError
 from dpfair.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
 from dpfair.mechanisms import get_mechanism
+from dpfair.tuning.names import split_method
 
 #: How far the independent PLD accountant may exceed the target before the run is rejected. PRV (what
 #: Opacus calibrates with) is an upper bound that PLD matches to about 0.01 on this stack.
@@ -31,7 +32,8 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
     epsilon = float(record["epsilon"])
     private = math.isfinite(epsilon)
     method = record.get("method", "dpsgd")
-    mechanism = get_mechanism(method)
+    mechanism = get_mechanism(split_method(method)[0])
+    tuning = record.get("tuning")
     n_train = int(record["n_train"])
     n_units = int(record.get("n_units", n_train))
     delta = float(record["delta"])
@@ -41,7 +43,11 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "target_epsilon": epsilon,
         "epsilon_spent": float(record["epsilon_spent"]),
         "accountant": record["accountant"],
-        "accountant_implementation": f"opacus {record['opacus_version']}" if private else "none (non-private)",
+        "accountant_implementation": (
+            "none (non-private)" if not private
+            else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant (RepeatAndSelectDpEvent)" if tuning
+            else f"opacus {record['opacus_version']}"
+        ),
         "delta": delta,
         "unit": mechanism.unit,
         "privacy_unit": mechanism.unit,
@@ -63,11 +69,14 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "n_train": n_train,
         "privacy_unit_enforcement": text["privacy_unit_enforcement"],
         "guarantee_covers": text["guarantee_covers"],
-        "hyperparameter_selection": "none on private data: hyperparameters are fixed in the benchmark definition; no budget spent",
+        "hyperparameter_selection": _selection_text(tuning, private),
         "secure_rng": bool(record.get("secure_mode", False)),
         "nonfinite_units": int(record.get("nonfinite_units", 0)),
         "independent_accountants": CARD_ACCOUNTANTS,
     }
+    if tuning:
+        card["tuning"] = tuning
+        card["independent_accountants"] = {**CARD_ACCOUNTANTS, "rdp_google": ACCOUNTANTS["rdp_google"]}
     group = getattr(mechanism, "group_privacy", None)
     if group is not None:
         gp = group(meta=meta, epsilon=epsilon, delta=delta)
@@ -78,12 +87,25 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
             raise PrivacyError(f"private run of method {method!r} recorded no ledger")
         card.update({
             f"epsilon_{name}": replay_epsilon(card["ledger"], accountant=name, delta=delta, relation=card["neighboring_relation"])
-            for name in CARD_ACCOUNTANTS
+            for name in card["independent_accountants"]
         })
     else:
-        card.update({f"epsilon_{name}": math.inf for name in CARD_ACCOUNTANTS})
+        card.update({f"epsilon_{name}": math.inf for name in card["independent_accountants"]})
     check_privacy_card(card)
     return card
+
+
+def _selection_text(tuning: dict | None, private: bool) -> str:
+    if not tuning:
+        return "none on private data: hyperparameters are fixed in the benchmark definition; no budget spent"
+    if not private:
+        return (f"random search over {tuning['trials_run']} trials (same expected number as the private arm), "
+                "selected on validation AUROC; non-private")
+    return (
+        f"private random search (Papernot & Steinke 2022): {tuning['trials_run']} trials run, their number drawn "
+        f"{tuning['number_of_trials']} with mean {tuning['expected_trials']:g}; each trial ε {tuning['epsilon_per_trial']:.3g} "
+        "alone; selection on validation AUROC; the ledger's RepeatAndSelectDpEvent covers trials and selection"
+    )
 
 
 def check_privacy_card(card: dict) -> None:
@@ -116,7 +138,10 @@ def check_privacy_card(card: dict) -> None:
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE
-    if not card["epsilon_pld"] <= card["target_epsilon"] * (1 + rel) + absolute:
+    # a tuned run's repeat-and-select ledger has no PLD replay: dp-accounting's RDP replays it instead
+    name = "rdp_google" if math.isnan(card["epsilon_pld"]) and "epsilon_rdp_google" in card else "pld"
+    if not card[f"epsilon_{name}"] <= card["target_epsilon"] * (1 + rel) + absolute:
+        label = "PLD" if name == "pld" else "dp-accounting RDP"
         raise PrivacyError(
-            f"the independent PLD accountant gives epsilon {card['epsilon_pld']:.4f} for target {card['target_epsilon']}"
+            f"the independent {label} accountant gives epsilon {card[f'epsilon_{name}']:.4f} for target {card['target_epsilon']}"
         )

@@ -24,6 +24,7 @@ from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
+from dpfair.tuning.report import tuning_rows
 
 PRIVACY_COLUMNS = [
     ("model", "model · method"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
@@ -292,7 +293,8 @@ def render_report(
     """
     if (compute_cost is None) != (compute_ratios is None):
         raise DpfairError("render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)")
-    metrics_df = _with_method(read_summary(metrics))
+    raw_metrics = read_summary(metrics)
+    metrics_df = _with_method(raw_metrics)
     subgroups_df = _with_method(read_summary(subgroups))
     changes_df = _with_method(read_summary(gap_changes)) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
@@ -316,6 +318,7 @@ def render_report(
                 },
                 "summary": summary_rows(m, epsilons, level),
                 "methods_by_epsilon": method_rows(m, level) if m.get("method", pd.Series(dtype=str)).nunique() > 1 else [],
+                "tuning": tuning_rows(raw_metrics[raw_metrics["dataset"] == name]),
                 "attributes": sorted(g["attribute"].unique()),
                 "figures": {
                     "utility": figure_to_data_uri(utility_figure(m, epsilons, level=level)),

@@ -24,6 +24,8 @@ from dpfair.models import resolve_device
 from dpfair.privacy import format_epsilon, parse_epsilon, resolve_delta
 from dpfair.privacy_card import build_privacy_card
 from dpfair.training import predict, train
+from dpfair.tuning.names import split_method
+from dpfair.tuning.procedure import tune_and_train
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ METRIC_COLUMNS = [
     "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
     "auroc_null_gap", "auroc_gap_p_value",
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
+    # recipe: what produced the row (chosen by tuning for a tuned arm; tuning_trials 0 for a fixed recipe)
+    "tuning_trials", "epsilon_per_trial", "lr", "optimizer", "lr_schedule", "ema_decay", "select_best", "best_epoch",
+    "class_weight", "clip_policy", "augmult",
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
     "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound",
@@ -57,6 +62,7 @@ def train_run(
     config: TrainConfig | dict,
     method: str = "dpsgd",
     device: str = "auto",
+    tuning: dict | None = None,
     model_path: str | Path,
     scores_path: str | Path,
     record_path: str | Path,
@@ -75,7 +81,8 @@ def train_run(
     x_val, y_val = prepared.part("val")
     train_rows = prepared.samples["split"] == "train"
     patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
-    mechanism = get_mechanism(method)
+    base_method, tuned = split_method(method)
+    mechanism = get_mechanism(base_method)
     # δ 'auto' follows the mechanism's unit count (patients for dpsgd_patient); a number must be below 1/n_units
     n_units = mechanism.n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
     delta = resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units,
@@ -85,11 +92,14 @@ def train_run(
         prepared.meta["name"], model_name, method, format_epsilon(eps), seed, torch_device, len(y_train), n_units,
         delta, config,
     )
-    result = train(
+    common = dict(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
         epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
         x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
     )
+    # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
+    # split is never passed to it
+    result = tune_and_train(**common, tuning=tuning or {}) if tuned else train(**common)
     scores = prepared.samples.assign(score=predict(result.model, prepared.x, device=torch_device))
     record = {
         "dataset": prepared.meta["name"],

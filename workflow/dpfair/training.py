@@ -230,6 +230,8 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "class_weight": config.class_weight,
         "clip_policy": config.clip_policy if private else "none",
         "augmult": config.augmult,
+        "tuning_trials": 0,  # a fixed recipe; dpfair.tuning overwrites these for a tuned run
+        "epsilon_per_trial": epsilon,
         **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)

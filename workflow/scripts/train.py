@@ -18,6 +18,7 @@ train_run(
     epsilon=snakemake.wildcards.epsilon,
     seed=int(snakemake.wildcards.seed),
     config=snakemake.params.training,
+    tuning=snakemake.params.tuning,
     device=snakemake.params.device,
     model_path=snakemake.output.model,
     scores_path=snakemake.output.scores,
