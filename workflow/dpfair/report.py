@@ -20,7 +20,7 @@ import torch
 
 import dpfair
 from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.fairness import GAP_CHANGE_COLUMNS, METRIC_LABELS
+from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
@@ -92,20 +92,16 @@ def _cards_by_dataset(paths: Iterable[str | Path]) -> dict[str, list[tuple[str, 
     return out
 
 
-#: Gaps whose change with ε the report shows first; the rest are in a collapsed table.
-HEADLINE_GAPS = ("auroc", "tpr")
-
-
 def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     """Gap changes vs ε = ∞ as table rows, headline metrics first."""
     rows = {"headline": [], "other": []}
     for r in changes.sort_values(["model", "attribute", "metric", "epsilon"]).to_dict("records"):
         row = {
-            "model": r["model"], "attribute": r["attribute"], "metric": METRIC_LABELS.get(r["metric"], r["metric"]),
+            "model": r["model"], "attribute": r["attribute"], "metric": metric_label(r["metric"]),
             "epsilon": epsilon_label(r["epsilon"]), "change": f"{fmt(r['gap_change'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
             "verdict": r["verdict"],
         }
-        rows["headline" if r["metric"] in HEADLINE_GAPS else "other"].append(row)
+        rows["headline" if r.get("family", "headline") == "headline" else "other"].append(row)
     return rows
 
 

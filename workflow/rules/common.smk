@@ -84,6 +84,11 @@ def get_prepare_settings(wildcards):
     }
 
 
+def get_dataset_module_file(wildcards):
+    """The dataset module's file: an input of its preparation, so editing it re-prepares the dataset."""
+    return str(Path(DATASETS_DIR) / f"{BENCHMARK.module(wildcards.dataset)}.py")
+
+
 def get_training_config(wildcards):
     return vars(BENCHMARK.training(wildcards.dataset))
 

@@ -1,4 +1,8 @@
 rule prepare_dataset:
+    input:
+        # editing a dataset module re-prepares that dataset and everything downstream (its params
+        # are a rerun trigger as params of this rule)
+        module=get_dataset_module_file,
     output:
         data=f"{PREPARED_DIR}/data.pt",
         samples=f"{PREPARED_DIR}/samples.csv",
