@@ -185,3 +185,17 @@ def test_speed_table_covers_each_cell_and_path(tiny_run):
     assert (speed["step_seconds_median"] > 0).all() and (speed["device"] == "cpu").all()
     html = (tiny_run / "report/index.html").read_text()
     assert 'id="speed"' in html and "bookkeeping" in html
+
+
+@pytest.mark.integration
+def test_snakemake_provenance_report_sits_beside_ours(tiny_run):
+    result = snakemake(tiny_run, TINY, "--report", "provenance.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = (tiny_run / "provenance.html").read_text()
+    assert "dpfair report" in page and "Summary tables" in page
+
+
+@pytest.mark.integration
+def test_complete_report_names_benchmark_and_completeness(tiny_run):
+    html = (tiny_run / "report/index.html").read_text()
+    assert "Benchmark tiny: complete, 2 of 2 runs." in html and 'id="incomplete"' not in html

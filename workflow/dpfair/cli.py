@@ -45,8 +45,17 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         return _config_check(args)
     except DpfairError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - anything else is still one line, never a traceback
+        where = f" ({args.path})" if getattr(args, "path", None) else f" (dataset {args.name!r})" if getattr(args, "name", None) else ""
+        print(f"error{where}: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message (a schema's list of problems) joined onto one line."""
+    return "; ".join(part.strip(" -") for part in message.splitlines() if part.strip(" -"))
 
 
 def _list(args) -> int:

@@ -34,6 +34,22 @@ PRIVACY_COLUMNS = [
 ]
 
 
+def safe_url(url) -> str | None:
+    """``url`` when it is an absolute http(s) URL, else None: a dataset card cannot inject a script link.
+
+    Example:
+        >>> safe_url("https://physionet.org/x"), safe_url("javascript:alert(1)"), safe_url(" HTTP://a.org ")
+        ('https://physionet.org/x', None, 'HTTP://a.org')
+    """
+    from urllib.parse import urlsplit
+
+    text = str(url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and not any(c in text for c in "\"'<> \t\n"):
+        return text
+    return None
+
+
 def figure_to_data_uri(fig: plt.Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -231,8 +247,12 @@ def render_report(
     compute_cost: str | Path | None = None,
     compute_ratios: str | Path | None = None,
     speed: str | Path | None = None,
+    status: dict | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file.
+
+    ``status`` (from :func:`dpfair.outcome.run_status`) heads the page: how many of the grid's runs it
+    shows and, for an incomplete grid, which runs failed and why.
 
     ``compute_cost``/``compute_ratios`` (written together by the aggregate rule) and ``speed`` are optional:
     without them the page has no compute-cost or speed section.
@@ -291,6 +311,8 @@ def render_report(
     html = env.get_template("report.html.j2").render(
         benchmark=benchmark,
         sections=sections,
+        status=status,
+        safe_url=safe_url,
         compute_cost=compute_cost_section(cells=compute_cost, ratios=compute_ratios) if compute_cost else None,
         speed=speed_section(speed) if speed else None,
         level=f"{100 * level:g}",

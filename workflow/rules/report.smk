@@ -10,12 +10,15 @@ rule report:
         meta=get_dataset_meta(),
         cards=get_run_outputs("privacy_card.json"),
     output:
-        html="report/index.html",
+        html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:
         benchmark=get_report_settings(),
+        runs=get_run_entries(),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/report.py"

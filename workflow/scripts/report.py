@@ -4,6 +4,7 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
+from dpfair.outcome import run_status  # noqa: E402
 from dpfair.report import render_report  # noqa: E402
 
 render_report(
@@ -19,4 +20,5 @@ render_report(
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
+    status=run_status(snakemake.params.runs),
 )

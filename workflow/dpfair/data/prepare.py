@@ -24,7 +24,7 @@ from dpfair.data.leakage import check_leakage
 from dpfair.data.registry import get_dataset
 from dpfair.data.split import SPLITS, stratified_split
 from dpfair.data.validate import validate_raw, validate_split
-from dpfair.errors import DatasetError
+from dpfair.errors import DatasetError, DpfairError
 from dpfair.jsonio import write_json
 from dpfair.privacy import resolve_delta
 
@@ -72,8 +72,12 @@ def prepare_dataset(
     card: DatasetCard = spec.card
     try:
         raw = spec.load(**(params or {}))
+    except DpfairError:
+        raise
     except TypeError as exc:
         raise DatasetError(f"{spec.path}: the loader rejected params {params}: {exc}") from exc
+    except Exception as exc:  # a loader's own failure names the module and what it raised
+        raise DatasetError(f"{spec.path}: the loader raised {type(exc).__name__}: {exc}") from exc
     validate_raw(raw, card)
     leakage_warnings = check_leakage(raw, card)
     if not card.sensitive_attributes:
