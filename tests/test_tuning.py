@@ -133,3 +133,28 @@ def test_selection_never_reads_the_test_split(prepared, tmp_path):
     record2, card2 = _run(poisoned, tmp_path, 10.0, "poisoned")
     assert record2["selected_trial"] == record["selected_trial"]
     assert [t["val_auroc"] for t in card2["tuning"]["trials"]] == [t["val_auroc"] for t in card["tuning"]["trials"]]
+
+
+def test_report_rows_put_the_fixed_recipe_beside_the_tuned_one():
+    import pandas as pd
+
+    from dpfair.tuning.report import tuning_rows
+
+    base = dict(dataset="d", model="cnn", attribute="site", epsilon_spent=9.9, expected_batch_size=128.0, epochs=15,
+                max_grad_norm=1.0, optimizer="adam", clip_policy="flat", augmult=1, class_weight="none",
+                lr_schedule="constant", ema_decay=float("nan"))
+    rows = []
+    for seed in (0, 1):
+        rows.append({**base, "method": "dpsgd", "epsilon": 10.0, "seed": seed, "auroc": 0.6, "lr": 0.002,
+                     "tuning_trials": 0, "epsilon_per_trial": 10.0})
+        rows.append({**base, "method": "dpsgd-tuned", "epsilon": 10.0, "seed": seed, "auroc": 0.7 + 0.1 * seed,
+                     "lr": 0.004, "tuning_trials": 2 + seed, "epsilon_per_trial": 6.5})
+        rows.append({**base, "method": "dpsgd", "epsilon": 10.0, "seed": seed, "auroc": 0.6, "lr": 0.002,
+                     "attribute": "sex", "tuning_trials": 0, "epsilon_per_trial": 10.0})  # a second attribute row
+    out = tuning_rows(pd.DataFrame(rows))
+    assert len(out) == 1
+    r = out[0]
+    assert (r["method"], r["epsilon"], r["seeds"]) == ("dpsgd", "10", 2)
+    assert (r["fixed_auroc"], r["tuned_auroc"], r["difference"], r["trials"]) == ("0.6", "0.75", "0.15", "2.5")
+    assert "lr=0.004" in r["recipe"] and "expected_batch_size=128" in r["recipe"]
+    assert tuning_rows(pd.DataFrame([rows[0]])) == []  # no tuned arm: no table
