@@ -27,7 +27,7 @@ def test_default_grid(repo):
     b = load_benchmark(repo / "benchmarks" / "default.yaml")
     assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
     assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
-    assert len(b.runs()) == 24
+    assert len(b.runs()) == 36  # synthetic_lesions by dpsgd and dpsgd_patient, support2 by dpsgd: 3 × 4 ε × 3 seeds
     assert b.config["privacy"]["accountant"] == "prv"
 
 
