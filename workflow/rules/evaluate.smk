@@ -28,6 +28,7 @@ rule aggregate:
         reliability=get_run_outputs("reliability.csv"),
         records=get_run_outputs("run.json"),
         train_benchmarks=get_run_benchmarks(),
+        audit=rules.aggregate_audit.output.table,
     output:
         metrics="results/summary/metrics.csv",
         subgroups="results/summary/subgroups.csv",
