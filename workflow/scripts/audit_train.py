@@ -6,7 +6,7 @@ log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from dpfair.audit.stage import train_audit_models  # noqa: E402
+from dpfair.audit.train_models import train_audit_models  # noqa: E402
 from dpfair.audit.training_adapter import run_settings  # noqa: E402
 from dpfair.data.prepare import load_prepared  # noqa: E402
 from dpfair.models import resolve_device  # noqa: E402

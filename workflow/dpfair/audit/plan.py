@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dpfair.audit.registry import available_attacks, get_attack
-from dpfair.audit.training_adapter import DEFAULT_METHOD
+from dpfair.audit.registry import DEFAULT_METHOD, available_attacks, get_attack
 from dpfair.errors import ConfigError
 
 #: Files the audit_train rule writes per reference seed.

@@ -15,6 +15,8 @@ from typing import Callable
 import pandas as pd
 
 NEEDS = ("scores", "references", "canaries")
+#: The mechanism every run uses until training has a mechanism registry; the audit tables' ``method``.
+DEFAULT_METHOD = "dpsgd"
 
 
 @dataclass

@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from dpfair.audit.registry import DEFAULT_METHOD
 from dpfair.config import TrainConfig
 from dpfair.privacy import parse_epsilon
 from dpfair.training import train
-
-#: The mechanism every run uses until training has a mechanism registry; the audit's ``method`` column.
-DEFAULT_METHOD = "dpsgd"
 
 
 @dataclass
