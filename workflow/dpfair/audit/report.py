@@ -46,6 +46,9 @@ def claim_rows(audit: pd.DataFrame, level: float = 0.95) -> list[dict]:
             if a.empty:
                 continue
             wide = a.pivot_table(index="seed", columns="metric", values="value", aggfunc="first").reset_index()
+            # each seed's bootstrap interval carries the held-out rows' sampling variance into the mean's interval
+            auc_ci = a[a["metric"] == "auroc"].set_index("seed")[["ci_low", "ci_high"]].add_prefix("auroc_")
+            wide = wide.join(auc_ci, on="seed")
             auc = seed_summary(wide.assign(k=0), "auroc", ["k"], level).iloc[0]
             violated = int((wide.get("bound_violated", pd.Series(dtype=float)) > 0).sum())
             row["attacks"].append({
