@@ -15,7 +15,7 @@ import torch
 from dpfair.audit.training_adapter import predict_logits
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.fairness import METRICS, evaluate_fairness
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.models import resolve_device

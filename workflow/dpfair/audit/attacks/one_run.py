@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from dpfair.audit.attacks.common import group_frame
 from dpfair.audit.bounds import clopper_pearson
