@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 from dpfair.audit.attacks.common import group_frame
 from dpfair.audit.bounds import clopper_pearson
 from dpfair.audit.groups import auroc_by_group, auroc_with_interval
