@@ -12,12 +12,15 @@ rule report:
         audit=rules.aggregate_audit.output.table,
         audit_roc=rules.aggregate_audit.output.roc,
     output:
-        html="report/index.html",
+        html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:
         benchmark=get_report_settings(),
+        runs=get_run_entries(),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/report.py"
