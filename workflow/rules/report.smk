@@ -9,6 +9,8 @@ rule report:
         speed=get_speed_table(),
         meta=get_dataset_meta(),
         cards=get_run_outputs("privacy_card.json"),
+        audit=rules.aggregate_audit.output.table,
+        audit_roc=rules.aggregate_audit.output.roc,
     output:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:

@@ -20,5 +20,7 @@ render_report(
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
+    audit=snakemake.input.audit,
+    audit_roc=snakemake.input.audit_roc,
     status=run_status(snakemake.params.runs),
 )
