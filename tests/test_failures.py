@@ -79,7 +79,7 @@ def test_a_failing_dataset_leaves_the_other_and_the_report_says_what_failed(brok
     html = (work / "report/index.html").read_text()
     assert "earlier-benchmark" not in html  # the previous benchmark's page is gone
     assert "Benchmark failures: INCOMPLETE, 2 of 4 runs finished" in html
-    assert "broken/cnn/eps-1/seed-0" in html and "OSError: scanner archive unreadable" in html
+    assert "broken/cnn/dpsgd/eps-1/seed-0" in html and "OSError: scanner archive unreadable" in html
     assert "results/logs/prepare_dataset/broken.log" in html
     metrics = pd.read_csv(work / "results/summary/metrics.csv")
     assert set(metrics["dataset"]) == {"synthetic_lesions"} and len(metrics) == 2

@@ -16,9 +16,9 @@ rule train:
         gpu=get_train_gpus,
         gpu_mem_mb=get_train_gpu_mem_mb,
     log:
-        "results/logs/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
+        "results/logs/train/" + RUN_STEM + ".log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+        "results/benchmarks/train/" + RUN_STEM + ".tsv"
     conda:
         "../../environment.yml"
     script:

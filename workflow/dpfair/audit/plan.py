@@ -28,7 +28,7 @@ class AuditPlan:
                 "n_canaries": self.settings["canaries"] if "one_run" in self.settings["attacks"] else 0}
 
 
-def audit_plan(config: dict, *, seeds: list[int], epsilons: list[str], cells: list[tuple[str, str]],
+def audit_plan(config: dict, *, seeds: list[int], epsilons: list[str], cells: list[tuple],
                methods: tuple[str, ...] = (DEFAULT_METHOD,)) -> AuditPlan:
     """The audit's schedule from a validated config (schema defaults filled).
 
@@ -49,7 +49,10 @@ def audit_plan(config: dict, *, seeds: list[int], epsilons: list[str], cells: li
         if seed not in seeds:
             raise ConfigError(f"audit.reference_seeds[{i}] = {seed} is not one of seeds {seeds}; pick seeds the benchmark trains")
     needs_training = any(get_attack(a).needs != "scores" for a in settings["attacks"])
-    audited = [{"dataset": d, "model": m, "method": meth, "epsilon": e} for d, m in cells for meth in methods for e in epsilons]
+    # a cell is (dataset, model) run by every method, or (dataset, model, method) as the benchmark pairs them
+    triples = [c if len(c) == 3 else (*c, meth) for c in cells for meth in ((None,) if len(c) == 3 else methods)]
+    audited = [{"dataset": d, "model": m, "method": meth, "epsilon": e} for d, m, meth in triples for e in epsilons]
+    methods = tuple(dict.fromkeys(t[2] for t in triples)) or tuple(methods)
     return AuditPlan(
         settings=settings, cells=audited if settings["attacks"] else [],
         trained_seeds=list(settings["reference_seeds"]) if needs_training else [], methods=list(methods),

@@ -31,6 +31,7 @@ class AuditContext:
     settings: dict                  # the benchmark's audit settings
     references: pd.DataFrame | None = None   # per row: row, in_<k>, logit_<k> for each reference model k
     canaries: pd.DataFrame | None = None     # per canary: row, included, label, logit, score
+    unit: str = "record"                      # what the run's guarantee protects (its card's unit)
 
 
 @dataclass

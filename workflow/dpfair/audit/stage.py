@@ -54,7 +54,7 @@ def audit_cell(
         seed = int(record["seed"])
         keys = {"dataset": record["dataset"], "model": record["model"], "method": method,
                 "epsilon": float(card["target_epsilon"]), "seed": seed}
-        ctx = AuditContext(keys=keys, table=table, epsilon=float(card["target_epsilon"]), delta=float(card["delta"]),
+        ctx = AuditContext(keys=keys, table=table, epsilon=float(card["target_epsilon"]), delta=float(card["delta"]), unit=card.get("unit", "record"),
                            attributes=attributes, settings=settings)
         for name in settings.get("attacks", []):
             attack = get_attack(name)

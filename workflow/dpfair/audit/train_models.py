@@ -40,15 +40,17 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     """Train the reference models and the canary run of one audit seed; write ``references``, ``canaries``, ``record``."""
     x, y = prepared.x, prepared.y.float()
     n = len(y)
+    # patient-level mechanisms need each row's unit; halves are drawn by unit so no patient straddles them
+    patients = prepared.samples["patient_id"].astype(str).to_numpy() if "patient_id" in prepared.samples else None
+    units = patients if patients is not None else np.arange(n).astype(str)
     records = {"references": [], "canary_run": None}
     columns = {"row": np.arange(n)}
     for k in range(n_reference):
         pair, side = divmod(k, 2)  # models 2p and 2p+1 train on complementary halves
-        perm = np.random.default_rng(derived_seed(seed, 1, pair)).permutation(n)
-        inside = np.zeros(n, dtype=bool)
-        inside[perm[: n // 2] if side == 0 else perm[n // 2 :]] = True
+        inside = _half(units, seed=derived_seed(seed, 1, pair), side=side)
         mask = torch.from_numpy(inside)
-        trained = train_like(settings=settings, x=x[mask], y=y[mask], seed=derived_seed(seed, 1, 100 + k))
+        trained = train_like(settings=settings, x=x[mask], y=y[mask], seed=derived_seed(seed, 1, 100 + k),
+                             patient_id=None if patients is None else patients[inside])
         columns[f"in_{k}"] = inside.astype(int)
         columns[f"logit_{k}"] = predict_logits(trained.model, x, device=settings.get("device", "cpu"))
         records["references"].append(_brief(trained.record))
@@ -60,7 +62,10 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     chosen = torch.from_numpy(rows[included == 1])
     x_run = torch.cat([x[train_mask], x[chosen]])
     y_run = torch.cat([y[train_mask], 1.0 - y[chosen]])
-    trained = train_like(settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3))
+    run_patients = None
+    if patients is not None:  # each canary is a new patient of its own, so a patient-level guarantee covers it
+        run_patients = np.concatenate([patients[train_mask.numpy()], [f"canary-{r}" for r in chosen.numpy()]])
+    trained = train_like(settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3), patient_id=run_patients)
     logits = predict_logits(trained.model, x[torch.from_numpy(rows)], device=settings.get("device", "cpu"))
     labels = flipped.numpy().astype(int)
     pd.DataFrame({"row": rows, "included": included, "label": labels, "logit": logits,
@@ -68,6 +73,20 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     records["canary_run"] = {**_brief(trained.record), "n_canaries": int(len(rows)), "n_included": int(included.sum())}
     write_json(outputs["record"], records)
     return records
+
+
+def _half(units: np.ndarray, *, seed: int, side: int) -> np.ndarray:
+    """Rows of one of two complementary random halves of the units (rows, or patients where there are any).
+
+    Example:
+        >>> a, b = _half(np.array(["p1", "p1", "p2", "p3"]), seed=0, side=0), _half(np.array(["p1", "p1", "p2", "p3"]), seed=0, side=1)
+        >>> bool(np.all(a ^ b)), bool(a[0] == a[1])
+        (True, True)
+    """
+    distinct = np.unique(units)
+    perm = np.random.default_rng(seed).permutation(len(distinct))
+    half = distinct[perm[: len(distinct) // 2]] if side == 0 else distinct[perm[len(distinct) // 2 :]]
+    return np.isin(units, half)
 
 
 def _brief(record: dict) -> dict:

@@ -33,8 +33,11 @@ def run_settings(*, model: str, modality: str, epsilon, delta: float, training: 
             "training": dict(training), "device": device, "method": method}
 
 
-def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int) -> AuditModel:
+def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
+               patient_id: np.ndarray | None = None) -> AuditModel:
     """Train a model on ``(x, y)`` with the audited run's mechanism, ε, δ and hyperparameters, from ``seed``.
+
+    ``patient_id``: each row's unit for patient-level mechanisms (ignored by record-level ones).
 
     Example:
         >>> s = run_settings(model="mlp", modality="tabular", epsilon=2, delta=1e-3, training={"epochs": 1, "batch_size": 20})
@@ -42,14 +45,26 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int) -
         >>> out.record["epsilon_spent"] <= 2, out.record["n_train"]
         (True, 100)
     """
-    if settings.get("method", DEFAULT_METHOD) != DEFAULT_METHOD:
-        raise ValueError(f"audit training knows method {DEFAULT_METHOD!r} only, got {settings['method']!r}")
     result = train(
         model_name=settings["model"], modality=settings["modality"], x_train=x, y_train=y,
         epsilon=settings["epsilon"], delta=settings["delta"], config=TrainConfig(**settings["training"]),
-        seed=seed, device=settings.get("device", "cpu"),
+        seed=seed, device=settings.get("device", "cpu"), method=settings.get("method", DEFAULT_METHOD),
+        patient_id=patient_id,
     )
     return AuditModel(model=result.model, record=result.record)
+
+
+def run_delta(prepared, method: str) -> float:
+    """The δ the audited run used: the dataset's setting resolved against the mechanism's unit count
+    (patients for patient-level methods), as :func:`dpfair.runner.train_run` resolves it."""
+    from dpfair.mechanisms import TrainingData, get_mechanism
+    from dpfair.privacy import resolve_delta
+
+    train_rows = (prepared.samples["split"] == "train").to_numpy()
+    x_train, y_train = prepared.part("train")
+    patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
+    n_units = get_mechanism(method).n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
+    return resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units)
 
 
 @torch.no_grad()
