@@ -57,6 +57,7 @@ CARD = DatasetCard(
         "from https://zenodo.org/records/10519652"
     ),
     notes="official MedMNIST train/val/test splits; no demographics, so no subgroup metrics",
+    row_unit="image",
 )
 
 ZENODO = "https://zenodo.org/records/10519652"

@@ -91,7 +91,7 @@ GAP_COLUMNS = [
 ]
 RELIABILITY_COLUMNS = ["attribute", "group", "bin", "bin_low", "bin_high", "count", "mean_predicted", "observed_frequency"]
 REPLICATE_COLUMNS = ["attribute", "metric", "replicate", "gap"]
-GAP_CHANGE_COLUMNS = ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high", "verdict"]
+GAP_CHANGE_COLUMNS = ["dataset", "model", "method", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high", "verdict"]
 #: Resamples drawn and evaluated together by :func:`evaluate_fairness` (bounds memory for large test sets).
 BOOTSTRAP_BLOCK = 250
 #: ``attribute`` and ``group`` of the whole test set in the reliability table.
@@ -519,14 +519,16 @@ def gap_changes(
         >>> gap_changes(estimates=est, replicates=rep).loc[0, "verdict"]
         'DP at ε = 1 widens the sex gap in AUROC by 0.04 [0.04, 0.04]'
     """
-    keys = ["dataset", "model", "attribute", "metric"]
+    keys = ["dataset", "model", "method", "attribute", "metric"]  # each method is compared with its own ε = ∞ arm
+    if "method" not in estimates.columns:  # tables from before methods existed: all record-level DP-SGD
+        estimates, replicates = estimates.assign(method="dpsgd"), replicates.assign(method="dpsgd")
     _require(estimates, [*keys, "epsilon", "seed", "gap"], "estimates")
     _require(replicates, [*keys, "epsilon", "seed", "replicate", "gap"], "replicates")
     q = ((1 - level) / 2, 1 - (1 - level) / 2)
     estimates = estimates.assign(epsilon=estimates["epsilon"].astype(float))
     replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
     if estimates.duplicated([*keys, "epsilon", "seed"]).any():
-        raise ValueError("estimates has more than one row for a (dataset, model, attribute, metric, epsilon, seed)")
+        raise ValueError("estimates has more than one row for a (dataset, model, method, attribute, metric, epsilon, seed)")
     rep_groups = dict(tuple(replicates.groupby(keys, sort=False)))
     rows = []
     for key, cell in estimates.groupby(keys, sort=True):
@@ -551,7 +553,7 @@ def gap_changes(
             low, high = _interval(d_test + noise, q)  # a replicate without a defined gap is left out
             rows.append({
                 **dict(zip(keys, key)), "epsilon": eps, "gap_change": change, "ci_low": low, "ci_high": high,
-                "verdict": _verdict(key[2], key[3], eps, change, low, high, digits),
+                "verdict": _verdict(key[3], key[4], eps, change, low, high, digits),
             })
     return pd.DataFrame(rows, columns=GAP_CHANGE_COLUMNS)
 

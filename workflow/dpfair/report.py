@@ -26,11 +26,12 @@ from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
 
 PRIVACY_COLUMNS = [
-    ("model", "model"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
+    ("model", "model · method"), ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"),
     ("epsilon_rdp", "ε RDP"), ("epsilon_prv", "ε PRV"), ("epsilon_pld", "ε PLD"),
     ("delta", "δ"), ("noise_multiplier", "σ"), ("max_grad_norm", "C"), ("sample_rate", "q"),
     ("expected_batch_size", "E[batch]"), ("sampling", "sampling"), ("epochs", "epochs"), ("steps", "steps"),
-    ("accountant", "accountant"), ("n_train", "n_train"), ("privacy_unit", "unit"), ("train_seconds", "train s"),
+    ("accountant", "accountant"), ("n_train", "n_train"), ("privacy_unit", "unit"), ("n_units", "n_units"),
+    ("train_seconds", "train s"),
 ]
 
 
@@ -64,16 +65,33 @@ CARD_TEXT_FIELDS = [
 
 
 def _cards_by_dataset(paths: Iterable[str | Path]) -> dict[str, list[tuple[str, str]]]:
-    """One private run's card per dataset (paths look like results/runs/<dataset>/<model>/eps-<e>/seed-<s>/…)."""
+    """One private run's card per (dataset, method), as (label, text) pairs per dataset.
+
+    Paths look like results/runs/<dataset>/<model>/<method>/eps-<e>/seed-<s>/privacy_card.json.
+    """
     out: dict[str, list[tuple[str, str]]] = {}
+    seen = set()
     for path in paths:
         path = Path(path)
-        dataset = path.parents[3].name
+        dataset = path.parents[4].name
         card = json.loads(path.read_text())
-        if dataset in out or card["accountant"] == "none":
+        method = card.get("method", "dpsgd")
+        if (dataset, method) in seen or card["accountant"] == "none":
             continue
-        out[dataset] = [(label, str(card[key])) for key, label in CARD_TEXT_FIELDS]
+        seen.add((dataset, method))
+        rows = [("Method", f"{method} (unit: {card.get('unit', 'record')}, n_units = {card.get('n_units', card['n_train'])})")]
+        rows += [(label, str(card[key])) for key, label in CARD_TEXT_FIELDS]
+        if card.get("group_privacy"):
+            rows.append(("Group privacy (largest patient)", f"at target ε = {fmt(card['target_epsilon'])}: {card['group_privacy']['statement']}"))
+        out.setdefault(dataset, []).extend(rows)
     return out
+
+
+def _with_method(table: pd.DataFrame) -> pd.DataFrame:
+    """Show each (model, method) as its own line: the report's tables and figures group by ``model``."""
+    if "method" not in table.columns or table.empty:
+        return table
+    return table.assign(model=table["model"].astype(str) + " · " + table["method"].astype(str))
 
 
 #: Gaps whose change with ε the report shows first; the rest are in a collapsed table.
@@ -133,6 +151,21 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.
     return rows
 
 
+def method_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
+    """Per ε, each (model · method) side by side: unit, units, δ, test AUROC, attack AUROC (means over seeds)."""
+    runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
+    rows = []
+    for (eps, model), part in runs.groupby(["epsilon", "model"], sort=True):
+        auroc = seed_summary(part, "auroc", ["model"], level).iloc[0]
+        rows.append({
+            "epsilon": epsilon_label(eps), "model": model, "unit": fmt(part["privacy_unit"].iloc[0]),
+            "n_units": fmt(part["n_units"].iloc[0]) if "n_units" in part else "—", "delta": fmt(part["delta"].iloc[0]),
+            "auroc": f"{fmt(auroc['mean'])} [{fmt(auroc['low'])}, {fmt(auroc['high'])}]",
+            "mia": fmt(part["mia_auroc"].mean()) if "mia_auroc" in part else "—",
+        })
+    return rows
+
+
 def ratio_label(value) -> str:
     """A ratio to the non-private reference as the report prints it.
 
@@ -145,14 +178,14 @@ def ratio_label(value) -> str:
 
 def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | None:
     """Rows of the "Compute cost" section from ``compute_cost.csv`` and ``compute_ratios.csv``; None when no run."""
-    cells_df, ratios_df = read_summary(cells), read_summary(ratios)
+    cells_df, ratios_df = _with_method(read_summary(cells)), _with_method(read_summary(ratios))
     if cells_df.empty:
         return None
     cell_rows = [
         {
             "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]), "n_seeds": int(r["n_seeds"]),
             "job": f"{fmt(r['job_seconds_mean'], 1)} [{fmt(r['job_seconds_min'], 1)}–{fmt(r['job_seconds_max'], 1)}]",
-            "train": fmt(r["train_seconds_mean"], 2), "rss": fmt(r["max_rss_mb_max"], 0), "mode": fmt(r["grad_sample_mode"]),
+            "train": fmt(r["train_seconds_mean"], 2), "rss": fmt(r["max_rss_mb_max"], 0), "mode": fmt(r["clipping_backend"]),
         }
         for r in cells_df.to_dict("records")
     ]
@@ -243,9 +276,9 @@ def render_report(
     """
     if (compute_cost is None) != (compute_ratios is None):
         raise DpfairError("render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)")
-    metrics_df = read_summary(metrics)
-    subgroups_df = read_summary(subgroups)
-    changes_df = read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
+    metrics_df = _with_method(read_summary(metrics))
+    subgroups_df = _with_method(read_summary(subgroups))
+    changes_df = _with_method(read_summary(gap_changes)) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = _cards_by_dataset(privacy_cards)
@@ -266,6 +299,7 @@ def render_report(
                     attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()
                 },
                 "summary": summary_rows(m, epsilons, level),
+                "methods_by_epsilon": method_rows(m, level) if m.get("method", pd.Series(dtype=str)).nunique() > 1 else [],
                 "attributes": sorted(g["attribute"].unique()),
                 "figures": {
                     "utility": figure_to_data_uri(utility_figure(m, epsilons, level=level)),

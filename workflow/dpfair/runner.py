@@ -9,17 +9,19 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from dpfair.audit import audit_membership
+from dpfair.audit import audit_membership, loss_scores
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
 from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
+from dpfair.mechanisms import TrainingData, get_mechanism
 from dpfair.models import resolve_device
-from dpfair.privacy import format_epsilon, parse_epsilon
+from dpfair.privacy import format_epsilon, parse_epsilon, resolve_delta
 from dpfair.privacy_card import build_privacy_card
 from dpfair.training import predict, train
 
@@ -27,10 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Column order of results/summary/metrics.csv (the output contract in the README).
 METRIC_COLUMNS = [
-    "dataset", "model", "epsilon", "seed", "attribute",
+    "dataset", "model", "method", "epsilon", "seed", "attribute",
     "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
-    "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "device",
+    "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
     "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound",
     "auroc_gap_ci_low", "auroc_gap_ci_high", "worst_group_auroc_ci_low", "worst_group_auroc_ci_high", "auroc_ratio",
@@ -42,7 +44,7 @@ METRIC_COLUMNS = [
     "dpd", "dpd_ci_low", "dpd_ci_high",
 ]
 MIA_COLUMNS = ["mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound"]
-SUBGROUP_COLUMNS = ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
 
 def train_run(
@@ -52,6 +54,7 @@ def train_run(
     epsilon: str | float,
     seed: int,
     config: TrainConfig | dict,
+    method: str = "dpsgd",
     device: str = "auto",
     model_path: str | Path,
     scores_path: str | Path,
@@ -69,23 +72,28 @@ def train_run(
     torch_device = resolve_device(device)
     x_train, y_train = prepared.part("train")
     x_val, y_val = prepared.part("val")
+    train_rows = prepared.samples["split"] == "train"
+    patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
+    mechanism = get_mechanism(method)
+    # δ 'auto' follows the mechanism's unit count (patients for dpsgd_patient); a number must be below 1/n_units
+    n_units = mechanism.n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
+    delta = resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units,
+                          where=f"datasets.{prepared.meta['name']}.delta ({method}: {n_units} {mechanism.unit}s)")
     log.info(
-        "train %s / %s at epsilon=%s seed=%d on %s: n_train=%d, %s",
-        prepared.meta["name"], model_name, format_epsilon(eps), seed, torch_device, len(y_train), config,
+        "train %s / %s / %s at epsilon=%s seed=%d on %s: n_train=%d, n_units=%d, delta=%g, %s",
+        prepared.meta["name"], model_name, method, format_epsilon(eps), seed, torch_device, len(y_train), n_units,
+        delta, config,
     )
     result = train(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
-        epsilon=eps, delta=prepared.meta["delta"], config=config, seed=seed, device=torch_device,
-        x_val=x_val, y_val=y_val,
+        epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
+        x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
     )
-    scores = prepared.samples.drop(columns=["patient_id"], errors="ignore").assign(
-        score=predict(result.model, prepared.x, device=torch_device)
-    )
+    scores = prepared.samples.assign(score=predict(result.model, prepared.x, device=torch_device))
     record = {
         "dataset": prepared.meta["name"],
         "model": model_name,
         **result.record,
-        "privacy_unit": prepared.meta["privacy_unit"],
         "preprocessing": prepared.meta["preprocessing"],
     }
     card = build_privacy_card(record, prepared.meta)
@@ -117,7 +125,7 @@ def evaluate_run(
     run = json.loads(Path(record).read_text())
     info = json.loads(Path(meta).read_text())
     attributes = list(info["card"]["sensitive_attributes"])
-    table = pd.read_csv(scores, dtype={a: str for a in attributes}, keep_default_na=False)
+    table = pd.read_csv(scores, dtype={**{a: str for a in attributes}, "patient_id": str}, keep_default_na=False)
     held_out = table[table["split"].isin(["val", "test"])]
     intersections = [tuple(i) for i in settings.get("intersections", []) if all(a in attributes for a in i)]
     report = evaluate_fairness(
@@ -132,7 +140,8 @@ def evaluate_run(
         level=settings.get("ci_level", 0.95),
         seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
     )
-    keys = {"dataset": run["dataset"], "model": run["model"], "epsilon": float(run["epsilon"]), "seed": run["seed"]}
+    keys = {"dataset": run["dataset"], "model": run["model"], "method": run.get("method", "dpsgd"),
+            "epsilon": float(run["epsilon"]), "seed": run["seed"]}
     mia, mia_groups = _membership_audit(table, run, [*attributes, *(INTERSECTION_SEP.join(i) for i in intersections)],
                                         enabled=settings.get("membership_inference", True))
     metric_rows = _metric_rows(report, mia)
@@ -156,6 +165,8 @@ def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, 
     """Loss-threshold attack on the run's model; ε = ∞ runs are audited too, as the reference."""
     if not enabled:
         return {}, pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
+    if run.get("privacy_unit") == "patient":  # the guarantee is per patient: patients are the members
+        table = _per_patient(table, attributes)
     members = table[table["split"] == "train"]
     others = table[table["split"].isin(["val", "test"])]
     common = dict(
@@ -173,6 +184,21 @@ def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, 
         by_group.append(groups[["group", "mia_auroc"]].assign(attribute=attr))
     frame = pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
     return summary, frame
+
+
+def _per_patient(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
+    """One row per patient for the loss attack: score = the mean of its rows' log-likelihoods.
+
+    Passed to the attack as probability exp(mean log p(y)) of label 1 with label 1, whose loss score is
+    that mean exactly; a patient's group is its first row's.
+    """
+    loglik = loss_scores(probs=table["score"].to_numpy(), labels=table["label"].to_numpy())
+    columns = sorted({c for a in attributes for c in a.split(INTERSECTION_SEP)} & set(table.columns))
+    grouped = table.assign(_loglik=loglik).groupby("patient_id", sort=False)
+    out = grouped[["split", *columns]].first()
+    out["score"] = np.exp(grouped["_loglik"].mean())
+    out["label"] = 1
+    return out.reset_index()
 
 
 #: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =

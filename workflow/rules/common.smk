@@ -21,13 +21,15 @@ if not config:
 BENCHMARK = validate_config(config)
 DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
 
-RUN_DIR = "results/runs/{dataset}/{model}/eps-{epsilon}/seed-{seed}"
+RUN_DIR = "results/runs/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
+RUN_STEM = "{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
 PREPARED_DIR = "results/prepared/{dataset}"
 
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, BENCHMARK.datasets)),
     model="|".join(map(re.escape, sorted({m for _, m in BENCHMARK.cells()}))),
+    method="|".join(map(re.escape, BENCHMARK.methods)),
     epsilon="|".join(map(re.escape, BENCHMARK.epsilons)),
     seed=r"\d+",
 
@@ -38,10 +40,7 @@ def get_final_output():
 
 def get_run_outputs(name):
     """One path per run of the grid, e.g. every run's metrics.csv."""
-    return [
-        f"results/runs/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}/{name}"
-        for r in BENCHMARK.runs()
-    ]
+    return [f"results/runs/{r.path}/{name}" for r in BENCHMARK.runs()]
 
 
 def get_dataset_meta():
@@ -93,10 +92,7 @@ def get_speed_table():
 
 def get_run_benchmarks():
     """Snakemake's benchmark record of every train job of the grid (wall time, peak memory)."""
-    return [
-        f"results/benchmarks/train/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}.tsv"
-        for r in BENCHMARK.runs()
-    ]
+    return [f"results/benchmarks/train/{r.path}.tsv" for r in BENCHMARK.runs()]
 
 
 def get_speed_cells():
@@ -106,7 +102,7 @@ def get_speed_cells():
         training = BENCHMARK.training(dataset)
         cells.append(
             {"dataset": dataset, "model": model, "batch_size": training.batch_size,
-             "grad_sample_mode": training.grad_sample_mode}
+             "clipping_backend": training.clipping_backend}
         )
     return cells
 

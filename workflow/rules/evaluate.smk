@@ -12,9 +12,9 @@ rule evaluate:
     params:
         evaluation=config["evaluation"],
     log:
-        "results/logs/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
+        "results/logs/evaluate/" + RUN_STEM + ".log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+        "results/benchmarks/evaluate/" + RUN_STEM + ".tsv"
     script:
         "../scripts/evaluate.py"
 

@@ -15,8 +15,8 @@ rule train:
     resources:
         gpu=get_train_gpus,
     log:
-        "results/logs/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
+        "results/logs/train/" + RUN_STEM + ".log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+        "results/benchmarks/train/" + RUN_STEM + ".tsv"
     script:
         "../scripts/train.py"

@@ -48,6 +48,10 @@ class DatasetCard:
         citation: how to cite the data.
         homepage: where the data comes from.
         source: how it is obtained here (package and call, or the files a user brings).
+        patient_unit: what the loader's ``patient_id`` identifies (``patient``; ``lesion`` or ``study`` where
+            the source has no patient ids): the unit that patient-level DP protects, named on privacy cards.
+        row_unit: what one row is when there are no patient ids (``person``, ``image``): record-level cards
+            say "one row per <row_unit>".
     """
 
     name: str
@@ -60,6 +64,8 @@ class DatasetCard:
     homepage: str
     source: str = ""
     notes: str = ""
+    patient_unit: str = "patient"
+    row_unit: str = "person"
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -91,12 +91,15 @@ def prepare_dataset(
         name=name, split=split, labels=labels, attributes=attributes,
         patient_id=raw.patient_id, min_group_size=min_group_size,
     )
+    train_patients = None
     if raw.patient_id is not None:
-        per_patient = pd.Series(raw.patient_id).value_counts()
-        if per_patient.max() > 1:
+        per_patient = pd.Series(np.asarray(raw.patient_id).astype(str)[split == "train"]).value_counts()
+        train_patients = {"n": int(len(per_patient)), "max_rows": int(per_patient.max()) if len(per_patient) else 0}
+        if train_patients["max_rows"] > 1:
             warnings.append(
-                f"dataset {name!r}: patients have up to {int(per_patient.max())} rows; DP-SGD protects each row, so a "
-                f"patient's guarantee is that of a group of their rows (up to {int(per_patient.max())}·ε)"
+                f"dataset {name!r}: training patients have up to {train_patients['max_rows']} rows; record-level DP-SGD "
+                f"(method dpsgd) protects each row, so a patient is protected only as a group of rows, at "
+                f"(k·ε, k·e^((k-1)ε)·δ) for k rows; method dpsgd_patient protects patients"
             )
     for w in warnings:
         log.warning(w)
@@ -125,8 +128,7 @@ def prepare_dataset(
         "features": features,
         "preprocessing": preprocessing,
         "split": split_source,
-        # DP-SGD samples rows, so the guarantee is per row even when the split is per patient; a patient
-        # with k rows is protected only at the group level (k·ε).
+        # the unit of the default method (dpsgd samples rows); each run records its own mechanism's unit
         "privacy_unit": "record",
         "max_records_per_patient": int(pd.Series(raw.patient_id).value_counts().max()) if raw.patient_id is not None else 1,
         "n": {s: int((split == s).sum()) for s in SPLITS},
@@ -136,6 +138,9 @@ def prepare_dataset(
             for col in attributes.columns
         },
         "delta": delta_value,
+        # the configured δ ('auto' or a number): each run resolves it against its mechanism's unit count
+        "delta_setting": delta if delta in (None, "auto") else float(delta),
+        "train_patients": train_patients,
         "min_group_size": min_group_size,
         "warnings": warnings,
     }
