@@ -68,6 +68,18 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "nonfinite_units": int(record.get("nonfinite_units", 0)),
         "independent_accountants": CARD_ACCOUNTANTS,
     }
+    if "aux_noise_multiplier" in record:  # a mitigation: its auxiliary release and the budget split (dpfair.fair_clipping)
+        card["mitigation"] = {
+            "attribute": record.get("mitigation_attribute"),
+            "groups": record.get("mitigation_groups"),
+            "aux_budget_share": record.get("aux_budget_share"),
+            "noise_multiplier_gradient": record.get("noise_multiplier"),
+            "noise_multiplier_aux": record.get("aux_noise_multiplier"),
+            "noise_multiplier_effective": record.get("noise_multiplier_total"),
+            "noise_bound_mean": record.get("noise_bound_mean"),
+            "noise_bound_max": record.get("noise_bound_max"),
+            "ledger_note": "one PoissonSampled(Gaussian(σ_eff)) per step: the gradient and the counts read the same batch",
+        }
     group = getattr(mechanism, "group_privacy", None)
     if group is not None:
         gp = group(meta=meta, epsilon=epsilon, delta=delta)

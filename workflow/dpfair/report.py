@@ -166,6 +166,17 @@ def method_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
     return rows
 
 
+def _method_comparison(table: str | Path | None, groups: str | Path | None) -> list[dict]:
+    """Rows of the method-comparison section (dpfair.method_comparison), none without the tables."""
+    if not table or not Path(table).exists():
+        return []
+    from dpfair.method_comparison import GROUP_COLUMNS, report_rows
+
+    frame = read_summary(table)
+    group_frame = read_summary(groups) if groups and Path(groups).exists() else pd.DataFrame(columns=GROUP_COLUMNS)
+    return report_rows(frame, group_frame)
+
+
 def ratio_label(value) -> str:
     """A ratio to the non-private reference as the report prints it.
 
@@ -268,6 +279,8 @@ def render_report(
     compute_cost: str | Path | None = None,
     compute_ratios: str | Path | None = None,
     speed: str | Path | None = None,
+    method_comparison: str | Path | None = None,
+    method_comparison_groups: str | Path | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file.
 
@@ -282,6 +295,7 @@ def render_report(
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = _cards_by_dataset(privacy_cards)
+    comparison = _method_comparison(method_comparison, method_comparison_groups)
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
     sections = []
     for name, meta in metas.items():
@@ -308,6 +322,7 @@ def render_report(
                 },
                 "card": cards.get(name, {}),
                 "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
+                "method_comparison": [r for r in comparison if r["dataset"] == name],
                 "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability_df[reliability_df["dataset"] == name]).empty else None,
                 "audit": audit_rows(m, level) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
                 "audit_figure": (

@@ -88,6 +88,7 @@ def train_run(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
         epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
         x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
+        groups=_train_groups(prepared, train_rows) if getattr(mechanism, "uses_groups", False) else None,
     )
     scores = prepared.samples.assign(score=predict(result.model, prepared.x, device=torch_device))
     record = {
@@ -184,6 +185,12 @@ def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, 
         by_group.append(groups[["group", "mia_auroc"]].assign(attribute=attr))
     frame = pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
     return summary, frame
+
+
+def _train_groups(prepared: PreparedDataset, train_rows: pd.Series) -> pd.DataFrame:
+    """The training rows' sensitive attributes, for a mechanism that declares ``uses_groups`` (DPSGD-F)."""
+    attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
+    return prepared.samples.loc[train_rows, attributes].reset_index(drop=True)
 
 
 def _per_patient(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:

@@ -15,6 +15,8 @@ and, for Global-Adapt, ``global_initial_threshold``, ``global_target_exceed``, `
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import torch
@@ -78,6 +80,8 @@ class MitigationMechanism(Mechanism):
 
     unit = "record"
     uses_groups = True
+    #: ε = ∞ is dpsgd's non-private arm exactly, so a grid that runs dpsgd does not train it twice.
+    nonprivate_arm_of = "dpsgd"
 
     def make_policy(self, *, config, settings: dict, n_groups: int, sigma_aux: float, expected_batch_size: float,
                     generator: torch.Generator) -> tuple[ClipPolicy, float]:
@@ -106,7 +110,7 @@ class MitigationMechanism(Mechanism):
                           generator=generator)
         loader = DPDataLoader.from_data_loader(base, distributed=False)
         charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
-        sigma = calibrate_sigma(epsilon=epsilon, delta=delta, sample_rate=charged_q,
+        sigma = _calibrate(epsilon=epsilon, delta=delta, sample_rate=charged_q,
                                 steps=config.epochs * len(loader), accountant=config.accountant)
         sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
         expected = float(loader.sample_rate) * len(data.y)
@@ -168,6 +172,12 @@ class MitigationMechanism(Mechanism):
             "clipping": f"{clipping}, computed by {path}{split}",
             "privacy_unit_enforcement": record_unit_text(meta),
         }
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrate(**kwargs) -> float:
+    """σ_eff for a schedule (a pure function of it; cached: both mitigations of a cell share the schedule)."""
+    return calibrate_sigma(**kwargs)
 
 
 def _aux_generator(generator: torch.Generator) -> torch.Generator:
