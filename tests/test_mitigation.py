@@ -11,7 +11,7 @@ import torch
 from dp_accounting.pld import PLDAccountant
 from torch import nn
 
-from dpfair.config import TrainConfig
+from dpfair.config import TrainConfig, validate_config
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.fair_clipping import GlobalAdaptiveClip, GroupAdaptiveClip, effective_sigma, joint_ledger, split_noise
 from dpfair.ledger import replay_epsilon
@@ -224,3 +224,24 @@ def test_minority_accuracy_improves_over_dpsgd_at_the_same_epsilon():
     for method in METHODS:
         assert acc[method]["B"] > acc["dpsgd"]["B"] + 0.015, acc
         assert acc[method]["A"] < acc["dpsgd"]["A"], acc  # the price, as in the papers: the majority pays
+
+
+GRID = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}, "methods": ["dpsgd", "dpsgd_f"],
+                                           "mitigation": {"attribute": "site"}}},
+        "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0, 1]}
+
+
+def test_grid_runs_mitigations_at_finite_epsilons_only_beside_dpsgd():
+    runs = validate_config(GRID).runs()
+    assert sorted((r.method, r.epsilon) for r in runs if r.seed == 0) == [("dpsgd", "1"), ("dpsgd", "inf"), ("dpsgd_f", "1")]
+    alone = {**GRID, "datasets": {"synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"], "methods": ["dpsgd_f"]}}}
+    assert {r.epsilon for r in validate_config(alone).runs()} == {"1", "inf"}  # its own ∞ arm without dpsgd
+    assert validate_config(GRID).training("synthetic_lesions").mitigation["attribute"] == "site"
+
+
+@pytest.mark.parametrize("attribute", [None, "sex"])
+def test_grid_refuses_a_mitigation_without_a_known_target(attribute):
+    bad = {**GRID, "datasets": {"synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"],
+                                                      "mitigation": {"attribute": attribute}}}}
+    with pytest.raises(ConfigError, match=r"datasets.synthetic_lesions.mitigation.attribute = .*allowed: \['site'\]"):
+        validate_config(bad)

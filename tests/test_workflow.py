@@ -70,7 +70,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     assert 0 < private["epsilon_spent"] <= 1 and private["noise_multiplier"] > 0
     assert private["accountant"] == "prv" and private["delta"] < 1 / private["n_train"]
     assert abs(private["epsilon_pld"] - private["epsilon_prv"]) < 0.05 and private["epsilon_rdp"] > private["epsilon_pld"]
-    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/eps-1/seed-0/privacy_card.json").read_text())
+    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-1/seed-0/privacy_card.json").read_text())
     assert card["sampling"] == "poisson" and card["target_epsilon"] == 1
     plain = metrics[metrics["epsilon"] == float("inf")].iloc[0]
     assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
@@ -103,9 +103,9 @@ def test_report_is_self_contained(tiny_run):
 
 @pytest.mark.integration
 def test_logs_and_benchmark_records_exist(tiny_run):
-    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/eps-1/seed-0.log").read_text()
+    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.log").read_text()
     assert "epoch 1/1 loss" in log and "epsilon" in log
-    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/eps-1/seed-0.tsv").exists()
+    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.tsv").exists()
 
 
 @pytest.mark.integration
@@ -113,7 +113,7 @@ def test_second_run_does_no_work_and_a_lost_run_is_redone_alone(tiny_run):
     again = snakemake(tiny_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # as if the run had been interrupted before this job finished: its run and everything downstream is missing
-    shutil.rmtree(tiny_run / "results/runs/synthetic_lesions/cnn/eps-inf")
+    shutil.rmtree(tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-inf")
     shutil.rmtree(tiny_run / "results/summary")
     (tiny_run / "report/index.html").unlink()
     resumed = snakemake(tiny_run, TINY, "-n")

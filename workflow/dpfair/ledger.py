@@ -167,6 +167,12 @@ def replay_epsilon(ledger: dp_accounting.DpEvent | dict, *, accountant: str, del
     return float(acc.get_epsilon(delta))
 
 
+def ledger_gaussians(ledger: dp_accounting.DpEvent | dict) -> list[tuple[float, float, int]]:
+    """The ledger's Poisson-subsampled Gaussian parts as ``(σ, q, steps)`` (empty if it has none)."""
+    event = event_from_json(ledger) if isinstance(ledger, dict) else ledger
+    return _poisson_gaussian_parts(event) or []
+
+
 def ledger_steps_and_rates(ledger: dp_accounting.DpEvent | dict) -> tuple[int, list[float]]:
     """Total Poisson-sampled steps in the ledger and the sampling rates they used (for the card's checks)."""
     event = event_from_json(ledger) if isinstance(ledger, dict) else ledger

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from dpfair.errors import PrivacyError
-from dpfair.ledger import ACCOUNTANTS, event_from_json, ledger_steps_and_rates, replay_epsilon
+from dpfair.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
 from dpfair.mechanisms import get_mechanism
 
 #: How far the independent PLD accountant may exceed the target before the run is rejected. PRV (what
@@ -122,6 +122,9 @@ def check_privacy_card(card: dict) -> None:
             raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
         if not card["noise_multiplier"] > 0:
             raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
+        sigmas = {sigma for sigma, _, _ in ledger_gaussians(ledger)}
+        if sigmas != {card["noise_multiplier"]}:
+            raise PrivacyError(f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {card['noise_multiplier']}")
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE
