@@ -27,9 +27,10 @@ def test_default_grid(repo):
     b = load_benchmark(repo / "benchmarks" / "default.yaml")
     assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
     assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
-    # dpsgd on both cells (24 runs) and two fairness mitigations on the images at every finite ε (18)
-    assert len(b.runs()) == 24 + 2 * 3 * 3
-    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_f", "dpsgd_global_adapt"]
+    # dpsgd on both cells (24 runs), dpsgd_patient on the images (12), and two fairness mitigations on the
+    # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18
+    assert len(b.runs()) == 24 + 12 + 2 * 3 * 3
+    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_patient", "dpsgd_f", "dpsgd_global_adapt"]
     assert b.mitigation("synthetic_lesions")["attribute"] == "site"
     assert b.config["privacy"]["accountant"] == "prv"
 
