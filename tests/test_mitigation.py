@@ -245,3 +245,25 @@ def test_grid_refuses_a_mitigation_without_a_known_target(attribute):
                                                       "mitigation": {"attribute": attribute}}}}
     with pytest.raises(ConfigError, match=r"datasets.synthetic_lesions.mitigation.attribute = .*allowed: \['site'\]"):
         validate_config(bad)
+
+
+def test_card_carries_the_ledger_and_split_and_catches_a_wrong_aux_sigma():
+    from dpfair.privacy_card import build_privacy_card, check_privacy_card
+    from dpfair.training import train
+
+    n = 400
+    x = torch.randn(n, 5)
+    y = (x[:, 0] > 0).float()
+    groups = pd.DataFrame({"site": np.where(np.arange(n) % 3 == 0, "B", "A")})
+    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
+                   config=TrainConfig(epochs=1, batch_size=50, mitigation={"attribute": "site"}), seed=0,
+                   method="dpsgd_f", groups=groups)
+    card = build_privacy_card({**result.record, "dataset": "d", "model": "mlp"}, {})
+    split = card["mitigation"]
+    assert card["method"] == "dpsgd_f" and split["attribute"] == "site" and split["groups"] == ["A", "B"]
+    assert card["ledger"]["event"]["event"]["noise_multiplier"] == pytest.approx(split["noise_multiplier_effective"])
+    assert card["epsilon_prv"] <= 2.0 * (1 + 1e-6) and card["epsilon_pld"] <= 2.0 * 1.02 + 0.01
+    assert "DPSGD-F" in card["clipping"] and "site" in card["guarantee_covers"]
+    card["mitigation"] = {**split, "noise_multiplier_aux": split["noise_multiplier_aux"] * 2}
+    with pytest.raises(PrivacyError, match="ledger charges noise multiplier"):
+        check_privacy_card(card)
