@@ -38,7 +38,7 @@ def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedPr
     path = workdir / "benchmark.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), *args],
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args, "--configfile", str(path)],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -81,8 +81,16 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
         assert column in metrics.columns, column
     assert not metrics["mia_bound_violated"].any()
     changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
-    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high", "verdict"]
+    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
+                                     "p_value", "p_adjusted", "family", "verdict", "raw_gap_change"]
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
+    assert set(changes["family"]) == {"headline", "exploratory"}
+    assert changes.loc[changes["family"] == "exploratory", "verdict"].str.contains("exploratory").all()
+    gaps = pd.read_csv(tiny_run / "results/summary/gaps.csv")
+    for column in ("gap", "ci_low", "ci_high", "null_gap", "p_value", "n_groups", "signed_gap", "signed_ci_low",
+                   "signed_ci_high", "reference_group", "spread"):
+        assert column in gaps.columns, column
+    assert ((gaps["p_value"] > 0) & (gaps["p_value"] <= 1)).all() and (gaps["null_gap"] > 0).all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
     assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
     assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
@@ -119,6 +127,24 @@ def test_second_run_does_no_work_and_a_lost_run_is_redone_alone(tiny_run):
     resumed = snakemake(tiny_run, TINY, "-n")
     out = resumed.stdout + resumed.stderr
     assert re.search(r"^train\s+1$", out, re.M) and "prepare_dataset" not in out
+
+
+@pytest.mark.integration
+def test_editing_a_dataset_module_re_prepares_it(tmp_path):
+    modules = tmp_path / "datasets"
+    modules.mkdir()
+    shutil.copy(REPO / "datasets" / "synthetic_lesions.py", modules)
+    config = {**TINY, "datasets_dir": str(modules)}
+    prepared = "results/prepared/synthetic_lesions/dataset.json"
+    result = snakemake(tmp_path, config, prepared)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Nothing to be done" in (r := snakemake(tmp_path, config, prepared, "-n")).stdout + r.stderr
+    module = modules / "synthetic_lesions.py"
+    module.write_text(module.read_text() + "\n# edited\n")
+    later = (tmp_path / prepared).stat().st_mtime + 5
+    os.utime(module, (later, later))
+    out = (r := snakemake(tmp_path, config, prepared, "-n")).stdout + r.stderr
+    assert re.search(r"^prepare_dataset\s+1$", out, re.M), out[-2000:]
 
 
 @pytest.mark.integration
@@ -159,3 +185,17 @@ def test_speed_table_covers_each_cell_and_path(tiny_run):
     assert (speed["step_seconds_median"] > 0).all() and (speed["device"] == "cpu").all()
     html = (tiny_run / "report/index.html").read_text()
     assert 'id="speed"' in html and "bookkeeping" in html
+
+
+@pytest.mark.integration
+def test_snakemake_provenance_report_sits_beside_ours(tiny_run):
+    result = snakemake(tiny_run, TINY, "--report", "provenance.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = (tiny_run / "provenance.html").read_text()
+    assert "dpfair report" in page and "Summary tables" in page
+
+
+@pytest.mark.integration
+def test_complete_report_names_benchmark_and_completeness(tiny_run):
+    html = (tiny_run / "report/index.html").read_text()
+    assert "Benchmark tiny: complete, 2 of 2 runs." in html and 'id="incomplete"' not in html

@@ -144,10 +144,24 @@ class Benchmark:
 
 
 def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing file, a syntax error (with its line and column) or a non-mapping is a ConfigError."""
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context = getattr(exc, "context", None)
+        raise ConfigError(f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a benchmark definition is a YAML mapping of keys, got a {type(data).__name__}")
+    return data
 
 
 def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> Benchmark:

@@ -20,7 +20,7 @@ import torch
 
 import dpfair
 from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.fairness import GAP_CHANGE_COLUMNS, METRIC_LABELS
+from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
@@ -33,6 +33,22 @@ PRIVACY_COLUMNS = [
     ("accountant", "accountant"), ("n_train", "n_train"), ("privacy_unit", "unit"), ("n_units", "n_units"),
     ("train_seconds", "train s"),
 ]
+
+
+def safe_url(url) -> str | None:
+    """``url`` when it is an absolute http(s) URL, else None: a dataset card cannot inject a script link.
+
+    Example:
+        >>> safe_url("https://physionet.org/x"), safe_url("javascript:alert(1)"), safe_url(" HTTP://a.org ")
+        ('https://physionet.org/x', None, 'HTTP://a.org')
+    """
+    from urllib.parse import urlsplit
+
+    text = str(url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and not any(c in text for c in "\"'<> \t\n"):
+        return text
+    return None
 
 
 def figure_to_data_uri(fig: plt.Figure) -> str:
@@ -94,20 +110,16 @@ def _with_method(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(model=table["model"].astype(str) + " · " + table["method"].astype(str))
 
 
-#: Gaps whose change with ε the report shows first; the rest are in a collapsed table.
-HEADLINE_GAPS = ("auroc", "tpr")
-
-
 def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     """Gap changes vs ε = ∞ as table rows, headline metrics first."""
     rows = {"headline": [], "other": []}
     for r in changes.sort_values(["model", "attribute", "metric", "epsilon"]).to_dict("records"):
         row = {
-            "model": r["model"], "attribute": r["attribute"], "metric": METRIC_LABELS.get(r["metric"], r["metric"]),
+            "model": r["model"], "attribute": r["attribute"], "metric": metric_label(r["metric"]),
             "epsilon": epsilon_label(r["epsilon"]), "change": f"{fmt(r['gap_change'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
             "verdict": r["verdict"],
         }
-        rows["headline" if r["metric"] in HEADLINE_GAPS else "other"].append(row)
+        rows["headline" if r.get("family", "headline") == "headline" else "other"].append(row)
     return rows
 
 
@@ -281,8 +293,12 @@ def render_report(
     speed: str | Path | None = None,
     method_comparison: str | Path | None = None,
     method_comparison_groups: str | Path | None = None,
+    status: dict | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file.
+
+    ``status`` (from :func:`dpfair.outcome.run_status`) heads the page: how many of the grid's runs it
+    shows and, for an incomplete grid, which runs failed and why.
 
     ``compute_cost``/``compute_ratios`` (written together by the aggregate rule) and ``speed`` are optional:
     without them the page has no compute-cost or speed section.
@@ -344,6 +360,8 @@ def render_report(
     html = env.get_template("report.html.j2").render(
         benchmark=benchmark,
         sections=sections,
+        status=status,
+        safe_url=safe_url,
         compute_cost=compute_cost_section(cells=compute_cost, ratios=compute_ratios) if compute_cost else None,
         speed=speed_section(speed) if speed else None,
         level=f"{100 * level:g}",

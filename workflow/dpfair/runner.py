@@ -16,7 +16,7 @@ import torch
 from dpfair.audit import audit_membership, loss_scores
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.fairness import INTERSECTION_SEP, evaluate_fairness, metric_names
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.mechanisms import TrainingData, get_mechanism
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS = [
     "dataset", "model", "method", "epsilon", "seed", "attribute",
     "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
+    "auroc_null_gap", "auroc_gap_p_value",
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
@@ -138,6 +139,7 @@ def evaluate_run(
         target_sensitivity=settings.get("target_sensitivity", 0.9),
         n_bins=settings.get("calibration_bins", 10),
         n_boot=settings.get("n_bootstrap", 1000),
+        n_perm=settings.get("n_permutations", settings.get("n_bootstrap", 1000)),
         level=settings.get("ci_level", 0.95),
         seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
     )
@@ -228,10 +230,10 @@ def _metric_rows(report, mia: dict) -> list[dict]:
             if g["metric"] == "auroc":
                 row.update(worst_group_auroc=g["worst_group"], worst_group_auroc_ci_low=g["worst_group_ci_low"],
                            worst_group_auroc_ci_high=g["worst_group_ci_high"], auroc_ratio=g["ratio"],
-                           n_groups_in_gap=g["n_groups_in_gap"])
+                           n_groups_in_gap=g["n_groups"], auroc_null_gap=g["null_gap"], auroc_gap_p_value=g["p_value"])
             if g["metric"] in GAP_NAMES:
                 name = GAP_NAMES[g["metric"]]
-                row.update({name: g["gap"], f"{name}_ci_low": g["gap_ci_low"], f"{name}_ci_high": g["gap_ci_high"]})
+                row.update({name: g["gap"], f"{name}_ci_low": g["ci_low"], f"{name}_ci_high": g["ci_high"]})
         rows.append(row)
     if not rows:  # a dataset without sensitive attributes still reports utility and the audit
         rows.append({"attribute": NO_ATTRIBUTE, **overall, "n_groups_in_gap": 0})
@@ -245,6 +247,6 @@ def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFra
     sizes = groups[[*keys, "n", "n_positive", "flagged"]].drop_duplicates(keys)
     wide = groups.pivot(index=keys, columns="metric", values=["value", "ci_low", "ci_high"])
     wide.columns = [m if stat == "value" else f"{m}_{stat}" for stat, m in wide.columns]
-    metrics = [m for m in METRICS if m in groups["metric"].unique()]
+    metrics = [m for m in metric_names() if m in groups["metric"].unique()]
     wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
     return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")

@@ -1,5 +1,6 @@
 import os
 import re
+import sys
 
 # Two torch jobs side by side collapse under libgomp's default spin-wait (0.015 s -> 0.60 s per step
 # measured on 2 cores); passive waiting costs nothing solo. Jobs inherit this environment.
@@ -18,6 +19,10 @@ DEFAULT_BENCHMARK = Path(workflow.basedir) / "benchmarks" / "default.yaml"
 if not config:
     config.update(load_yaml(DEFAULT_BENCHMARK))
 
+# a relative datasets_dir is relative to the workflow's folder, so `snakemake -d elsewhere` finds datasets/
+if not Path(config.get("datasets_dir", "datasets")).is_absolute():
+    config["datasets_dir"] = str(Path(workflow.basedir) / config.get("datasets_dir", "datasets"))
+
 BENCHMARK = validate_config(config)
 DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
 
@@ -34,6 +39,23 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def run_preflight_checks():
+    """Refuse before any job what would otherwise fail inside one (dpfair.preflight)."""
+    from dpfair.preflight import check_delta_against_prepared, check_device
+
+    check_delta_against_prepared(BENCHMARK, meta_path=get_prepared_meta)
+    # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
+    if config["device"].startswith("cuda") and (workflow.local_exec or workflow.remote_exec):
+        import torch
+
+        check_device(config["device"], cuda_available=torch.cuda.is_available())
+
+
+def get_prepared_meta(dataset):
+    """The prepared dataset.json of one dataset."""
+    return Path(PREPARED_DIR.format(dataset=dataset), "dataset.json")
+
+
 def get_final_output():
     return ["report/index.html"]
 
@@ -44,7 +66,7 @@ def get_run_outputs(name):
 
 
 def get_dataset_meta():
-    return expand(PREPARED_DIR + "/dataset.json", dataset=BENCHMARK.datasets)
+    return expand(f"{PREPARED_DIR}/dataset.json", dataset=BENCHMARK.datasets)
 
 
 def get_prepare_settings(wildcards):
@@ -59,6 +81,11 @@ def get_prepare_settings(wildcards):
         "min_group_size": config["evaluation"]["min_group_size"],
         "datasets_dir": DATASETS_DIR,
     }
+
+
+def get_dataset_module_file(wildcards):
+    """The dataset module's file: an input of its preparation, so editing it re-prepares the dataset."""
+    return str(Path(DATASETS_DIR) / f"{BENCHMARK.module(wildcards.dataset)}.py")
 
 
 def get_training_config(wildcards):
@@ -98,6 +125,20 @@ def get_train_gpus(wildcards):
     return 1 if device.startswith("cuda") else 0
 
 
+def get_train_gpu_mem_mb(wildcards):
+    """A train job's claim on its card's memory (dpfair.gpu), so profiles/gpu can run several per card."""
+    from dpfair.gpu import train_gpu_memory_mb
+
+    if not get_train_gpus(wildcards):
+        return 0
+    params = BENCHMARK.dataset_settings(wildcards.dataset).get("params", {})
+    claim = train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
+                                image_size=params.get("image_size") or params.get("size"))
+    # a job claiming more than the card's limit would never start: it gets the whole card instead
+    limit = getattr(workflow.global_resources.get("gpu_mem_mb"), "value", workflow.global_resources.get("gpu_mem_mb"))
+    return min(claim, int(limit)) if isinstance(limit, (int, float)) and limit > 0 else claim
+
+
 def get_speed_table():
     """The speed benchmark's table when the config asks for it (speed.enabled), else nothing."""
     return ["results/speed.csv"] if config["speed"]["enabled"] else []
@@ -130,3 +171,52 @@ def get_speed_threads():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+def get_run_entries():
+    """Every run of the grid with its files and its jobs' logs, for dpfair.outcome (what finished, what failed).
+
+    Paths come from the rules' own patterns, so they follow any change of the run folder layout.
+    """
+    from dataclasses import asdict
+
+    def fill(pattern, values):
+        return str(pattern).format(**values)
+
+    entries = []
+    for run in BENCHMARK.runs():
+        values = asdict(run)
+        run_dir = fill(RUN_DIR, values)
+        tables = {name: fill(getattr(rules.evaluate.output, name), values) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")}
+        tables.update(record=fill(rules.train.output.record, values), card=fill(rules.train.output.card, values),
+                      benchmark=fill(rules.train.benchmark, values))
+        entries.append({
+            "label": run_dir.removeprefix("results/runs/"),
+            "outputs": [tables[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability", "card")],
+            "logs": [fill(rules.prepare_dataset.log[0], values), fill(rules.train.log[0], values), fill(rules.evaluate.log[0], values)],
+            "tables": tables,
+        })
+    return entries
+
+
+def report_what_exists():
+    """onerror: summary and report from the runs that finished, listing what failed (dpfair.outcome)."""
+    from dpfair.outcome import report_what_exists as render
+
+    status = render(
+        runs=get_run_entries(),
+        dataset_meta=get_dataset_meta(),
+        benchmark=get_report_settings(),
+        summary=dict(rules.aggregate.output.items()),
+        output=rules.report.output.html,
+        level=config["evaluation"]["ci_level"],
+        speed=get_speed_table()[0] if get_speed_table() else None,
+    )
+    print(
+        f"dpfair: {status['finished']} of {status['expected']} runs finished; "
+        f"{rules.report.output.html} shows them and lists what failed",
+        file=sys.stderr,
+    )
+
+
+run_preflight_checks()

@@ -12,12 +12,15 @@ rule report:
         method_comparison=rules.compare_methods.output.table,
         method_comparison_groups=rules.compare_methods.output.groups,
     output:
-        html="report/index.html",
+        html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:
         benchmark=get_report_settings(),
+        runs=get_run_entries(),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/report.py"

@@ -4,6 +4,7 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
+from dpfair.outcome import run_status  # noqa: E402
 from dpfair.report import render_report  # noqa: E402
 
 render_report(
@@ -21,4 +22,5 @@ render_report(
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
     method_comparison=snakemake.input.get("method_comparison"),
     method_comparison_groups=snakemake.input.get("method_comparison_groups"),
+    status=run_status(snakemake.params.runs),
 )

@@ -19,11 +19,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from dpfair.data.contract import DatasetCard
+from dpfair.data.contract import DatasetCard, group_sort_key
+from dpfair.data.leakage import check_leakage
 from dpfair.data.registry import get_dataset
 from dpfair.data.split import SPLITS, stratified_split
 from dpfair.data.validate import validate_raw, validate_split
-from dpfair.errors import DatasetError
+from dpfair.errors import DatasetError, DpfairError
 from dpfair.jsonio import write_json
 from dpfair.privacy import resolve_delta
 
@@ -71,9 +72,14 @@ def prepare_dataset(
     card: DatasetCard = spec.card
     try:
         raw = spec.load(**(params or {}))
+    except DpfairError:
+        raise
     except TypeError as exc:
         raise DatasetError(f"{spec.path}: the loader rejected params {params}: {exc}") from exc
+    except Exception as exc:  # a loader's own failure names the module and what it raised
+        raise DatasetError(f"{spec.path}: the loader raised {type(exc).__name__}: {exc}") from exc
     validate_raw(raw, card)
+    leakage_warnings = check_leakage(raw, card)
     if not card.sensitive_attributes:
         log.warning("dataset %r declares no sensitive attributes: utility only, no subgroup metrics", name)
     labels = np.asarray(raw.labels).ravel().astype(np.int64)
@@ -91,6 +97,7 @@ def prepare_dataset(
         name=name, split=split, labels=labels, attributes=attributes,
         patient_id=raw.patient_id, min_group_size=min_group_size,
     )
+    warnings = [*leakage_warnings, *warnings]
     train_patients = None
     if raw.patient_id is not None:
         per_patient = pd.Series(np.asarray(raw.patient_id).astype(str)[split == "train"]).value_counts()
@@ -134,7 +141,7 @@ def prepare_dataset(
         "n": {s: int((split == s).sum()) for s in SPLITS},
         "prevalence": {s: float(labels[split == s].mean()) for s in SPLITS},
         "group_sizes": {
-            col: {s: attributes[col][split == s].value_counts().sort_index().to_dict() for s in SPLITS}
+            col: {s: _in_natural_order(col, attributes[col][split == s].value_counts()) for s in SPLITS}
             for col in attributes.columns
         },
         "delta": delta_value,
@@ -145,6 +152,10 @@ def prepare_dataset(
         "warnings": warnings,
     }
     return PreparedDataset(x=x, y=torch.from_numpy(labels.astype(np.float32)), samples=samples, meta=meta)
+
+
+def _in_natural_order(attribute: str, counts: pd.Series) -> dict:
+    return {g: int(counts[g]) for g in sorted(counts.index, key=lambda v: group_sort_key(attribute, v))}
 
 
 def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> tuple[torch.Tensor, list[str]]:
