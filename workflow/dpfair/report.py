@@ -347,7 +347,7 @@ def render_report(
                 ),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [
-                    [fmt(r[c]) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]
+                    [fmt(r.get(c)) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]
                     for r in runs.to_dict("records")
                 ],
             }
