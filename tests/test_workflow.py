@@ -25,6 +25,7 @@ TINY = {
     "training": {"epochs": 1, "batch_size": 64},
     "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
     "speed": {"warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
+    "audit": {"canaries": 100, "n_bootstrap": 50},
 }
 
 METRIC_COLUMNS = (
@@ -55,7 +56,8 @@ def test_dry_run_lists_the_grid(tmp_path):
     result = snakemake(tmp_path, TINY, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1)):
+    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1),
+                        ("audit_train", 2), ("audit", 2), ("aggregate_audit", 1)):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
 
 
@@ -99,12 +101,30 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
 
 
 @pytest.mark.integration
+def test_audit_table_follows_the_output_contract(tiny_run):
+    audit = pd.read_csv(tiny_run / "results/summary/audit.csv", keep_default_na=False, na_values=[""])
+    assert list(audit.columns) == ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low",
+                                   "ci_high", "n", "attribute", "group"]
+    assert set(audit["attack"]) == {"loss", "rmia", "one_run"} and set(audit["method"]) == {"dpsgd"}
+    bounds = audit.query("attack == 'one_run' and metric == 'epsilon_lower_bound'").set_index("epsilon")["value"]
+    assert set(bounds.index) == {1.0, float("inf")} and bounds[1.0] <= 1.0
+    assert set(audit.dropna(subset=["attribute"])["group"]) == {"A", "B"}
+    # 60 held-out rows: no TPR at 1% or 0.1% FPR (fewer than 10 rows in the tail)
+    assert audit.query("metric == 'tpr_at_1pct_fpr'")["value"].isna().all()
+    metrics = pd.read_csv(tiny_run / "results/summary/metrics.csv")
+    loss_auroc = audit.query("attack == 'loss' and metric == 'auroc' and attribute.isna()").set_index("epsilon")["value"]
+    assert metrics.set_index("epsilon")["mia_auroc"].to_dict() == pytest.approx(loss_auroc.to_dict())
+    assert "mia_epsilon_lower_bound" not in metrics.columns and "mia_epsilon_empirical" in metrics.columns
+    assert (tiny_run / "results/summary/audit_roc.csv").exists()
+
+
+@pytest.mark.integration
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
     assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
-    assert html.count('<img src="data:image/png;base64,') == 5  # utility, subgroups, gap, reliability, audit
-    assert "Fairness: does DP change the gaps?" in html and "Empirical privacy audit" in html
+    assert html.count('<img src="data:image/png;base64,') == 5  # utility, subgroups, gap, reliability, attack ROC
+    assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html
     for needle in ("<script src", "<link ", 'src="http', "@import"):
         assert needle not in html
 

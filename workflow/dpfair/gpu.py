@@ -10,6 +10,8 @@ speed benchmark (README, "Speed of DP-SGD"; DenseNet-121 GroupNorm, 64×64, batc
 
 from __future__ import annotations
 
+import math
+
 #: CUDA context and allocator slack of one process (MB).
 CONTEXT_MB = 1000
 #: Peak MB per sample of a 64×64 single-channel image (per feature row for the MLP), with margin for hooks.
@@ -28,4 +30,4 @@ def train_gpu_memory_mb(*, model: str, batch_size: int, image_size: int | None =
     """
     per_sample = PER_SAMPLE_MB.get(model, max(PER_SAMPLE_MB.values()))  # an unknown model: the largest claim
     scale = (image_size or 64) ** 2 / REFERENCE_PIXELS if model != "mlp" else 1.0
-    return int(CONTEXT_MB + per_sample * batch_size * scale)
+    return math.ceil(CONTEXT_MB + per_sample * batch_size * scale)

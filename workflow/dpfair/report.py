@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 import dpfair
+from dpfair.audit.report import audit_section
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
@@ -120,23 +121,6 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
             "verdict": r["verdict"],
         }
         rows["headline" if r.get("family", "headline") == "headline" else "other"].append(row)
-    return rows
-
-
-def audit_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
-    """Per (model, ε): attack AUROC over seeds, TPR at low FPR, bound violations and the empirical ε lower bound."""
-    runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
-    rows = []
-    for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
-        auc = seed_summary(part, "mia_auroc", ["model"], level).iloc[0]
-        violated = part["mia_bound_violated"].astype(str).str.lower().eq("true")
-        rows.append({
-            "model": model, "epsilon": epsilon_label(eps),
-            "auroc": f"{fmt(auc['mean'])} [{fmt(auc['low'])}, {fmt(auc['high'])}]",
-            "tpr1": fmt(part["mia_tpr_at_1pct_fpr"].mean()), "tpr01": fmt(part["mia_tpr_at_0p1pct_fpr"].mean()),
-            "violated": f"{int(violated.sum())} of {len(part)}",
-            "eps_lower": fmt(part["mia_epsilon_lower_bound"].max()),
-        })
     return rows
 
 
@@ -293,6 +277,8 @@ def render_report(
     speed: str | Path | None = None,
     method_comparison: str | Path | None = None,
     method_comparison_groups: str | Path | None = None,
+    audit: str | Path | None = None,
+    audit_roc: str | Path | None = None,
     status: dict | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file.
@@ -310,6 +296,8 @@ def render_report(
     changes_df = _with_method(read_summary(gap_changes)) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
+    audit_df = read_summary(audit) if audit else pd.DataFrame(columns=["dataset", "attribute"])
+    audit_roc_df = read_summary(audit_roc) if audit_roc else pd.DataFrame(columns=["dataset"])
     cards = _cards_by_dataset(privacy_cards)
     comparison = _method_comparison(method_comparison, method_comparison_groups)
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
@@ -340,11 +328,8 @@ def render_report(
                 "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
                 "method_comparison": [r for r in comparison if r["dataset"] == name],
                 "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability_df[reliability_df["dataset"] == name]).empty else None,
-                "audit": audit_rows(m, level) if "mia_auroc" in m and m["mia_auroc"].notna().any() else [],
-                "audit_figure": (
-                    figure_to_data_uri(utility_figure(m, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5, level=level))
-                    if "mia_auroc" in m and m["mia_auroc"].notna().any() else None
-                ),
+                "audit": audit_section(audit=audit_df[audit_df["dataset"] == name], roc=audit_roc_df[audit_roc_df["dataset"] == name],
+                                       level=level, to_uri=figure_to_data_uri),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [
                     [fmt(r.get(c)) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]

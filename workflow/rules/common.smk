@@ -173,6 +173,35 @@ def get_speed_threads():
         return 1
 
 
+# --- audit stage (workflow/rules/audit.smk) ------------------------------------------------------------
+from dpfair.audit.plan import audit_plan  # noqa: E402
+
+AUDIT = audit_plan(config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons, cells=BENCHMARK.cells())
+AUDIT_DIR = "results/audit/{dataset}/{model}/{method}/eps-{epsilon}"
+
+
+def get_audit_settings():
+    return AUDIT.settings
+
+
+def get_audit_tables(name):
+    """Every audited cell's table ``name`` (audit.csv, roc.csv)."""
+    return [f"{AUDIT_DIR.format(**c)}/{name}" for c in AUDIT.cells]
+
+
+def get_audit_run_inputs(wildcards):
+    """The cell's runs (one per seed) and, on the reference seeds, what its attacks need trained."""
+    runs = [RUN_DIR.format(**{**dict(wildcards), "seed": s}) for s in BENCHMARK.seeds]
+    inputs = {name: [f"{r}/{name}" for r in runs] for name in ("scores.csv", "run.json", "privacy_card.json")}
+    cell = AUDIT_DIR.format(**dict(wildcards))
+    inputs["trained"] = [f"{cell}/seed-{s}/{f}" for s in AUDIT.trained_seeds for f in AUDIT.trained_files]
+    return inputs
+
+
+def get_audit_training_config(wildcards):
+    return {"training": vars(BENCHMARK.training(wildcards.dataset)), **AUDIT.training_settings}
+
+
 def get_run_entries():
     """Every run of the grid with its files and its jobs' logs, for dpfair.outcome (what finished, what failed).
 

@@ -30,6 +30,7 @@ rule aggregate:
         reliability=get_run_outputs("reliability.csv"),
         records=get_run_outputs("run.json"),
         train_benchmarks=get_run_benchmarks(),
+        audit=rules.aggregate_audit.output.table,
     output:
         metrics=report("results/summary/metrics.csv", caption="../report/metrics.rst", category="Summary tables"),
         subgroups="results/summary/subgroups.csv",

@@ -11,6 +11,8 @@ rule report:
         cards=get_run_outputs("privacy_card.json"),
         method_comparison=rules.compare_methods.output.table,
         method_comparison_groups=rules.compare_methods.output.groups,
+        audit=rules.aggregate_audit.output.table,
+        audit_roc=rules.aggregate_audit.output.roc,
     output:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:

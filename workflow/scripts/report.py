@@ -22,5 +22,7 @@ render_report(
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
     method_comparison=snakemake.input.get("method_comparison"),
     method_comparison_groups=snakemake.input.get("method_comparison_groups"),
+    audit=snakemake.input.audit,
+    audit_roc=snakemake.input.audit_roc,
     status=run_status(snakemake.params.runs),
 )
