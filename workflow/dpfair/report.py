@@ -162,6 +162,17 @@ def method_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
     return rows
 
 
+def _method_comparison(table: str | Path | None, groups: str | Path | None) -> list[dict]:
+    """Rows of the method-comparison section (dpfair.method_comparison), none without the tables."""
+    if not table or not Path(table).exists():
+        return []
+    from dpfair.method_comparison import GROUP_COLUMNS, report_rows
+
+    frame = read_summary(table)
+    group_frame = read_summary(groups) if groups and Path(groups).exists() else pd.DataFrame(columns=GROUP_COLUMNS)
+    return report_rows(frame, group_frame)
+
+
 def ratio_label(value) -> str:
     """A ratio to the non-private reference as the report prints it.
 
@@ -264,6 +275,8 @@ def render_report(
     compute_cost: str | Path | None = None,
     compute_ratios: str | Path | None = None,
     speed: str | Path | None = None,
+    method_comparison: str | Path | None = None,
+    method_comparison_groups: str | Path | None = None,
     audit: str | Path | None = None,
     audit_roc: str | Path | None = None,
     status: dict | None = None,
@@ -286,6 +299,7 @@ def render_report(
     audit_df = read_summary(audit) if audit else pd.DataFrame(columns=["dataset", "attribute"])
     audit_roc_df = read_summary(audit_roc) if audit_roc else pd.DataFrame(columns=["dataset"])
     cards = _cards_by_dataset(privacy_cards)
+    comparison = _method_comparison(method_comparison, method_comparison_groups)
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
     sections = []
     for name, meta in metas.items():
@@ -312,12 +326,13 @@ def render_report(
                 },
                 "card": cards.get(name, {}),
                 "gap_changes": gap_change_rows(changes_df[changes_df["dataset"] == name]),
+                "method_comparison": [r for r in comparison if r["dataset"] == name],
                 "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability_df[reliability_df["dataset"] == name]).empty else None,
                 "audit": audit_section(audit=audit_df[audit_df["dataset"] == name], roc=audit_roc_df[audit_roc_df["dataset"] == name],
                                        level=level, to_uri=figure_to_data_uri),
                 "privacy_header": [label for _, label in PRIVACY_COLUMNS],
                 "privacy_rows": [
-                    [fmt(r[c]) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]
+                    [fmt(r.get(c)) if c != "epsilon" else epsilon_label(r[c]) for c, _ in PRIVACY_COLUMNS]
                     for r in runs.to_dict("records")
                 ],
             }

@@ -88,6 +88,7 @@ def train_run(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
         epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
         x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
+        groups=_train_groups(prepared, train_rows) if getattr(mechanism, "uses_groups", False) else None,
     )
     scores = prepared.samples.assign(
         score=predict(result.model, prepared.x, device=torch_device),
@@ -161,6 +162,12 @@ def evaluate_run(
     for name, frame in tables.items():
         frame.to_csv(outputs[name], index=False)
     return tables
+
+
+def _train_groups(prepared: PreparedDataset, train_rows: pd.Series) -> pd.DataFrame:
+    """The training rows' sensitive attributes, for a mechanism that declares ``uses_groups`` (DPSGD-F)."""
+    attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
+    return prepared.samples.loc[train_rows, attributes].reset_index(drop=True)
 
 
 #: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =

@@ -92,6 +92,19 @@ def get_training_config(wildcards):
     return vars(BENCHMARK.training(wildcards.dataset))
 
 
+def get_mitigation_attributes():
+    """Per dataset that runs a fairness mitigation beside dpsgd, the attribute it targets (method comparison)."""
+    from dpfair.mechanisms import get_mechanism
+    from dpfair.mechanisms.mitigation import MitigationMechanism
+
+    out = {}
+    for dataset in BENCHMARK.datasets:
+        methods = BENCHMARK.methods_for(dataset)
+        if "dpsgd" in methods and any(isinstance(get_mechanism(m), MitigationMechanism) for m in methods):
+            out[dataset] = BENCHMARK.mitigation(dataset).get("attribute")
+    return out
+
+
 def get_report_settings():
     """The parts of the benchmark definition the report's header describes."""
     keys = ("name", "description", "epsilons", "seeds", "models", "split", "evaluation")

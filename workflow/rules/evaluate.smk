@@ -49,3 +49,23 @@ rule aggregate:
         "../../environment.yml"
     script:
         "../scripts/aggregate.py"
+
+
+rule compare_methods:
+    input:
+        records=get_run_outputs("run.json"),
+        scores=get_run_outputs("scores.csv"),
+        gaps=rules.aggregate.output.gaps,
+        replicates=get_run_outputs("gap_replicates.csv.gz"),
+    output:
+        table="results/summary/method_comparison.csv",
+        groups="results/summary/method_comparison_groups.csv",
+    params:
+        attributes=get_mitigation_attributes(),
+        evaluation=config["evaluation"],
+    log:
+        "results/logs/compare_methods.log",
+    benchmark:
+        "results/benchmarks/compare_methods.tsv"
+    script:
+        "../scripts/compare_methods.py"

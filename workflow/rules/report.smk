@@ -9,6 +9,8 @@ rule report:
         speed=get_speed_table(),
         meta=get_dataset_meta(),
         cards=get_run_outputs("privacy_card.json"),
+        method_comparison=rules.compare_methods.output.table,
+        method_comparison_groups=rules.compare_methods.output.groups,
         audit=rules.aggregate_audit.output.table,
         audit_roc=rules.aggregate_audit.output.roc,
     output:

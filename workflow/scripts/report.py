@@ -20,6 +20,8 @@ render_report(
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
+    method_comparison=snakemake.input.get("method_comparison"),
+    method_comparison_groups=snakemake.input.get("method_comparison_groups"),
     audit=snakemake.input.audit,
     audit_roc=snakemake.input.audit_roc,
     status=run_status(snakemake.params.runs),
