@@ -180,6 +180,9 @@ AUDIT = audit_plan(
     config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons,
     cells=[(d, m, meth) for d, m in BENCHMARK.cells() for meth in BENCHMARK.methods_for(d)],
 )
+# audit only the (dataset, model, method, ε) cells the grid trains (mitigations share dpsgd's ε = ∞ arm)
+_TRAINED_CELLS = {(r.dataset, r.model, r.method, r.epsilon) for r in BENCHMARK.runs()}
+AUDIT.cells = [c for c in AUDIT.cells if (c["dataset"], c["model"], c["method"], c["epsilon"]) in _TRAINED_CELLS]
 AUDIT_DIR = "results/audit/{dataset}/{model}/{method}/eps-{epsilon}"
 
 
