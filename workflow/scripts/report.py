@@ -13,10 +13,16 @@ render_report(
     benchmark=snakemake.params.benchmark,
     output=snakemake.output.html,
     privacy_cards=snakemake.input.cards,
+    gaps=snakemake.input.gaps,
     gap_changes=snakemake.input.gap_changes,
     reliability=snakemake.input.reliability,
     compute_cost=snakemake.input.compute_cost,
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
+    # empty until a rule of the workflow writes results/summary/audit.csv
+    audit=snakemake.input.audit[0] if snakemake.input.audit else None,
+    definition=dict(snakemake.params.definition),
+    # the run's completeness banner, where a rule provides one
+    banner=getattr(snakemake.params, "banner", None),
 )
