@@ -92,8 +92,8 @@ def test_summary_says_what_the_tables_say(new_report):
     cost = re.search(r"cnn \(dpsgd\): test AUROC [\d.]+ \[[\d.]+, [\d.]+\] without privacy \(ε = ∞\); DP changes it by "
                      r"(−[\d.]+) \[(−[\d.]+), (−[\d.]+)\] at ε = 1", imaging)
     assert cost and -0.2 < float(cost.group(1).replace("−", "-")) < -0.1
-    assert "1 of 24 headline gaps changed, after multiplicity control" in tabular
-    assert "no headline gap changed, after multiplicity control" in imaging
+    assert "1 of 24 headline gap changes (AUROC and TPR gap per attribute and ε) detected, after multiplicity control" in tabular
+    assert "none of 12 headline gap changes (AUROC and TPR gap per attribute and ε) is detected, after multiplicity control" in imaging
     widened = slug("gc", *WIDENS)
     assert f'href="#{widened}">DP at ε = 1 widens the age_group gap' in html and f'<tr id="{widened}">' in html
     assert "certified ε ≥ 0.4 at claimed ε = 1" in imaging and "(loss, one_run, rmia)" in imaging
@@ -142,8 +142,8 @@ def test_todays_tables_render_and_say_what_is_missing(old_report):
     assert page.sections[0] == "summary" and 'id="banner"' not in html
     assert not set(page.links) - set(page.ids)
     tabular = summary_of(html, "tabular")
-    assert "without multiplicity control" in tabular and "1 of 8 headline gaps changed" in tabular
-    assert "Privacy audit (loss-threshold attack)" in tabular and "Methods: one method (dpsgd) ran here" in tabular
+    assert "with no multiplicity control" in tabular and "1 of 8 headline gap changes" in tabular
+    assert "Privacy audit (loss-threshold attack)" in tabular and "Best trade-off: one method (dpsgd) ran here" in tabular
     assert "Tuning cost" not in html
     assert "Not available for this run: the report was rendered without the benchmark definition" in html
     checklist = dict(re.findall(r'<td class="l"><a href="#[^"]+">([^<]+)</a></td><td class="l">(\w+)</td>', html))

@@ -123,6 +123,22 @@ def statement_sentence(card: dict, *, meta: dict) -> str:
     return text
 
 
+def _brief(cards: list[dict], private: list[dict]) -> str:
+    """One line for a (dataset, model, method): runs, ε spent per target, δ, unit, accountant, tuning."""
+    if not private:
+        return f"{len(cards)} run(s), all non-private (ε = ∞): no guarantee"
+    spent = {}
+    for c in private:
+        spent.setdefault(c["epsilon"], []).append(c.get("epsilon_spent"))
+    targets = "; ".join(
+        f"target {epsilon_label(e)}: spent {_value({'x': min(v)}, 'x')}" + (f"–{_value({'x': max(v)}, 'x')}" if min(v) != max(v) else "")
+        for e, v in sorted(spent.items()) if None not in v)
+    first = private[0]
+    return (f"{len(cards)} runs ({len(private)} private). {targets}. δ = {_value(first, 'delta')}; unit: one {_value(first, 'unit')}; "
+            f"accountant: {first.get('accountant', '—')} ({first.get('accountant_implementation', 'implementation not recorded')}); "
+            f"tuning: {first.get('hyperparameter_selection', 'not recorded')}.")
+
+
 def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
     """Per dataset and (model, method): the shared card text, a table of every run, a sentence per run."""
     out = []
@@ -145,6 +161,7 @@ def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
                 text.append(("Group privacy", group_privacy_text(shared["group_privacy"])))
             groups.append({
                 "model": model, "method": method, "id": slug("ps", dataset, model, method), "card": text,
+                "brief": _brief(mine, private),
                 "rows": [{"id": slug("ps", dataset, model, method, c["epsilon"], c["seed"]),
                           "cells": [_value(c, key) for key, _ in STATEMENT_COLUMNS],
                           "sentence": statement_sentence(c, meta=meta),

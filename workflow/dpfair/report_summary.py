@@ -107,21 +107,21 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     verdicts = rows["verdict"].astype(str)
     changed = rows[verdicts.str.contains(r"\b(?:widens|narrows)\b", regex=True)]
     if "p_adjusted" in rows.columns:
-        control = Markup("after multiplicity control (adjusted p &lt; {} over {} headline comparisons: AUROC and TPR gap per attribute and ε)").format(
-            SIGNIFICANCE, len(rows))
+        control = Markup("after multiplicity control (adjusted p &lt; {})").format(SIGNIFICANCE)
     else:
-        control = Markup(
-            "<em>without</em> multiplicity control: this run's tables have no adjusted p-values, so each of the {} headline "
-            "comparisons uses its own {}% interval (about {} would exclude 0 by chance alone)").format(
-            len(rows), 100 - int(100 * SIGNIFICANCE), fmt_number(SIGNIFICANCE * len(rows), 1))
+        control = Markup("with <em>no</em> multiplicity control (this run's tables have no adjusted p-values; at {}% per "
+                         "comparison about {} would exclude 0 by chance)").format(
+            100 - int(100 * SIGNIFICANCE), fmt_number(SIGNIFICANCE * len(rows), 1))
     method_col = "method" in rows.columns
     listed = [
         link(v, slug("gc", dataset, r["model"], r["method"] if method_col else "dpsgd", r["attribute"], r["metric"], r["epsilon"]))
         for v, r in zip(changed["verdict"], changed.to_dict("records"))
     ]
     if not listed:
-        return Markup("Fairness: no headline gap changed, {}.").format(control)
-    return Markup("Fairness: {} of {} headline gaps changed, {}: {}.").format(len(listed), len(rows), control, _join(listed))
+        return Markup("Fairness: none of {} headline gap changes (AUROC and TPR gap per attribute and ε) is detected, {}.").format(
+            len(rows), control)
+    return Markup("Fairness: {} of {} headline gap changes (AUROC and TPR gap per attribute and ε) detected, {}: {}.").format(
+        len(listed), len(rows), control, _join(listed))
 
 
 def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | None) -> Markup | None:
@@ -173,7 +173,7 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
         for (model, attr), g in part.groupby(["model", "attribute"], sort=True):
             eps = [link(epsilon_label(r.epsilon), slug("to", dataset, model, r.method, attr, r.epsilon)) for r in g[g["pareto"]].itertuples()]
             fronts.append(Markup("{} {}: ε = {}").format(model, attr, _join(eps)))
-        return Markup("Methods: one method ({}) ran here, so there is no comparison between methods; "
+        return Markup("Best trade-off: one method ({}) ran here, so there is no comparison between methods; "
                       "the private points on the AUROC–gap Pareto front are {}.").format(methods[0], Markup("; ").join(fronts))
     out = []
     for (model, eps), g in part.groupby(["model", "epsilon"], sort=True):
@@ -187,7 +187,7 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
             fairest.append(Markup("{} for {} ({})").format(
                 f["method"], attr, link(fmt_number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))))
         out.append(text + Markup(" and the smallest AUROC gap was ") + _join(fairest))
-    return Markup("Methods: ") + Markup("; ").join(out) + Markup(".")
+    return Markup("Best trade-off: ") + Markup("; ").join(out) + Markup(".")
 
 
 def caveats(dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.DataFrame, cards: list[dict],

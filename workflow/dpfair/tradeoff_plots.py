@@ -96,7 +96,7 @@ def cost_figure(costs: pd.DataFrame, styles: Styles) -> plt.Figure:
     """AUROC cost (AUROC at ε minus ε = ∞) against ε, one line per (dataset, model, method)."""
     epsilons = sorted(costs["epsilon"].unique())
     pos = {e: i for i, e in enumerate(epsilons)}
-    fig, ax = plt.subplots(figsize=(6.2, 3.8))
+    fig, ax = plt.subplots(figsize=(6.0, 3.3))
     series = list(costs.groupby(["dataset", "model", "method"], sort=True))
     methods = costs["method"].nunique()
     for i, ((dataset, model, method), part) in enumerate(series):
