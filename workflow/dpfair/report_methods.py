@@ -192,7 +192,8 @@ def checklist(*, metrics: pd.DataFrame, subgroups: pd.DataFrame, changes: pd.Dat
     else:
         audit_status, audit_note = "absent", "membership inference switched off"
     multi_row = [d for d, m in metas.items() if int(m.get("max_records_per_patient", 1) or 1) > 1]
-    patient_level = [c for c in private_cards if str(c.get("unit", c.get("privacy_unit"))) == "patient"]
+    patient_level = {c.get("dataset") for c in private_cards if str(c.get("unit", c.get("privacy_unit"))) == "patient"}
+    uncovered = [d for d in multi_row if d not in patient_level]
     items = [
         ("ε and δ of every run, as spent", filled("epsilon_spent", "delta"), "", "privacy-statements"),
         ("Unit of privacy and what the guarantee covers", filled("privacy_unit") and all("guarantee_covers" in c for c in private_cards), "", "privacy-statements"),
@@ -201,8 +202,9 @@ def checklist(*, metrics: pd.DataFrame, subgroups: pd.DataFrame, changes: pd.Dat
          filled("noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "expected_batch_size", "epochs", "steps"), "", "privacy-statements"),
         ("Maximum records per person", bool(metas) and all("max_records_per_patient" in m for m in metas.values()), "", "data-cards"),
         ("Patient-level guarantee where a patient has several rows",
-         "absent" if multi_row and not patient_level else ("present" if multi_row else "n/a"),
-         f"multi-row datasets: {', '.join(multi_row)}" if multi_row else "every dataset has one row per person", "privacy-statements"),
+         ("absent" if uncovered else "present") if multi_row else "n/a",
+         (f"record-level only on multi-row {', '.join(uncovered)}" if uncovered else f"multi-row: {', '.join(multi_row)}")
+         if multi_row else "every dataset has one row per person", "privacy-statements"),
         ("Privacy cost of hyperparameter tuning stated", bool(tuning), "", "privacy-statements"),
         ("Non-private baseline trained the same way (ε = ∞)", bool((~metrics["epsilon"].map(math.isfinite)).any()), "", "across"),
         ("Several training seeds", "present" if seeds >= 3 else ("partial" if seeds == 2 else "absent"), f"fewest seeds per setting: {seeds}", "across"),

@@ -71,8 +71,11 @@ def tradeoff_figure(points: pd.DataFrame, styles: Styles) -> plt.Figure:
             plain = math.isinf(r.epsilon)
             ax.scatter([r.gap], [r.auroc], s=110 if plain else 48, marker="*" if plain else styles.marker(r.method),
                        color=colour, edgecolor="black", linewidth=0.6, zorder=3)
-            ax.annotate(("ε=∞ (non-private)" if plain else f"ε={epsilon_label(r.epsilon)}"), (r.gap, r.auroc),
-                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+        # one ε label per cluster (methods at one ε sit close together), so the label survives greyscale
+        for eps, group in panel.groupby("epsilon"):
+            top = group.loc[group["auroc"].idxmax()]
+            ax.annotate("ε = ∞" if math.isinf(eps) else f"ε = {epsilon_label(eps)}", (top["gap"], top["auroc"]),
+                        textcoords="offset points", xytext=(6, 5), fontsize=7.5, fontweight="bold")
         front = panel[panel["pareto"]].sort_values("gap")
         if len(front) > 1:
             ax.step(front["gap"], front["auroc"], where="post", linestyle="--", color="0.35", linewidth=1, zorder=2)
@@ -96,14 +99,17 @@ def cost_figure(costs: pd.DataFrame, styles: Styles) -> plt.Figure:
     """AUROC cost (AUROC at ε minus ε = ∞) against ε, one line per (dataset, model, method)."""
     epsilons = sorted(costs["epsilon"].unique())
     pos = {e: i for i, e in enumerate(epsilons)}
-    fig, ax = plt.subplots(figsize=(6.0, 3.3))
+    fig, ax = plt.subplots(figsize=(7.2, 3.3))
     series = list(costs.groupby(["dataset", "model", "method"], sort=True))
     methods = costs["method"].nunique()
+    cells = {c: j for j, c in enumerate(sorted({(d, m) for d, m, _ in (key for key, _ in series)}))}
     for i, ((dataset, model, method), part) in enumerate(series):
         part = part.sort_values("epsilon")
         x = part["epsilon"].map(pos).to_numpy() + 0.05 * (i - (len(series) - 1) / 2)
         label = f"{dataset} / {model}" + (f" · {method}" if methods > 1 else "")
-        ax.plot(x, part["cost"], linestyle=LINESTYLES[i % len(LINESTYLES)], color="0.3", linewidth=1.2, label=label)
+        # line style per (dataset, model), marker per method
+        ax.plot(x, part["cost"], linestyle=LINESTYLES[cells[(dataset, model)] % len(LINESTYLES)], color="0.3", linewidth=1.2,
+                label=label)
         for xi, r in zip(x, part.itertuples()):
             if np.isfinite([r.cost_low, r.cost_high]).all():
                 ax.plot([xi, xi], [r.cost_low, r.cost_high], color=styles.colour(r.epsilon), linewidth=1.2)
@@ -112,8 +118,8 @@ def cost_figure(costs: pd.DataFrame, styles: Styles) -> plt.Figure:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(epsilons)), [epsilon_label(e) for e in epsilons])
     ax.set_xlabel("target ε")
-    ax.set_ylabel("AUROC at ε − AUROC at ε = ∞")
+    ax.set_ylabel("AUROC cost (vs non-private)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
