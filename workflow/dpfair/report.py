@@ -287,6 +287,7 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, po
     has_mia = "mia_auroc" in m and m["mia_auroc"].notna().any()
     return {
         "name": name,
+        "anchor": slug(name),
         "meta": meta,
         "group_sizes": {attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()},
         "summary": summary_rows(m, epsilons, level),
@@ -375,6 +376,7 @@ def render_report(
         m = metrics_df[metrics_df["dataset"] == name]
         summary.append({
             "name": name,
+            "anchor": s["anchor"],
             "sentences": [
                 *report_summary.cost_sentences(name, costs, m, level=level),
                 report_summary.gap_sentence(name, changes_df),

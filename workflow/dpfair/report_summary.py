@@ -113,15 +113,16 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
                          "comparison about {} would exclude 0 by chance)").format(
             100 - int(100 * SIGNIFICANCE), fmt_number(SIGNIFICANCE * len(rows), 1))
     method_col = "method" in rows.columns
+    table = slug("fairness", dataset)
     listed = [
         link(v, slug("gc", dataset, r["model"], r["method"] if method_col else "dpsgd", r["attribute"], r["metric"], r["epsilon"]))
         for v, r in zip(changed["verdict"], changed.to_dict("records"))
     ]
     if not listed:
         return Markup("Fairness: none of {} headline gap changes (AUROC and TPR gap per attribute and ε) is detected, {}.").format(
-            len(rows), control)
+            link(str(len(rows)), table), control)
     return Markup("Fairness: {} of {} headline gap changes (AUROC and TPR gap per attribute and ε) detected, {}: {}.").format(
-        len(listed), len(rows), control, _join(listed))
+        len(listed), link(str(len(rows)), table), control, _join(listed))
 
 
 def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | None) -> Markup | None:
