@@ -59,7 +59,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
 @pytest.mark.integration
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
-    assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
+    assert "synthetic_lesions" in html and "the privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
     # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, audit
     assert html.count('<img src="data:image/png;base64,') == 7
