@@ -129,7 +129,7 @@ def test_methods_list_every_runs_privacy_statement_and_the_definition_hash(new_r
     assert digest in html and definition_hash({**kwargs["definition"], "datasets_dir": "/elsewhere"}) == digest
     assert definition_hash({**kwargs["definition"], "seeds": [0]}) != digest
     for package in ("python", "torch", "opacus", "dp-accounting", "fairlearn", "snakemake", "dpfair"):
-        assert f'<th class="l">{package}</th>' in html
+        assert f'<span class="pkg">{package}</span> ' in html
     checklist = dict(re.findall(r'<td class="l"><a href="#[^"]+">([^<]+)</a></td><td class="l">(\w+)</td>', html))
     assert checklist["Multiplicity control for fairness claims"] == "present"
     assert checklist["Empirical privacy audit"] == "present" and checklist["Privacy cost of hyperparameter tuning stated"] == "present"
