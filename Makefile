@@ -17,7 +17,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cohorts,test]'
+	$(BIN)/python -m pip install --quiet -e '.[cohorts,test,slurm]'
 	# ACTG 175's CSV ships in the lifelines wheel; lifelines pins pandas<3, so we keep the wheel as a
 	# data file (datasets/actg175.py reads it as a zip) instead of installing it.
 	$(BIN)/python -m pip download --quiet --no-deps lifelines==0.30.3 -d $(VENV)/share/dpfair
@@ -25,8 +25,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# config check first: a YAML syntax error is reported with its file and line (Snakemake's own message has
+# neither); runlock resumes after a killed run by clearing Snakemake's stale lock when no other run holds it.
 run: install
-	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
+	$(BIN)/dpfair config check $(BENCHMARK) > /dev/null
+	$(BIN)/python -m dpfair.runlock -- $(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
 
 bench: install
 	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed

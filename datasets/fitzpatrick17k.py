@@ -47,6 +47,7 @@ CARD = DatasetCard(
     homepage="https://github.com/mattgroh/fitzpatrick17k",
     source="user-supplied: <root>/fitzpatrick17k.csv and <root>/images/<md5hash>.jpg (downloaded from the csv's url column)",
     notes="skin_type grouped I-II / III-IV / V-VI by default; no patient ids; split stratified by label and skin type",
+    row_unit="image",
 )
 
 CSV = "fitzpatrick17k.csv"

@@ -54,6 +54,7 @@ CARD = DatasetCard(
         "from https://doi.org/10.7910/DVN/DBW86T"
     ),
     notes="lesion_id is used as patient_id (a lesion never spans splits); split by lesion, no official split",
+    patient_unit="lesion",
 )
 
 DIAGNOSES: dict[str, str] = {

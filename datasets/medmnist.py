@@ -57,6 +57,7 @@ CARD = DatasetCard(
         "from https://zenodo.org/records/10519652"
     ),
     notes="official MedMNIST train/val/test splits; no demographics, so no subgroup metrics",
+    row_unit="image",
 )
 
 ZENODO = "https://zenodo.org/records/10519652"
@@ -219,18 +220,41 @@ def _images(x: np.ndarray, *, path: Path, part: str, size: int, channels: int) -
 def _labels(y: np.ndarray, *, path: Path, part: str, n: int, task: str, classes, positive: list[int]) -> np.ndarray:
     if len(y) != n:
         raise DatasetError(f"medmnist: {path} has {n} {part}_images but {len(y)} {part}_labels")
+    y = _integer_codes(y, path=path, part=part, allowed="0/1 finding flags" if task == "multi-label" else "class indices")
     if task == "multi-label":
         if y.ndim != 2 or y.shape[1] != len(classes):
             raise DatasetError(f"medmnist: {path} key {part}_labels has shape {y.shape}; expected (N, {len(classes)})")
+        if bad := sorted(set(np.unique(y).tolist()) - {0, 1}):
+            raise DatasetError(f"medmnist: {path} key {part}_labels has finding flags {bad[:10]}; expected 0 or 1")
         return (y[:, positive] == 1).any(axis=1).astype(np.int64)
     y = y.reshape(n, -1)
     if y.shape[1] != 1:
         raise DatasetError(f"medmnist: {path} key {part}_labels has shape {y.shape}; expected (N,) or (N, 1)")
-    y = y[:, 0].astype(np.int64)
+    y = y[:, 0]
     bad = sorted(set(np.unique(y).tolist()) - set(range(len(classes))))
     if bad:
         raise DatasetError(f"medmnist: {path} key {part}_labels has class indices {bad[:10]} outside 0..{len(classes) - 1}")
     return np.isin(y, positive).astype(np.int64)
+
+
+def _integer_codes(y: np.ndarray, *, path: Path, part: str, allowed: str) -> np.ndarray:
+    """The labels as int64 when every value is a whole number; otherwise refuse, showing the values.
+
+    A cast alone would truncate 0.7 to 0 and 1.5 to 1, silently changing the outcome.
+    """
+    if y.dtype.kind in "biu":
+        return y.astype(np.int64)
+    if y.dtype.kind != "f":
+        shown = sorted({str(v) for v in np.ravel(y)})[:10]
+        raise DatasetError(f"medmnist: {path} key {part}_labels holds {y.dtype} values {shown}; expected integer {allowed}")
+    fractional = np.ravel(y)[~np.isfinite(np.ravel(y)) | (np.ravel(y) % 1 != 0)]
+    if len(fractional):
+        shown = sorted({float(v) for v in fractional})[:10]
+        raise DatasetError(
+            f"medmnist: {path} key {part}_labels has {len(fractional)} value(s) that are not whole {allowed}, "
+            f"e.g. {shown}; expected integer {allowed}"
+        )
+    return y.astype(np.int64)
 
 
 def make_example(root: Path, *, flag: str = "dermamnist", size: int = 28, n_per_split: int = 12) -> dict:

@@ -5,10 +5,15 @@ Outcome (label 1): the patient died at any time during the study's follow-up, wh
 in-hospital or 6-month mortality. Prevalence is about 0.68.
 
 Features are the baseline measurements taken at study entry (day 3 of the stay): age, comorbidities,
-physiology, labs, functional scores, disease group, and the SUPPORT model's own 2- and 6-month survival
-estimates. Removed because they leak the outcome or were recorded after baseline:
+physiology, labs, functional scores and disease group. Removed because they leak the outcome or were
+recorded after baseline:
 
 - ``time`` (follow-up length) and ``pid`` (a row id);
+- ``num_surv2m`` and ``num_surv6m``: the SUPPORT prognostic model's 2- and 6-month survival estimates,
+  and ``num_sps``, its physiology score. The model and the score were fitted and derived on this same
+  cohort's outcomes (Knaus et al. 1995), so they carry every other patient's outcome into each row (a
+  cross-row leak), and alone they predict the label about as well as a private model does
+  (``num_surv6m`` alone: AUROC 0.741);
 - ``fac_sfdm2``: functional status at 2 months, whose "<2 mo. follow-up" level means the patient died;
 - ``fac_dnr``: its "dnr after sadm" level is a do-not-resuscitate order written after study entry,
   often shortly before death;
@@ -37,7 +42,10 @@ CARD = DatasetCard(
     source="survset package: SurvSet.data.SurvLoader().load_dataset('support2')",
 )
 
-LEAKY_OR_ID_COLUMNS = ("pid", "event", "time", "fac_sfdm2", "fac_dnr", "fac_num_co")
+LEAKY_OR_ID_COLUMNS = (
+    "pid", "event", "time", "fac_sfdm2", "fac_dnr", "fac_num_co",
+    "num_surv2m", "num_surv6m", "num_sps",  # fitted or derived on this cohort's outcomes
+)
 
 
 @register_dataset(CARD)

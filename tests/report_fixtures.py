@@ -79,7 +79,8 @@ def write_fixture(root: Path, *, with_new_columns: bool = True) -> dict:
                     for attack, metric, value in (("loss", "auroc", mia["mia_auroc"]), ("rmia", "auroc", mia["mia_auroc"] + 0.01),
                                                   ("one_run", "epsilon_lower_bound", min(eps, 0.4) if private else 2.5)):
                         audit.append({**{k: run[k] for k in ("dataset", "model", "method", "epsilon", "seed")}, "attack": attack,
-                                      "metric": metric, "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "n": 1000})
+                                      "metric": metric, "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "n": 1000,
+                                      "attribute": "", "group": ""})
                     folder = root / "results/runs" / dataset / model / method / f"eps-{eps_dir(eps)}" / f"seed-{seed}"
                     folder.mkdir(parents=True)
                     card = {**privacy, "method": method, "target_epsilon": eps if private else "inf", "unit": run["privacy_unit"],

@@ -239,7 +239,7 @@ def test_unsupported_layer_is_named_and_auto_falls_back_to_hooks():
     model = nn.Sequential(nn.Linear(3, 3), nn.PReLU(), nn.Linear(3, 1))
     assert unsupported_layers(model) == ["1 (PReLU)"]
     assert resolve_mode("auto", model) == "hooks"
-    with pytest.raises(ValueError, match=r"1 \(PReLU\).*grad_sample_mode 'hooks'"):
+    with pytest.raises(ValueError, match=r"1 \(PReLU\).*clipping_backend 'hooks'"):
         BookKeepingClipper(model, max_grad_norm=1.0)
 
 
@@ -272,11 +272,11 @@ def test_training_with_bookkeeping_equals_training_with_hooks(model_name, modali
     y = (x.flatten(1)[:, 0] + 0.5 * torch.randn(300, generator=g) > 0).float()
     runs = {}
     for mode in ("bookkeeping", "hooks"):
-        config = TrainConfig(epochs=2, batch_size=50, optimizer="sgd", lr=0.05, max_grad_norm=0.5, grad_sample_mode=mode)
+        config = TrainConfig(epochs=2, batch_size=50, optimizer="sgd", lr=0.05, max_grad_norm=0.5, clipping_backend=mode)
         runs[mode] = train(model_name=model_name, modality=modality, x_train=x, y_train=y, epsilon=3.0,
                            delta=1e-3, config=config, seed=7)
     fast, ref = runs["bookkeeping"], runs["hooks"]
-    assert fast.record["grad_sample_mode"] == "bookkeeping" and ref.record["grad_sample_mode"] == "hooks"
+    assert fast.record["clipping_backend"] == "bookkeeping" and ref.record["clipping_backend"] == "hooks"
     for key in ("noise_multiplier", "sample_rate", "accounted_sample_rate", "steps", "epsilon_spent", "expected_batch_size"):
         assert fast.record[key] == ref.record[key], key
     for p, q in zip(fast.model.parameters(), ref.model.parameters()):
@@ -287,7 +287,7 @@ def test_default_training_path_is_bookkeeping():
     x, y = torch.randn(100, 4), (torch.rand(100) < 0.5).float()
     result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
                    config=TrainConfig(epochs=1, batch_size=20), seed=0)
-    assert result.record["grad_sample_mode"] == "bookkeeping"
+    assert result.record["clipping_backend"] == "bookkeeping"
     inf = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-3,
                 config=TrainConfig(epochs=1, batch_size=20), seed=0)
-    assert inf.record["grad_sample_mode"] == "nonprivate"
+    assert inf.record["clipping_backend"] == "nonprivate"

@@ -18,11 +18,11 @@ HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load
 def write_run(root, *, dataset="d", model="mlp", epsilon="1", seed=0, seconds=8.0, rss="600.00", train_seconds=1.0,
               **record):
     """One run's benchmark record and run.json where the workflow puts them; returns (benchmark, run.json)."""
-    bench = root / "results/benchmarks/train" / dataset / model / f"eps-{epsilon}" / f"seed-{seed}.tsv"
+    bench = root / "results/benchmarks/train" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}.tsv"
     bench.parent.mkdir(parents=True, exist_ok=True)
     # Snakemake's own layout: tab-separated, seconds with two decimals, NA for memory it did not sample
     bench.write_text(HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n")
-    run = root / "results/runs" / dataset / model / f"eps-{epsilon}" / f"seed-{seed}" / "run.json"
+    run = root / "results/runs" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}" / "run.json"
     run.parent.mkdir(parents=True, exist_ok=True)
     eps_value = epsilon if epsilon == "inf" else float(epsilon)
     run.write_text(json.dumps({"dataset": dataset, "model": model, "epsilon": eps_value, "seed": seed,
@@ -37,8 +37,8 @@ def grid(root, runs):
 
 def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
     benches, records = grid(tmp_path, [
-        {"epsilon": "1", "seed": 0, "seconds": 8.0, "rss": "620.00", "train_seconds": 1.5, "grad_sample_mode": "bookkeeping"},
-        {"epsilon": "1", "seed": 1, "seconds": 10.0, "rss": "630.00", "train_seconds": 1.7, "grad_sample_mode": "bookkeeping"},
+        {"epsilon": "1", "seed": 0, "seconds": 8.0, "rss": "620.00", "train_seconds": 1.5, "clipping_backend": "bookkeeping"},
+        {"epsilon": "1", "seed": 1, "seconds": 10.0, "rss": "630.00", "train_seconds": 1.7, "clipping_backend": "bookkeeping"},
         {"epsilon": "10", "seed": 0, "seconds": 7.0, "rss": "610.00", "train_seconds": 1.2},
         {"epsilon": "inf", "seed": 0, "seconds": 5.0, "rss": "575.00", "train_seconds": 0.3},
         {"epsilon": "inf", "seed": 1, "seconds": 6.0, "rss": "500.00", "train_seconds": 0.5},
@@ -49,7 +49,7 @@ def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
     one = cells.iloc[0]
     assert (one["n_seeds"], one["job_seconds_mean"], one["job_seconds_min"], one["job_seconds_max"]) == (2, 9.0, 8.0, 10.0)
     assert one["train_seconds_mean"] == pytest.approx(1.6) and one["max_rss_mb_max"] == 630.0
-    assert one["grad_sample_mode"] == "bookkeeping" and cells.iloc[1]["grad_sample_mode"] == ""  # key absent: optional
+    assert one["clipping_backend"] == "bookkeeping" and cells.iloc[1]["clipping_backend"] == ""  # key absent: optional
     assert list(ratios["epsilon"]) == [1.0, 10.0]  # private cells only
     r1 = ratios.iloc[0]
     assert r1["job_seconds_ratio"] == pytest.approx(9.0 / 5.5)
@@ -91,9 +91,9 @@ def test_tables_round_trip_through_csv_with_inf(tmp_path):
 
 def test_mismatched_records_fail_loudly(tmp_path):
     benches, records = grid(tmp_path, [{"epsilon": "1"}, {"epsilon": "inf"}])
-    with pytest.raises(DpfairError, match="no run.json of run d/mlp/eps-inf/seed-0"):
+    with pytest.raises(DpfairError, match="no run.json of run d/mlp/dpsgd/eps-inf/seed-0"):
         compute_cost(benchmarks=benches, records=records[:1])
-    with pytest.raises(DpfairError, match=r"no benchmark record for runs \['d/mlp/eps-1/seed-0'\]"):
+    with pytest.raises(DpfairError, match=r"no benchmark record for runs \['d/mlp/dpsgd/eps-1/seed-0'\]"):
         compute_cost(benchmarks=benches[1:], records=records)
     benches[0].write_text("something else\n1\n")
     with pytest.raises(DpfairError, match="not a Snakemake benchmark record"):
@@ -155,12 +155,12 @@ def test_compute_cost_section_reads_what_aggregate_writes(tmp_path):
     section = compute_cost_section(cells=tmp_path / "cells.csv", ratios=tmp_path / "ratios.csv")
     assert [r["epsilon"] for r in section["cells"]] == ["1", "∞"] and section["devices"] == "cpu"
     assert section["cells"][0]["job"] == "12 [12–12]" and section["cells"][0]["mode"] == "—"
-    assert section["ratios"] == [{"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
+    assert section["ratios"] == [{"dataset": "d", "model": "mlp · dpsgd", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
 
 
 def test_report_renders_both_sections_escaped(tmp_path):
     summary = run_grid(tmp_path, attributes=())
-    benches, records = grid(tmp_path, [{"epsilon": "1", "seconds": 12.0, "grad_sample_mode": "bookkeeping"},
+    benches, records = grid(tmp_path, [{"epsilon": "1", "seconds": 12.0, "clipping_backend": "bookkeeping"},
                                        {"epsilon": "inf", "seconds": 8.0}])
     cells, ratios = compute_cost(benchmarks=benches, records=records)
     cells.to_csv(tmp_path / "cost.csv", index=False)

@@ -80,7 +80,7 @@ def test_missing_key_is_named(key):
 def test_broken_yaml_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("datasets: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2, column 1: not valid YAML"):
         load_yaml(path)
 
 

@@ -78,12 +78,12 @@ def test_gaps_exclude_flagged_and_undefined_groups():
     gaps = gaps.set_index("metric")
     # AUROC: b undefined, c flagged -> a alone: no gap to speak of (NaN, not 0), worst group = a's value
     assert math.isnan(gaps.loc["auroc", "gap"]) and math.isnan(gaps.loc["auroc", "ratio"])
-    assert gaps.loc["auroc", ["worst_group", "n_groups_in_gap"]].tolist() == pytest.approx([7 / 9, 1])
+    assert gaps.loc["auroc", ["worst_group", "n_groups"]].tolist() == pytest.approx([7 / 9, 1])
     # TPR (equal opportunity): a 2/3, b 0.8; c (0.0) is flagged and must not widen the gap to 0.8
     assert gaps.loc["tpr", "gap"] == pytest.approx(0.8 - 2 / 3)
     assert gaps.loc["tpr", "ratio"] == pytest.approx((2 / 3) / 0.8)
     assert gaps.loc["tpr", "worst_group"] == pytest.approx(2 / 3)
-    assert math.isnan(gaps.loc["fpr", "gap"]) and gaps.loc["fpr", "n_groups_in_gap"] == 1
+    assert math.isnan(gaps.loc["fpr", "gap"]) and gaps.loc["fpr", "n_groups"] == 1
     assert gaps.loc["ppv", "gap"] == pytest.approx(1 / 3)
     assert gaps.loc["selection_rate", "gap"] == pytest.approx(0.3)  # demographic parity
     assert math.isnan(gaps.loc["selection_rate", "worst_group"])
@@ -91,10 +91,10 @@ def test_gaps_exclude_flagged_and_undefined_groups():
     assert gaps.loc["ece", "worst_group"] == pytest.approx(1.95 / 5)  # lower is better: worst = max
     # equalized odds = max(TPR gap, FPR gap), each over its own usable groups
     assert gaps.loc["equalized_odds", "gap"] == pytest.approx(0.8 - 2 / 3)
-    assert gaps.loc["equalized_odds", "n_groups_in_gap"] == 2
+    assert gaps.loc["equalized_odds", "n_groups"] == 2
     # nothing usable at all -> NaN, not an error
     everything_flagged = hand_report(min_group_size=100).gaps.set_index("metric")
-    assert everything_flagged["gap"].isna().all() and (everything_flagged["n_groups_in_gap"] == 0).all()
+    assert everything_flagged["gap"].isna().all() and (everything_flagged["n_groups"] == 0).all()
 
 
 def test_differences_match_fairlearn_when_no_group_is_excluded():
@@ -150,7 +150,7 @@ def test_empty_intersection_does_not_appear():
     assert cross["n"].to_dict() == {"f:old": 2, "f:young": 2, "m:young": 4}
     assert cross["flagged"].to_dict() == {"f:old": True, "f:young": True, "m:young": False}
     gaps = report.gaps.set_index(["attribute", "metric"])
-    assert gaps.loc[("sex:age", "auroc"), "n_groups_in_gap"] == 1
+    assert gaps.loc[("sex:age", "auroc"), "n_groups"] == 1
     assert set(report.gap_replicates["attribute"]) == {"sex", "age", "sex:age"}
 
 
@@ -255,7 +255,8 @@ def test_planted_gap_is_found():
     frame = pd.DataFrame({"row": np.arange(n), "split": np.where(np.arange(n) < 400, "val", "test"), "label": y, "site": site, "score": score})
     report = evaluate_fairness(scores=frame, attributes=["site"])
     auroc = report.gaps.set_index("metric").loc["auroc"]
-    assert auroc["gap_ci_low"] > 0.1
+    assert auroc["ci_low"] > 0.1 and auroc["p_value"] < 0.01 and auroc["null_gap"] < 0.1
+    assert auroc["reference_group"] == "A" and auroc["signed_ci_high"] < -0.1  # B − A, A being larger
     groups = report.groups.set_index(["group", "metric"])
     assert auroc["worst_group"] == groups.loc[("B", "auroc"), "value"]
     assert len(report.gap_replicates) == len(report.gaps) * 1000
@@ -304,7 +305,7 @@ def run_gaps(changes: dict, *, seeds=(0, 1, 2), n_rep=400, test_sd=0.01, seed_sd
         for s in seeds:
             gap = base + change + seed_sd * rng.normal()
             keys = {"dataset": "d", "model": "mlp", "epsilon": eps, "seed": s, "attribute": "sex", "metric": "auroc"}
-            est.append({**keys, "gap": gap})
+            est.append({**keys, "gap": gap, "null_gap": 0.0})
             reps.append(pd.DataFrame({**keys, "replicate": np.arange(n_rep), "gap": gap + shared + rng.normal(0, test_sd / 3, n_rep)}))
     return pd.DataFrame(est), pd.concat(reps, ignore_index=True)
 
@@ -317,6 +318,7 @@ def test_gap_change_verdicts():
     rows = table.set_index("epsilon")
     assert rows.loc[1.0, "gap_change"] == pytest.approx(0.04)
     assert rows.loc[1.0, "verdict"].startswith("DP at ε = 1 widens the sex gap in AUROC by 0.04 [")
+    assert rows.loc[1.0, "p_adjusted"] < 0.05 and (rows["family"] == "headline").all()
     assert rows.loc[1.0, "ci_low"] > 0
     assert rows.loc[3.0, "verdict"].startswith("DP at ε = 3 narrows the sex gap in AUROC by 0.03 [")
     assert rows.loc[3.0, "ci_high"] < 0
@@ -327,9 +329,10 @@ def test_gap_change_verdicts():
 def test_gap_change_verdict_wording_exactly():
     est, reps = run_gaps({1.0: 0.04, 0.5: -0.03, 8.0: -0.01}, test_sd=0.0)  # no test-set variance, no seed variance
     verdicts = gap_changes(estimates=est, replicates=reps).set_index("epsilon")["verdict"]
-    assert verdicts[1.0] == "DP at ε = 1 widens the sex gap in AUROC by 0.04 [0.04, 0.04]"
-    assert verdicts[0.5] == "DP at ε = 0.5 narrows the sex gap in AUROC by 0.03 [0.03, 0.03]"
-    assert verdicts[8.0] == "DP at ε = 8 narrows the sex gap in AUROC by 0.01 [0.01, 0.01]"
+    # no variance at all: every replicate equals the point, p = 1 / (1 + B) = 1/401, Holm over three: 3/401
+    assert verdicts[1.0] == "DP at ε = 1 widens the sex gap in AUROC by 0.04 [0.04, 0.04] (Holm-adjusted p = 0.007)"
+    assert verdicts[0.5] == "DP at ε = 0.5 narrows the sex gap in AUROC by 0.03 [0.03, 0.03] (Holm-adjusted p = 0.007)"
+    assert verdicts[8.0] == "DP at ε = 8 narrows the sex gap in AUROC by 0.01 [0.01, 0.01] (Holm-adjusted p = 0.007)"
     est, reps = run_gaps({8.0: -0.01}, test_sd=0.02)
     assert gap_changes(estimates=est, replicates=reps)["verdict"][0].startswith(
         "DP at ε = 8: no change detected in the sex gap in AUROC (−0.01 [−0.0"
@@ -355,3 +358,28 @@ def test_gap_change_needs_a_baseline_and_replicates():
         gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
     nan_run = est.assign(gap=np.where(est["seed"] == 0, np.nan, est["gap"]))
     assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
+
+
+def test_a_metric_is_one_registry_entry(monkeypatch):
+    """Brier score added as one Metric: it appears per group, overall and in the gaps with its null."""
+    from sklearn.metrics import brier_score_loss
+
+    from dpfair.fairness import metrics_registry
+    from dpfair.fairness.metrics_registry import Metric
+
+    monkeypatch.setattr(metrics_registry, "_METRICS", dict(metrics_registry._METRICS))
+    brier = Metric("brier", "Brier score", "lower", False, "none",
+                   kernel=lambda c: (c.w @ (c.s - c.y) ** 2) / c.total,
+                   reference=lambda y_true, y_score, **_: float(brier_score_loss(y_true, y_score)))
+    metrics_registry.register_metric(brier)
+    with pytest.raises(ValueError, match="already registered"):
+        metrics_registry.register_metric(brier)
+    with pytest.raises(KeyError, match="known: .*'brier'"):
+        metrics_registry.get_metric("brierr")
+    report = hand_report(n_boot=50)
+    groups = report.groups.set_index(["group", "metric"])["value"]
+    a = HAND[HAND["site"] == "a"]
+    assert groups[("a", "brier")] == pytest.approx(brier_score_loss(a["label"], a["score"]))
+    gap = report.gaps.set_index("metric").loc["brier"]
+    assert gap["gap"] == pytest.approx(abs(groups[("a", "brier")] - groups[("b", "brier")])) and 0 < gap["p_value"] <= 1
+    assert "brier" in set(report.overall["metric"])

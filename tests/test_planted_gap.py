@@ -22,4 +22,9 @@ def test_planted_site_gap_is_detected_at_epsilon_inf():
     auroc = report.gaps.set_index("metric").loc["auroc"]
     by_group = report.groups[report.groups["metric"] == "auroc"].set_index("group")["value"]
     assert by_group["A"] > by_group["B"], by_group
-    assert auroc["gap_ci_low"] > 0, auroc  # the interval excludes "no gap"
+    assert auroc["p_value"] < 0.05 and auroc["gap"] > auroc["null_gap"], auroc  # beyond the noise floor
+    # the signed difference (comparison − reference) has the planted sign and excludes 0
+    if auroc["comparison_group"] == "A":  # A − B
+        assert auroc["signed_ci_low"] > 0, auroc
+    else:  # B − A
+        assert auroc["reference_group"] == "A" and auroc["signed_ci_high"] < 0, auroc

@@ -194,3 +194,20 @@ def test_cards_are_keyed_from_the_card_the_record_or_the_folders(tmp_path):
         {"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": math.inf, "seed": 0},
         {"dataset": "x", "model": "y", "method": "dpsgd", "epsilon": 1.0, "seed": 4},
     ]
+
+
+def test_run_status_heads_the_banner_and_a_card_link_must_be_http(tmp_path):
+    kwargs = write_fixture(tmp_path)
+    meta_path = kwargs["dataset_meta"][0]
+    meta = json.loads(meta_path.read_text())
+    meta["card"]["homepage"] = "javascript:alert(1)"
+    meta_path.write_text(json.dumps(meta))
+    status = {"complete": False, "finished": 53, "expected": 54,
+              "failed": [{"run": "d/cnn/dpsgd/eps-1/seed-0", "reason": "<b>out of memory</b>", "log": "results/logs/x.log"}]}
+    html = render_report(output=tmp_path / "index.html", status=status, **kwargs)
+    banner = html[html.index('<div id="banner"'):html.index('<section id="summary">')]
+    assert "Benchmark fixture: INCOMPLETE, 53 of 54 runs finished" in banner and 'id="incomplete"' in banner
+    assert "&lt;b&gt;out of memory&lt;/b&gt;" in banner and "<code>results/logs/x.log</code>" in banner
+    assert "javascript:alert(1)" in html and 'href="javascript:' not in html and 'href="https://example.org"' in html
+    complete = render_report(output=tmp_path / "complete.html", status={"complete": True, "finished": 54, "expected": 54, "failed": []}, **kwargs)
+    assert "Benchmark fixture: complete, 54 of 54 runs." in complete and 'id="incomplete"' not in complete

@@ -48,7 +48,7 @@ def test_benchmark_cells_writes_one_table(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"name": "toy", "modality": "tabular"}))
     out = tmp_path / "speed.csv"
     benchmark_cells(
-        cells=[{"dataset": "toy", "model": "mlp", "batch_size": 8, "grad_sample_mode": "hooks"}],
+        cells=[{"dataset": "toy", "model": "mlp", "batch_size": 8, "clipping_backend": "hooks"}],
         data=[tmp_path / "data.pt"], meta=[tmp_path / "dataset.json"],
         settings={"modes": ["bookkeeping", "hooks"], "warmup_steps": 0, "timed_steps": 3}, device="cpu", output=out,
     )

@@ -1,13 +1,14 @@
 """The real Snakefile on a tiny grid: one dataset, one model, ε ∈ {1, inf}, one seed, one epoch."""
 
 import json
+import os
 import re
 import shutil
 
 import pandas as pd
 import pytest
 
-from tiny_grid import TINY, snakemake  # the grid and its runner; the tiny_run fixture is in conftest.py
+from tiny_grid import REPO, TINY, snakemake  # the grid and its runner; the tiny_run fixture is in conftest.py
 
 METRIC_COLUMNS = (
     "dataset model epsilon seed attribute auroc auroc_ci_low auroc_ci_high worst_group_auroc auroc_gap "
@@ -21,7 +22,8 @@ def test_dry_run_lists_the_grid(tmp_path):
     result = snakemake(tmp_path, TINY, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1)):
+    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1),
+                        ("audit_train", 2), ("audit", 2), ("aggregate_audit", 1)):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
 
 
@@ -36,7 +38,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     assert 0 < private["epsilon_spent"] <= 1 and private["noise_multiplier"] > 0
     assert private["accountant"] == "prv" and private["delta"] < 1 / private["n_train"]
     assert abs(private["epsilon_pld"] - private["epsilon_prv"]) < 0.05 and private["epsilon_rdp"] > private["epsilon_pld"]
-    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/eps-1/seed-0/privacy_card.json").read_text())
+    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-1/seed-0/privacy_card.json").read_text())
     assert card["sampling"] == "poisson" and card["target_epsilon"] == 1
     plain = metrics[metrics["epsilon"] == float("inf")].iloc[0]
     assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
@@ -47,8 +49,16 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
         assert column in metrics.columns, column
     assert not metrics["mia_bound_violated"].any()
     changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
-    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high", "verdict"]
+    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
+                                     "p_value", "p_adjusted", "family", "verdict", "raw_gap_change"]
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
+    assert set(changes["family"]) == {"headline", "exploratory"}
+    assert changes.loc[changes["family"] == "exploratory", "verdict"].str.contains("exploratory").all()
+    gaps = pd.read_csv(tiny_run / "results/summary/gaps.csv")
+    for column in ("gap", "ci_low", "ci_high", "null_gap", "p_value", "n_groups", "signed_gap", "signed_ci_low",
+                   "signed_ci_high", "reference_group", "spread"):
+        assert column in gaps.columns, column
+    assert ((gaps["p_value"] > 0) & (gaps["p_value"] <= 1)).all() and (gaps["null_gap"] > 0).all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
     assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
     assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
@@ -57,13 +67,31 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
 
 
 @pytest.mark.integration
+def test_audit_table_follows_the_output_contract(tiny_run):
+    audit = pd.read_csv(tiny_run / "results/summary/audit.csv", keep_default_na=False, na_values=[""])
+    assert list(audit.columns) == ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low",
+                                   "ci_high", "n", "attribute", "group"]
+    assert set(audit["attack"]) == {"loss", "rmia", "one_run"} and set(audit["method"]) == {"dpsgd"}
+    bounds = audit.query("attack == 'one_run' and metric == 'epsilon_lower_bound'").set_index("epsilon")["value"]
+    assert set(bounds.index) == {1.0, float("inf")} and bounds[1.0] <= 1.0
+    assert set(audit.dropna(subset=["attribute"])["group"]) == {"A", "B"}
+    # 60 held-out rows: no TPR at 1% or 0.1% FPR (fewer than 10 rows in the tail)
+    assert audit.query("metric == 'tpr_at_1pct_fpr'")["value"].isna().all()
+    metrics = pd.read_csv(tiny_run / "results/summary/metrics.csv")
+    loss_auroc = audit.query("attack == 'loss' and metric == 'auroc' and attribute.isna()").set_index("epsilon")["value"]
+    assert metrics.set_index("epsilon")["mia_auroc"].to_dict() == pytest.approx(loss_auroc.to_dict())
+    assert "mia_epsilon_lower_bound" not in metrics.columns and "mia_epsilon_empirical" in metrics.columns
+    assert (tiny_run / "results/summary/audit_roc.csv").exists()
+
+
+@pytest.mark.integration
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
     assert "synthetic_lesions" in html and "the privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
-    # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, audit
+    # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, attack ROC
     assert html.count('<img src="data:image/png;base64,') == 7
-    assert "Fairness: does DP change the gaps?" in html and "Empirical privacy audit" in html
+    assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html
     # the summary comes first; the methods section has both runs' privacy statements and the definition's hash
     assert html.index('<section id="summary">') < html.index('<section id="synthetic_lesions">') < html.index('<section id="methods">')
     assert 'id="ps-synthetic_lesions-cnn-dpsgd-1-0"' in html and 'id="ps-synthetic_lesions-cnn-dpsgd-inf-0"' in html
@@ -74,9 +102,9 @@ def test_report_is_self_contained(tiny_run):
 
 @pytest.mark.integration
 def test_logs_and_benchmark_records_exist(tiny_run):
-    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/eps-1/seed-0.log").read_text()
+    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.log").read_text()
     assert "epoch 1/1 loss" in log and "epsilon" in log
-    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/eps-1/seed-0.tsv").exists()
+    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.tsv").exists()
 
 
 @pytest.mark.integration
@@ -84,12 +112,30 @@ def test_second_run_does_no_work_and_a_lost_run_is_redone_alone(tiny_run):
     again = snakemake(tiny_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # as if the run had been interrupted before this job finished: its run and everything downstream is missing
-    shutil.rmtree(tiny_run / "results/runs/synthetic_lesions/cnn/eps-inf")
+    shutil.rmtree(tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-inf")
     shutil.rmtree(tiny_run / "results/summary")
     (tiny_run / "report/index.html").unlink()
     resumed = snakemake(tiny_run, TINY, "-n")
     out = resumed.stdout + resumed.stderr
     assert re.search(r"^train\s+1$", out, re.M) and "prepare_dataset" not in out
+
+
+@pytest.mark.integration
+def test_editing_a_dataset_module_re_prepares_it(tmp_path):
+    modules = tmp_path / "datasets"
+    modules.mkdir()
+    shutil.copy(REPO / "datasets" / "synthetic_lesions.py", modules)
+    config = {**TINY, "datasets_dir": str(modules)}
+    prepared = "results/prepared/synthetic_lesions/dataset.json"
+    result = snakemake(tmp_path, config, prepared)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Nothing to be done" in (r := snakemake(tmp_path, config, prepared, "-n")).stdout + r.stderr
+    module = modules / "synthetic_lesions.py"
+    module.write_text(module.read_text() + "\n# edited\n")
+    later = (tmp_path / prepared).stat().st_mtime + 5
+    os.utime(module, (later, later))
+    out = (r := snakemake(tmp_path, config, prepared, "-n")).stdout + r.stderr
+    assert re.search(r"^prepare_dataset\s+1$", out, re.M), out[-2000:]
 
 
 @pytest.mark.integration
@@ -130,3 +176,17 @@ def test_speed_table_covers_each_cell_and_path(tiny_run):
     assert (speed["step_seconds_median"] > 0).all() and (speed["device"] == "cpu").all()
     html = (tiny_run / "report/index.html").read_text()
     assert 'id="speed"' in html and "bookkeeping" in html
+
+
+@pytest.mark.integration
+def test_snakemake_provenance_report_sits_beside_ours(tiny_run):
+    result = snakemake(tiny_run, TINY, "--report", "provenance.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = (tiny_run / "provenance.html").read_text()
+    assert "dpfair report" in page and "Summary tables" in page
+
+
+@pytest.mark.integration
+def test_complete_report_names_benchmark_and_completeness(tiny_run):
+    html = (tiny_run / "report/index.html").read_text()
+    assert "Benchmark tiny: complete, 2 of 2 runs." in html and 'id="incomplete"' not in html

@@ -1,29 +1,16 @@
-"""ε of a finished DP-SGD run under several accountants, for the privacy card.
+"""ε of a Poisson-subsampled Gaussian run under several accountants: a shorthand over ``dpfair.ledger``.
 
-Opacus's RDP and PRV accountants are replayed from the run's (σ, q, steps); Google's ``dp-accounting``
-PLD accountant is an independent implementation of the same Poisson-subsampled Gaussian composition.
+Kept for callers that hold (σ, q, steps) rather than a ledger; the privacy card replays the ledger itself.
 """
 
 from __future__ import annotations
 
 import math
 
-import dp_accounting
-from dp_accounting.pld import PLDAccountant
-from dp_accounting.rdp import RdpAccountant
-from opacus.accountants import PRVAccountant, RDPAccountant
+from dpfair.ledger import ACCOUNTANTS, poisson_gaussian, replay_epsilon
 
 #: Accountants the privacy card reports, and where each comes from.
-CARD_ACCOUNTANTS = {
-    "rdp": "Opacus RDPAccountant",
-    "prv": "Opacus PRVAccountant (Gopi et al. 2021)",
-    "pld": "Google dp-accounting PLDAccountant",
-}
-
-
-def _dp_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_accounting.DpEvent:
-    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
-    return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(sample_rate, gaussian), steps)
+CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
 
 
 def epsilon_for(accountant: str, *, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -39,18 +26,10 @@ def epsilon_for(accountant: str, *, noise_multiplier: float, sample_rate: float,
         return math.inf
     if steps == 0:
         return 0.0
-    if accountant in ("rdp", "prv"):
-        acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
-        acc.history = [(noise_multiplier, sample_rate, steps)]
-        return float(acc.get_epsilon(delta))
-    if accountant == "pld":
-        acc = PLDAccountant(value_discretization_interval=1e-4)
-    elif accountant == "rdp_google":
-        acc = RdpAccountant()
-    else:
+    if accountant not in ACCOUNTANTS:
         raise ValueError(f"unknown accountant {accountant!r}; use one of rdp, prv, pld, rdp_google")
-    acc.compose(_dp_event(noise_multiplier, sample_rate, steps))
-    return float(acc.get_epsilon(delta))
+    event = poisson_gaussian(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+    return replay_epsilon(event, accountant=accountant, delta=delta)
 
 
 def epsilons_for_card(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> dict[str, float]:

@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Opacus's clip factor is C / (norm + 1e-6), capped at 1; the same constant keeps the two paths equal.
-CLIP_EPSILON = 1e-6
+from dpfair.clip_policy import CLIP_EPSILON, ClipPolicy, FlatClip, safe_factors  # noqa: F401 (re-export)
 
 
 class LayerRule:
@@ -55,6 +54,10 @@ class LayerRule:
 
     def clipped_grads(self, module: nn.Module, state, clip: torch.Tensor) -> dict[str, torch.Tensor]:
         """``sum_i clip_i * grad_i`` for each trainable parameter, by parameter name."""
+        raise NotImplementedError
+
+    def per_sample_grads(self, module: nn.Module, state) -> list[torch.Tensor]:
+        """Each trainable parameter's per-sample gradients, shape (B, ...): what per-unit norms sum per unit."""
         raise NotImplementedError
 
 
@@ -186,6 +189,15 @@ class LinearRule(LayerRule):
             grads["bias"] = clip @ state.bias_grads
         return grads
 
+    def per_sample_grads(self, module, state):
+        out = []
+        if module.weight.requires_grad:
+            out.append(state.per_sample if state.per_sample is not None
+                       else torch.bmm(state.g_rows.transpose(1, 2), state.a_rows))
+        if state.bias_grads is not None:
+            out.append(state.bias_grads)
+        return out
+
 
 def _patches(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
     """im2col as (B, T, D) with D = C_in·kh·kw; a strided view copied once (``F.unfold`` is slower on CPU)."""
@@ -304,6 +316,22 @@ class Conv2dRule(LayerRule):
             grads["bias"] = clip @ state.bias_grads
         return grads
 
+    def per_sample_grads(self, module, state):
+        out = []
+        if module.weight.requires_grad:
+            per_sample = state.per_sample
+            if per_sample is None:  # ghost kept only a and g: one grouped convolution gives them
+                b = state.a_raw.shape[0]
+                per_sample = torch.nn.grad.conv2d_weight(
+                    state.a_raw.reshape(1, -1, *state.a_raw.shape[2:]), (b * module.out_channels, *module.weight.shape[1:]),
+                    state.g_raw.reshape(1, -1, *state.g_raw.shape[2:]), stride=module.stride, padding=module.padding,
+                    dilation=module.dilation, groups=b,
+                ).view(b, module.out_channels, -1)
+            out.append(per_sample)
+        if state.bias_grads is not None:
+            out.append(state.bias_grads)
+        return out
+
 
 @dataclass
 class _AffineState:
@@ -324,6 +352,9 @@ class _NormRule(LayerRule):
         if state.bias is not None:
             grads["bias"] = (clip @ state.bias).view_as(module.bias)
         return grads
+
+    def per_sample_grads(self, module, state):
+        return [t for t in (state.weight, state.bias) if t is not None]
 
 
 @register_layer_rule(nn.GroupNorm)
@@ -375,16 +406,19 @@ class BookKeepingClipper:
         >>> clipper.remove()
     """
 
-    def __init__(self, model: nn.Module, *, max_grad_norm: float):
+    def __init__(self, model: nn.Module, *, max_grad_norm: float, clip_policy: ClipPolicy | None = None):
         missing = unsupported_layers(model)
         if missing:
             raise ValueError(
                 f"book-keeping clipping has no rule for these trainable layers: {', '.join(missing)}; "
-                "use training.grad_sample_mode 'hooks' (or 'auto', which falls back to it)"
+                "use training.clipping_backend 'hooks' (or 'auto', which falls back to it)"
             )
         self.model = model
         self.max_grad_norm = float(max_grad_norm)
-        self._records: list[_Record] = []
+        self.clip_policy = clip_policy or FlatClip()
+        #: Units (rows or patients) whose gradient norm was NaN or infinite: given clip factor 0, counted here.
+        self.nonfinite_units = 0
+        self._records: list["_Record"] = []
         self._layers = [m for m in model.modules() if _trainable(m)]
         self._names = {id(m): name or "<root>" for name, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._record) for m in self._layers]
@@ -415,7 +449,7 @@ class BookKeepingClipper:
     def _record(self, module, inputs, output):
         if not (torch.is_grad_enabled() and module.training and output.requires_grad):
             return
-        record = _Record(module, inputs[0])
+        record = _Record(module, inputs[0], inputs[0]._version)
         # Roots (layers fed by data that needs no gradient) are what the backward pass targets; every
         # other layer's output lies on a path from the loss to a root, so its hook sees its gradient.
         if not record.a.requires_grad:
@@ -427,6 +461,12 @@ class BookKeepingClipper:
         # Runs during the backward pass, so each layer's input can be let go as soon as its gradient
         # arrives, the way plain backward frees activations.
         rule = get_layer_rule(record.module)
+        if record.a._version != record.version:  # the norms would be those of the changed tensor
+            raise ValueError(
+                f"the input of layer {self._names[id(record.module)]} was modified in place after the forward pass "
+                "(an inplace activation, say ReLU(inplace=True)); book-keeping's norms would be wrong: make it "
+                "out of place"
+            )
         a = record.a.detach()
         strategy = self.strategies.get(record.module)
         # Poisson batches vary: a strategy picked on a small first batch may not fit a large one
@@ -440,21 +480,30 @@ class BookKeepingClipper:
             handle.remove()
         self._handles = []
 
-    def clip_backward(self, per_sample_losses: torch.Tensor) -> torch.Tensor:
-        """Backward pass, per-sample clipping and summing; returns the per-sample gradient norms."""
+    def clip_backward(self, per_sample_losses: torch.Tensor, *, units: torch.Tensor | None = None,
+                      groups: torch.Tensor | None = None) -> torch.Tensor:
+        """Backward pass, per-unit clipping and summing; returns the per-unit gradient norms.
+
+        Args:
+            per_sample_losses: one loss per row, shape (B,).
+            units: the unit of each row as an index 0..U-1, shape (B,) (e.g. the row's patient among the
+                batch's patients); None: each row is its own unit (per-sample clipping). A unit's gradient is
+                the sum of its rows' gradients, and that sum is clipped as one (user-level DP-SGD).
+            groups: per-unit group codes passed to the clip policy, shape (U,), or None.
+        """
         records, self._records = self._records, []
         try:
-            return self._clip_backward(records, per_sample_losses)
+            return self._clip_backward(records, per_sample_losses, units, groups)
         finally:  # the root outputs' graph holds hooks that hold the records: break the cycle every step
             for r in records:
                 r.root_output = r.a = r.state = None
 
-    def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor) -> torch.Tensor:
+    def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor, units, groups) -> torch.Tensor:
         names = self._names
         seen = [id(r.module) for r in records]
         ran = set(seen)
         if len(ran) != len(seen):
-            raise ValueError("a layer ran twice in one forward pass (shared weights); use grad_sample_mode 'hooks'")
+            raise ValueError("a layer ran twice in one forward pass (shared weights); use training.clipping_backend 'hooks'")
         params = [p for m in self._layers for _, p in _trainable(m)]
         for p in params:
             p.grad = None
@@ -479,13 +528,22 @@ class BookKeepingClipper:
             raise ValueError(
                 "book-keeping saw no gradient for the output of "
                 f"{', '.join(names[id(r.module)] for r in missed)} (unused, or fed by inputs that "
-                "require grad); use grad_sample_mode 'hooks'"
+                "require grad); use training.clipping_backend 'hooks'"
             )
-        norms_sq = per_sample_losses.new_zeros(n)
-        for r in records:
-            norms_sq = norms_sq + get_layer_rule(r.module).norms_sq(r.state)
+        if units is None:
+            norms_sq = per_sample_losses.new_zeros(n)
+            for r in records:
+                norms_sq = norms_sq + get_layer_rule(r.module).norms_sq(r.state)
+        else:
+            norms_sq = self._unit_norms_sq(records, units, per_sample_losses)
         norms = norms_sq.sqrt()
-        clip = (self.max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
+        unit_clip, n_bad = safe_factors(self.clip_policy, norms, max_grad_norm=self.max_grad_norm, groups=groups)
+        clip = unit_clip if units is None else unit_clip[units]
+        if n_bad:
+            self.nonfinite_units += n_bad
+            bad_rows = ~torch.isfinite(norms if units is None else norms[units])
+            for r in records:  # 0 · NaN is NaN: the dropped rows' stored a and g must be zeros too
+                r.state = _zero_rows(r.state, bad_rows)
         for r in records:
             for name, grad in get_layer_rule(r.module).clipped_grads(r.module, r.state, clip).items():
                 getattr(r.module, name).grad = grad
@@ -496,9 +554,37 @@ class BookKeepingClipper:
         return norms
 
 
+    @staticmethod
+    def _unit_norms_sq(records, units: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """‖Σ_{i∈u} grad_i‖² per unit, exactly: per-sample gradients summed per unit, then squared.
+
+        Used for units of several rows (patients); per-row units keep the cheaper ghost norms.
+        """
+        n_units = int(units.max()) + 1 if units.numel() else 0
+        out = losses.new_zeros(n_units, dtype=torch.float64)
+        for r in records:
+            for per_sample in get_layer_rule(r.module).per_sample_grads(r.module, r.state):
+                flat = per_sample.reshape(per_sample.shape[0], -1).double()
+                summed = flat.new_zeros(n_units, flat.shape[1]).index_add_(0, units, flat)
+                out = out + summed.pow(2).sum(dim=1)
+        return out.to(losses.dtype)
+
+
+def _zero_rows(state, rows: torch.Tensor):
+    """A copy of a layer state with the given rows (batch dimension first) set to zero in every tensor."""
+    if state is None:
+        return None
+    n = rows.shape[0]
+    for name, value in list(vars(state).items()):
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == n:
+            setattr(state, name, torch.where(rows.view(-1, *([1] * (value.dim() - 1))), torch.zeros_like(value), value))
+    return state
+
+
 @dataclass(eq=False)
 class _Record:
     module: nn.Module
     a: torch.Tensor | None
+    version: int = 0
     root_output: torch.Tensor | None = None
     state: object = None

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = sub.add_parser("datasets", help="dataset modules").add_subparsers(dest="command", required=True)
     ls = datasets.add_parser("list", help="list dataset modules and their cards")
     ls.add_argument("--datasets-dir", default=None, help="folder of dataset modules (default ./datasets)")
-    check = datasets.add_parser("check", help="load, validate and split a dataset; print its card and group sizes")
+    check = datasets.add_parser("check", help="load, validate (coding, leakage) and split a dataset; print its card and group sizes")
     check.add_argument("name")
     check.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="loader parameter (value parsed as YAML), e.g. --param root=/data/chexpert")
@@ -45,8 +45,17 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         return _config_check(args)
     except DpfairError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - anything else is still one line, never a traceback
+        where = f" ({args.path})" if getattr(args, "path", None) else f" (dataset {args.name!r})" if getattr(args, "name", None) else ""
+        print(f"error{where}: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message (a schema's list of problems) joined onto one line."""
+    return "; ".join(part.strip(" -") for part in message.splitlines() if part.strip(" -"))
 
 
 def _list(args) -> int:
@@ -63,6 +72,7 @@ def _list(args) -> int:
 
 def _check(args) -> int:
     from dpfair.data import get_dataset
+    from dpfair.data.contract import group_sort_key
     from dpfair.data.prepare import prepare_dataset
 
     logging.getLogger("dpfair").setLevel(logging.ERROR)  # warnings are printed below, once
@@ -91,7 +101,7 @@ def _check(args) -> int:
     print("prevalence: " + "   ".join(f"{s} {meta['prevalence'][s]:.3f}" for s in ("train", "val", "test")))
     for attr, sizes in meta["group_sizes"].items():
         print(f"{attr} (train / val / test):")
-        for group in sorted(sizes["train"].keys() | sizes["val"].keys() | sizes["test"].keys()):
+        for group in sorted(sizes["train"].keys() | sizes["val"].keys() | sizes["test"].keys(), key=lambda v: group_sort_key(attr, v)):
             print(f"    {group:16s} " + " / ".join(str(sizes[s].get(group, 0)) for s in ("train", "val", "test")))
     for warning in meta["warnings"]:
         print(f"warning: {warning}")

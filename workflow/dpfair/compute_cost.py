@@ -16,15 +16,15 @@ import pandas as pd
 
 from dpfair.errors import DpfairError
 
-KEYS = ["dataset", "model", "epsilon"]
+KEYS = ["dataset", "model", "method", "epsilon"]
 CELL_COLUMNS = [
     *KEYS, "n_seeds", "job_seconds_mean", "job_seconds_min", "job_seconds_max", "train_seconds_mean",
-    "max_rss_mb_max", "grad_sample_mode", "device",
+    "max_rss_mb_max", "clipping_backend", "device",
 ]
 #: ratio column -> the cell column it divides (private cell / the same (dataset, model) at ε = ∞)
 RATIOS = {"job_seconds_ratio": "job_seconds_mean", "train_seconds_ratio": "train_seconds_mean", "max_rss_ratio": "max_rss_mb_max"}
 RATIO_COLUMNS = [*KEYS, *RATIOS]
-RUN_COLUMNS = [*KEYS, "seed", "job_seconds", "max_rss_mb", "train_seconds", "grad_sample_mode", "device"]
+RUN_COLUMNS = [*KEYS, "seed", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
 
 
 def read_benchmark(path) -> dict:
@@ -52,15 +52,15 @@ def read_benchmark(path) -> dict:
 
 
 def _run_id(path: Path) -> tuple[str, ...]:
-    # <dataset>/<model>/eps-<e>/seed-<s>: the run folder of run.json and the name of its benchmark record alike
-    return path.parts[-4:]
+    # <dataset>/<model>/<method>/eps-<e>/seed-<s>: the run folder of run.json and the name of its benchmark record alike
+    return path.parts[-5:]
 
 
 def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell cost table and DP/non-private ratios from train benchmark records and run records.
 
-    ``benchmarks`` are ``…/train/<dataset>/<model>/eps-<e>/seed-<s>.tsv``; ``records`` the runs' ``run.json``
-    (``…/<dataset>/<model>/eps-<e>/seed-<s>/run.json``), which give each run's keys and ``train_seconds``.
+    ``benchmarks`` are ``…/train/<dataset>/<model>/<method>/eps-<e>/seed-<s>.tsv``; ``records`` the runs' ``run.json``
+    (``…/<dataset>/<model>/<method>/eps-<e>/seed-<s>/run.json``), which give each run's keys and ``train_seconds``.
     Each record must have its benchmark and the other way round. Returns ``(cells, ratios)``: see
     :func:`cost_tables`.
     """
@@ -73,11 +73,12 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
         seen.add(run_id)
         record = by_run[run_id]
         rows.append({
-            "dataset": record["dataset"], "model": record["model"], "epsilon": float(record["epsilon"]),
+            "dataset": record["dataset"], "model": record["model"], "method": record.get("method", "dpsgd"),
+            "epsilon": float(record["epsilon"]),
             "seed": int(record["seed"]), **read_benchmark(path),
             # null where the run wrote NaN (jsonio), absent in records older than the key
             "train_seconds": math.nan if record.get("train_seconds") is None else float(record["train_seconds"]),
-            "grad_sample_mode": record.get("grad_sample_mode"), "device": record.get("device"),
+            "clipping_backend": record.get("clipping_backend"), "device": record.get("device"),
         })
     if unmatched := sorted("/".join(r) for r in set(by_run) - seen):
         raise DpfairError(f"no benchmark record for runs {unmatched}; expected results/benchmarks/train/<run>.tsv")
@@ -95,9 +96,9 @@ def cost_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     has no ε = ∞ cell or its value is missing or zero (a job too short for Snakemake to sample).
 
     Example:
-        >>> runs = pd.DataFrame({"dataset": "d", "model": "mlp", "epsilon": [1.0, 1.0, float("inf")], "seed": [0, 1, 0],
+        >>> runs = pd.DataFrame({"dataset": "d", "model": "mlp", "method": "dpsgd", "epsilon": [1.0, 1.0, float("inf")], "seed": [0, 1, 0],
         ...                      "job_seconds": [8.0, 10.0, 6.0], "max_rss_mb": [620.0, 630.0, 600.0],
-        ...                      "train_seconds": [1.5, 1.7, 0.4], "grad_sample_mode": None, "device": "cpu"})
+        ...                      "train_seconds": [1.5, 1.7, 0.4], "clipping_backend": None, "device": "cpu"})
         >>> cells, ratios = cost_tables(runs)
         >>> cells["epsilon"].tolist(), cells["n_seeds"].tolist()
         ([1.0, inf], [2, 1])
@@ -113,13 +114,13 @@ def cost_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         .agg(
             n_seeds=("seed", "nunique"), job_seconds_mean=("job_seconds", "mean"), job_seconds_min=("job_seconds", "min"),
             job_seconds_max=("job_seconds", "max"), train_seconds_mean=("train_seconds", "mean"),
-            max_rss_mb_max=("max_rss_mb", "max"), grad_sample_mode=("grad_sample_mode", _distinct), device=("device", _distinct),
+            max_rss_mb_max=("max_rss_mb", "max"), clipping_backend=("clipping_backend", _distinct), device=("device", _distinct),
         )
         .reset_index()[CELL_COLUMNS]
     )
     nonprivate = np.isinf(cells["epsilon"])
-    reference = cells[nonprivate][["dataset", "model", *RATIOS.values()]]
-    ratios = cells[~nonprivate].merge(reference, on=["dataset", "model"], how="left", suffixes=("", "_ref"))
+    reference = cells[nonprivate][["dataset", "model", "method", *RATIOS.values()]]
+    ratios = cells[~nonprivate].merge(reference, on=["dataset", "model", "method"], how="left", suffixes=("", "_ref"))
     for ratio, value in RATIOS.items():
         ref = ratios[f"{value}_ref"]
         ratios[ratio] = ratios[value] / ref.where(ref > 0)

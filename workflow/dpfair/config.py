@@ -19,8 +19,10 @@ from dpfair.privacy import check_accountant, format_epsilon, parse_epsilon
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
-#: Per-sample clipping paths: dpfair's book-keeping path and Opacus's grad-sample modes ("auto" picks).
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
+#: How per-unit gradient norms and the clipped sum are computed: dpfair's book-keeping path and Opacus's
+#: grad-sample modes ("auto" picks). Which DP method runs is a separate choice (``methods:``).
+CLIPPING_BACKENDS: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
+DEFAULT_METHODS: tuple[str, ...] = ("dpsgd",)
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,19 @@ class TrainConfig:
     lr: float = 1e-3
     max_grad_norm: float = 1.0
     accountant: str = "prv"
-    grad_sample_mode: str = "auto"
+    clipping_backend: str = "auto"
+    max_rows_per_patient: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ConfigError(f"training.optimizer = {self.optimizer!r}; allowed: {list(OPTIMIZER_NAMES)}")
-        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+        if self.clipping_backend not in CLIPPING_BACKENDS:
             raise ConfigError(
-                f"training.grad_sample_mode = {self.grad_sample_mode!r}; allowed: {list(GRAD_SAMPLE_MODES)}"
+                f"training.clipping_backend = {self.clipping_backend!r}; allowed: {list(CLIPPING_BACKENDS)}"
             )
+        m = self.max_rows_per_patient
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ConfigError(f"privacy.max_rows_per_patient must be a whole number >= 1 or null, got {m!r}")
         check_accountant(self.accountant)
         for key in ("epochs", "batch_size"):
             value = getattr(self, key)
@@ -57,8 +63,14 @@ class TrainConfig:
 class Run:
     dataset: str
     model: str
+    method: str
     epsilon: str  # formatted: "1", "3", "inf"
     seed: int
+
+    @property
+    def path(self) -> str:
+        """The run's folder below results/runs/ (and its log and benchmark stem)."""
+        return f"{self.dataset}/{self.model}/{self.method}/eps-{self.epsilon}/seed-{self.seed}"
 
 
 @dataclass
@@ -88,11 +100,22 @@ class Benchmark:
         wanted = self.dataset_settings(dataset).get("models") or self.config["models"]
         return [m for m in wanted if self.modalities[dataset] in get_model(m).modalities]
 
+    def methods_for(self, dataset: str) -> list[str]:
+        """Privacy mechanisms run on ``dataset`` (its own ``methods`` or the benchmark's)."""
+        return list(self.dataset_settings(dataset).get("methods") or self.config["methods"])
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted({m for d in self.datasets for m in self.methods_for(d)})
+
     def cells(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.datasets for m in self.models_for(d)]
 
     def runs(self) -> list[Run]:
-        return [Run(d, m, e, s) for d, m in self.cells() for e in self.epsilons for s in self.seeds]
+        return [
+            Run(d, m, method, e, s)
+            for d, m in self.cells() for method in self.methods_for(d) for e in self.epsilons for s in self.seeds
+        ]
 
     def dataset_settings(self, dataset: str) -> dict:
         return self.config["datasets"][dataset] or {}
@@ -104,17 +127,32 @@ class Benchmark:
     def training(self, dataset: str) -> TrainConfig:
         merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
         privacy = self.privacy(dataset)
-        return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"])
+        return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
+                           max_rows_per_patient=privacy.get("max_rows_per_patient"))
 
     def privacy(self, dataset: str) -> dict:
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
 
 
 def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing file, a syntax error (with its line and column) or a non-mapping is a ConfigError."""
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context = getattr(exc, "context", None)
+        raise ConfigError(f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a benchmark definition is a YAML mapping of keys, got a {type(data).__name__}")
+    return data
 
 
 def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> Benchmark:
@@ -127,6 +165,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         ([('support2', 'mlp')], ['1', 'inf'])
     """
     schema = load_yaml(schema_path)
+    _check_renamed_keys(config)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid benchmark config:\n" + "\n".join(_describe(e) for e in errors))
@@ -148,6 +187,18 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         raise ConfigError(f"epsilons has duplicates: {config['epsilons']}")
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds has duplicates: {config['seeds']}")
+    from dpfair.mechanisms import available_mechanisms  # the mechanisms import this module
+
+    known_methods = available_mechanisms()
+    method_lists = [("methods", config["methods"])] + [
+        (f"datasets.{name}.methods", (settings or {}).get("methods", [])) for name, settings in config["datasets"].items()
+    ]
+    for where, methods in method_lists:
+        for i, m in enumerate(methods):
+            if m not in known_methods:
+                raise ConfigError(f"{where}[{i}] = {m!r} is not a known method; allowed: {known_methods}")
+        if len(set(methods)) != len(methods):
+            raise ConfigError(f"{where} has duplicates: {methods}")
     known_models = available_models()
     for i, m in enumerate(config["models"]):
         if m not in known_models:
@@ -188,6 +239,20 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
 
 def load_benchmark(path: str | Path) -> Benchmark:
     return validate_config(copy.deepcopy(load_yaml(path)))
+
+
+def _check_renamed_keys(config: dict) -> None:
+    """Keys that were renamed get an error naming the new key, not a generic 'unexpected key'."""
+    places = [("training", config.get("training"))] + [
+        (f"datasets.{name}.training", (settings or {}).get("training"))
+        for name, settings in (config.get("datasets") or {}).items() if isinstance(settings, dict)
+    ]
+    for where, section in places:
+        if isinstance(section, dict) and "grad_sample_mode" in section:
+            raise ConfigError(
+                f"{where}.grad_sample_mode was renamed to {where}.clipping_backend (same values: "
+                f"{list(CLIPPING_BACKENDS)}); which DP method runs is set by 'methods:'"
+            )
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

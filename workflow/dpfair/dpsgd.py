@@ -14,9 +14,6 @@ engine's accountant charged at q = 1/len(loader) on every step. Only the clippin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
@@ -26,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
 from dpfair.errors import ConfigError
+from dpfair.mechanisms import Trainer
 
 #: Private paths, fastest-first preference for ``auto``; all compute the same clipped update.
 PRIVATE_MODES: tuple[str, ...] = ("bookkeeping", "hooks", "functorch", "ew", "ghost")
@@ -43,24 +41,8 @@ def resolve_mode(mode: str, model: nn.Module) -> str:
     if mode == "auto":
         return "bookkeeping" if not unsupported_layers(model) else "hooks"
     if mode not in PRIVATE_MODES:
-        raise ConfigError(f"training.grad_sample_mode = {mode!r}; allowed: ['auto', *{list(PRIVATE_MODES)}]")
+        raise ConfigError(f"training.clipping_backend = {mode!r}; allowed: ['auto', *{list(PRIVATE_MODES)}]")
     return mode
-
-
-@dataclass
-class Trainer:
-    """A model, its (DP) optimizer and data loader, and ``step(x, y)`` that runs one update.
-
-    ``step`` returns the summed loss of the batch (a float) for logging. ``module`` is the plain network
-    to save and predict with (Opacus wraps the one it trains in some modes).
-    """
-
-    mode: str
-    module: nn.Module
-    optimizer: torch.optim.Optimizer
-    loader: DataLoader
-    step: Callable[[torch.Tensor, torch.Tensor], float]
-    close: Callable[[], None] = field(default=lambda: None)
 
 
 def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -79,7 +61,8 @@ def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_
         optimizer.step()  # on an empty batch too, as a DP step would (momentum still moves)
         return float(losses.detach().sum())
 
-    return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=step)
+    return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=step,
+                   sample_rate=float(loader.sample_rate), expected_batch_size=float(loader.sample_rate) * len(loader.dataset))
 
 
 def make_private(
@@ -142,8 +125,18 @@ def make_private(
 
     return Trainer(
         mode=mode, module=dp_model._module, optimizer=dp_optimizer, loader=loader, step=step,
-        close=dp_model._close,
+        close=dp_model._close, **_private_fields(dp_optimizer, loader),
     )
+
+
+def _private_fields(dp_optimizer, loader) -> dict:
+    """What the run record and the ledger take from the wired optimizer and loader (never from the config)."""
+    return {
+        "sample_rate": float(loader.sample_rate),
+        "expected_batch_size": float(loader.sample_rate) * len(loader.dataset),
+        "noise_multiplier": float(dp_optimizer.noise_multiplier),
+        "max_grad_norm": float(dp_optimizer.max_grad_norm),
+    }
 
 
 class _ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
@@ -189,4 +182,5 @@ def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier
 
     return Trainer(
         mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
+        stats=lambda: {"nonfinite_units": clipper.nonfinite_units}, **_private_fields(dp_optimizer, loader),
     )

@@ -1,55 +1,59 @@
 """The privacy card of a run: every parameter a reader needs to interpret its ε, checked for consistency.
 
-A run whose settings contradict its accounting fails here with an error, not a footnote.
+The card is built from the run's ledger (``dpfair.ledger``), its record and the dataset's metadata; ε under
+each accountant is a replay of the ledger. The mechanism (``dpfair.mechanisms``) supplies the text: how
+it clips, what its unit is and how it is enforced, what the guarantee covers. A run whose settings
+contradict its accounting fails here with an error, not a footnote.
 """
 
 from __future__ import annotations
 
 import math
 
-from dpfair.accounting import CARD_ACCOUNTANTS, epsilons_for_card
 from dpfair.errors import PrivacyError
+from dpfair.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
+from dpfair.mechanisms import get_mechanism
 
 #: How far the independent PLD accountant may exceed the target before the run is rejected. PRV (what
 #: Opacus calibrates with) is an upper bound that PLD matches to about 0.01 on this stack.
 PLD_TOLERANCE = (0.02, 0.01)  # relative, absolute
-
-
-#: How each grad-sample mode computes the per-sample norms (all give the same clipped sum).
-CLIPPING_PATHS = {
-    "bookkeeping": "dpfair book-keeping (one backward pass; equal to Opacus hooks, tested)",
-    "hooks": "Opacus hooks", "functorch": "Opacus functorch", "ew": "Opacus expanded weights",
-    "ghost": "Opacus ghost clipping",
-}
-
-
-def _clipping(record: dict) -> str:
-    mode = record.get("grad_sample_mode")
-    path = f", computed by {CLIPPING_PATHS.get(mode, mode)}" if mode else ""
-    return f"flat per-sample clipping (all parameters, one norm){path}"
+#: Accountants every card reports (ε replayed from the ledger; NaN where one cannot replay its events).
+CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
 
 
 def build_privacy_card(record: dict, meta: dict) -> dict:
     """Assemble and check the card of one finished run from its training record and dataset metadata.
 
     Raises:
-        PrivacyError: δ ≥ 1/n_train, non-Poisson sampling, ε spent above the target, steps or sample rate
-            inconsistent with the schedule, or an independent accountant that contradicts the target.
+        PrivacyError: δ ≥ 1/n_units, non-Poisson sampling, ε spent above the target, steps or sample rate
+            inconsistent with the schedule or the ledger, or an independent accountant that contradicts the target.
     """
     epsilon = float(record["epsilon"])
     private = math.isfinite(epsilon)
+    method = record.get("method", "dpsgd")
+    mechanism = get_mechanism(method)
     n_train = int(record["n_train"])
+    n_units = int(record.get("n_units", n_train))
+    delta = float(record["delta"])
+    text = mechanism.card_text(meta=meta, record=record)
     card = {
+        "method": method,
         "target_epsilon": epsilon,
         "epsilon_spent": float(record["epsilon_spent"]),
         "accountant": record["accountant"],
         "accountant_implementation": f"opacus {record['opacus_version']}" if private else "none (non-private)",
-        "delta": float(record["delta"]),
-        "delta_below_one_over_n": float(record["delta"]) < 1.0 / n_train,
-        "one_over_n_train": 1.0 / n_train,
+        "delta": delta,
+        "unit": mechanism.unit,
+        "privacy_unit": mechanism.unit,
+        "n_units": n_units,
+        "delta_below_one_over_n": delta < 1.0 / n_units,
+        "one_over_n_units": 1.0 / n_units,
+        "neighboring_relation": record.get("neighboring_relation", mechanism.relation),
+        "ledger": record.get("ledger") if private else None,
         "noise_multiplier": float(record["noise_multiplier"]),
         "max_grad_norm": float(record["max_grad_norm"]),
-        "clipping": _clipping(record) if private else "none",
+        "clipping": text["clipping"] if private else "none",
+        "clipping_backend": record.get("clipping_backend"),
         "sampling": record["sampling"],
         "sample_rate": float(record["sample_rate"]),
         "accounted_sample_rate": float(record.get("accounted_sample_rate", record["sample_rate"])),
@@ -57,22 +61,25 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
         "epochs": int(record["epochs"]),
         "steps": int(record["steps"]),
         "n_train": n_train,
-        "privacy_unit": record["privacy_unit"],
-        "privacy_unit_enforcement": _unit_enforcement(meta),
-        "guarantee_covers": (
-            "the model's parameters with respect to one training row; validation and test rows are outside it "
-            "(the validation split fits tabular preprocessing and is scored each epoch for the log, never for "
-            "selection). Not covered: the split itself, the training split's reported size, prevalence and group "
-            "sizes, and the membership audit's statistics"
-        ),
+        "privacy_unit_enforcement": text["privacy_unit_enforcement"],
+        "guarantee_covers": text["guarantee_covers"],
         "hyperparameter_selection": "none on private data: hyperparameters are fixed in the benchmark definition; no budget spent",
         "secure_rng": bool(record.get("secure_mode", False)),
+        "nonfinite_units": int(record.get("nonfinite_units", 0)),
         "independent_accountants": CARD_ACCOUNTANTS,
     }
+    group = getattr(mechanism, "group_privacy", None)
+    if group is not None:
+        gp = group(meta=meta, epsilon=epsilon, delta=delta)
+        if gp is not None:
+            card["group_privacy"] = gp
     if private:
-        card.update(epsilons_for_card(
-            noise_multiplier=card["noise_multiplier"], sample_rate=card["sample_rate"], steps=card["steps"], delta=card["delta"]
-        ))
+        if card["ledger"] is None:
+            raise PrivacyError(f"private run of method {method!r} recorded no ledger")
+        card.update({
+            f"epsilon_{name}": replay_epsilon(card["ledger"], accountant=name, delta=delta, relation=card["neighboring_relation"])
+            for name in CARD_ACCOUNTANTS
+        })
     else:
         card.update({f"epsilon_{name}": math.inf for name in CARD_ACCOUNTANTS})
     check_privacy_card(card)
@@ -82,20 +89,30 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
 def check_privacy_card(card: dict) -> None:
     """Raise :class:`PrivacyError` if the card's settings contradict its accounting."""
     if not card["delta_below_one_over_n"]:
-        raise PrivacyError(f"delta {card['delta']:g} is not below 1/n_train = {card['one_over_n_train']:.3g}")
+        raise PrivacyError(f"delta {card['delta']:g} is not below 1/n_units = {card['one_over_n_units']:.3g} ({card['unit']}s)")
     if card["sampling"] != "poisson":
         raise PrivacyError(f"sampling is {card['sampling']!r} but the accountants assume Poisson sampling")
-    expected_steps = card["epochs"] * int(1 / card["sample_rate"])  # Opacus's Poisson loader: int(1/q) batches
+    expected_steps = card["epochs"] * int(1 / card["sample_rate"])  # Opacus's Poisson sampler: int(1/q) batches
     if card["steps"] != expected_steps:
         raise PrivacyError(f"{card['steps']} steps recorded; epochs × int(1/q) gives {expected_steps}")
     if not math.isfinite(card["target_epsilon"]):
-        if card["noise_multiplier"] != 0 or math.isfinite(card["max_grad_norm"]):
-            raise PrivacyError("a non-private run must not record noise or clipping")
+        if card["noise_multiplier"] != 0 or math.isfinite(card["max_grad_norm"]) or card["ledger"] is not None:
+            raise PrivacyError("a non-private run must not record noise, clipping or a ledger")
         return
-    if card["accounted_sample_rate"] < card["sample_rate"]:
-        raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
-    if not card["noise_multiplier"] > 0:
-        raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
+    ledger = event_from_json(card["ledger"])
+    ledger_steps, rates = ledger_steps_and_rates(ledger)
+    if rates:  # a gradient mechanism: the ledger must charge every step the loop took, at the loader's rate
+        if ledger_steps != card["steps"]:
+            raise PrivacyError(f"the ledger charges {ledger_steps} steps but training took {card['steps']}")
+        if min(rates) < card["sample_rate"]:
+            raise PrivacyError(f"the ledger charges q {min(rates):.6g}, below the sampling rate {card['sample_rate']:.6g}")
+        if card["accounted_sample_rate"] < card["sample_rate"]:
+            raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
+        if not card["noise_multiplier"] > 0:
+            raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
+        sigmas = {sigma for sigma, _, _ in ledger_gaussians(ledger)}
+        if sigmas != {card["noise_multiplier"]}:
+            raise PrivacyError(f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {card['noise_multiplier']}")
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE
@@ -103,13 +120,3 @@ def check_privacy_card(card: dict) -> None:
         raise PrivacyError(
             f"the independent PLD accountant gives epsilon {card['epsilon_pld']:.4f} for target {card['target_epsilon']}"
         )
-
-
-def _unit_enforcement(meta: dict) -> str:
-    k = int(meta.get("max_records_per_patient", 1))
-    if k > 1:
-        return (
-            f"Poisson sampling of rows; the split keeps each patient in one split, but a patient has up to {k} rows, "
-            f"so a patient is protected only as a group of {k} rows"
-        )
-    return "Poisson sampling of rows; one row per person"

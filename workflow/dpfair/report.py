@@ -30,12 +30,13 @@ import torch
 from markupsafe import Markup
 
 import dpfair
+from dpfair.audit.report import audit_section
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.report_frames import RUN_KEYS, cell_label, epsilon_order, read_cards, read_optional, slug, with_method
 from dpfair import report_methods, report_summary
 from dpfair.tradeoff import auroc_costs, headline_gaps, tradeoff_points
 from dpfair.tradeoff_plots import Styles, cost_figure, tradeoff_figure
-from dpfair.fairness import GAP_CHANGE_COLUMNS, METRIC_LABELS
+from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.plots import epsilon_label, gap_figure, reliability_figure, seed_summary, subgroup_figure, utility_figure
 from dpfair.errors import DpfairError
 from dpfair.summary import NA_VALUES, read_summary
@@ -57,6 +58,22 @@ def cards_with_metrics(cards: list[dict], metrics: pd.DataFrame) -> list[dict]:
             card = {k: r[k] for k in CARD_FROM_METRICS if k in r and not (isinstance(r[k], float) and math.isnan(r[k]))}
             out.append({**card, **dict(zip(RUN_KEYS, key))})
     return out
+
+
+def safe_url(url) -> str | None:
+    """``url`` when it is an absolute http(s) URL, else None: a dataset card cannot inject a script link.
+
+    Example:
+        >>> safe_url("https://physionet.org/x"), safe_url("javascript:alert(1)"), safe_url(" HTTP://a.org ")
+        ('https://physionet.org/x', None, 'HTTP://a.org')
+    """
+    from urllib.parse import urlsplit
+
+    text = str(url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and not any(c in text for c in "\"'<> \t\n"):
+        return text
+    return None
 
 
 def figure_to_data_uri(fig: plt.Figure) -> str:
@@ -96,7 +113,7 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     for r in changes.sort_values(["model", "method", "attribute", "metric", "epsilon"]).to_dict("records"):
         row = {
             "id": slug("gc", r["dataset"], r["model"], r["method"], r["attribute"], r["metric"], r["epsilon"]),
-            "model": r["model"], "method": r["method"], "attribute": r["attribute"], "metric": METRIC_LABELS.get(r["metric"], r["metric"]),
+            "model": r["model"], "method": r["method"], "attribute": r["attribute"], "metric": metric_label(r["metric"]),
             "epsilon": epsilon_label(r["epsilon"]), "change": f"{fmt(r['gap_change'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
             "verdict": r["verdict"], "p": [fmt(r[c]) for c in extra],
         }
@@ -104,24 +121,6 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
         rows["headline" if headline else "other"].append(row)
     rows["p_columns"] = ["p" if c == "p_value" else "adjusted p" for c in extra]
     return rows
-
-
-def audit_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
-    """Per (model, ε): attack AUROC over seeds, TPR at low FPR, bound violations and the empirical ε lower bound."""
-    runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
-    rows = []
-    for (model, eps), part in runs.groupby(["model", "epsilon"], sort=True):
-        auc = seed_summary(part, "mia_auroc", ["model"], level).iloc[0]
-        violated = part["mia_bound_violated"].astype(str).str.lower().eq("true")
-        rows.append({
-            "model": model, "epsilon": epsilon_label(eps),
-            "auroc": f"{fmt(auc['mean'])} [{fmt(auc['low'])}, {fmt(auc['high'])}]",
-            "tpr1": fmt(part["mia_tpr_at_1pct_fpr"].mean()), "tpr01": fmt(part["mia_tpr_at_0p1pct_fpr"].mean()),
-            "violated": f"{int(violated.sum())} of {len(part)}",
-            # renamed mia_epsilon_empirical by the audit work; older tables have the first name
-            "eps_lower": fmt(part[next((c for c in ("mia_epsilon_empirical", "mia_epsilon_lower_bound") if c in part), "mia_auroc")].max()
-                             if {"mia_epsilon_empirical", "mia_epsilon_lower_bound"} & set(part.columns) else math.nan),
-        })
     return rows
 
 
@@ -152,6 +151,22 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.
     return rows
 
 
+def method_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
+    """Per ε, each (model, method) side by side: unit, units, δ, test AUROC, attack AUROC (means over seeds)."""
+    metrics = with_method(metrics)
+    runs = metrics.drop_duplicates(RUN_KEYS)
+    rows = []
+    for (eps, model, method), part in runs.groupby(["epsilon", "model", "method"], sort=True):
+        auroc = seed_summary(part, "auroc", ["model"], level).iloc[0]
+        rows.append({
+            "epsilon": epsilon_label(eps), "model": model, "method": method, "unit": fmt(part["privacy_unit"].iloc[0]),
+            "n_units": fmt(part["n_units"].iloc[0]) if "n_units" in part else "—", "delta": fmt(part["delta"].iloc[0]),
+            "auroc": f"{fmt(auroc['mean'])} [{fmt(auroc['low'])}, {fmt(auroc['high'])}]",
+            "mia": fmt(part["mia_auroc"].mean()) if "mia_auroc" in part else "—",
+        })
+    return rows
+
+
 def ratio_label(value) -> str:
     """A ratio to the non-private reference as the report prints it.
 
@@ -164,14 +179,15 @@ def ratio_label(value) -> str:
 
 def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | None:
     """Rows of the "Compute cost" section from ``compute_cost.csv`` and ``compute_ratios.csv``; None when no run."""
-    cells_df, ratios_df = read_summary(cells), read_summary(ratios)
+    # one line per (model, method) where the grid runs several methods
+    cells_df, ratios_df = (_series_by_method(with_method(read_summary(t))) for t in (cells, ratios))
     if cells_df.empty:
         return None
     cell_rows = [
         {
             "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]), "n_seeds": int(r["n_seeds"]),
             "job": f"{fmt(r['job_seconds_mean'], 1)} [{fmt(r['job_seconds_min'], 1)}–{fmt(r['job_seconds_max'], 1)}]",
-            "train": fmt(r["train_seconds_mean"], 2), "rss": fmt(r["max_rss_mb_max"], 0), "mode": fmt(r["grad_sample_mode"]),
+            "train": fmt(r["train_seconds_mean"], 2), "rss": fmt(r["max_rss_mb_max"], 0), "mode": fmt(r["clipping_backend"]),
         }
         for r in cells_df.to_dict("records")
     ]
@@ -276,7 +292,7 @@ def _tradeoff_alt(name: str, points: pd.DataFrame) -> str:
     return text
 
 
-def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, points, styles, level) -> dict | None:
+def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, audit, audit_roc, points, styles, level) -> dict | None:
     m = metrics[metrics["dataset"] == name]
     g = subgroups[subgroups["dataset"] == name]
     if m.empty:
@@ -284,7 +300,6 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, po
     epsilons = sorted(m["epsilon"].unique())
     drawn, drawn_groups = _series_by_method(m), _series_by_method(g)
     p = points[points["dataset"] == name]
-    has_mia = "mia_auroc" in m and m["mia_auroc"].notna().any()
     return {
         "name": name,
         "anchor": slug(name),
@@ -302,12 +317,10 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, po
         },
         "gap_changes": gap_change_rows(changes[changes["dataset"] == name]),
         "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability[reliability["dataset"] == name]).empty else None,
-        # the audit helper's section: one row per (model, ε) of the loss attack
-        "audit": audit_rows(m, level) if has_mia else [],
-        "audit_figure": (
-            figure_to_data_uri(utility_figure(drawn, epsilons, value="mia_auroc", ylabel="membership attack AUROC", reference=0.5, level=level))
-            if has_mia else None
-        ),
+        "methods_by_epsilon": method_rows(m, level) if m["method"].nunique() > 1 else [],
+        # the audit stage's section (dpfair.audit.report): claimed against certified ε, attacks, ROC, per group
+        "audit": audit_section(audit=audit[audit["dataset"] == name], roc=audit_roc[audit_roc["dataset"] == name],
+                               level=level, to_uri=figure_to_data_uri),
     }
 
 
@@ -326,8 +339,10 @@ def render_report(
     speed: str | Path | None = None,
     gaps: str | Path | None = None,
     audit: str | Path | None = None,
+    audit_roc: str | Path | None = None,
     definition: dict | None = None,
     banner: str | None = None,
+    status: dict | None = None,
 ) -> str:
     """Build every figure and table from the summary CSVs and write one HTML file.
 
@@ -341,11 +356,14 @@ def render_report(
             (``ci_low``/``ci_high`` per row) gives the trade-off figures' gap, else ``metrics``'s ``auroc_gap``.
         compute_cost, compute_ratios: written together by the aggregate rule (the compute-cost section).
         speed: ``results/speed.csv`` (the speed section).
-        audit: ``results/summary/audit.csv`` (long format, one row per attack and metric); the summary
-            quotes it when given.
+        audit, audit_roc: ``results/summary/audit.csv`` (long format, one row per attack and metric) and the
+            attacks' ROC points (the audit stage's ``aggregate_audit`` rule); the summary quotes the first and
+            each dataset's audit section (:func:`dpfair.audit.report.audit_section`) shows both.
         definition: the whole validated benchmark definition: printed in the methods section with its
             sha256 (:func:`dpfair.report_methods.definition_hash`).
-        banner: trusted HTML rendered above the summary (the run's name, time and completeness), or None.
+        banner: trusted HTML rendered above the summary, or None.
+        status: :func:`dpfair.outcome.run_status`'s account of the grid, shown in the banner: how many of the
+            grid's runs the page shows and, for an incomplete grid, which runs failed and why.
 
     Raises:
         DpfairError: ``compute_cost`` without ``compute_ratios`` or the other way round.
@@ -357,6 +375,10 @@ def render_report(
     changes_df = with_method(read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS))
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     gaps_df, audit_df = read_optional(gaps), read_optional(audit)
+    audit_frame = audit_df if audit_df is not None else pd.DataFrame(columns=["dataset", "attribute"])
+    # text, also where no per-group row gave the column a value (or an older table lacks it)
+    audit_frame = audit_frame.assign(attribute=audit_frame.get("attribute", pd.Series(math.nan, index=audit_frame.index)).astype(object))
+    audit_roc_df = read_summary(audit_roc) if audit_roc else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = cards_with_metrics(read_cards(privacy_cards), metrics_df)
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
@@ -368,7 +390,8 @@ def render_report(
     sections = [
         s for name, meta in metas.items()
         if (s := _dataset_section(name, meta, metrics=metrics_df, subgroups=subgroups_df, changes=changes_df,
-                                  reliability=reliability_df, points=points, styles=styles, level=level))
+                                  reliability=reliability_df,
+                                  audit=audit_frame, audit_roc=audit_roc_df, points=points, styles=styles, level=level))
     ]
     summary = []
     for s in sections:
@@ -409,6 +432,8 @@ def render_report(
         across=across,
         styles=styles.legend(),
         sections=sections,
+        status=status,
+        safe_url=safe_url,
         gap_source=gap_source,
         compute_cost=cost_section,
         speed=speed_section(speed) if speed else None,

@@ -9,17 +9,19 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from dpfair.audit import audit_membership
+from dpfair.audit.training_adapter import predict_logits
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.fairness import INTERSECTION_SEP, METRICS, evaluate_fairness
+from dpfair.fairness import evaluate_fairness, metric_names
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
+from dpfair.mechanisms import TrainingData, get_mechanism
 from dpfair.models import resolve_device
-from dpfair.privacy import format_epsilon, parse_epsilon
+from dpfair.privacy import format_epsilon, parse_epsilon, resolve_delta
 from dpfair.privacy_card import build_privacy_card
 from dpfair.training import predict, train
 
@@ -27,12 +29,13 @@ log = logging.getLogger(__name__)
 
 #: Column order of results/summary/metrics.csv (the output contract in the README).
 METRIC_COLUMNS = [
-    "dataset", "model", "epsilon", "seed", "attribute",
+    "dataset", "model", "method", "epsilon", "seed", "attribute",
     "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
+    "auroc_null_gap", "auroc_gap_p_value",
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
-    "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "device",
+    "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
-    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound",
+    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_empirical",
     "auroc_gap_ci_low", "auroc_gap_ci_high", "worst_group_auroc_ci_low", "worst_group_auroc_ci_high", "auroc_ratio",
     "auprc", "auprc_ci_low", "auprc_ci_high", "auprc_gap", "auprc_gap_ci_low", "auprc_gap_ci_high",
     "ece", "ece_ci_low", "ece_ci_high", "ece_gap", "ece_gap_ci_low", "ece_gap_ci_high",
@@ -41,8 +44,7 @@ METRIC_COLUMNS = [
     "eod", "eod_ci_low", "eod_ci_high", "eqodds_diff", "eqodds_diff_ci_low", "eqodds_diff_ci_high",
     "dpd", "dpd_ci_low", "dpd_ci_high",
 ]
-MIA_COLUMNS = ["mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound"]
-SUBGROUP_COLUMNS = ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
 
 def train_run(
@@ -52,6 +54,7 @@ def train_run(
     epsilon: str | float,
     seed: int,
     config: TrainConfig | dict,
+    method: str = "dpsgd",
     device: str = "auto",
     model_path: str | Path,
     scores_path: str | Path,
@@ -60,8 +63,8 @@ def train_run(
 ) -> dict:
     """Train one run on the prepared training split; save weights, scores, the run record and its privacy card.
 
-    Scores cover every row (training rows too: the membership-inference audit compares them with the
-    held-out rows). The privacy card is checked before anything is written, so a run whose settings
+    Scores (probability and logit) cover every row (training rows too: the audit's attacks compare them
+    with the held-out rows). The privacy card is checked before anything is written, so a run whose settings
     contradict its accounting leaves no outputs.
     """
     eps = parse_epsilon(epsilon)
@@ -69,23 +72,31 @@ def train_run(
     torch_device = resolve_device(device)
     x_train, y_train = prepared.part("train")
     x_val, y_val = prepared.part("val")
+    train_rows = prepared.samples["split"] == "train"
+    patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
+    mechanism = get_mechanism(method)
+    # δ 'auto' follows the mechanism's unit count (patients for dpsgd_patient); a number must be below 1/n_units
+    n_units = mechanism.n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
+    delta = resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units,
+                          where=f"datasets.{prepared.meta['name']}.delta ({method}: {n_units} {mechanism.unit}s)")
     log.info(
-        "train %s / %s at epsilon=%s seed=%d on %s: n_train=%d, %s",
-        prepared.meta["name"], model_name, format_epsilon(eps), seed, torch_device, len(y_train), config,
+        "train %s / %s / %s at epsilon=%s seed=%d on %s: n_train=%d, n_units=%d, delta=%g, %s",
+        prepared.meta["name"], model_name, method, format_epsilon(eps), seed, torch_device, len(y_train), n_units,
+        delta, config,
     )
     result = train(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
-        epsilon=eps, delta=prepared.meta["delta"], config=config, seed=seed, device=torch_device,
-        x_val=x_val, y_val=y_val,
+        epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
+        x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
     )
-    scores = prepared.samples.drop(columns=["patient_id"], errors="ignore").assign(
-        score=predict(result.model, prepared.x, device=torch_device)
+    scores = prepared.samples.assign(
+        score=predict(result.model, prepared.x, device=torch_device),
+        logit=predict_logits(result.model, prepared.x, device=torch_device),  # the audit's attacks read logits
     )
     record = {
         "dataset": prepared.meta["name"],
         "model": model_name,
         **result.record,
-        "privacy_unit": prepared.meta["privacy_unit"],
         "preprocessing": prepared.meta["preprocessing"],
     }
     card = build_privacy_card(record, prepared.meta)
@@ -109,15 +120,15 @@ def evaluate_run(
     """Evaluate one run and write its rows of the summary tables.
 
     Fairness and utility on the test rows at a threshold chosen on the validation rows
-    (:func:`dpfair.fairness.evaluate_fairness`), and the membership-inference audit of the model:
-    training rows against the held-out (validation and test) rows it never trained on.
+    (:func:`dpfair.fairness.evaluate_fairness`). The membership-inference attacks are the audit stage's
+    (:mod:`dpfair.audit.stage`); the aggregate joins the loss attack's ``mia_*`` columns in.
 
     ``outputs`` maps ``metrics``, ``subgroups``, ``gaps``, ``replicates`` and ``reliability`` to paths.
     """
     run = json.loads(Path(record).read_text())
     info = json.loads(Path(meta).read_text())
     attributes = list(info["card"]["sensitive_attributes"])
-    table = pd.read_csv(scores, dtype={a: str for a in attributes}, keep_default_na=False)
+    table = pd.read_csv(scores, dtype={**{a: str for a in attributes}, "patient_id": str}, keep_default_na=False)
     held_out = table[table["split"].isin(["val", "test"])]
     intersections = [tuple(i) for i in settings.get("intersections", []) if all(a in attributes for a in i)]
     report = evaluate_fairness(
@@ -129,19 +140,19 @@ def evaluate_run(
         target_sensitivity=settings.get("target_sensitivity", 0.9),
         n_bins=settings.get("calibration_bins", 10),
         n_boot=settings.get("n_bootstrap", 1000),
+        n_perm=settings.get("n_permutations", settings.get("n_bootstrap", 1000)),
         level=settings.get("ci_level", 0.95),
         seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
     )
-    keys = {"dataset": run["dataset"], "model": run["model"], "epsilon": float(run["epsilon"]), "seed": run["seed"]}
-    mia, mia_groups = _membership_audit(table, run, [*attributes, *(INTERSECTION_SEP.join(i) for i in intersections)],
-                                        enabled=settings.get("membership_inference", True))
-    metric_rows = _metric_rows(report, mia)
+    keys = {"dataset": run["dataset"], "model": run["model"], "method": run.get("method", "dpsgd"),
+            "epsilon": float(run["epsilon"]), "seed": run["seed"]}
+    metric_rows = _metric_rows(report)
     metrics = pd.DataFrame(metric_rows).assign(
         **keys, n_test=int((table["split"] == "test").sum()),
         **{k: run[k] for k in METRIC_COLUMNS if k in run and k not in keys},
     )
     metrics = metrics[[c for c in METRIC_COLUMNS if c in metrics.columns]]
-    subgroups = _subgroup_rows(report.groups, mia_groups).assign(**keys)
+    subgroups = _subgroup_rows(report.groups).assign(**keys)
     subgroups = subgroups[[*SUBGROUP_COLUMNS, *(c for c in subgroups.columns if c not in SUBGROUP_COLUMNS)]]
     gaps = report.gaps.assign(**keys)
     replicates = report.gap_replicates.assign(**keys)
@@ -152,42 +163,18 @@ def evaluate_run(
     return tables
 
 
-def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, enabled: bool):
-    """Loss-threshold attack on the run's model; ε = ∞ runs are audited too, as the reference."""
-    if not enabled:
-        return {}, pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
-    members = table[table["split"] == "train"]
-    others = table[table["split"].isin(["val", "test"])]
-    common = dict(
-        member_probs=members["score"].to_numpy(), member_labels=members["label"].to_numpy(),
-        nonmember_probs=others["score"].to_numpy(), nonmember_labels=others["label"].to_numpy(),
-        epsilon=float(run["epsilon"]), delta=float(run["delta"]), seed=int(run["seed"]),
-    )
-    summary, _ = audit_membership(**common)
-    by_group = []
-    for attr in attributes:
-        parts = attr.split(INTERSECTION_SEP)
-        member_groups = members[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
-        other_groups = others[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
-        _, groups = audit_membership(**common, member_groups=member_groups, nonmember_groups=other_groups)
-        by_group.append(groups[["group", "mia_auroc"]].assign(attribute=attr))
-    frame = pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
-    return summary, frame
-
-
 #: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =
 #: selection-rate gap, equalized odds = max of TPR and FPR gaps).
 GAP_NAMES = {"auroc": "auroc_gap", "auprc": "auprc_gap", "tpr": "eod", "equalized_odds": "eqodds_diff",
              "selection_rate": "dpd", "ece": "ece_gap"}
 
 
-def _metric_rows(report, mia: dict) -> list[dict]:
+def _metric_rows(report) -> list[dict]:
     overall = {}
     for r in report.overall.to_dict("records"):
         if r["metric"] in ("auroc", "auprc", "ece", "tpr", "fpr", "ppv", "balanced_accuracy"):
             overall.update({r["metric"]: r["value"], f"{r['metric']}_ci_low": r["ci_low"], f"{r['metric']}_ci_high": r["ci_high"]})
     overall["threshold"] = report.threshold
-    overall.update({k: mia[k] for k in MIA_COLUMNS if k in mia})
     rows = []
     for attr, gaps in report.gaps.groupby("attribute", sort=False):
         row = {"attribute": attr, **overall}
@@ -195,23 +182,23 @@ def _metric_rows(report, mia: dict) -> list[dict]:
             if g["metric"] == "auroc":
                 row.update(worst_group_auroc=g["worst_group"], worst_group_auroc_ci_low=g["worst_group_ci_low"],
                            worst_group_auroc_ci_high=g["worst_group_ci_high"], auroc_ratio=g["ratio"],
-                           n_groups_in_gap=g["n_groups_in_gap"])
+                           n_groups_in_gap=g["n_groups"], auroc_null_gap=g["null_gap"], auroc_gap_p_value=g["p_value"])
             if g["metric"] in GAP_NAMES:
                 name = GAP_NAMES[g["metric"]]
-                row.update({name: g["gap"], f"{name}_ci_low": g["gap_ci_low"], f"{name}_ci_high": g["gap_ci_high"]})
+                row.update({name: g["gap"], f"{name}_ci_low": g["ci_low"], f"{name}_ci_high": g["ci_high"]})
         rows.append(row)
     if not rows:  # a dataset without sensitive attributes still reports utility and the audit
         rows.append({"attribute": NO_ATTRIBUTE, **overall, "n_groups_in_gap": 0})
     return rows
 
 
-def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFrame:
+def _subgroup_rows(groups: pd.DataFrame) -> pd.DataFrame:
     if groups.empty:
-        return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc", "mia_auroc"])
+        return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc"])
     keys = ["attribute", "group"]
     sizes = groups[[*keys, "n", "n_positive", "flagged"]].drop_duplicates(keys)
     wide = groups.pivot(index=keys, columns="metric", values=["value", "ci_low", "ci_high"])
     wide.columns = [m if stat == "value" else f"{m}_{stat}" for stat, m in wide.columns]
-    metrics = [m for m in METRICS if m in groups["metric"].unique()]
+    metrics = [m for m in metric_names() if m in groups["metric"].unique()]
     wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
-    return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
+    return sizes.merge(wide, on=keys, how="left")

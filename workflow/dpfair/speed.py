@@ -111,7 +111,7 @@ def benchmark_cells(
     device: str = "auto",
     output: str | Path,
 ) -> pd.DataFrame:
-    """Run ``measure_speed`` for each cell (dataset, model, batch_size, grad_sample_mode) and write a CSV.
+    """Run ``measure_speed`` for each cell (dataset, model, batch_size, clipping_backend) and write a CSV.
 
     ``data``/``meta`` are the prepared datasets' ``data.pt``/``dataset.json`` files, in any order; the
     input shape comes from the tensors, so each model is measured at the size it trains at.
@@ -127,7 +127,7 @@ def benchmark_cells(
         log.info("speed: %s / %s, input %s, batch %d", cell["dataset"], cell["model"], input_shape, cell["batch_size"])
         table = measure_speed(
             model_name=cell["model"], modality=modality, input_shape=input_shape, batch_size=cell["batch_size"],
-            modes=settings["modes"], default_mode=cell["grad_sample_mode"], warmup_steps=settings["warmup_steps"],
+            modes=settings["modes"], default_mode=cell["clipping_backend"], warmup_steps=settings["warmup_steps"],
             timed_steps=settings["timed_steps"], device=resolve_device(device), dataset=cell["dataset"],
         )
         log.info("\n%s", table[["mode", "step_seconds_median", "peak_memory_mb", "time_ratio", "memory_ratio", "status"]])

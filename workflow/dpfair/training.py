@@ -1,15 +1,15 @@
-"""DP-SGD training with Opacus, and the non-private (ε = ∞) reference on the same batch schedule.
+"""The training loop shared by every privacy mechanism, and the non-private (ε = ∞) arm of each.
 
-The noise multiplier is calibrated with Opacus's ``get_noise_multiplier`` for exactly the steps the
-loop takes (epochs × batches per epoch) and the configured accountant.
-
-Both paths use the same model, optimizer, loss and Poisson-sampled batches drawn from the same seeded
-generator; the ∞ path just skips clipping and noise. What the accountant reports is recorded from the
-engine (σ, q, steps), never recomputed by hand.
+The mechanism (``dpfair.mechanisms``) calibrates its noise for exactly the steps the loop takes and
+supplies the batches and the step; the loop replays the mechanism's ledger before training (a
+mis-calibration fails in seconds), after every epoch (ε so far) and at the end (ε spent). Both arms use
+the same model, optimizer, loss and Poisson-sampled batches drawn from the same seeded generator; the ∞
+arm just skips clipping and noise. σ, q and steps are recorded from the wired optimizer and loader.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import math
 import time
@@ -20,16 +20,15 @@ from typing import Callable
 import numpy as np
 import opacus
 import torch
-from opacus import PrivacyEngine
-from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.validators import ModuleValidator
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from dpfair.config import TrainConfig
-from dpfair.dpsgd import make_nonprivate, make_private
 from dpfair.errors import ConfigError, PrivacyError
+from dpfair.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
+from dpfair.mechanisms import TrainingData, get_mechanism
 from dpfair.metrics import safe_auroc
 from dpfair.models import build_model, count_parameters
 from dpfair.privacy import is_private
@@ -67,32 +66,51 @@ def train(
     device: torch.device | str = "cpu",
     x_val: torch.Tensor | None = None,
     y_val: torch.Tensor | None = None,
+    method: str = "dpsgd",
+    patient_id: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train ``model_name`` with DP-SGD at target ``epsilon`` (or without privacy when it is ``inf``).
+    """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
 
-    Batches are Poisson-sampled at rate ``q = 1 / ceil(n_train / batch_size)`` in both cases. The
-    validation set, if given, is only scored for the per-epoch log: it never selects a model.
+    The mechanism (``dpfair.mechanisms``) builds the batches and the step; ε = ∞ runs the same loop and
+    batches without clipping and noise. The ledger is replayed before the first step (a mis-calibration
+    fails in seconds) and after the last. The validation set, if given, is only scored for the per-epoch
+    log: it never selects a model; its prevalence is the label prior of ``label_rr``.
 
     Example:
         >>> x, y = torch.randn(200, 5), torch.randint(0, 2, (200,)).float()
         >>> result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=3.0,
         ...                delta=1e-3, config=TrainConfig(epochs=1, batch_size=50), seed=0)
-        >>> result.record["epsilon_spent"] <= 3.0
-        True
+        >>> result.record["epsilon_spent"] <= 3.0, result.record["ledger"]["type"]
+        (True, 'SelfComposedDpEvent')
     """
     with warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
         return _train(
             model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=epsilon,
-            delta=delta, config=config, seed=seed, device=device, x_val=x_val, y_val=y_val,
+            delta=delta, config=config, seed=seed, device=device, x_val=x_val, y_val=y_val, method=method,
+            patient_id=patient_id,
         )
 
 
-def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, seed, device, x_val, y_val) -> TrainResult:
-    n_train = len(y_train)
-    if not 0 < delta < 1.0 / n_train:
-        raise PrivacyError(f"delta = {delta:g} is not below 1/n_train = {1.0 / n_train:.3g}")
+def replayed_epsilon(mechanism, event, *, accountant: str, delta: float) -> float:
+    """ε of ``event`` under the run's accountant, or PLD where that accountant cannot replay these events."""
+    eps = replay_epsilon(event, accountant=accountant, delta=delta, relation=mechanism.relation)
+    if math.isnan(eps):
+        eps = replay_epsilon(event, accountant="pld", delta=delta, relation=mechanism.relation)
+    return eps
+
+
+def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, seed, device, x_val, y_val, method,
+           patient_id) -> TrainResult:
+    mechanism = get_mechanism(method)
+    data = TrainingData(
+        x=x_train, y=y_train, patient_id=patient_id,
+        label_prior=float(y_val.float().mean()) if y_val is not None and len(y_val) else None,
+    )
+    n_units = mechanism.n_units(data)
+    if not 0 < delta < 1.0 / n_units:
+        raise PrivacyError(f"delta = {delta:g} is not below 1/n_units = {1.0 / n_units:.3g} ({mechanism.unit}s)")
     device = torch.device(device)
     torch.manual_seed(seed)
     model = build_model(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality)
@@ -102,50 +120,37 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
     model = model.to(device)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
     generator = torch.Generator().manual_seed(seed)
-    base_loader = DataLoader(
-        TensorDataset(x_train, y_train.float()), batch_size=config.batch_size, shuffle=True, generator=generator
+    trainer = mechanism.make_trainer(
+        model=model, optimizer=optimizer, data=data, config=config, epsilon=epsilon, delta=delta, generator=generator,
     )
-
-    engine = None
-    if is_private(epsilon):
-        engine = PrivacyEngine(accountant=config.accountant)
-        # Calibrate for what the accountant will charge: Opacus's Poisson loader samples at q = 1/k
-        # (k = ceil(n/batch)) but yields int(1/q) batches per epoch, which float rounding makes k - 1
-        # for some k (93, 99, 105, ...), and make_private charges 1/len(loader) per step. Calibrating
-        # for k steps at 1/k (what make_private_with_epsilon does, also miscounting) overspends ε.
-        batches_per_epoch = len(DPDataLoader.from_data_loader(base_loader))
-        sigma = get_noise_multiplier(
-            target_epsilon=epsilon, target_delta=delta, sample_rate=1.0 / batches_per_epoch,
-            steps=config.epochs * batches_per_epoch, accountant=config.accountant,
-        )
-        trainer = make_private(
-            engine=engine, model=model, optimizer=optimizer, data_loader=base_loader,
-            noise_multiplier=sigma, max_grad_norm=config.max_grad_norm, mode=config.grad_sample_mode,
-        )
-        noise_multiplier = float(trainer.optimizer.noise_multiplier)
-        max_grad_norm = float(trainer.optimizer.max_grad_norm)
-    else:
-        trainer = make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader)
-        noise_multiplier, max_grad_norm = 0.0, math.nan
     loader = trainer.loader
-    sample_rate = float(loader.sample_rate)
+    private = is_private(epsilon)
+    if isinstance(loader, DataLoader) and not isinstance(loader, DPDataLoader):
+        raise PrivacyError(f"training must use Poisson sampling, got {type(loader).__name__}")
+    planned_steps = config.epochs * len(loader)
+    accountant = config.accountant if private else "none"
+    if private:  # replay the ledger of the planned run before the first step
+        planned = replayed_epsilon(mechanism, trainer.ledger(planned_steps), accountant=config.accountant, delta=delta)
+        if not planned <= epsilon * (1 + 1e-6):
+            raise PrivacyError(f"the planned run's ledger replays to epsilon {planned:.4f}, above the target {epsilon}")
 
     history: list[dict] = []
-    if not isinstance(loader, DPDataLoader):  # Poisson accounting on shuffled batches would misreport ε
-        raise PrivacyError(f"training must use Poisson sampling (DPDataLoader), got {type(loader).__name__}")
     steps = 0
     train_seconds = 0.0  # the optimisation loop only; per-epoch monitoring is not counted
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum, n_seen = 0.0, 0
         start = time.perf_counter()
-        for xb, yb in loader:
-            loss_sum += trainer.step(xb.to(device), yb.to(device))
-            n_seen += len(yb)
+        for batch in loader:
+            batch = [t.to(device) for t in batch]
+            loss_sum += trainer.step(*batch)
+            n_seen += len(batch[1])
             steps += 1
         train_seconds += time.perf_counter() - start
         entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
-        entry["epsilon_so_far"] = float(engine.get_epsilon(delta)) if engine is not None else math.inf
+        entry["epsilon_so_far"] = (
+            replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta) if private else math.inf
+        )
         if x_val is not None and y_val is not None:
             entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(trainer.module, x_val, device=device))
         history.append(entry)
@@ -155,33 +160,39 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         )
     trainer.close()
 
-    epsilon_spent = float(engine.get_epsilon(delta)) if engine is not None else math.inf
-    accounted_sample_rate = sample_rate
-    if engine is not None:
-        accounted_steps = sum(n for _, _, n in engine.accountant.history)
-        if accounted_steps != steps:
-            raise PrivacyError(f"the accountant saw {accounted_steps} steps but training took {steps}")
-        accounted_sample_rate = max(q for _, q, _ in engine.accountant.history)
-        if accounted_sample_rate < sample_rate:
-            raise PrivacyError(f"the accountant charged q = {accounted_sample_rate:.6g} but batches were sampled at {sample_rate:.6g}")
+    if steps != planned_steps:
+        raise PrivacyError(f"training took {steps} steps but the loader promised {planned_steps}")
+    ledger = trainer.ledger(steps)
+    epsilon_spent = math.inf
+    if private:
+        trainer.check(steps)
+        epsilon_spent = replayed_epsilon(mechanism, ledger, accountant=config.accountant, delta=delta)
         if not epsilon_spent <= epsilon * (1 + 1e-6):  # NaN must fail too
             raise PrivacyError(f"accountant reports epsilon {epsilon_spent:.4f} spent, above the target {epsilon}")
+    sample_rate = float(trainer.sample_rate)
     record = {
+        "method": method,
         "epsilon": epsilon,
         "epsilon_spent": epsilon_spent,
         "delta": delta,
-        "noise_multiplier": noise_multiplier,
-        "max_grad_norm": max_grad_norm,
+        "privacy_unit": mechanism.unit,
+        "n_units": n_units,
+        "neighboring_relation": mechanism.relation,
+        "ledger": event_to_json(ledger) if private else None,
+        "noise_multiplier": float(trainer.noise_multiplier),
+        "max_grad_norm": float(trainer.max_grad_norm),
         "sample_rate": sample_rate,
-        "accounted_sample_rate": accounted_sample_rate,
-        "expected_batch_size": sample_rate * n_train,
+        "accounted_sample_rate": max(ledger_steps_and_rates(ledger)[1] or [sample_rate]),
+        "expected_batch_size": float(trainer.expected_batch_size),
+        "batches_per_epoch": len(loader),
         "sampling": "poisson",
         "secure_mode": False,
         "epochs": config.epochs,
         "steps": steps,
-        "accountant": config.accountant if engine is not None else "none",
-        "grad_sample_mode": trainer.mode,
-        "n_train": n_train,
+        "accountant": accountant,
+        "clipping_backend": trainer.mode,
+        "max_rows_per_patient": config.max_rows_per_patient,
+        "n_train": len(y_train),
         "train_seconds": train_seconds,
         "seed": seed,
         "optimizer": config.optimizer,
@@ -190,9 +201,18 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         "device": str(device),
         "torch_version": torch.__version__,
         "opacus_version": opacus.__version__,
+        "dp_accounting_version": _dp_accounting_version(),
         "final_loss": history[-1]["loss"] if history else math.nan,
+        **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)
+
+
+def _dp_accounting_version() -> str:
+    try:
+        return importlib.metadata.version("dp-accounting")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 @torch.no_grad()

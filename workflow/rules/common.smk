@@ -1,5 +1,6 @@
 import os
 import re
+import sys
 
 # Two torch jobs side by side collapse under libgomp's default spin-wait (0.015 s -> 0.60 s per step
 # measured on 2 cores); passive waiting costs nothing solo. Jobs inherit this environment.
@@ -18,18 +19,41 @@ DEFAULT_BENCHMARK = Path(workflow.basedir) / "benchmarks" / "default.yaml"
 if not config:
     config.update(load_yaml(DEFAULT_BENCHMARK))
 
+# a relative datasets_dir is relative to the workflow's folder, so `snakemake -d elsewhere` finds datasets/
+if not Path(config.get("datasets_dir", "datasets")).is_absolute():
+    config["datasets_dir"] = str(Path(workflow.basedir) / config.get("datasets_dir", "datasets"))
+
 BENCHMARK = validate_config(config)
 DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
 
-RUN_DIR = "results/runs/{dataset}/{model}/eps-{epsilon}/seed-{seed}"
+RUN_DIR = "results/runs/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
+RUN_STEM = "{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
 PREPARED_DIR = "results/prepared/{dataset}"
 
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, BENCHMARK.datasets)),
     model="|".join(map(re.escape, sorted({m for _, m in BENCHMARK.cells()}))),
+    method="|".join(map(re.escape, BENCHMARK.methods)),
     epsilon="|".join(map(re.escape, BENCHMARK.epsilons)),
     seed=r"\d+",
+
+
+def run_preflight_checks():
+    """Refuse before any job what would otherwise fail inside one (dpfair.preflight)."""
+    from dpfair.preflight import check_delta_against_prepared, check_device
+
+    check_delta_against_prepared(BENCHMARK, meta_path=get_prepared_meta)
+    # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
+    if config["device"].startswith("cuda") and (workflow.local_exec or workflow.remote_exec):
+        import torch
+
+        check_device(config["device"], cuda_available=torch.cuda.is_available())
+
+
+def get_prepared_meta(dataset):
+    """The prepared dataset.json of one dataset."""
+    return Path(PREPARED_DIR.format(dataset=dataset), "dataset.json")
 
 
 def get_final_output():
@@ -38,14 +62,11 @@ def get_final_output():
 
 def get_run_outputs(name):
     """One path per run of the grid, e.g. every run's metrics.csv."""
-    return [
-        f"results/runs/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}/{name}"
-        for r in BENCHMARK.runs()
-    ]
+    return [f"results/runs/{r.path}/{name}" for r in BENCHMARK.runs()]
 
 
 def get_dataset_meta():
-    return expand(PREPARED_DIR + "/dataset.json", dataset=BENCHMARK.datasets)
+    return expand(f"{PREPARED_DIR}/dataset.json", dataset=BENCHMARK.datasets)
 
 
 def get_prepare_settings(wildcards):
@@ -60,6 +81,11 @@ def get_prepare_settings(wildcards):
         "min_group_size": config["evaluation"]["min_group_size"],
         "datasets_dir": DATASETS_DIR,
     }
+
+
+def get_dataset_module_file(wildcards):
+    """The dataset module's file: an input of its preparation, so editing it re-prepares the dataset."""
+    return str(Path(DATASETS_DIR) / f"{BENCHMARK.module(wildcards.dataset)}.py")
 
 
 def get_training_config(wildcards):
@@ -86,6 +112,20 @@ def get_train_gpus(wildcards):
     return 1 if device.startswith("cuda") else 0
 
 
+def get_train_gpu_mem_mb(wildcards):
+    """A train job's claim on its card's memory (dpfair.gpu), so profiles/gpu can run several per card."""
+    from dpfair.gpu import train_gpu_memory_mb
+
+    if not get_train_gpus(wildcards):
+        return 0
+    params = BENCHMARK.dataset_settings(wildcards.dataset).get("params", {})
+    claim = train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
+                                image_size=params.get("image_size") or params.get("size"))
+    # a job claiming more than the card's limit would never start: it gets the whole card instead
+    limit = getattr(workflow.global_resources.get("gpu_mem_mb"), "value", workflow.global_resources.get("gpu_mem_mb"))
+    return min(claim, int(limit)) if isinstance(limit, (int, float)) and limit > 0 else claim
+
+
 def get_speed_table():
     """The speed benchmark's table when the config asks for it (speed.enabled), else nothing."""
     return ["results/speed.csv"] if config["speed"]["enabled"] else []
@@ -93,10 +133,7 @@ def get_speed_table():
 
 def get_run_benchmarks():
     """Snakemake's benchmark record of every train job of the grid (wall time, peak memory)."""
-    return [
-        f"results/benchmarks/train/{r.dataset}/{r.model}/eps-{r.epsilon}/seed-{r.seed}.tsv"
-        for r in BENCHMARK.runs()
-    ]
+    return [f"results/benchmarks/train/{r.path}.tsv" for r in BENCHMARK.runs()]
 
 
 def get_speed_cells():
@@ -106,7 +143,7 @@ def get_speed_cells():
         training = BENCHMARK.training(dataset)
         cells.append(
             {"dataset": dataset, "model": model, "batch_size": training.batch_size,
-             "grad_sample_mode": training.grad_sample_mode}
+             "clipping_backend": training.clipping_backend}
         )
     return cells
 
@@ -121,3 +158,84 @@ def get_speed_threads():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+# --- audit stage (workflow/rules/audit.smk) ------------------------------------------------------------
+from dpfair.audit.plan import audit_plan  # noqa: E402
+
+AUDIT = audit_plan(
+    config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons,
+    cells=[(d, m, meth) for d, m in BENCHMARK.cells() for meth in BENCHMARK.methods_for(d)],
+)
+AUDIT_DIR = "results/audit/{dataset}/{model}/{method}/eps-{epsilon}"
+
+
+def get_audit_settings():
+    return AUDIT.settings
+
+
+def get_audit_tables(name):
+    """Every audited cell's table ``name`` (audit.csv, roc.csv)."""
+    return [f"{AUDIT_DIR.format(**c)}/{name}" for c in AUDIT.cells]
+
+
+def get_audit_run_inputs(wildcards):
+    """The cell's runs (one per seed) and, on the reference seeds, what its attacks need trained."""
+    runs = [RUN_DIR.format(**{**dict(wildcards), "seed": s}) for s in BENCHMARK.seeds]
+    inputs = {name: [f"{r}/{name}" for r in runs] for name in ("scores.csv", "run.json", "privacy_card.json")}
+    cell = AUDIT_DIR.format(**dict(wildcards))
+    inputs["trained"] = [f"{cell}/seed-{s}/{f}" for s in AUDIT.trained_seeds for f in AUDIT.trained_files]
+    return inputs
+
+
+def get_audit_training_config(wildcards):
+    return {"training": vars(BENCHMARK.training(wildcards.dataset)), **AUDIT.training_settings}
+
+
+def get_run_entries():
+    """Every run of the grid with its files and its jobs' logs, for dpfair.outcome (what finished, what failed).
+
+    Paths come from the rules' own patterns, so they follow any change of the run folder layout.
+    """
+    from dataclasses import asdict
+
+    def fill(pattern, values):
+        return str(pattern).format(**values)
+
+    entries = []
+    for run in BENCHMARK.runs():
+        values = asdict(run)
+        run_dir = fill(RUN_DIR, values)
+        tables = {name: fill(getattr(rules.evaluate.output, name), values) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")}
+        tables.update(record=fill(rules.train.output.record, values), card=fill(rules.train.output.card, values),
+                      benchmark=fill(rules.train.benchmark, values))
+        entries.append({
+            "label": run_dir.removeprefix("results/runs/"),
+            "outputs": [tables[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability", "card")],
+            "logs": [fill(rules.prepare_dataset.log[0], values), fill(rules.train.log[0], values), fill(rules.evaluate.log[0], values)],
+            "tables": tables,
+        })
+    return entries
+
+
+def report_what_exists():
+    """onerror: summary and report from the runs that finished, listing what failed (dpfair.outcome)."""
+    from dpfair.outcome import report_what_exists as render
+
+    status = render(
+        runs=get_run_entries(),
+        dataset_meta=get_dataset_meta(),
+        benchmark=get_report_settings(),
+        summary=dict(rules.aggregate.output.items()),
+        output=rules.report.output.html,
+        level=config["evaluation"]["ci_level"],
+        speed=get_speed_table()[0] if get_speed_table() else None,
+    )
+    print(
+        f"dpfair: {status['finished']} of {status['expected']} runs finished; "
+        f"{rules.report.output.html} shows them and lists what failed",
+        file=sys.stderr,
+    )
+
+
+run_preflight_checks()

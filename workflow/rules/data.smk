@@ -1,13 +1,19 @@
 rule prepare_dataset:
+    input:
+        # editing a dataset module re-prepares that dataset and everything downstream (its params
+        # are a rerun trigger as params of this rule)
+        module=get_dataset_module_file,
     output:
-        data=PREPARED_DIR + "/data.pt",
-        samples=PREPARED_DIR + "/samples.csv",
-        meta=PREPARED_DIR + "/dataset.json",
+        data=f"{PREPARED_DIR}/data.pt",
+        samples=f"{PREPARED_DIR}/samples.csv",
+        meta=f"{PREPARED_DIR}/dataset.json",
     params:
         settings=get_prepare_settings,
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/prepare_dataset.py"

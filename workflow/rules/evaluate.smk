@@ -4,17 +4,19 @@ rule evaluate:
         record=rules.train.output.record,
         meta=rules.prepare_dataset.output.meta,
     output:
-        metrics=RUN_DIR + "/metrics.csv",
-        subgroups=RUN_DIR + "/subgroups.csv",
-        gaps=RUN_DIR + "/gaps.csv",
-        replicates=RUN_DIR + "/gap_replicates.csv.gz",
-        reliability=RUN_DIR + "/reliability.csv",
+        metrics=f"{RUN_DIR}/metrics.csv",
+        subgroups=f"{RUN_DIR}/subgroups.csv",
+        gaps=f"{RUN_DIR}/gaps.csv",
+        replicates=f"{RUN_DIR}/gap_replicates.csv.gz",
+        reliability=f"{RUN_DIR}/reliability.csv",
     params:
         evaluation=config["evaluation"],
     log:
-        "results/logs/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
+        "results/logs/evaluate/" + RUN_STEM + ".log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+        "results/benchmarks/evaluate/" + RUN_STEM + ".tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/evaluate.py"
 
@@ -28,11 +30,12 @@ rule aggregate:
         reliability=get_run_outputs("reliability.csv"),
         records=get_run_outputs("run.json"),
         train_benchmarks=get_run_benchmarks(),
+        audit=rules.aggregate_audit.output.table,
     output:
-        metrics="results/summary/metrics.csv",
+        metrics=report("results/summary/metrics.csv", caption="../report/metrics.rst", category="Summary tables"),
         subgroups="results/summary/subgroups.csv",
         gaps="results/summary/gaps.csv",
-        gap_changes="results/summary/gap_changes.csv",
+        gap_changes=report("results/summary/gap_changes.csv", caption="../report/gap_changes.rst", category="Summary tables"),
         reliability="results/summary/reliability.csv",
         compute_cost="results/summary/compute_cost.csv",
         compute_ratios="results/summary/compute_ratios.csv",
@@ -42,5 +45,7 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/aggregate.py"

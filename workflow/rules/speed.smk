@@ -1,9 +1,9 @@
 rule speed:
     input:
-        data=expand(PREPARED_DIR + "/data.pt", dataset=BENCHMARK.datasets),
+        data=expand(f"{PREPARED_DIR}/data.pt", dataset=BENCHMARK.datasets),
         meta=get_dataset_meta(),
     output:
-        table="results/speed.csv",
+        table=report("results/speed.csv", caption="../report/speed.rst", category="Speed of DP-SGD"),
     params:
         cells=get_speed_cells(),
         speed=config["speed"],
@@ -15,5 +15,7 @@ rule speed:
         "results/logs/speed.log",
     benchmark:
         "results/benchmarks/speed.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/speed.py"

@@ -4,19 +4,22 @@ rule train:
         samples=rules.prepare_dataset.output.samples,
         meta=rules.prepare_dataset.output.meta,
     output:
-        model=RUN_DIR + "/model.pt",
-        scores=RUN_DIR + "/scores.csv",
-        record=RUN_DIR + "/run.json",
-        card=RUN_DIR + "/privacy_card.json",
+        model=f"{RUN_DIR}/model.pt",
+        scores=f"{RUN_DIR}/scores.csv",
+        record=f"{RUN_DIR}/run.json",
+        card=f"{RUN_DIR}/privacy_card.json",
     params:
         training=get_training_config,
         device=config["device"],
     threads: 1
     resources:
         gpu=get_train_gpus,
+        gpu_mem_mb=get_train_gpu_mem_mb,
     log:
-        "results/logs/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.log",
+        "results/logs/train/" + RUN_STEM + ".log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{model}/eps-{epsilon}/seed-{seed}.tsv"
+        "results/benchmarks/train/" + RUN_STEM + ".tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/train.py"

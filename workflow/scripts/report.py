@@ -4,6 +4,7 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
+from dpfair.outcome import run_status  # noqa: E402
 from dpfair.report import render_report  # noqa: E402
 
 render_report(
@@ -20,9 +21,8 @@ render_report(
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
-    # empty until a rule of the workflow writes results/summary/audit.csv
-    audit=snakemake.input.audit[0] if snakemake.input.audit else None,
+    audit=snakemake.input.audit,
+    audit_roc=snakemake.input.audit_roc,
     definition=dict(snakemake.params.definition),
-    # the run's completeness banner, where a rule provides one
-    banner=getattr(snakemake.params, "banner", None),
+    status=run_status(snakemake.params.runs),
 )

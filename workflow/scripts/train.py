@@ -1,4 +1,4 @@
-"""Rule script: train one (dataset, model, epsilon, seed) cell and score its validation and test rows."""
+"""Rule script: train one (dataset, model, method, epsilon, seed) run and score its validation and test rows."""
 
 from dpfair.logs import log_to_file
 
@@ -14,6 +14,7 @@ prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samp
 train_run(
     prepared=prepared,
     model_name=snakemake.wildcards.model,
+    method=snakemake.wildcards.method,
     epsilon=snakemake.wildcards.epsilon,
     seed=int(snakemake.wildcards.seed),
     config=snakemake.params.training,

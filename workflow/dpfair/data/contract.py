@@ -21,6 +21,26 @@ SENSITIVE_ATTRIBUTES: tuple[str, ...] = ("sex", "age_group", "race", "site", "sk
 #: Age bins shared by every dataset, so age_group means the same thing everywhere.
 AGE_BINS: tuple[float, ...] = (0, 40, 60, 80, float("inf"))
 AGE_LABELS: tuple[str, ...] = ("<40", "40-59", "60-79", "80+")
+#: The group of rows whose attribute the source does not give.
+UNKNOWN = "unknown"
+#: Attributes with a fixed coding; a loader's values must be among these (checked when a dataset is prepared).
+HARMONISED_CODES: dict[str, tuple[str, ...]] = {
+    "sex": ("female", "male", UNKNOWN),
+    "age_group": (*AGE_LABELS, UNKNOWN),
+}
+
+
+def group_sort_key(attribute: str, value: str) -> tuple:
+    """Natural order of an attribute's groups: the harmonised order where there is one (age bins by age),
+    else alphabetical; ``unknown`` last.
+
+    Example:
+        >>> sorted(["80+", "<40", "unknown", "60-79", "40-59"], key=lambda v: group_sort_key("age_group", v))
+        ['<40', '40-59', '60-79', '80+', 'unknown']
+    """
+    value = str(value)
+    known = HARMONISED_CODES.get(attribute, ())
+    return (value == UNKNOWN, known.index(value) if value in known else len(known), value)
 
 
 def age_group(age: pd.Series | np.ndarray) -> pd.Series:
@@ -48,6 +68,10 @@ class DatasetCard:
         citation: how to cite the data.
         homepage: where the data comes from.
         source: how it is obtained here (package and call, or the files a user brings).
+        patient_unit: what the loader's ``patient_id`` identifies (``patient``; ``lesion`` or ``study`` where
+            the source has no patient ids): the unit that patient-level DP protects, named on privacy cards.
+        row_unit: what one row is when there are no patient ids (``person``, ``image``): record-level cards
+            say "one row per <row_unit>".
     """
 
     name: str
@@ -60,6 +84,8 @@ class DatasetCard:
     homepage: str
     source: str = ""
     notes: str = ""
+    patient_unit: str = "patient"
+    row_unit: str = "person"
 
     def to_dict(self) -> dict:
         d = asdict(self)

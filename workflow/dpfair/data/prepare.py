@@ -19,11 +19,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from dpfair.data.contract import DatasetCard
+from dpfair.data.contract import DatasetCard, group_sort_key
+from dpfair.data.leakage import check_leakage
 from dpfair.data.registry import get_dataset
 from dpfair.data.split import SPLITS, stratified_split
 from dpfair.data.validate import validate_raw, validate_split
-from dpfair.errors import DatasetError
+from dpfair.errors import DatasetError, DpfairError
 from dpfair.jsonio import write_json
 from dpfair.privacy import resolve_delta
 
@@ -71,9 +72,14 @@ def prepare_dataset(
     card: DatasetCard = spec.card
     try:
         raw = spec.load(**(params or {}))
+    except DpfairError:
+        raise
     except TypeError as exc:
         raise DatasetError(f"{spec.path}: the loader rejected params {params}: {exc}") from exc
+    except Exception as exc:  # a loader's own failure names the module and what it raised
+        raise DatasetError(f"{spec.path}: the loader raised {type(exc).__name__}: {exc}") from exc
     validate_raw(raw, card)
+    leakage_warnings = check_leakage(raw, card)
     if not card.sensitive_attributes:
         log.warning("dataset %r declares no sensitive attributes: utility only, no subgroup metrics", name)
     labels = np.asarray(raw.labels).ravel().astype(np.int64)
@@ -91,12 +97,16 @@ def prepare_dataset(
         name=name, split=split, labels=labels, attributes=attributes,
         patient_id=raw.patient_id, min_group_size=min_group_size,
     )
+    warnings = [*leakage_warnings, *warnings]
+    train_patients = None
     if raw.patient_id is not None:
-        per_patient = pd.Series(raw.patient_id).value_counts()
-        if per_patient.max() > 1:
+        per_patient = pd.Series(np.asarray(raw.patient_id).astype(str)[split == "train"]).value_counts()
+        train_patients = {"n": int(len(per_patient)), "max_rows": int(per_patient.max()) if len(per_patient) else 0}
+        if train_patients["max_rows"] > 1:
             warnings.append(
-                f"dataset {name!r}: patients have up to {int(per_patient.max())} rows; DP-SGD protects each row, so a "
-                f"patient's guarantee is that of a group of their rows (up to {int(per_patient.max())}·ε)"
+                f"dataset {name!r}: training patients have up to {train_patients['max_rows']} rows; record-level DP-SGD "
+                f"(method dpsgd) protects each row, so a patient is protected only as a group of rows, at "
+                f"(k·ε, k·e^((k-1)ε)·δ) for k rows; method dpsgd_patient protects patients"
             )
     for w in warnings:
         log.warning(w)
@@ -125,21 +135,27 @@ def prepare_dataset(
         "features": features,
         "preprocessing": preprocessing,
         "split": split_source,
-        # DP-SGD samples rows, so the guarantee is per row even when the split is per patient; a patient
-        # with k rows is protected only at the group level (k·ε).
+        # the unit of the default method (dpsgd samples rows); each run records its own mechanism's unit
         "privacy_unit": "record",
         "max_records_per_patient": int(pd.Series(raw.patient_id).value_counts().max()) if raw.patient_id is not None else 1,
         "n": {s: int((split == s).sum()) for s in SPLITS},
         "prevalence": {s: float(labels[split == s].mean()) for s in SPLITS},
         "group_sizes": {
-            col: {s: attributes[col][split == s].value_counts().sort_index().to_dict() for s in SPLITS}
+            col: {s: _in_natural_order(col, attributes[col][split == s].value_counts()) for s in SPLITS}
             for col in attributes.columns
         },
         "delta": delta_value,
+        # the configured δ ('auto' or a number): each run resolves it against its mechanism's unit count
+        "delta_setting": delta if delta in (None, "auto") else float(delta),
+        "train_patients": train_patients,
         "min_group_size": min_group_size,
         "warnings": warnings,
     }
     return PreparedDataset(x=x, y=torch.from_numpy(labels.astype(np.float32)), samples=samples, meta=meta)
+
+
+def _in_natural_order(attribute: str, counts: pd.Series) -> dict:
+    return {g: int(counts[g]) for g in sorted(counts.index, key=lambda v: group_sort_key(attribute, v))}
 
 
 def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> tuple[torch.Tensor, list[str]]:

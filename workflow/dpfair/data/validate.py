@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dpfair.data.contract import DatasetCard, RawDataset
+from dpfair.data.contract import HARMONISED_CODES, DatasetCard, RawDataset
 from dpfair.data.split import SPLITS
 from dpfair.errors import DatasetError
 
@@ -63,6 +63,18 @@ def validate_raw(raw: RawDataset, card: DatasetCard) -> None:
                 f"dataset {name!r}: sensitive attribute {col!r} has {int(attrs[col].isna().sum())} missing value(s); "
                 "code them as 'unknown' in the loader"
             )
+        allowed = HARMONISED_CODES.get(col)
+        if allowed is not None:
+            found = pd.Series(attrs[col]).astype(str)
+            bad = sorted(set(found) - set(allowed))
+            if bad:
+                counts = found[found.isin(bad)].value_counts()
+                shown = ", ".join(f"{v!r} ({counts[v]} rows)" for v in bad[:8])
+                raise DatasetError(
+                    f"dataset {name!r}: sensitive attribute {col!r} has value(s) outside its harmonised coding "
+                    f"{list(allowed)}: {shown}; map them in the loader"
+                    + (" (use dpfair.data.age_group(ages) for age bins)" if col == "age_group" else "")
+                )
     if raw.patient_id is not None and len(raw.patient_id) != n:
         raise DatasetError(f"dataset {name!r}: patient_id has {len(raw.patient_id)} rows, labels {n}")
 

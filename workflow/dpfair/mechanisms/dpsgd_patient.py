@@ -1,0 +1,161 @@
+"""``dpsgd_patient``: patient-level (user-level) DP-SGD.
+
+Each step Poisson-samples patients (rate q over the training split's patients) and takes every row of each
+sampled patient, optionally only the first ``privacy.max_rows_per_patient`` rows in data order (a rule
+fixed before training). The summed gradient of a patient's rows is clipped to C as one vector
+(``sum_u c_u · sum_{i∈u} grad_i``, c_u = min(1, C/‖sum_{i∈u} grad_i‖)), Gaussian noise σ·C is added, and
+the result divided by the expected number of patients per batch. Adding or removing one patient moves
+the clipped sum by at most C, so the Poisson-subsampled Gaussian ledger holds over n_patients
+(McMahan et al., "Learning Differentially Private Recurrent Language Models", ICLR 2018, DP-FedAvg's
+user-level sampling; here within one dataset, as in Levy et al., NeurIPS 2021, "Learning with User-Level
+Privacy").
+
+Per-patient norms are exact in the book-keeping backend: per-sample gradients summed per patient
+(``BookKeepingClipper.clip_backward(units=...)``); Opacus's modes clip per row, so they are refused here.
+``tests/test_patient_dpsgd.py`` compares it with a slow reference (per-row autograd gradients summed per
+patient, clipped, noised with the same seed) for every registered model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.clip_policy import FlatClip
+from dpfair.dpsgd import _ClippedSumDPOptimizer, _per_sample_loss, resolve_mode
+from dpfair.errors import ConfigError
+from dpfair.ledger import poisson_gaussian
+from dpfair.mechanisms import Mechanism, Trainer, register_mechanism
+from dpfair.mechanisms.dpsgd import calibrate_sigma
+from dpfair.mechanisms.text import patient_word
+from dpfair.privacy import is_private
+
+
+class PatientBatches:
+    """Poisson batches of patients, yielded as ``(x, y, units)`` over the sampled patients' rows.
+
+    ``units[i]`` is row i's patient among the batch's patients (0..U-1). Sampling is Opacus's
+    ``UniformWithReplacementSampler`` over patients, ``int(1/q)`` batches per epoch.
+    """
+
+    def __init__(self, *, x: torch.Tensor, y: torch.Tensor, patient_id, batch_size: int, generator: torch.Generator,
+                 max_rows: int | None = None):
+        codes, _ = pd.factorize(pd.Series(np.asarray(patient_id)).astype(str), sort=False)
+        order = np.argsort(codes, kind="stable")  # rows of a patient in data order
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        rows = np.split(order, bounds)
+        if max_rows is not None:
+            rows = [r[:max_rows] for r in rows]
+        self.rows = [torch.from_numpy(r.astype(np.int64)) for r in rows]
+        self.x, self.y = x, y
+        self.n_patients = len(self.rows)
+        self.n_rows_used = sum(len(r) for r in self.rows)
+        #: same batches per epoch as row-level DP-SGD at this batch size, so the expected rows per batch match
+        self.sample_rate = 1.0 / int(np.ceil(self.n_rows_used / batch_size))
+        self.sampler = UniformWithReplacementSampler(
+            num_samples=self.n_patients, sample_rate=self.sample_rate, generator=generator
+        )
+        self.dataset = self.rows  # len(loader.dataset): the units sampled from
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for patients in self.sampler:
+            if not patients:
+                yield self.x[:0], self.y[:0], torch.zeros(0, dtype=torch.long)
+                continue
+            parts = [self.rows[p] for p in patients]
+            rows = torch.cat(parts)
+            units = torch.repeat_interleave(torch.arange(len(parts)), torch.tensor([len(p) for p in parts]))
+            yield self.x[rows], self.y[rows], units
+
+
+@register_mechanism("dpsgd_patient")
+class PatientDPSGD(Mechanism):
+    unit = "patient"
+
+    def n_units(self, data):
+        if data.patient_id is None:
+            raise ConfigError(
+                "method dpsgd_patient needs patient ids, and this dataset has none (one row per person, or the "
+                "source has no ids): use method dpsgd"
+            )
+        return int(pd.Series(np.asarray(data.patient_id)).nunique())
+
+    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
+        self.n_units(data)
+        loader = PatientBatches(x=data.x, y=data.y.float(), patient_id=data.patient_id, batch_size=config.batch_size,
+                                generator=generator, max_rows=config.max_rows_per_patient)
+        q = loader.sample_rate
+        expected_units = q * loader.n_patients
+        common = dict(module=model, loader=loader, sample_rate=q, expected_batch_size=expected_units)
+        if not is_private(epsilon):
+            def plain_step(x, y, units):
+                optimizer.zero_grad(set_to_none=False)
+                losses = _per_sample_loss(model(x), y)
+                if len(y):
+                    losses.mean().backward()
+                optimizer.step()
+                return float(losses.detach().sum())
+
+            return Trainer(mode="nonprivate", optimizer=optimizer, step=plain_step, **common)
+
+        mode = resolve_mode(config.clipping_backend, model)
+        if mode != "bookkeeping":
+            missing = unsupported_layers(model)
+            raise ConfigError(
+                f"method dpsgd_patient clips each patient's summed gradient, which only the book-keeping backend "
+                f"does; training.clipping_backend = {config.clipping_backend!r}"
+                + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
+            )
+        steps = config.epochs * len(loader)
+        sigma = calibrate_sigma(epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
+        dp_optimizer = _ClippedSumDPOptimizer(
+            optimizer, noise_multiplier=sigma, max_grad_norm=config.max_grad_norm,
+            expected_batch_size=expected_units, loss_reduction="mean",
+        )
+        clipper = BookKeepingClipper(model, max_grad_norm=config.max_grad_norm, clip_policy=FlatClip())
+
+        def step(x, y, units):
+            dp_optimizer.zero_grad(set_to_none=True)
+            losses = _per_sample_loss(model(x), y)
+            clipper.clip_backward(losses, units=units)
+            dp_optimizer.step()
+            return float(losses.detach().sum())
+
+        return Trainer(
+            mode="bookkeeping", optimizer=dp_optimizer, step=step, close=clipper.remove,
+            noise_multiplier=float(dp_optimizer.noise_multiplier), max_grad_norm=float(dp_optimizer.max_grad_norm),
+            ledger=lambda n: poisson_gaussian(noise_multiplier=float(dp_optimizer.noise_multiplier), sample_rate=q, steps=n),
+            stats=lambda: {"nonfinite_units": clipper.nonfinite_units}, **common,
+        )
+
+    def card_text(self, *, meta, record):
+        who = patient_word(meta)
+        cap = record.get("max_rows_per_patient")
+        rows = f"the first {cap} rows in data order (a cap fixed before training)" if cap else "all rows"
+        text = {
+            "clipping": (
+                f"per-{who} clipping: the summed gradient of each sampled {who}'s rows is clipped to C as one vector, "
+                "computed by dpfair book-keeping (per-sample gradients summed per unit, exact)"
+            ),
+            "privacy_unit_enforcement": (
+                f"Poisson sampling of {who}s (q over the training split's {who}s), {rows} of each sampled {who}; "
+                f"the split keeps each {who} in one split"
+            ),
+            "guarantee_covers": (
+                f"the model's parameters with respect to all training rows of one {who} (adding or removing a {who}); "
+                "validation and test rows are outside it. Not covered: the split itself, the training split's reported "
+                "size, prevalence and group sizes, and the membership audit's statistics"
+            ),
+        }
+        if who != "patient":
+            text["privacy_unit_enforcement"] += (
+                f". The dataset's ids are {who} ids, not patient ids: a person with several {who}s is protected "
+                f"only as a group of them"
+            )
+        return text
