@@ -4,51 +4,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
-
-TINY = {
-    "name": "tiny",
-    "datasets_dir": str(REPO / "datasets"),
-    "datasets": {"synthetic_lesions": {"params": {"n_samples": 400, "image_size": 16}}},
-    "models": ["cnn"],
-    "epsilons": [1, "inf"],
-    "seeds": [0],
-    "training": {"epochs": 1, "batch_size": 64},
-    "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
-    "speed": {"warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
-    "audit": {"canaries": 100, "n_bootstrap": 50},
-}
+from tiny_grid import REPO, TINY, snakemake  # the grid and its runner; the tiny_run fixture is in conftest.py
 
 METRIC_COLUMNS = (
     "dataset model epsilon seed attribute auroc auroc_ci_low auroc_ci_high worst_group_auroc auroc_gap "
     "epsilon_spent delta noise_multiplier max_grad_norm sample_rate epochs steps accountant n_train n_test train_seconds "
     "epsilon_rdp epsilon_prv epsilon_pld sampling privacy_unit"
 ).split()
-
-
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    path = workdir / "benchmark.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args, "--configfile", str(path)],
-                          capture_output=True, text=True, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, TINY)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir
 
 
 @pytest.mark.integration
@@ -121,10 +87,15 @@ def test_audit_table_follows_the_output_contract(tiny_run):
 @pytest.mark.integration
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
-    assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
+    assert "synthetic_lesions" in html and "the privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
-    assert html.count('<img src="data:image/png;base64,') == 5  # utility, subgroups, gap, reliability, attack ROC
+    # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, attack ROC
+    assert html.count('<img src="data:image/png;base64,') == 7
     assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html
+    # the summary comes first; the methods section has both runs' privacy statements and the definition's hash
+    assert html.index('<section id="summary">') < html.index('<section id="synthetic_lesions">') < html.index('<section id="methods">')
+    assert 'id="ps-synthetic_lesions-cnn-dpsgd-1-0"' in html and 'id="ps-synthetic_lesions-cnn-dpsgd-inf-0"' in html
+    assert re.search(r'<code class="hash">[0-9a-f]{64}</code>', html) and 'id="tradeoff-synthetic_lesions"' in html
     for needle in ("<script src", "<link ", 'src="http', "@import"):
         assert needle not in html
 

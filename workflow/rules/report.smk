@@ -2,6 +2,7 @@ rule report:
     input:
         metrics=rules.aggregate.output.metrics,
         subgroups=rules.aggregate.output.subgroups,
+        gaps=rules.aggregate.output.gaps,
         gap_changes=rules.aggregate.output.gap_changes,
         reliability=rules.aggregate.output.reliability,
         compute_cost=rules.aggregate.output.compute_cost,
@@ -17,6 +18,8 @@ rule report:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     params:
         benchmark=get_report_settings(),
+        # the whole validated definition: the methods section prints it with its sha256
+        definition=BENCHMARK.config,
         runs=get_run_entries(),
     log:
         "results/logs/report.log",

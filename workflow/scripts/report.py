@@ -14,6 +14,7 @@ render_report(
     benchmark=snakemake.params.benchmark,
     output=snakemake.output.html,
     privacy_cards=snakemake.input.cards,
+    gaps=snakemake.input.gaps,
     gap_changes=snakemake.input.gap_changes,
     reliability=snakemake.input.reliability,
     compute_cost=snakemake.input.compute_cost,
@@ -24,5 +25,6 @@ render_report(
     method_comparison_groups=snakemake.input.get("method_comparison_groups"),
     audit=snakemake.input.audit,
     audit_roc=snakemake.input.audit_roc,
+    definition=dict(snakemake.params.definition),
     status=run_status(snakemake.params.runs),
 )
