@@ -22,6 +22,8 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     aggregate,
+    aggregate_audit,
+    compare_methods,
     report,
 
 
