@@ -8,9 +8,9 @@ rule audit_train:
         samples=rules.prepare_dataset.output.samples,
         meta=rules.prepare_dataset.output.meta,
     output:
-        references=AUDIT_DIR + "/seed-{seed}/references.csv.gz",
-        canaries=AUDIT_DIR + "/seed-{seed}/canaries.csv",
-        record=AUDIT_DIR + "/seed-{seed}/models.json",
+        references=f"{AUDIT_DIR}/seed-{{seed}}/references.csv.gz",
+        canaries=f"{AUDIT_DIR}/seed-{{seed}}/canaries.csv",
+        record=f"{AUDIT_DIR}/seed-{{seed}}/models.json",
     params:
         settings=get_audit_training_config,
         device=config["device"],
@@ -23,6 +23,8 @@ rule audit_train:
         "results/logs/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/audit_train.py"
 
@@ -32,8 +34,8 @@ rule audit:
         unpack(get_audit_run_inputs),
         meta=rules.prepare_dataset.output.meta,
     output:
-        table=AUDIT_DIR + "/audit.csv",
-        roc=AUDIT_DIR + "/roc.csv",
+        table=f"{AUDIT_DIR}/audit.csv",
+        roc=f"{AUDIT_DIR}/roc.csv",
     params:
         settings=get_audit_settings(),
         intersections=config["evaluation"]["intersections"],
@@ -43,6 +45,8 @@ rule audit:
         "results/logs/audit/{dataset}/{model}/{method}/eps-{epsilon}.log",
     benchmark:
         "results/benchmarks/audit/{dataset}/{model}/{method}/eps-{epsilon}.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/audit.py"
 
@@ -56,5 +60,7 @@ rule aggregate_audit:
         roc="results/summary/audit_roc.csv",
     log:
         "results/logs/aggregate_audit.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/audit_aggregate.py"

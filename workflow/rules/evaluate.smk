@@ -12,9 +12,9 @@ rule evaluate:
     params:
         evaluation=config["evaluation"],
     log:
-        "results/logs/evaluate/" + RUN_STEM + ".log",
+        f"results/logs/evaluate/{RUN_STEM}.log",
     benchmark:
-        "results/benchmarks/evaluate/" + RUN_STEM + ".tsv"
+        f"results/benchmarks/evaluate/{RUN_STEM}.tsv"
     conda:
         "../../environment.yml"
     script:
@@ -67,5 +67,7 @@ rule compare_methods:
         "results/logs/compare_methods.log",
     benchmark:
         "results/benchmarks/compare_methods.tsv"
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/compare_methods.py"
