@@ -49,7 +49,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
         assert column in metrics.columns, column
     assert not metrics["mia_bound_violated"].any()
     changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
-    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
+    assert list(changes.columns) == ["dataset", "model", "method", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
                                      "p_value", "p_adjusted", "family", "verdict", "raw_gap_change"]
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
     assert set(changes["family"]) == {"headline", "exploratory"}
