@@ -61,7 +61,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     assert ((gaps["p_value"] > 0) & (gaps["p_value"] <= 1)).all() and (gaps["null_gap"] > 0).all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
     assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
-    assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+    assert list(subgroups.columns[:10]) == ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
     assert set(subgroups["group"]) == {"A", "B"} and len(subgroups) == 4
     assert subgroups.groupby("epsilon")["n"].sum().eq(metrics["n_test"].iloc[0]).all()
 
