@@ -23,12 +23,12 @@ import torch
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.bookkeeping import BookKeepingClipper
 from dpfair.clip_policy import ClipPolicy
-from dpfair.dpsgd import _ClippedSumDPOptimizer, _per_sample_loss, make_nonprivate, resolve_mode
+from dpfair.dpsgd import _ClippedSumDPOptimizer, _per_sample_loss, make_nonprivate
 from dpfair.errors import ConfigError
 from dpfair.fair_clipping import joint_ledger, split_noise
-from dpfair.mechanisms import Mechanism, Trainer, TrainingData
+from dpfair.mechanisms import Mechanism, Trainer, require_bookkeeping, TrainingData
 from dpfair.mechanisms.dpsgd import calibrate_sigma
 from dpfair.mechanisms.text import CLIPPING_PATHS, record_unit_text
 from dpfair.privacy import is_private
@@ -98,14 +98,7 @@ class MitigationMechanism(Mechanism):
             codes, levels = group_codes(data.groups, settings["attribute"], method=self.name)
         else:
             codes, levels = torch.zeros(len(data.y), dtype=torch.long), ["all"]
-        mode = resolve_mode(config.clipping_backend, model)
-        if mode != "bookkeeping":
-            missing = unsupported_layers(model)
-            raise ConfigError(
-                f"method {self.name} clips with a clip policy, which only the book-keeping backend applies; "
-                f"training.clipping_backend = {config.clipping_backend!r}"
-                + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
-            )
+        require_bookkeeping(model, config, method=self.name, why="clips with a clip policy")
         base = DataLoader(TensorDataset(data.x, data.y.float(), codes), batch_size=config.batch_size, shuffle=True,
                           generator=generator)
         loader = DPDataLoader.from_data_loader(base, distributed=False)
