@@ -70,10 +70,14 @@ def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
     assert list(table.columns) == COLUMNS and list(groups.columns) == GROUP_COLUMNS
     row = table.iloc[0]
     assert (row["method"], row["epsilon"], row["attribute"], row["n_seeds"], row["paired_by_seed"]) == ("dpsgd_f", 1.0, "site", 3, True)
-    assert row["gap_diff"] == pytest.approx(row["method_gap"] - row["baseline_gap"])
+    # the compared gap is the excess gap: raw gap minus each run's own permutation null
+    excess = (row["method_gap"] - row["method_null_gap"]) - (row["baseline_gap"] - row["baseline_null_gap"])
+    assert row["gap_diff"] == pytest.approx(excess)
+    assert row["raw_gap_diff"] == pytest.approx(row["method_gap"] - row["baseline_gap"])
+    assert row["method_null_gap"] > 0 and row["baseline_null_gap"] > 0
     b = groups.set_index("group").loc["B"]
     if effect:
-        assert row["gap_diff_ci_high"] < 0 and "narrowed the site AUROC gap" in row["verdict"]
+        assert row["gap_diff_ci_high"] < 0 and "narrowed the excess site AUROC gap" in row["verdict"]
         assert b["verdict"] == "gained" and b["auroc_diff_ci_low"] > 0
         assert "B gained" in report_rows(table, groups)[0]["groups_text"]
     else:

@@ -2,9 +2,13 @@
 per-group AUROC differences, with intervals over seeds and test resamples.
 
 The one place that defines the comparison (swap the gap definition here). The headline gap is the
-project's AUROC gap (max − min over groups with at least ``min_group_size`` test rows) of the attribute
-the mitigation targets (``mitigation.attribute``), taken from every run's ``gaps.csv`` and its bootstrap
-replicates (``gap_replicates.csv.gz``: the same resamples of the same test rows in every run). AUROC and
+**excess** AUROC gap of the attribute the mitigation targets (``mitigation.attribute``): the max − min gap
+over groups with at least ``min_group_size`` test rows minus the run's own permutation ``null_gap``, as in
+:mod:`dpfair.fairness.gap_changes`. The raw gap's noise floor grows as AUROC falls, so comparing raw gaps
+would credit a less accurate method with a larger "disparity"; subtracting each run's null removes that.
+Gaps and null gaps come from every run's ``gaps.csv`` and its bootstrap replicates
+(``gap_replicates.csv.gz``: the same resamples of the same test rows in every run); the raw gaps are
+reported beside (``method_gap``, ``baseline_gap``, ``raw_gap_diff``). AUROC and
 per-group AUROC replicates are computed here from the runs' test scores with one set of resamples for all
 runs (stratified by label, and by group and label for the groups), so they pair across runs too.
 
@@ -35,7 +39,8 @@ BASELINE = "dpsgd"
 COLUMNS = [
     "dataset", "model", "attribute", "epsilon", "method",
     "auroc_diff", "auroc_diff_ci_low", "auroc_diff_ci_high", "gap_diff", "gap_diff_ci_low", "gap_diff_ci_high",
-    "baseline", "n_seeds", "paired_by_seed", "method_auroc", "baseline_auroc", "method_gap", "baseline_gap", "verdict",
+    "baseline", "n_seeds", "paired_by_seed", "method_auroc", "baseline_auroc", "method_gap", "baseline_gap",
+    "method_null_gap", "baseline_null_gap", "raw_gap_diff", "verdict",
 ]
 GROUP_COLUMNS = [
     "dataset", "model", "attribute", "epsilon", "method", "group", "n_test",
@@ -112,10 +117,13 @@ def compare_methods(
                 a_diff, a_low, a_high, paired = paired_difference(arm, base, level=level, rng=rng)
                 g_arm, g_base = gap_table.get((method, eps)), gap_table.get((BASELINE, eps))
                 if g_arm is not None and g_base is not None:
+                    (g_arm, arm_null), (g_base, base_null) = g_arm, g_base
                     g_diff, g_low, g_high, _ = paired_difference(g_arm, g_base, level=level, rng=rng)
-                    method_gap, base_gap = float(g_arm["point"].mean()), float(g_base["point"].mean())
+                    method_null, base_null = float(arm_null.mean()), float(base_null.mean())
+                    method_gap = float(g_arm["point"].mean()) + method_null
+                    base_gap = float(g_base["point"].mean()) + base_null
                 else:
-                    g_diff = g_low = g_high = method_gap = base_gap = math.nan
+                    g_diff = g_low = g_high = method_gap = base_gap = method_null = base_null = math.nan
                 row = {
                     "dataset": dataset, "model": model, "attribute": attribute, "epsilon": eps, "method": method,
                     "auroc_diff": a_diff, "auroc_diff_ci_low": a_low, "auroc_diff_ci_high": a_high,
@@ -123,6 +131,8 @@ def compare_methods(
                     "baseline": BASELINE, "n_seeds": len(arm), "paired_by_seed": paired,
                     "method_auroc": float(arm["point"].mean()), "baseline_auroc": float(base["point"].mean()),
                     "method_gap": method_gap, "baseline_gap": base_gap,
+                    "method_null_gap": method_null, "baseline_null_gap": base_null,
+                    "raw_gap_diff": method_gap - base_gap,
                 }
                 row["verdict"] = verdict(row)
                 rows.append(row)
@@ -182,7 +192,10 @@ def _score_replicates(cell: pd.DataFrame, attribute: str, *, n_boot: int, seed: 
 
 
 def _gap_table(gaps: pd.DataFrame, replicates: pd.DataFrame, dataset: str, model: str, attribute: str) -> dict:
-    """Per (method, ε): seed × [point, replicates] of the headline (AUROC) gap of ``attribute``."""
+    """Per (method, ε): (seed × [point, replicates] of the excess AUROC gap of ``attribute``, per-seed null gap).
+
+    Each run's null gap is a constant of that run (its permutation mean), so it shifts the point and every
+    replicate alike."""
     pick = lambda t: t[(t["dataset"] == dataset) & (t["model"] == model) & (t["attribute"] == attribute) & (t["metric"] == "auroc")]
     est, reps = pick(gaps), pick(replicates)
     out = {}
@@ -190,7 +203,9 @@ def _gap_table(gaps: pd.DataFrame, replicates: pd.DataFrame, dataset: str, model
         wide = reps[(reps["method"] == method) & (reps["epsilon"] == eps)].pivot_table(
             index="seed", columns="replicate", values="gap", aggfunc="first", dropna=False)
         point = part.set_index("seed")["gap"].astype(float)
-        out[(method, eps)] = pd.concat([point.rename("point"), wide.reindex(point.index)], axis=1)
+        null = part.set_index("seed")["null_gap"].astype(float)
+        table = pd.concat([point.rename("point"), wide.reindex(point.index)], axis=1)
+        out[(method, eps)] = (table.sub(null, axis=0), null)
     return out
 
 
@@ -211,8 +226,8 @@ def verdict(row: dict) -> str:
     gap = _direction(row["gap_diff_ci_low"], row["gap_diff_ci_high"], up="widened", down="narrowed")
     auroc = _direction(row["auroc_diff_ci_low"], row["auroc_diff_ci_high"], up="gained", down="lost")
     eps = f"{row['epsilon']:g}"
-    gap_text = (f"{gap} the {row['attribute']} AUROC gap by {abs(row['gap_diff']):.3f}" if gap != "no change detected"
-                else f"did not change the {row['attribute']} AUROC gap detectably")
+    gap_text = (f"{gap} the excess {row['attribute']} AUROC gap by {abs(row['gap_diff']):.3f}" if gap != "no change detected"
+                else f"did not change the excess {row['attribute']} AUROC gap detectably")
     gap_text += f" ({_num(row['gap_diff'])} [{_num(row['gap_diff_ci_low'])}, {_num(row['gap_diff_ci_high'])}])"
     auroc_text = {"gained": "gained", "lost": "cost", "no change detected": "changed"}[auroc]
     auroc_text = (f"{auroc_text} {abs(row['auroc_diff']):.3f} AUROC" if auroc != "no change detected"
