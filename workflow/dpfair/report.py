@@ -322,12 +322,12 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, au
             "figure": figure_to_data_uri(tradeoff_figure(p, styles)), "alt": _tradeoff_alt(name, p), "rows": _tradeoff_rows(p),
         } if not p.empty else None,
         "figures": {
-            "utility": figure_to_data_uri(utility_figure(drawn, epsilons, level=level)),
+            "utility": figure_to_data_uri(utility_figure(drawn, epsilons, level=level, styles=styles)),
             "subgroups": figure_to_data_uri(subgroup_figure(drawn_groups, epsilons)) if not g.empty else None,
-            "gap": figure_to_data_uri(gap_figure(drawn, epsilons, level=level)) if not g.empty else None,
+            "gap": figure_to_data_uri(gap_figure(drawn, epsilons, level=level, styles=styles)) if not g.empty else None,
         },
         "gap_changes": gap_change_rows(changes[changes["dataset"] == name]),
-        "reliability": figure_to_data_uri(reliability_figure(r)) if not (r := reliability[reliability["dataset"] == name]).empty else None,
+        "reliability": figure_to_data_uri(reliability_figure(r, styles=styles)) if not (r := reliability[reliability["dataset"] == name]).empty else None,
         "methods_by_epsilon": method_rows(m, level) if m["method"].nunique() > 1 else [],
         # the audit stage's section (dpfair.audit.report): claimed against certified ε, attacks, ROC, per group
         "audit": audit_section(audit=audit[audit["dataset"] == name], roc=audit_roc[audit_roc["dataset"] == name],
