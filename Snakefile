@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/audit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speed.smk"
 include: "workflow/rules/report.smk"
@@ -21,6 +22,8 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     aggregate,
+    aggregate_audit,
+    compare_methods,
     report,
 
 

@@ -20,3 +20,14 @@ def write_module(directory: Path, name: str, body: str) -> Path:
     path = directory / f"{name}.py"
     path.write_text(body)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The real Snakefile run once on the tiny grid, shared by the workflow and browser tests."""
+    from tiny_grid import TINY, snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, TINY)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir

@@ -74,6 +74,18 @@ def test_tpr_at_fpr_with_ties_by_hand():
     assert tpr_at_fpr(membership=[1, 0], scores=[5, 5], target_fpr=0.5) == 0.0
 
 
+def test_tpr_at_low_fpr_is_empty_when_the_tail_holds_too_few_held_out_rows():
+    rng = np.random.default_rng(0)
+    for n_out, defined in ((999, False), (1000, True)):  # floor(0.01 · n) = 9 vs 10 non-members in the tail
+        m = np.r_[np.ones(500, int), np.zeros(n_out, int)]
+        value = tpr_at_fpr(membership=m, scores=rng.normal(size=len(m)), target_fpr=0.01, min_tail=10)
+        assert math.isnan(value) != defined
+    summary, _ = audit_membership(member_probs=rng.uniform(size=900), member_labels=rng.integers(0, 2, 900),
+                                  nonmember_probs=rng.uniform(size=900), nonmember_labels=rng.integers(0, 2, 900),
+                                  epsilon=1.0, delta=1e-5)
+    assert math.isnan(summary["mia_tpr_at_1pct_fpr"]) and math.isnan(summary["mia_tpr_at_0p1pct_fpr"])  # 9 and 0 rows
+
+
 def test_tpr_at_fpr_matches_brute_force_over_thresholds():
     rng = np.random.default_rng(1)
     m = np.r_[np.ones(300, int), np.zeros(300, int)]
@@ -118,18 +130,18 @@ def test_bound_violated_by_hand():
     tpr_low, fpr_high = beta.ppf(0.025, 90, 11), 1 - 0.025 ** (1 / 100)
     assert check.points.loc[0, ["tpr_low", "fpr_high"]].tolist() == pytest.approx([tpr_low, fpr_high])
     assert tpr_low > math.e * fpr_high + 1e-5 and check.violated
-    assert check.epsilon_lower_bound == pytest.approx(math.log((tpr_low - 1e-5) / fpr_high))
+    assert check.epsilon_empirical == pytest.approx(math.log((tpr_low - 1e-5) / fpr_high))
     # the same counts do not refute a claim above that ε lower bound (≈ 3.12), nor ε = ∞
     assert not check_privacy_bound(tp=[90], fp=[0], n_members=100, n_nonmembers=100, epsilon=3.2, delta=1e-5).violated
     inf = check_privacy_bound(tp=[90], fp=[0], n_members=100, n_nonmembers=100, epsilon=math.inf, delta=1e-5)
-    assert not inf.violated and inf.epsilon_lower_bound == pytest.approx(check.epsilon_lower_bound)
+    assert not inf.violated and inf.epsilon_empirical == pytest.approx(check.epsilon_empirical)
 
 
 def test_bound_not_violated_by_hand():
     # 30/100 vs 10/100: TPR_lo ≈ 0.20 < e · FPR_hi ≈ e · 0.18; and 1 − FPR_hi ≈ 0.82 < e · (1 − TPR_lo) ≈ 2.2
     check = check_privacy_bound(tp=[30], fp=[10], n_members=100, n_nonmembers=100, epsilon=1.0, delta=1e-5)
     assert not check.violated
-    assert 0 <= check.epsilon_lower_bound < 1.0
+    assert 0 <= check.epsilon_empirical < 1.0
 
 
 def test_bound_violated_on_the_mirrored_side():
@@ -138,13 +150,13 @@ def test_bound_violated_on_the_mirrored_side():
     row = check.points.loc[0]
     assert row.tpr_low <= math.e * row.fpr_high  # the TPR side holds...
     assert 1 - row.fpr_high > math.e * (1 - row.tpr_low) + 1e-5  # ...the mirrored one does not
-    assert check.violated and check.epsilon_lower_bound > 1.0
+    assert check.violated and check.epsilon_empirical > 1.0
 
 
 def test_delta_and_bonferroni_make_the_check_more_lenient():
     one = check_privacy_bound(tp=[90], fp=[0], n_members=100, n_nonmembers=100, epsilon=1.0, delta=1e-5)
     four = check_privacy_bound(tp=[90] * 4, fp=[0] * 4, n_members=100, n_nonmembers=100, epsilon=1.0, delta=1e-5)
-    assert four.epsilon_lower_bound < one.epsilon_lower_bound
+    assert four.epsilon_empirical < one.epsilon_empirical
     assert not check_privacy_bound(tp=[90], fp=[0], n_members=100, n_nonmembers=100, epsilon=1.0, delta=0.9).violated
 
 
@@ -182,7 +194,7 @@ def test_per_group_table_shape_and_one_class_group():
     direct = membership_by_group(membership=np.r_[np.ones(30), np.zeros(35)], scores=scores_a, groups=["a"] * 65)
     assert table.loc["a", "mia_auroc"] == pytest.approx(direct["mia_auroc"].iloc[0])
     assert set(summary) == {"mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated",
-                            "mia_epsilon_lower_bound", "n_members", "n_nonmembers"}
+                            "mia_epsilon_empirical", "n_members", "n_nonmembers"}
 
 
 def test_no_groups_gives_an_empty_table_and_groups_must_come_in_pairs():
@@ -239,7 +251,7 @@ def test_canary_overfit_model_claimed_private_is_flagged(canary_data):
     assert result.record["final_loss"] < 0.05  # it memorised the random labels
     assert summary["mia_auroc"] > 0.75
     assert summary["mia_bound_violated"] is True
-    assert summary["mia_epsilon_lower_bound"] > 2.0
+    assert summary["mia_epsilon_empirical"] > 2.0
     # the same model claimed non-private is not "violating" anything
     _, honest = _train_and_audit(canary_data, train_epsilon=math.inf, claimed_epsilon=math.inf)
     assert honest["mia_bound_violated"] is False
@@ -248,7 +260,7 @@ def test_canary_overfit_model_claimed_private_is_flagged(canary_data):
 def test_canary_dp_model_passes(canary_data):
     result, summary = _train_and_audit(canary_data, train_epsilon=1.0, claimed_epsilon=1.0)
     assert summary["mia_bound_violated"] is False
-    assert summary["mia_epsilon_lower_bound"] <= 1.0
+    assert summary["mia_epsilon_empirical"] <= 1.0
     # Tolerance around 0.5: sampling noise plus the leakage ε = 1 itself allows. With no leakage the AUROC of
     # 200 vs 200 has SD sqrt((n1 + n0 + 1) / (12 n1 n0)) ≈ 0.029; random labels on 50 random features are
     # near DP-SGD's worst case, so the attack can also reach what the accountant permits: in the Gaussian-DP

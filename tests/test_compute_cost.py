@@ -155,7 +155,8 @@ def test_compute_cost_section_reads_what_aggregate_writes(tmp_path):
     section = compute_cost_section(cells=tmp_path / "cells.csv", ratios=tmp_path / "ratios.csv")
     assert [r["epsilon"] for r in section["cells"]] == ["1", "∞"] and section["devices"] == "cpu"
     assert section["cells"][0]["job"] == "12 [12–12]" and section["cells"][0]["mode"] == "—"
-    assert section["ratios"] == [{"dataset": "d", "model": "mlp · dpsgd", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
+    # one method in the grid: the series is named by its model alone (the figures' rule, report_frames.cell_label)
+    assert section["ratios"] == [{"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
 
 
 def test_report_renders_both_sections_escaped(tmp_path):

@@ -27,8 +27,22 @@ def test_default_grid(repo):
     b = load_benchmark(repo / "benchmarks" / "default.yaml")
     assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
     assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
-    assert len(b.runs()) == 36  # synthetic_lesions by dpsgd and dpsgd_patient, support2 by dpsgd: 3 × 4 ε × 3 seeds
+    # dpsgd on both cells (24 runs), dpsgd_patient on the images (12), and two fairness mitigations on the
+    # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18
+    assert len(b.runs()) == 24 + 12 + 2 * 3 * 3
+    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_patient", "dpsgd_f", "dpsgd_global_adapt"]
+    assert b.methods_for("support2") == ["dpsgd"] and b.mitigation("synthetic_lesions")["attribute"] == "site"
+    assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
     assert b.config["privacy"]["accountant"] == "prv"
+
+
+def test_renamed_and_unknown_method_keys_give_clear_errors():
+    with pytest.raises(ConfigError, match="training.grad_sample_mode was renamed to training.clipping_backend"):
+        validate_config(config(training={"grad_sample_mode": "hooks"}))
+    with pytest.raises(ConfigError, match="datasets.synthetic_lesions.training.grad_sample_mode was renamed"):
+        validate_config(config(datasets={"synthetic_lesions": {"training": {"grad_sample_mode": "auto"}}}))
+    with pytest.raises(ConfigError, match=r"methods\[0\] = 'dp_sgd' is not a known method; allowed: \['dpsgd'"):
+        validate_config(config(methods=["dp_sgd"]))
 
 
 def test_module_alias_lets_two_entries_share_a_module():

@@ -72,7 +72,7 @@ def test_epsilon_spent_is_within_target_and_reproducible_by_an_independent_accou
 
 def test_train_refuses_delta_at_or_above_one_over_n(data):
     x, y = data
-    with pytest.raises(PrivacyError, match="delta = 0.002 is not below 1/n_train"):
+    with pytest.raises(PrivacyError, match="delta = 0.002 is not below 1/n_units"):
         train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=1.0, delta=2e-3,
               config=TrainConfig(epochs=1), seed=0)
 

@@ -4,28 +4,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
-
-TINY = {
-    "name": "tiny",
-    "datasets_dir": str(REPO / "datasets"),
-    "datasets": {"synthetic_lesions": {"params": {"n_samples": 400, "image_size": 16}}},
-    "models": ["cnn"],
-    "epsilons": [1, "inf"],
-    "seeds": [0],
-    "training": {"epochs": 1, "batch_size": 64},
-    "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
-    "speed": {"warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
-}
+from tiny_grid import REPO, TINY, snakemake  # the grid and its runner; the tiny_run fixture is in conftest.py
 
 METRIC_COLUMNS = (
     "dataset model epsilon seed attribute auroc auroc_ci_low auroc_ci_high worst_group_auroc auroc_gap "
@@ -34,28 +17,13 @@ METRIC_COLUMNS = (
 ).split()
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    path = workdir / "benchmark.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args, "--configfile", str(path)],
-                          capture_output=True, text=True, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, TINY)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir
-
-
 @pytest.mark.integration
 def test_dry_run_lists_the_grid(tmp_path):
     result = snakemake(tmp_path, TINY, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1)):
+    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1),
+                        ("audit_train", 2), ("audit", 2), ("aggregate_audit", 1)):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
 
 
@@ -81,7 +49,7 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
         assert column in metrics.columns, column
     assert not metrics["mia_bound_violated"].any()
     changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
-    assert list(changes.columns) == ["dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
+    assert list(changes.columns) == ["dataset", "model", "method", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
                                      "p_value", "p_adjusted", "family", "verdict", "raw_gap_change"]
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
     assert set(changes["family"]) == {"headline", "exploratory"}
@@ -93,18 +61,41 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     assert ((gaps["p_value"] > 0) & (gaps["p_value"] <= 1)).all() and (gaps["null_gap"] > 0).all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
     assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
-    assert list(subgroups.columns[:9]) == ["dataset", "model", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+    assert list(subgroups.columns[:10]) == ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
     assert set(subgroups["group"]) == {"A", "B"} and len(subgroups) == 4
     assert subgroups.groupby("epsilon")["n"].sum().eq(metrics["n_test"].iloc[0]).all()
 
 
 @pytest.mark.integration
+def test_audit_table_follows_the_output_contract(tiny_run):
+    audit = pd.read_csv(tiny_run / "results/summary/audit.csv", keep_default_na=False, na_values=[""])
+    assert list(audit.columns) == ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low",
+                                   "ci_high", "n", "attribute", "group"]
+    assert set(audit["attack"]) == {"loss", "rmia", "one_run"} and set(audit["method"]) == {"dpsgd"}
+    bounds = audit.query("attack == 'one_run' and metric == 'epsilon_lower_bound'").set_index("epsilon")["value"]
+    assert set(bounds.index) == {1.0, float("inf")} and bounds[1.0] <= 1.0
+    assert set(audit.dropna(subset=["attribute"])["group"]) == {"A", "B"}
+    # 60 held-out rows: no TPR at 1% or 0.1% FPR (fewer than 10 rows in the tail)
+    assert audit.query("metric == 'tpr_at_1pct_fpr'")["value"].isna().all()
+    metrics = pd.read_csv(tiny_run / "results/summary/metrics.csv")
+    loss_auroc = audit.query("attack == 'loss' and metric == 'auroc' and attribute.isna()").set_index("epsilon")["value"]
+    assert metrics.set_index("epsilon")["mia_auroc"].to_dict() == pytest.approx(loss_auroc.to_dict())
+    assert "mia_epsilon_lower_bound" not in metrics.columns and "mia_epsilon_empirical" in metrics.columns
+    assert (tiny_run / "results/summary/audit_roc.csv").exists()
+
+
+@pytest.mark.integration
 def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
-    assert "synthetic_lesions" in html and "Privacy parameters of every run" in html
+    assert "synthetic_lesions" in html and "the privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
-    assert html.count('<img src="data:image/png;base64,') == 5  # utility, subgroups, gap, reliability, audit
-    assert "Fairness: does DP change the gaps?" in html and "Empirical privacy audit" in html
+    # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, attack ROC
+    assert html.count('<img src="data:image/png;base64,') == 7
+    assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html
+    # the summary comes first; the methods section has both runs' privacy statements and the definition's hash
+    assert html.index('<section id="summary">') < html.index('<section id="synthetic_lesions">') < html.index('<section id="methods">')
+    assert 'id="ps-synthetic_lesions-cnn-dpsgd-1-0"' in html and 'id="ps-synthetic_lesions-cnn-dpsgd-inf-0"' in html
+    assert re.search(r'<code class="hash">[0-9a-f]{64}</code>', html) and 'id="tradeoff-synthetic_lesions"' in html
     for needle in ("<script src", "<link ", 'src="http', "@import"):
         assert needle not in html
 

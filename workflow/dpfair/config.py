@@ -16,7 +16,7 @@ from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.models import available_models, get_model
 from dpfair.privacy import check_accountant, format_epsilon, parse_epsilon
-from dpfair.tuning.names import tuned_methods
+from dpfair.tuning.names import split_method, tuned_methods
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
@@ -50,6 +50,8 @@ class TrainConfig:
     augmult: int = 1
     #: Set only by private tuning (``dpfair.tuning``): the trial's σ, calibrated for the whole procedure.
     noise_multiplier: float | None = None
+    #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.mechanisms.mitigation).
+    mitigation: dict | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:
@@ -146,9 +148,12 @@ class Benchmark:
         return [(d, m) for d in self.datasets for m in self.models_for(d)]
 
     def runs(self) -> list[Run]:
+        """Every run of the grid. A method whose ε = ∞ arm is another method's (``nonprivate_arm_of``, e.g. the
+        fairness mitigations run dpsgd's non-private loop) skips ε = ∞ where that method runs too."""
         return [
             Run(d, m, method, e, s)
             for d, m in self.cells() for method in self.methods_for(d) for e in self.epsilons for s in self.seeds
+            if not (e == "inf" and _nonprivate_arm_of(method) in self.methods_for(d))
         ]
 
     def dataset_settings(self, dataset: str) -> dict:
@@ -163,11 +168,15 @@ class Benchmark:
         privacy = self.privacy(dataset)
         return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
                            max_rows_per_patient=privacy.get("max_rows_per_patient"),
-                           clip_policy=privacy.get("clip_policy", "flat"))
+                           clip_policy=privacy.get("clip_policy", "flat"), mitigation=self.mitigation(dataset))
 
     def tuning(self, dataset: str) -> dict:
         """The dataset's ``tuning:`` block merged over the benchmark's (``enabled: false`` when neither sets one)."""
         return {**(self.config.get("tuning") or {}), **(self.dataset_settings(dataset).get("tuning") or {})}
+
+    def mitigation(self, dataset: str) -> dict:
+        """The mitigation settings of ``dataset`` (its own over the benchmark's ``mitigation:``)."""
+        return {**(self.config.get("mitigation") or {}), **(self.dataset_settings(dataset).get("mitigation") or {})}
 
     def privacy(self, dataset: str) -> dict:
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
@@ -273,11 +282,37 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
                 f"add one that does ({[m for m in known_models if modalities[name] in get_model(m).modalities]})"
             )
         benchmark.training(name)  # TrainConfig checks the merged values
+        _check_mitigation(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
     return benchmark
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
     return validate_config(copy.deepcopy(load_yaml(path)))
+
+
+def _nonprivate_arm_of(method: str) -> str | None:
+    from dpfair.mechanisms import get_mechanism  # the mechanisms import this module
+
+    base, tuned = split_method(method)
+    if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
+        return None
+    return getattr(get_mechanism(base), "nonprivate_arm_of", None)
+
+
+def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:
+    """A dataset running a fairness mitigation must name one of its sensitive attributes as the target."""
+    from dpfair.mechanisms import get_mechanism
+    from dpfair.mechanisms.mitigation import MitigationMechanism
+
+    mitigations = [m for m in benchmark.methods_for(name) if isinstance(get_mechanism(m), MitigationMechanism)]
+    if not mitigations:
+        return
+    attribute = benchmark.mitigation(name).get("attribute")
+    if not attribute or any(a not in attributes for a in str(attribute).split(":")):
+        raise ConfigError(
+            f"datasets.{name}.mitigation.attribute = {attribute!r}: methods {mitigations} need the sensitive attribute "
+            f"they target; allowed: {list(attributes)}"
+        )
 
 
 def _check_renamed_keys(config: dict) -> None:

@@ -77,6 +77,18 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
     if tuning:
         card["tuning"] = tuning
         card["independent_accountants"] = {**CARD_ACCOUNTANTS, "rdp_google": ACCOUNTANTS["rdp_google"]}
+    if "aux_noise_multiplier" in record:  # a mitigation: its auxiliary release and the budget split (dpfair.fair_clipping)
+        card["mitigation"] = {
+            "attribute": record.get("mitigation_attribute"),
+            "groups": record.get("mitigation_groups"),
+            "aux_budget_share": record.get("aux_budget_share"),
+            "noise_multiplier_gradient": record.get("noise_multiplier"),
+            "noise_multiplier_aux": record.get("aux_noise_multiplier"),
+            "noise_multiplier_effective": record.get("noise_multiplier_total"),
+            "noise_bound_mean": record.get("noise_bound_mean"),
+            "noise_bound_max": record.get("noise_bound_max"),
+            "ledger_note": "one PoissonSampled(Gaussian(σ_eff)) per step: the gradient and the counts read the same batch",
+        }
     group = getattr(mechanism, "group_privacy", None)
     if group is not None:
         gp = group(meta=meta, epsilon=epsilon, delta=delta)
@@ -133,8 +145,13 @@ def check_privacy_card(card: dict) -> None:
         if not card["noise_multiplier"] > 0:
             raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
         sigmas = {sigma for sigma, _, _ in ledger_gaussians(ledger)}
-        if sigmas != {card["noise_multiplier"]}:
-            raise PrivacyError(f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {card['noise_multiplier']}")
+        charged = card["noise_multiplier"]
+        if card.get("mitigation"):  # the gradient and the noisy counts of one batch: one Gaussian at σ_eff
+            from dpfair.fair_clipping import effective_sigma
+
+            charged = effective_sigma(card["noise_multiplier"], card["mitigation"]["noise_multiplier_aux"])
+        if len(sigmas) != 1 or not math.isclose(next(iter(sigmas)), charged, rel_tol=1e-9):
+            raise PrivacyError(f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {charged}")
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dpfair.audit import audit_membership, loss_scores
+from dpfair.audit.training_adapter import predict_logits
 from dpfair.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
-from dpfair.fairness import INTERSECTION_SEP, evaluate_fairness, metric_names
+from dpfair.fairness import evaluate_fairness, metric_names
 from dpfair.jsonio import write_json
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.mechanisms import TrainingData, get_mechanism
@@ -40,7 +40,7 @@ METRIC_COLUMNS = [
     "class_weight", "clip_policy", "augmult",
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
-    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound",
+    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_empirical",
     "auroc_gap_ci_low", "auroc_gap_ci_high", "worst_group_auroc_ci_low", "worst_group_auroc_ci_high", "auroc_ratio",
     "auprc", "auprc_ci_low", "auprc_ci_high", "auprc_gap", "auprc_gap_ci_low", "auprc_gap_ci_high",
     "ece", "ece_ci_low", "ece_ci_high", "ece_gap", "ece_gap_ci_low", "ece_gap_ci_high",
@@ -49,7 +49,6 @@ METRIC_COLUMNS = [
     "eod", "eod_ci_low", "eod_ci_high", "eqodds_diff", "eqodds_diff_ci_low", "eqodds_diff_ci_high",
     "dpd", "dpd_ci_low", "dpd_ci_high",
 ]
-MIA_COLUMNS = ["mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_lower_bound"]
 SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
 
@@ -70,8 +69,8 @@ def train_run(
 ) -> dict:
     """Train one run on the prepared training split; save weights, scores, the run record and its privacy card.
 
-    Scores cover every row (training rows too: the membership-inference audit compares them with the
-    held-out rows). The privacy card is checked before anything is written, so a run whose settings
+    Scores (probability and logit) cover every row (training rows too: the audit's attacks compare them
+    with the held-out rows). The privacy card is checked before anything is written, so a run whose settings
     contradict its accounting leaves no outputs.
     """
     eps = parse_epsilon(epsilon)
@@ -96,11 +95,15 @@ def train_run(
         model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
         epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
         x_val=x_val, y_val=y_val, method=method, patient_id=patient_id,
+        groups=_train_groups(prepared, train_rows) if getattr(mechanism, "uses_groups", False) else None,
     )
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it
     result = tune_and_train(**common, tuning=tuning or {}) if tuned else train(**common)
-    scores = prepared.samples.assign(score=predict(result.model, prepared.x, device=torch_device))
+    scores = prepared.samples.assign(
+        score=predict(result.model, prepared.x, device=torch_device),
+        logit=predict_logits(result.model, prepared.x, device=torch_device),  # the audit's attacks read logits
+    )
     record = {
         "dataset": prepared.meta["name"],
         "model": model_name,
@@ -128,8 +131,8 @@ def evaluate_run(
     """Evaluate one run and write its rows of the summary tables.
 
     Fairness and utility on the test rows at a threshold chosen on the validation rows
-    (:func:`dpfair.fairness.evaluate_fairness`), and the membership-inference audit of the model:
-    training rows against the held-out (validation and test) rows it never trained on.
+    (:func:`dpfair.fairness.evaluate_fairness`). The membership-inference attacks are the audit stage's
+    (:mod:`dpfair.audit.stage`); the aggregate joins the loss attack's ``mia_*`` columns in.
 
     ``outputs`` maps ``metrics``, ``subgroups``, ``gaps``, ``replicates`` and ``reliability`` to paths.
     """
@@ -154,15 +157,13 @@ def evaluate_run(
     )
     keys = {"dataset": run["dataset"], "model": run["model"], "method": run.get("method", "dpsgd"),
             "epsilon": float(run["epsilon"]), "seed": run["seed"]}
-    mia, mia_groups = _membership_audit(table, run, [*attributes, *(INTERSECTION_SEP.join(i) for i in intersections)],
-                                        enabled=settings.get("membership_inference", True))
-    metric_rows = _metric_rows(report, mia)
+    metric_rows = _metric_rows(report)
     metrics = pd.DataFrame(metric_rows).assign(
         **keys, n_test=int((table["split"] == "test").sum()),
         **{k: run[k] for k in METRIC_COLUMNS if k in run and k not in keys},
     )
     metrics = metrics[[c for c in METRIC_COLUMNS if c in metrics.columns]]
-    subgroups = _subgroup_rows(report.groups, mia_groups).assign(**keys)
+    subgroups = _subgroup_rows(report.groups).assign(**keys)
     subgroups = subgroups[[*SUBGROUP_COLUMNS, *(c for c in subgroups.columns if c not in SUBGROUP_COLUMNS)]]
     gaps = report.gaps.assign(**keys)
     replicates = report.gap_replicates.assign(**keys)
@@ -173,44 +174,10 @@ def evaluate_run(
     return tables
 
 
-def _membership_audit(table: pd.DataFrame, run: dict, attributes: list[str], *, enabled: bool):
-    """Loss-threshold attack on the run's model; ε = ∞ runs are audited too, as the reference."""
-    if not enabled:
-        return {}, pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
-    if run.get("privacy_unit") == "patient":  # the guarantee is per patient: patients are the members
-        table = _per_patient(table, attributes)
-    members = table[table["split"] == "train"]
-    others = table[table["split"].isin(["val", "test"])]
-    common = dict(
-        member_probs=members["score"].to_numpy(), member_labels=members["label"].to_numpy(),
-        nonmember_probs=others["score"].to_numpy(), nonmember_labels=others["label"].to_numpy(),
-        epsilon=float(run["epsilon"]), delta=float(run["delta"]), seed=int(run["seed"]),
-    )
-    summary, _ = audit_membership(**common)
-    by_group = []
-    for attr in attributes:
-        parts = attr.split(INTERSECTION_SEP)
-        member_groups = members[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
-        other_groups = others[parts].astype(str).agg(INTERSECTION_SEP.join, axis=1)
-        _, groups = audit_membership(**common, member_groups=member_groups, nonmember_groups=other_groups)
-        by_group.append(groups[["group", "mia_auroc"]].assign(attribute=attr))
-    frame = pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(columns=["attribute", "group", "mia_auroc"])
-    return summary, frame
-
-
-def _per_patient(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
-    """One row per patient for the loss attack: score = the mean of its rows' log-likelihoods.
-
-    Passed to the attack as probability exp(mean log p(y)) of label 1 with label 1, whose loss score is
-    that mean exactly; a patient's group is its first row's.
-    """
-    loglik = loss_scores(probs=table["score"].to_numpy(), labels=table["label"].to_numpy())
-    columns = sorted({c for a in attributes for c in a.split(INTERSECTION_SEP)} & set(table.columns))
-    grouped = table.assign(_loglik=loglik).groupby("patient_id", sort=False)
-    out = grouped[["split", *columns]].first()
-    out["score"] = np.exp(grouped["_loglik"].mean())
-    out["label"] = 1
-    return out.reset_index()
+def _train_groups(prepared: PreparedDataset, train_rows: pd.Series) -> pd.DataFrame:
+    """The training rows' sensitive attributes, for a mechanism that declares ``uses_groups`` (DPSGD-F)."""
+    attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
+    return prepared.samples.loc[train_rows, attributes].reset_index(drop=True)
 
 
 #: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =
@@ -219,13 +186,12 @@ GAP_NAMES = {"auroc": "auroc_gap", "auprc": "auprc_gap", "tpr": "eod", "equalize
              "selection_rate": "dpd", "ece": "ece_gap"}
 
 
-def _metric_rows(report, mia: dict) -> list[dict]:
+def _metric_rows(report) -> list[dict]:
     overall = {}
     for r in report.overall.to_dict("records"):
         if r["metric"] in ("auroc", "auprc", "ece", "tpr", "fpr", "ppv", "balanced_accuracy"):
             overall.update({r["metric"]: r["value"], f"{r['metric']}_ci_low": r["ci_low"], f"{r['metric']}_ci_high": r["ci_high"]})
     overall["threshold"] = report.threshold
-    overall.update({k: mia[k] for k in MIA_COLUMNS if k in mia})
     rows = []
     for attr, gaps in report.gaps.groupby("attribute", sort=False):
         row = {"attribute": attr, **overall}
@@ -243,13 +209,13 @@ def _metric_rows(report, mia: dict) -> list[dict]:
     return rows
 
 
-def _subgroup_rows(groups: pd.DataFrame, mia_groups: pd.DataFrame) -> pd.DataFrame:
+def _subgroup_rows(groups: pd.DataFrame) -> pd.DataFrame:
     if groups.empty:
-        return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc", "mia_auroc"])
+        return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc"])
     keys = ["attribute", "group"]
     sizes = groups[[*keys, "n", "n_positive", "flagged"]].drop_duplicates(keys)
     wide = groups.pivot(index=keys, columns="metric", values=["value", "ci_low", "ci_high"])
     wide.columns = [m if stat == "value" else f"{m}_{stat}" for stat, m in wide.columns]
     metrics = [m for m in metric_names() if m in groups["metric"].unique()]
     wide = wide[[c for m in metrics for c in (m, f"{m}_ci_low", f"{m}_ci_high")]].reset_index()
-    return sizes.merge(wide, on=keys, how="left").merge(mia_groups, on=keys, how="left")
+    return sizes.merge(wide, on=keys, how="left")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import opacus
 import torch
 from opacus.data_loader import DPDataLoader
@@ -69,6 +70,7 @@ def train(
     y_val: torch.Tensor | None = None,
     method: str = "dpsgd",
     patient_id: np.ndarray | None = None,
+    groups: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
 
@@ -90,7 +92,7 @@ def train(
         return _train(
             model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=epsilon,
             delta=delta, config=config, seed=seed, device=device, x_val=x_val, y_val=y_val, method=method,
-            patient_id=patient_id,
+            patient_id=patient_id, groups=groups,
         )
 
 
@@ -103,10 +105,10 @@ def replayed_epsilon(mechanism, event, *, accountant: str, delta: float) -> floa
 
 
 def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, seed, device, x_val, y_val, method,
-           patient_id) -> TrainResult:
+           patient_id, groups=None) -> TrainResult:
     mechanism = get_mechanism(method)
     data = TrainingData(
-        x=x_train, y=y_train, patient_id=patient_id,
+        x=x_train, y=y_train, patient_id=patient_id, groups=groups,
         label_prior=float(y_val.float().mean()) if y_val is not None and len(y_val) else None,
     )
     n_units = mechanism.n_units(data)

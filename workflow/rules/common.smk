@@ -92,6 +92,19 @@ def get_training_config(wildcards):
     return vars(BENCHMARK.training(wildcards.dataset))
 
 
+def get_mitigation_attributes():
+    """Per dataset that runs a fairness mitigation beside dpsgd, the attribute it targets (method comparison)."""
+    from dpfair.mechanisms import get_mechanism
+    from dpfair.mechanisms.mitigation import MitigationMechanism
+
+    out = {}
+    for dataset in BENCHMARK.datasets:
+        methods = BENCHMARK.methods_for(dataset)
+        if "dpsgd" in methods and any(isinstance(get_mechanism(m), MitigationMechanism) for m in methods):
+            out[dataset] = BENCHMARK.mitigation(dataset).get("attribute")
+    return out
+
+
 def get_report_settings():
     """The parts of the benchmark definition the report's header describes."""
     keys = ("name", "description", "epsilons", "seeds", "models", "split", "evaluation")
@@ -158,6 +171,44 @@ def get_speed_threads():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+# --- audit stage (workflow/rules/audit.smk) ------------------------------------------------------------
+from dpfair.audit.plan import audit_plan  # noqa: E402
+from dpfair.tuning.names import split_method  # noqa: E402
+
+AUDIT = audit_plan(
+    config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons,
+    # a tuned arm (m-tuned) is not audited on its own: its reference and canary models would need the
+    # tuning rerun per model; the audit of m (same mechanism, fixed recipe) stands for the mechanism
+    cells=[(d, m, meth) for d, m in BENCHMARK.cells() for meth in BENCHMARK.methods_for(d) if not split_method(meth)[1]],
+)
+# audit only the (dataset, model, method, ε) cells the grid trains (mitigations share dpsgd's ε = ∞ arm)
+_TRAINED_CELLS = {(r.dataset, r.model, r.method, r.epsilon) for r in BENCHMARK.runs()}
+AUDIT.cells = [c for c in AUDIT.cells if (c["dataset"], c["model"], c["method"], c["epsilon"]) in _TRAINED_CELLS]
+AUDIT_DIR = "results/audit/{dataset}/{model}/{method}/eps-{epsilon}"
+
+
+def get_audit_settings():
+    return AUDIT.settings
+
+
+def get_audit_tables(name):
+    """Every audited cell's table ``name`` (audit.csv, roc.csv)."""
+    return [f"{AUDIT_DIR.format(**c)}/{name}" for c in AUDIT.cells]
+
+
+def get_audit_run_inputs(wildcards):
+    """The cell's runs (one per seed) and, on the reference seeds, what its attacks need trained."""
+    runs = [RUN_DIR.format(**{**dict(wildcards), "seed": s}) for s in BENCHMARK.seeds]
+    inputs = {name: [f"{r}/{name}" for r in runs] for name in ("scores.csv", "run.json", "privacy_card.json")}
+    cell = AUDIT_DIR.format(**dict(wildcards))
+    inputs["trained"] = [f"{cell}/seed-{s}/{f}" for s in AUDIT.trained_seeds for f in AUDIT.trained_files]
+    return inputs
+
+
+def get_audit_training_config(wildcards):
+    return {"training": vars(BENCHMARK.training(wildcards.dataset)), **AUDIT.training_settings}
 
 
 def get_run_entries():

@@ -12,9 +12,9 @@ rule evaluate:
     params:
         evaluation=config["evaluation"],
     log:
-        "results/logs/evaluate/" + RUN_STEM + ".log",
+        f"results/logs/evaluate/{RUN_STEM}.log",
     benchmark:
-        "results/benchmarks/evaluate/" + RUN_STEM + ".tsv"
+        f"results/benchmarks/evaluate/{RUN_STEM}.tsv"
     conda:
         "../../environment.yml"
     script:
@@ -30,6 +30,7 @@ rule aggregate:
         reliability=get_run_outputs("reliability.csv"),
         records=get_run_outputs("run.json"),
         train_benchmarks=get_run_benchmarks(),
+        audit=rules.aggregate_audit.output.table,
     output:
         metrics=report("results/summary/metrics.csv", caption="../report/metrics.rst", category="Summary tables"),
         subgroups="results/summary/subgroups.csv",
@@ -48,3 +49,25 @@ rule aggregate:
         "../../environment.yml"
     script:
         "../scripts/aggregate.py"
+
+
+rule compare_methods:
+    input:
+        records=get_run_outputs("run.json"),
+        scores=get_run_outputs("scores.csv"),
+        gaps=rules.aggregate.output.gaps,
+        replicates=get_run_outputs("gap_replicates.csv.gz"),
+    output:
+        table="results/summary/method_comparison.csv",
+        groups="results/summary/method_comparison_groups.csv",
+    params:
+        attributes=get_mitigation_attributes(),
+        evaluation=config["evaluation"],
+    log:
+        "results/logs/compare_methods.log",
+    benchmark:
+        "results/benchmarks/compare_methods.tsv"
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/compare_methods.py"

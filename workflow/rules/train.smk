@@ -17,9 +17,9 @@ rule train:
         gpu=get_train_gpus,
         gpu_mem_mb=get_train_gpu_mem_mb,
     log:
-        "results/logs/train/" + RUN_STEM + ".log",
+        f"results/logs/train/{RUN_STEM}.log",
     benchmark:
-        "results/benchmarks/train/" + RUN_STEM + ".tsv"
+        f"results/benchmarks/train/{RUN_STEM}.tsv"
     conda:
         "../../environment.yml"
     script:

@@ -1,10 +1,14 @@
-"""Rule script: stack every run's tables into the summary tables, derive the gap changes and the compute cost."""
+"""Rule script: stack every run's tables into the summary tables, derive the gap changes and the compute cost.
+
+metrics.csv's ``mia_*`` columns and subgroups.csv's ``mia_auroc`` come from the audit stage's loss attack.
+"""
 
 from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
 from dpfair.compute_cost import compute_cost  # noqa: E402
+from dpfair.audit.stage import join_audit_columns  # noqa: E402
 from dpfair.summary import summarise  # noqa: E402
 
 summarise(
@@ -12,6 +16,7 @@ summarise(
     outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
     level=snakemake.params.level,
 )
+join_audit_columns(audit=snakemake.input.audit, metrics=snakemake.output.metrics, subgroups=snakemake.output.subgroups)
 cells, ratios = compute_cost(benchmarks=snakemake.input.train_benchmarks, records=snakemake.input.records)
 cells.to_csv(snakemake.output.compute_cost, index=False)
 ratios.to_csv(snakemake.output.compute_ratios, index=False)

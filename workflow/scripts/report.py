@@ -14,11 +14,17 @@ render_report(
     benchmark=snakemake.params.benchmark,
     output=snakemake.output.html,
     privacy_cards=snakemake.input.cards,
+    gaps=snakemake.input.gaps,
     gap_changes=snakemake.input.gap_changes,
     reliability=snakemake.input.reliability,
     compute_cost=snakemake.input.compute_cost,
     compute_ratios=snakemake.input.compute_ratios,
     # empty when the config switches the speed benchmark off
     speed=snakemake.input.speed[0] if snakemake.input.speed else None,
+    method_comparison=snakemake.input.get("method_comparison"),
+    method_comparison_groups=snakemake.input.get("method_comparison_groups"),
+    audit=snakemake.input.audit,
+    audit_roc=snakemake.input.audit_roc,
+    definition=dict(snakemake.params.definition),
     status=run_status(snakemake.params.runs),
 )

@@ -151,3 +151,17 @@ def get_mechanism(name: str) -> Mechanism:
     if name not in _MECHANISMS:
         raise ConfigError(f"unknown method {name!r}; allowed: {sorted(_MECHANISMS)}")
     return _MECHANISMS[name]()
+
+
+def require_bookkeeping(model: nn.Module, config: TrainConfig, *, method: str, why: str) -> None:
+    """Refuse a clipping backend other than book-keeping for ``method`` (``why``: what only book-keeping does)."""
+    from dpfair.bookkeeping import unsupported_layers
+    from dpfair.dpsgd import resolve_mode
+
+    if resolve_mode(config.clipping_backend, model) != "bookkeeping":
+        missing = unsupported_layers(model)
+        raise ConfigError(
+            f"method {method} {why}, which only the book-keeping backend does; "
+            f"training.clipping_backend = {config.clipping_backend!r}"
+            + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
+        )

@@ -23,12 +23,12 @@ import pandas as pd
 import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
-from dpfair.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.bookkeeping import BookKeepingClipper
 from dpfair.clip_policy import get_clip_policy
-from dpfair.dpsgd import _ClippedSumDPOptimizer, resolve_mode
+from dpfair.dpsgd import _ClippedSumDPOptimizer
 from dpfair.errors import ConfigError
 from dpfair.ledger import poisson_gaussian
-from dpfair.mechanisms import Mechanism, Trainer, register_mechanism
+from dpfair.mechanisms import Mechanism, Trainer, require_bookkeeping, register_mechanism
 from dpfair.mechanisms.dpsgd import calibrate_sigma
 from dpfair.mechanisms.text import patient_word
 from dpfair.privacy import is_private
@@ -107,14 +107,7 @@ class PatientDPSGD(Mechanism):
 
             return Trainer(mode="nonprivate", optimizer=optimizer, step=plain_step, **common)
 
-        mode = resolve_mode(config.clipping_backend, model)
-        if mode != "bookkeeping":
-            missing = unsupported_layers(model)
-            raise ConfigError(
-                f"method dpsgd_patient clips each patient's summed gradient, which only the book-keeping backend "
-                f"does; training.clipping_backend = {config.clipping_backend!r}"
-                + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
-            )
+        require_bookkeeping(model, config, method="dpsgd_patient", why="clips each patient's summed gradient")
         steps = config.epochs * len(loader)
         sigma = config.noise_multiplier or calibrate_sigma(
             epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)

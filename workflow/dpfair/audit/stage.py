@@ -1,0 +1,140 @@
+"""The audit stage as files: audit a cell's runs, stack the tables, join the loss attack into metrics.csv.
+
+:func:`audit_cell` runs every configured attack on every seed's run of a (dataset, model, method, ε) cell
+(those needing reference models or a canary run on the reference seeds only, from the files
+:mod:`dpfair.audit.train_models` wrote) and writes one long table. A finite-ε run whose certified one-run
+bound exceeds its target fails the stage. Nothing here imports torch: the audit job stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from dpfair.audit.registry import DEFAULT_METHOD, AuditContext, get_attack
+from dpfair.errors import PrivacyError
+
+log = logging.getLogger(__name__)
+
+AUDIT_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low", "ci_high", "n",
+                 "attribute", "group"]
+ROC_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "fpr", "tpr", "n_nonmembers"]
+#: metrics.csv columns taken from the loss attack's overall rows of audit.csv.
+LOSS_METRIC_COLUMNS = {
+    "auroc": "mia_auroc", "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr": "mia_tpr_at_0p1pct_fpr",
+    "bound_violated": "mia_bound_violated", "epsilon_empirical": "mia_epsilon_empirical",
+}
+
+
+def audit_cell(
+    *, runs: list[dict], meta: str | Path, settings: dict, outputs: dict[str, str | Path],
+    references: dict[int, str | Path] | None = None, canaries: dict[int, str | Path] | None = None,
+    intersections=(), method: str = DEFAULT_METHOD,
+) -> pd.DataFrame:
+    """Run the configured attacks on every run of a cell and write ``table`` (long) and ``roc``.
+
+    ``runs`` holds one dict per seed with ``scores``, ``record`` and ``card`` paths; ``references`` and
+    ``canaries`` map audit seeds to the files :func:`train_audit_models` wrote. Raises
+    :class:`~dpfair.errors.PrivacyError` (after writing the tables) when a finite-ε run's certified one-run
+    bound exceeds its target ε.
+    """
+    references, canaries = references or {}, canaries or {}
+    info = json.loads(Path(meta).read_text())
+    attrs = list(info["card"]["sensitive_attributes"])
+    attributes = [*attrs, *(":".join(i) for i in intersections if all(a in attrs for a in i))]
+    rows, rocs, violations = [], [], []
+    for run in runs:
+        record = json.loads(Path(run["record"]).read_text())
+        card = json.loads(Path(run["card"]).read_text())
+        table = pd.read_csv(run["scores"], dtype={a: str for a in attrs}, keep_default_na=False)
+        seed = int(record["seed"])
+        keys = {"dataset": record["dataset"], "model": record["model"], "method": method,
+                "epsilon": float(card["target_epsilon"]), "seed": seed}
+        ctx = AuditContext(keys=keys, table=table, epsilon=float(card["target_epsilon"]), delta=float(card["delta"]), unit=card.get("unit", "record"),
+                           attributes=attributes, settings=settings)
+        for name in settings.get("attacks", []):
+            attack = get_attack(name)
+            if attack.needs == "references":
+                if seed not in references:
+                    continue
+                ctx.references = pd.read_csv(references[seed])
+            elif attack.needs == "canaries":
+                if seed not in canaries:
+                    continue
+                ctx.canaries = pd.read_csv(canaries[seed])
+            result = attack.run(ctx)
+            for r in result.rows:
+                rows.append({**keys, "attack": name, "ci_low": math.nan, "ci_high": math.nan, "attribute": "", "group": "", **r})
+            if result.roc is not None:
+                rocs.append(result.roc.assign(**keys, attack=name))
+            bound = next((r["value"] for r in result.rows if r["metric"] == "epsilon_lower_bound"), None)
+            if bound is not None:
+                log.info("one-run audit %s seed %d: certified epsilon >= %.3f (target %s)", keys, seed, bound, ctx.epsilon)
+                if math.isfinite(ctx.epsilon) and bound > ctx.epsilon:
+                    violations.append(f"{keys['dataset']}/{keys['model']}/{method} at epsilon={ctx.epsilon:g}, seed {seed}: "
+                                      f"certified lower bound {bound:.3f} exceeds the target")
+    table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    table.to_csv(outputs["table"], index=False)
+    roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=ROC_COLUMNS)
+    roc[ROC_COLUMNS].to_csv(outputs["roc"], index=False)
+    if violations:
+        raise PrivacyError("the one-run audit refutes the claimed privacy (a DP bug): " + "; ".join(violations))
+    return table
+
+
+def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, audit: pd.DataFrame):
+    """metrics.csv's ``mia_*`` columns and subgroups.csv's ``mia_auroc`` from the loss attack's rows of audit.csv."""
+    keys = ["dataset", "model", "epsilon", "seed"]
+    loss = audit[audit["attack"] == "loss"]
+    overall = loss[loss["attribute"].fillna("") == ""]
+    wide = overall.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
+    wide = wide.rename(columns=LOSS_METRIC_COLUMNS)
+    for col in LOSS_METRIC_COLUMNS.values():
+        if col not in wide:
+            wide[col] = math.nan
+    if "mia_bound_violated" in wide and wide["mia_bound_violated"].notna().any():
+        wide["mia_bound_violated"] = wide["mia_bound_violated"].map(lambda v: v if pd.isna(v) else bool(v))
+    drop = [c for c in [*LOSS_METRIC_COLUMNS.values(), "mia_epsilon_lower_bound"] if c in metrics.columns]
+    merged = metrics.drop(columns=drop).merge(wide[[*keys, *LOSS_METRIC_COLUMNS.values()]], on=keys, how="left")
+    if subgroups is None:
+        return merged, None
+    per_group = loss[loss["attribute"].fillna("") != ""][[*keys, "attribute", "group", "value"]].rename(columns={"value": "mia_auroc"})
+    sub = subgroups.drop(columns=[c for c in ("mia_auroc",) if c in subgroups.columns])
+    sub = sub.merge(per_group, on=[*keys, "attribute", "group"], how="left")
+    return merged, sub
+
+
+def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.DataFrame:
+    """Stack the cells' audit tables (header-only when nothing was audited) into the summary tables."""
+    for key, paths, columns in (("table", tables, AUDIT_COLUMNS), ("roc", rocs, ROC_COLUMNS)):
+        frames = [pd.read_csv(p, keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
+                  for p in paths]
+        frames = [f for f in frames if not f.empty]
+        stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
+        stacked[columns].to_csv(outputs[key], index=False)
+    return pd.read_csv(outputs["table"], keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
+
+
+def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str | Path) -> None:
+    """Rewrite the summary's metrics.csv and subgroups.csv with the loss attack's columns from audit.csv."""
+    from dpfair.runner import METRIC_COLUMNS  # the contract's column order
+    from dpfair.summary import NA_VALUES
+
+    def read(path):
+        return pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
+
+    audit_df = read(audit)
+    audit_df["epsilon"] = audit_df["epsilon"].astype(float)
+    metrics_df, subgroups_df = read(metrics), read(subgroups)
+    for frame in (metrics_df, subgroups_df):
+        if "epsilon" in frame:
+            frame["epsilon"] = frame["epsilon"].astype(float)
+    merged, sub = join_loss_columns(metrics=metrics_df, subgroups=subgroups_df, audit=audit_df)
+    ordered = [c for c in METRIC_COLUMNS if c in merged.columns]
+    merged[[*ordered, *(c for c in merged.columns if c not in ordered)]].to_csv(metrics, index=False)
+    sub.to_csv(subgroups, index=False)

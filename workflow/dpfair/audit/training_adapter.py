@@ -1,0 +1,87 @@
+"""The one place where the audit trains models: "train like the audited run did".
+
+Reference models (RMIA) and the canary run (one-run audit) must be trained by the same mechanism, at the
+same ε and δ, with the same hyperparameters as the run they audit; only the training rows and the seed
+differ. Every audit training call goes through :func:`train_like`, so that when training gains a mechanism
+registry only this file changes ("train with the run's mechanism").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dpfair.audit.registry import DEFAULT_METHOD
+from dpfair.config import TrainConfig
+from dpfair.privacy import parse_epsilon
+from dpfair.training import train
+
+
+@dataclass
+class AuditModel:
+    model: nn.Module
+    record: dict
+
+
+def run_settings(*, model: str, modality: str, epsilon, delta: float, training: dict, device: str = "cpu",
+                 method: str = DEFAULT_METHOD) -> dict:
+    """The settings of an audited run that audit models copy (a plain dict, so rules can pass it)."""
+    return {"model": model, "modality": modality, "epsilon": parse_epsilon(epsilon), "delta": float(delta),
+            "training": dict(training), "device": device, "method": method}
+
+
+def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
+               patient_id: np.ndarray | None = None) -> AuditModel:
+    """Train a model on ``(x, y)`` with the audited run's mechanism, ε, δ and hyperparameters, from ``seed``.
+
+    ``patient_id``: each row's unit for patient-level mechanisms (ignored by record-level ones).
+
+    Example:
+        >>> s = run_settings(model="mlp", modality="tabular", epsilon=2, delta=1e-3, training={"epochs": 1, "batch_size": 20})
+        >>> out = train_like(settings=s, x=torch.randn(100, 4), y=torch.randint(0, 2, (100,)).float(), seed=0)
+        >>> out.record["epsilon_spent"] <= 2, out.record["n_train"]
+        (True, 100)
+    """
+    result = train(
+        model_name=settings["model"], modality=settings["modality"], x_train=x, y_train=y,
+        epsilon=settings["epsilon"], delta=settings["delta"], config=TrainConfig(**settings["training"]),
+        seed=seed, device=settings.get("device", "cpu"), method=settings.get("method", DEFAULT_METHOD),
+        patient_id=patient_id,
+    )
+    return AuditModel(model=result.model, record=result.record)
+
+
+def run_delta(prepared, method: str) -> float:
+    """The δ the audited run used: the dataset's setting resolved against the mechanism's unit count
+    (patients for patient-level methods), as :func:`dpfair.runner.train_run` resolves it."""
+    from dpfair.mechanisms import TrainingData, get_mechanism
+    from dpfair.privacy import resolve_delta
+
+    train_rows = (prepared.samples["split"] == "train").to_numpy()
+    x_train, y_train = prepared.part("train")
+    patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
+    n_units = get_mechanism(method).n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
+    return resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """The model's logit of label 1 for every row (float64)."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[i : i + batch_size].to(device)).squeeze(-1).double().cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.empty(0)
+
+
+def derived_seed(seed: int, *tags: int) -> int:
+    """A training seed for an audit model, distinct from the audited runs' seeds and reproducible.
+
+    Example:
+        >>> derived_seed(0, 1) != derived_seed(0, 2) and derived_seed(0, 1) == derived_seed(0, 1)
+        True
+    """
+    return int(np.random.SeedSequence([seed, *tags]).generate_state(1)[0] % (2**31 - 1))

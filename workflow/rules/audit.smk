@@ -1,0 +1,66 @@
+# The privacy audit: reference models and a canary run per audited cell and reference seed (audit_train),
+# every attack on every run of the cell (audit), and the stacked tables (aggregate_audit).
+
+
+rule audit_train:
+    input:
+        data=rules.prepare_dataset.output.data,
+        samples=rules.prepare_dataset.output.samples,
+        meta=rules.prepare_dataset.output.meta,
+    output:
+        references=f"{AUDIT_DIR}/seed-{{seed}}/references.csv.gz",
+        canaries=f"{AUDIT_DIR}/seed-{{seed}}/canaries.csv",
+        record=f"{AUDIT_DIR}/seed-{{seed}}/models.json",
+    params:
+        settings=get_audit_training_config,
+        device=config["device"],
+    wildcard_constraints:
+        method="|".join(AUDIT.methods),
+    threads: 1
+    resources:
+        gpu=get_train_gpus,
+    log:
+        "results/logs/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.tsv"
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/audit_train.py"
+
+
+rule audit:
+    input:
+        unpack(get_audit_run_inputs),
+        meta=rules.prepare_dataset.output.meta,
+    output:
+        table=f"{AUDIT_DIR}/audit.csv",
+        roc=f"{AUDIT_DIR}/roc.csv",
+    params:
+        settings=get_audit_settings(),
+        intersections=config["evaluation"]["intersections"],
+    wildcard_constraints:
+        method="|".join(AUDIT.methods),
+    log:
+        "results/logs/audit/{dataset}/{model}/{method}/eps-{epsilon}.log",
+    benchmark:
+        "results/benchmarks/audit/{dataset}/{model}/{method}/eps-{epsilon}.tsv"
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/audit.py"
+
+
+rule aggregate_audit:
+    input:
+        tables=get_audit_tables("audit.csv"),
+        rocs=get_audit_tables("roc.csv"),
+    output:
+        table="results/summary/audit.csv",
+        roc="results/summary/audit_roc.csv",
+    log:
+        "results/logs/aggregate_audit.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/audit_aggregate.py"

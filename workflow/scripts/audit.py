@@ -1,0 +1,25 @@
+"""Rule script: every configured attack on every run of one (dataset, model, method, epsilon) cell."""
+
+from dpfair.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+
+from pathlib import Path  # noqa: E402
+
+from dpfair.audit.stage import audit_cell  # noqa: E402
+
+inputs = snakemake.input
+runs = [{"scores": s, "record": r, "card": c} for s, r, c in zip(inputs["scores.csv"], inputs["run.json"], inputs["privacy_card.json"])]
+trained = [Path(p) for p in inputs["trained"]]
+by_seed = {name: {int(p.parent.name.removeprefix("seed-")): str(p) for p in trained if p.name == name}
+           for name in ("references.csv.gz", "canaries.csv")}
+audit_cell(
+    runs=runs,
+    meta=inputs.meta,
+    settings=snakemake.params.settings,
+    intersections=snakemake.params.intersections,
+    references=by_seed["references.csv.gz"],
+    canaries=by_seed["canaries.csv"],
+    method=snakemake.wildcards.method,
+    outputs={"table": snakemake.output.table, "roc": snakemake.output.roc},
+)
