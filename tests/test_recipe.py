@@ -197,3 +197,14 @@ def test_opacus_modes_refuse_what_only_bookkeeping_does():
                 TrainConfig(epochs=1, clipping_backend="hooks", clip_policy="normalized")):
         with pytest.raises(ConfigError, match="book-keeping"):
             train(model_name="cnn", modality="image", x_train=x, y_train=y, epsilon=3.0, delta=1e-3, config=cfg, seed=0)
+
+
+@pytest.mark.parametrize("method", ["dpsgd_f", "dpsgd_global_adapt", "label_rr"])
+@pytest.mark.parametrize("option", [{"class_weight": "balanced"}, {"augmult": 2}, {"clip_policy": "normalized"}])
+def test_methods_without_the_recipe_refuse_it_instead_of_ignoring_it(method, option):
+    from dpfair.errors import ConfigError
+    from dpfair.mechanisms import get_mechanism
+
+    with pytest.raises(ConfigError, match=f"method {method} does not implement the recipe options"):
+        get_mechanism(method).make_trainer(model=None, optimizer=None, data=None, config=TrainConfig(**option),
+                                           epsilon=1.0, delta=1e-5, generator=None)

@@ -114,11 +114,30 @@ def test_tuned_run_spends_at_most_the_target_and_its_ledger_replays(prepared, tm
     assert record["lr"] == chosen["lr"] and record["epochs"] == chosen["epochs"]
     assert record["best_epoch"] == chosen["best_epoch"]
     assert chosen["val_auroc"] == max(t["val_auroc"] for t in card["tuning"]["trials"])
-    # the ∞ arm runs the same trials (same count, same recipes)
+    # the private arm drew from the private space (SGD, normalised clipping)
+    assert {t["optimizer"] for t in card["tuning"]["trials"]} == {"sgd"}
+    assert {t["clip_policy"] for t in card["tuning"]["trials"]} == {"normalized"}
+    # the ∞ arm runs as many trials (equal effort), drawn from its own (non-private) space
     inf_record, inf_card = _run(prepared, tmp_path, "inf", "nonprivate")
     assert inf_record["tuning_trials"] == k
-    strip = lambda t: {key: t[key] for key in TUNING["search_space"]}  # noqa: E731
-    assert [strip(t) for t in inf_card["tuning"]["trials"]] == [strip(t) for t in card["tuning"]["trials"]]
+    nonprivate = search_space("image", TUNING["search_space"], private=False)
+    for t in inf_card["tuning"]["trials"]:
+        assert all(t[key] in values for key, values in nonprivate.items()), t
+        assert t["optimizer"] == "adam"
+
+
+def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
+    private, nonprivate = search_space("image"), search_space("image", private=False)
+    assert private != nonprivate
+    for seed in range(200):
+        a = draw_trials(seed=seed, expected_trials=3, space=private)
+        b = draw_trials(seed=seed, expected_trials=3, space=nonprivate)
+        assert len(a) == len(b)
+        assert all(t["optimizer"] == "sgd" for t in a) and all(t["optimizer"] == "adam" for t in b)
+    # the ε = ∞ arm's own keys apply on top of the shared ones
+    both = search_space("image", {"epochs": [3]}, private=False, nonprivate_overrides={"lr": [0.01]})
+    assert both["epochs"] == [3] and both["lr"] == [0.01]
+    assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [4.0, 8.0]
 
 
 def test_selection_never_reads_the_test_split(prepared, tmp_path):

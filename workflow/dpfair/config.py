@@ -304,7 +304,7 @@ def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:
     from dpfair.mechanisms import get_mechanism
     from dpfair.mechanisms.mitigation import MitigationMechanism
 
-    mitigations = [m for m in benchmark.methods_for(name) if isinstance(get_mechanism(m), MitigationMechanism)]
+    mitigations = [m for m in benchmark.methods_for(name) if isinstance(get_mechanism(split_method(m)[0]), MitigationMechanism)]
     if not mitigations:
         return
     attribute = benchmark.mitigation(name).get("attribute")

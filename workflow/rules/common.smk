@@ -100,7 +100,7 @@ def get_mitigation_attributes():
     out = {}
     for dataset in BENCHMARK.datasets:
         methods = BENCHMARK.methods_for(dataset)
-        if "dpsgd" in methods and any(isinstance(get_mechanism(m), MitigationMechanism) for m in methods):
+        if "dpsgd" in methods and any(isinstance(get_mechanism(split_method(m)[0]), MitigationMechanism) for m in methods):
             out[dataset] = BENCHMARK.mitigation(dataset).get("attribute")
     return out
 

@@ -165,3 +165,17 @@ def require_bookkeeping(model: nn.Module, config: TrainConfig, *, method: str, w
             f"training.clipping_backend = {config.clipping_backend!r}"
             + (f" and these layers have no book-keeping rule: {', '.join(missing)}" if missing else "")
         )
+
+
+def require_plain_recipe(config: TrainConfig, *, method: str) -> None:
+    """Refuse the per-step recipe options (``dpfair.recipe``) for a method whose loop does not implement them.
+
+    A silently ignored ``class_weight`` or ``augmult`` would make a row claim a recipe it did not run.
+    """
+    given = {k: v for k, v in (("class_weight", config.class_weight), ("augmult", config.augmult),
+                               ("clip_policy", config.clip_policy)) if v != {"class_weight": "none", "augmult": 1, "clip_policy": "flat"}[k]}
+    if given:
+        raise ConfigError(
+            f"method {method} does not implement the recipe options {given}; "
+            "set them only for dpsgd / dpsgd_patient (training: / privacy: of that dataset)"
+        )

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.dpsgd import make_nonprivate
 from dpfair.ledger import PLD_DISCRETIZATION
-from dpfair.mechanisms import Mechanism, Trainer, register_mechanism
+from dpfair.mechanisms import Mechanism, Trainer, register_mechanism, require_plain_recipe
 from dpfair.privacy import is_private
 
 
@@ -80,6 +80,7 @@ class LabelRR(Mechanism):
     relation = "replace_one"
 
     def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
+        require_plain_recipe(config, method=self.name)
         y = data.y
         event = dp_accounting.NoOpDpEvent()
         flips = 0

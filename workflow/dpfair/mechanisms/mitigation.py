@@ -28,7 +28,7 @@ from dpfair.clip_policy import ClipPolicy
 from dpfair.dpsgd import _ClippedSumDPOptimizer, _per_sample_loss, make_nonprivate
 from dpfair.errors import ConfigError
 from dpfair.fair_clipping import joint_ledger, split_noise
-from dpfair.mechanisms import Mechanism, Trainer, require_bookkeeping, TrainingData
+from dpfair.mechanisms import Mechanism, Trainer, TrainingData, require_bookkeeping, require_plain_recipe
 from dpfair.mechanisms.dpsgd import calibrate_sigma
 from dpfair.mechanisms.text import CLIPPING_PATHS, record_unit_text
 from dpfair.privacy import is_private
@@ -89,6 +89,7 @@ class MitigationMechanism(Mechanism):
         raise NotImplementedError
 
     def make_trainer(self, *, model, optimizer, data: TrainingData, config, epsilon, delta, generator) -> Trainer:
+        require_plain_recipe(config, method=self.name)  # the mitigations clip with their own policies
         settings = mitigation_settings(config)
         if not is_private(epsilon):  # dpsgd's non-private arm: same loop and batches, no groups
             base = DataLoader(TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True,

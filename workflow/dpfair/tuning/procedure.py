@@ -3,8 +3,9 @@
 The procedure (privacy accounting in :mod:`dpfair.tuning.accounting`):
 
 1. From a generator seeded by the run's seed only (public), draw the number of trials K, geometric on
-   K ≥ 1 with mean ``tuning.expected_trials``, and K recipes from the search space. Every ε of a seed, and
-   the ε = ∞ arm, get the same K and recipes: both arms get equal effort, by construction.
+   K ≥ 1 with mean ``tuning.expected_trials``, then K recipes from the arm's search space (private or
+   non-private, :mod:`dpfair.tuning.search_space`). Every ε of a seed, and the ε = ∞ arm, get the same K:
+   both arms get equal effort, each in the space made for it.
 2. Private arm: calibrate the reference trial (the fixed recipe's batch size and epochs) so that the
    repeat-and-select event reaches the target ε, then each trial's σ so its RDP curve stays under the
    reference's. Noise calibration is done once per distinct (q, steps).
@@ -72,7 +73,7 @@ def planned_rate_and_steps(n_rows: int, *, batch_size: int, epochs: int) -> tupl
 def tune_and_train(
     *, method: str, model_name: str, modality: str, x_train: torch.Tensor, y_train: torch.Tensor,
     x_val: torch.Tensor, y_val: torch.Tensor, epsilon: float, delta: float, config: TrainConfig, tuning: dict,
-    seed: int, device="cpu", patient_id=None,
+    seed: int, device="cpu", patient_id=None, groups=None,
 ) -> TrainResult:
     """Privately tune ``method`` (``m-tuned``) at ``epsilon``; return the selected trial with the procedure recorded.
 
@@ -85,8 +86,11 @@ def tune_and_train(
     if x_val is None or y_val is None or not len(y_val):
         raise ConfigError("private tuning selects on the validation split, and this dataset has none")
     mean = float(tuning.get("expected_trials", 3))
-    draws = draw_trials(seed=seed, expected_trials=mean, space=search_space(modality, tuning.get("search_space")))
     private = is_private(epsilon)
+    # same K for every arm of a seed (drawn first); each arm's recipes come from its own space
+    space = search_space(modality, tuning.get("search_space"), private=private,
+                         nonprivate_overrides=tuning.get("nonprivate_search_space"))
+    draws = draw_trials(seed=seed, expected_trials=mean, space=space)
     n = len(y_train)
     reference = ref_curve = None
     sigmas: dict[tuple[float, int], float] = {}
@@ -113,7 +117,7 @@ def tune_and_train(
         result = train(
             model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=trial_eps,
             delta=delta, config=cfg, seed=seed + TRIAL_SEED_STRIDE * i, device=device, x_val=x_val, y_val=y_val,
-            method=base, patient_id=patient_id,
+            method=base, patient_id=patient_id, groups=groups,
         )
         if private:  # what the trial actually charged must be what was calibrated
             check_dominated(event_from_json(result.record["ledger"]), ref_curve)
