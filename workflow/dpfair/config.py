@@ -29,6 +29,12 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 CLIP_POLICY_NAMES: tuple[str, ...] = ("flat", "normalized")
 
 
+#: Recipe options (issue "a fair fight") and their defaults: a run that leaves them all at these ran the
+#: recipe of earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
+RECIPE_DEFAULTS: dict = {"lr_schedule": "constant", "ema_decay": None, "select_best": False, "class_weight": "none",
+                         "clip_policy": "flat", "augmult": 1, "noise_multiplier": None}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one training run; identical across the ε grid of a (dataset, model) cell."""
@@ -52,6 +58,21 @@ class TrainConfig:
     noise_multiplier: float | None = None
     #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.mechanisms.mitigation).
     mitigation: dict | None = None
+
+    def params(self) -> dict:
+        """The fields as a plain dict for a rule's ``params``, without recipe options left at their defaults.
+
+        Snakemake reruns a job whose params changed; omitting an unset option means that adding a recipe
+        option to this class (or to a benchmark's defaults) retrains no finished run whose recipe it does not
+        change. ``TrainConfig(**config.params())`` gives the same config back.
+
+        Example:
+            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_DEFAULTS}
+            True
+            >>> TrainConfig(**TrainConfig(augmult=2).params()).augmult
+            2
+        """
+        return {k: v for k, v in vars(self).items() if not (k in RECIPE_DEFAULTS and v == RECIPE_DEFAULTS[k])}
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:

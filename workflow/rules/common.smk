@@ -89,7 +89,13 @@ def get_dataset_module_file(wildcards):
 
 
 def get_training_config(wildcards):
-    return vars(BENCHMARK.training(wildcards.dataset))
+    """The run's training params; a tuned arm (m-tuned) also carries the dataset's ``tuning`` block, which
+    the train script hands to the tuning procedure (other runs' params stay as they were, so enabling tuning
+    retrains nothing that exists)."""
+    params = BENCHMARK.training(wildcards.dataset).params()
+    if split_method(wildcards.method)[1]:
+        params["tuning"] = BENCHMARK.tuning(wildcards.dataset)
+    return params
 
 
 def get_mitigation_attributes():
@@ -208,7 +214,7 @@ def get_audit_run_inputs(wildcards):
 
 
 def get_audit_training_config(wildcards):
-    return {"training": vars(BENCHMARK.training(wildcards.dataset)), **AUDIT.training_settings}
+    return {"training": BENCHMARK.training(wildcards.dataset).params(), **AUDIT.training_settings}
 
 
 def get_run_entries():

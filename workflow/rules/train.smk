@@ -10,7 +10,6 @@ rule train:
         card=f"{RUN_DIR}/privacy_card.json",
     params:
         training=get_training_config,
-        tuning=lambda wildcards: BENCHMARK.tuning(wildcards.dataset),
         device=config["device"],
     threads: 1
     resources:

@@ -10,6 +10,8 @@ from dpfair.data.prepare import load_prepared  # noqa: E402
 from dpfair.runner import train_run  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
+training = dict(snakemake.params.training)
+tuning = training.pop("tuning", None)  # only a tuned arm's params carry it (common.smk: get_training_config)
 prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samples, meta=snakemake.input.meta)
 train_run(
     prepared=prepared,
@@ -17,8 +19,8 @@ train_run(
     method=snakemake.wildcards.method,
     epsilon=snakemake.wildcards.epsilon,
     seed=int(snakemake.wildcards.seed),
-    config=snakemake.params.training,
-    tuning=snakemake.params.tuning,
+    config=training,
+    tuning=tuning,
     device=snakemake.params.device,
     model_path=snakemake.output.model,
     scores_path=snakemake.output.scores,
