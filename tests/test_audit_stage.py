@@ -106,3 +106,15 @@ def test_canaries_come_from_held_out_rows_with_fair_independent_coins():
     assert not np.array_equal(some, other)
     capped, _ = choose_canaries(splits=splits, m=5000, seed=0)
     assert len(capped) == 2000
+
+
+@pytest.mark.parametrize("method", ["dpsgd_f", "dpsgd_global_adapt"])
+def test_audit_models_of_a_mitigation_are_trained_by_it_with_the_rows_groups(prepared, tmp_path, method):
+    # the audit trains "like the run": DPSGD-F needs each training row's group, as the audited run had it
+    settings = run_settings(model="mlp", modality="tabular", epsilon=1.0, delta=DELTA, method=method,
+                            training={**TRAINING, "epochs": 2, "mitigation": {"attribute": "sex"}})
+    outputs = {k: tmp_path / f for k, f in (("references", "r.csv.gz"), ("canaries", "c.csv"), ("record", "m.json"))}
+    records = train_audit_models(prepared=prepared, settings=settings, seed=0, n_reference=2, n_canaries=50, outputs=outputs)
+    for r in [*records["references"], records["canary_run"]]:
+        assert r["method"] == method and r["epsilon_spent"] <= 1.0
+        assert r["mitigation_groups"] == (["F", "M"] if method == "dpsgd_f" else [])

@@ -43,6 +43,9 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     # patient-level mechanisms need each row's unit; halves are drawn by unit so no patient straddles them
     patients = prepared.samples["patient_id"].astype(str).to_numpy() if "patient_id" in prepared.samples else None
     units = patients if patients is not None else np.arange(n).astype(str)
+    # group-aware mechanisms (DPSGD-F) see each training row's sensitive attributes, as the audited run did
+    attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
+    groups = prepared.samples[attributes].reset_index(drop=True)
     records = {"references": [], "canary_run": None}
     columns = {"row": np.arange(n)}
     for k in range(n_reference):
@@ -50,7 +53,7 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
         inside = _half(units, seed=derived_seed(seed, 1, pair), side=side)
         mask = torch.from_numpy(inside)
         trained = train_like(settings=settings, x=x[mask], y=y[mask], seed=derived_seed(seed, 1, 100 + k),
-                             patient_id=None if patients is None else patients[inside])
+                             patient_id=None if patients is None else patients[inside], groups=groups[inside])
         columns[f"in_{k}"] = inside.astype(int)
         columns[f"logit_{k}"] = predict_logits(trained.model, x, device=settings.get("device", "cpu"))
         records["references"].append(_brief(trained.record))
@@ -65,7 +68,9 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     run_patients = None
     if patients is not None:  # each canary is a new patient of its own, so a patient-level guarantee covers it
         run_patients = np.concatenate([patients[train_mask.numpy()], [f"canary-{r}" for r in chosen.numpy()]])
-    trained = train_like(settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3), patient_id=run_patients)
+    run_groups = pd.concat([groups[train_mask.numpy()], groups.iloc[chosen.numpy()]])
+    trained = train_like(settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3), patient_id=run_patients,
+                         groups=run_groups)
     logits = predict_logits(trained.model, x[torch.from_numpy(rows)], device=settings.get("device", "cpu"))
     labels = flipped.numpy().astype(int)
     pd.DataFrame({"row": rows, "included": included, "label": labels, "logit": logits,
@@ -90,5 +95,6 @@ def _half(units: np.ndarray, *, seed: int, side: int) -> np.ndarray:
 
 
 def _brief(record: dict) -> dict:
-    keys = ("epsilon", "epsilon_spent", "delta", "noise_multiplier", "sample_rate", "steps", "n_train", "seed", "train_seconds")
+    keys = ("epsilon", "epsilon_spent", "delta", "noise_multiplier", "sample_rate", "steps", "n_train", "seed", "train_seconds",
+            "method", "mitigation_groups")
     return {k: record[k] for k in keys if k in record}

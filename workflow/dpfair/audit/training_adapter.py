@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -34,10 +35,12 @@ def run_settings(*, model: str, modality: str, epsilon, delta: float, training: 
 
 
 def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
-               patient_id: np.ndarray | None = None) -> AuditModel:
+               patient_id: np.ndarray | None = None, groups: pd.DataFrame | None = None) -> AuditModel:
     """Train a model on ``(x, y)`` with the audited run's mechanism, ε, δ and hyperparameters, from ``seed``.
 
     ``patient_id``: each row's unit for patient-level mechanisms (ignored by record-level ones).
+    ``groups``: each row's sensitive attributes, for mechanisms that clip by group (DPSGD-F); passed only to
+    mechanisms that declare ``uses_groups``, as :func:`dpfair.runner.train_run` does.
 
     Example:
         >>> s = run_settings(model="mlp", modality="tabular", epsilon=2, delta=1e-3, training={"epochs": 1, "batch_size": 20})
@@ -45,11 +48,14 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
         >>> out.record["epsilon_spent"] <= 2, out.record["n_train"]
         (True, 100)
     """
+    from dpfair.mechanisms import get_mechanism
+
+    method = settings.get("method", DEFAULT_METHOD)
     result = train(
         model_name=settings["model"], modality=settings["modality"], x_train=x, y_train=y,
         epsilon=settings["epsilon"], delta=settings["delta"], config=TrainConfig(**settings["training"]),
-        seed=seed, device=settings.get("device", "cpu"), method=settings.get("method", DEFAULT_METHOD),
-        patient_id=patient_id,
+        seed=seed, device=settings.get("device", "cpu"), method=method, patient_id=patient_id,
+        groups=groups.reset_index(drop=True) if groups is not None and getattr(get_mechanism(method), "uses_groups", False) else None,
     )
     return AuditModel(model=result.model, record=result.record)
 
