@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import json
 import logging
+import os
 from pathlib import Path
 
 from dpfair.logs import error_record_path
@@ -97,7 +98,24 @@ def report_what_exists(
     except Exception as exc:  # noqa: BLE001 - whatever broke, the old page must not stay unmarked
         log.exception("rendering the report from the finished runs failed")
         write_notice(output=output, benchmark=benchmark, status=status, error=f"{type(exc).__name__}: {exc}")
+    mark_out_of_date([output, *summary.values()])
     return status
+
+
+#: The modification time given to the partial outputs of a failed run (1970-01-01).
+OUT_OF_DATE = 0
+
+
+def mark_out_of_date(paths) -> None:
+    """Date the partial summary and report older than any input, so the next run remakes them.
+
+    Snakemake treats an existing output whose inputs are not newer as up to date, even when another of
+    its inputs (an audit table, the method comparison) was never made because a job failed: without this,
+    fixing the cause and rerunning printed "Nothing to be done" and kept the partial report.
+    """
+    for path in paths:
+        if Path(path).exists():
+            os.utime(path, (OUT_OF_DATE, OUT_OF_DATE))
 
 
 def write_notice(*, output: str | Path, benchmark: dict, status: dict, error: str) -> None:

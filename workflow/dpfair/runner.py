@@ -74,6 +74,9 @@ def train_run(
     contradict its accounting leaves no outputs.
     """
     eps = parse_epsilon(epsilon)
+    if isinstance(config, dict) and "tuning" in config:  # a tuned arm's rule params carry its tuning block
+        config = dict(config)
+        tuning = {**config.pop("tuning"), **(tuning or {})}
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     torch_device = resolve_device(device)
     x_train, y_train = prepared.part("train")

@@ -90,8 +90,8 @@ def get_dataset_module_file(wildcards):
 
 def get_training_config(wildcards):
     """The run's training params; a tuned arm (m-tuned) also carries the dataset's ``tuning`` block, which
-    the train script hands to the tuning procedure (other runs' params stay as they were, so enabling tuning
-    retrains nothing that exists)."""
+    :func:`dpfair.runner.train_run` hands to the tuning procedure (other runs' params stay as they were, so
+    enabling tuning retrains nothing that exists)."""
     params = BENCHMARK.training(wildcards.dataset).params()
     if split_method(wildcards.method)[1]:
         params["tuning"] = BENCHMARK.tuning(wildcards.dataset)

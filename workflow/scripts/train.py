@@ -10,8 +10,6 @@ from dpfair.data.prepare import load_prepared  # noqa: E402
 from dpfair.runner import train_run  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
-training = dict(snakemake.params.training)
-tuning = training.pop("tuning", None)  # only a tuned arm's params carry it (common.smk: get_training_config)
 prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samples, meta=snakemake.input.meta)
 train_run(
     prepared=prepared,
@@ -19,8 +17,7 @@ train_run(
     method=snakemake.wildcards.method,
     epsilon=snakemake.wildcards.epsilon,
     seed=int(snakemake.wildcards.seed),
-    config=training,
-    tuning=tuning,
+    config=snakemake.params.training,
     device=snakemake.params.device,
     model_path=snakemake.output.model,
     scores_path=snakemake.output.scores,
