@@ -174,3 +174,20 @@ def test_a_report_that_cannot_render_replaces_the_old_page(tmp_path):
     html = page.read_text()
     assert "last-week" not in html and "this-week: no report" in html and "0 of 2 runs" in html
     assert "&lt;disk&gt;" in html and "<disk>" not in html
+
+
+def test_a_failed_audit_is_listed_although_every_run_finished(tmp_path):
+    from dpfair.outcome import stage_status
+
+    done = tmp_path / "metrics.csv"
+    done.write_text("x")
+    train_log = tmp_path / "audit_train.log"
+    train_log.write_text("...")
+    error_record_path(train_log).write_text(json.dumps({"error": "ConfigError: mitigation.attribute = 'site' ..."}))
+    runs = [{"label": "d/cnn/dpsgd_f/eps-1/seed-0", "outputs": [str(done)], "logs": []}]
+    audits = [{"label": "audit: d/cnn/dpsgd_f/eps-1", "outputs": [str(tmp_path / "audit.csv")],
+               "logs": [str(train_log), str(tmp_path / "audit.log")]}]
+    status = stage_status(runs, audits)
+    assert (status["expected"], status["finished"], status["complete"]) == (1, 1, False)
+    assert status["failed"] == [{"run": "audit: d/cnn/dpsgd_f/eps-1", "reason": "ConfigError: mitigation.attribute = 'site' ...",
+                                 "log": str(train_log)}]

@@ -58,17 +58,33 @@ def run_status(runs: list[dict]) -> dict:
     return {"expected": len(runs), "finished": len(runs) - len(failed), "complete": not failed, "failed": failed}
 
 
+def stage_status(runs: list[dict], stages: list[dict]) -> dict:
+    """:func:`run_status` of the training runs, with the failures of later per-cell stages (``stages``, the
+    same entry format, e.g. each audited cell) added to ``failed``: a run can finish while its audit fails,
+    and the report must say so rather than show "every run finished" without that audit.
+
+    Example:
+        >>> s = stage_status([], [{"label": "audit: d/m/dpsgd/eps-1", "outputs": ["/no/such"], "logs": []}])
+        >>> s["complete"], s["failed"][0]["run"]
+        (False, 'audit: d/m/dpsgd/eps-1')
+    """
+    status = run_status(runs)
+    later = run_status(stages)
+    return {**status, "complete": status["complete"] and later["complete"], "failed": status["failed"] + later["failed"]}
+
+
 def report_what_exists(
     *, runs: list[dict], dataset_meta: list[str], benchmark: dict, summary: dict[str, str],
-    output: str | Path, level: float = 0.95, speed: str | Path | None = None,
+    output: str | Path, level: float = 0.95, speed: str | Path | None = None, stages: list[dict] | None = None,
 ) -> dict:
     """Aggregate the finished runs and render the report with the status banner; return the status.
 
     ``runs`` as for :func:`run_status`, each also with ``tables`` (its per-run files by name: metrics,
     subgroups, gaps, replicates, reliability, record, card, benchmark). ``summary`` maps the aggregate
-    rule's output names to paths. If rendering fails the page is replaced by a notice (never left stale).
+    rule's output names to paths. ``stages``: later per-cell jobs (the audit) whose failures the banner lists
+    too (:func:`stage_status`). If rendering fails the page is replaced by a notice (never left stale).
     """
-    status = run_status(runs)
+    status = stage_status(runs, stages or [])
     try:
         from dpfair.compute_cost import compute_cost
         from dpfair.report import render_report

@@ -243,6 +243,20 @@ def get_run_entries():
     return entries
 
 
+def get_audit_entries():
+    """Every audited cell as a dpfair.outcome entry (its audit table; its audit-training and audit logs)."""
+    entries = []
+    for cell in AUDIT.cells:
+        seeds = AUDIT.trained_seeds
+        entries.append({
+            "label": "audit: " + AUDIT_DIR.format(**cell).removeprefix("results/audit/"),
+            "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
+            "logs": [*(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
+                     str(rules.audit.log[0]).format(**cell)],
+        })
+    return entries
+
+
 def report_what_exists():
     """onerror: summary and report from the runs that finished, listing what failed (dpfair.outcome)."""
     from dpfair.outcome import report_what_exists as render
@@ -255,6 +269,7 @@ def report_what_exists():
         output=rules.report.output.html,
         level=config["evaluation"]["ci_level"],
         speed=get_speed_table()[0] if get_speed_table() else None,
+        stages=get_audit_entries(),
     )
     print(
         f"dpfair: {status['finished']} of {status['expected']} runs finished; "
