@@ -27,10 +27,12 @@ def test_default_grid(repo):
     b = load_benchmark(repo / "benchmarks" / "default.yaml")
     assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
     assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
-    # dpsgd on both cells (24 runs), dpsgd_patient on the images (12), and two fairness mitigations on the
-    # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18
-    assert len(b.runs()) == 24 + 12 + 2 * 3 * 3
-    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_patient", "dpsgd_f", "dpsgd_global_adapt"]
+    # dpsgd on both cells (24 runs), dpsgd_patient on the images (12), two fairness mitigations on the
+    # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18, and dpsgd privately tuned on the
+    # images at every ε, its own ε = ∞ arm included (equal effort): 12
+    assert len(b.runs()) == 24 + 12 + 2 * 3 * 3 + 12
+    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_patient", "dpsgd_f", "dpsgd_global_adapt", "dpsgd-tuned"]
+    assert b.tuning("synthetic_lesions") == {"enabled": True, "expected_trials": 2} and not b.tuning("support2")["enabled"]
     assert b.methods_for("support2") == ["dpsgd"] and b.mitigation("synthetic_lesions")["attribute"] == "site"
     assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
     assert b.config["privacy"]["accountant"] == "prv"
