@@ -18,7 +18,7 @@ from dpfair.runner import train_run
 from dpfair.tuning.accounting import (
     ORDERS, calibrate_dominated, calibrate_reference, check_dominated, procedure_epsilon, procedure_event, rdp_curve,
 )
-from dpfair.tuning.procedure import draw_trials
+from dpfair.tuning.procedure import TRIAL_SEED_STRIDE, draw_trials
 from dpfair.tuning.search_space import search_space
 
 
@@ -110,6 +110,8 @@ def test_tuned_run_spends_at_most_the_target_and_its_ledger_replays(prepared, tm
     acc.compose(ledger)
     assert acc.get_epsilon(record["delta"]) <= 3.0
     assert card["epsilon_pld"] is None and card["epsilon_rdp_google"] <= 3.0  # PLD cannot replay it (NaN → null)
+    # the run keeps its own seed (tables pair runs by it); the selected trial's training seed is beside it
+    assert record["seed"] == SEED and record["trial_seed"] == SEED + TRIAL_SEED_STRIDE * record["selected_trial"]
     chosen = card["tuning"]["trials"][record["selected_trial"]]
     assert record["lr"] == chosen["lr"] and record["epochs"] == chosen["epochs"]
     assert record["best_epoch"] == chosen["best_epoch"]

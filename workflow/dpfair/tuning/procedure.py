@@ -134,6 +134,8 @@ def tune_and_train(
     if private and not spent <= epsilon * (1 + 1e-6):
         raise PrivacyError(f"the tuning procedure's ledger replays to epsilon {spent:.4f}, above the target {epsilon}")
     record.update(
+        # the run's seed, not the selected trial's training seed: tables pair runs across methods and ε by it
+        seed=seed, trial_seed=best.record["seed"],
         method=method, epsilon=epsilon, epsilon_spent=spent, accountant="rdp_google" if private else "none",
         ledger=event_to_json(ledger) if private else None,
         tuning_trials=len(draws),
