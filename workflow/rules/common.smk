@@ -249,7 +249,7 @@ def get_audit_entries():
     for cell in AUDIT.cells:
         seeds = AUDIT.trained_seeds
         entries.append({
-            "label": "audit: " + AUDIT_DIR.format(**cell).removeprefix("results/audit/"),
+            "label": f"audit: {AUDIT_DIR.format(**cell).removeprefix('results/audit/')}",
             "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
             "logs": [*(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
                      str(rules.audit.log[0]).format(**cell)],
