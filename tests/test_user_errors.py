@@ -143,12 +143,17 @@ def test_every_shipped_benchmark_passes_the_preflight(repo):
         check_delta_against_prepared(load_benchmark(path), meta_path=lambda name: repo / "no-such-dir" / name)
 
 
+def _failed_job_log(path, error: str):
+    """A job log with the error record its job leaves when it raises."""
+    path.write_text("...")
+    error_record_path(path).write_text(json.dumps({"error": error}))
+    return path
+
+
 def test_run_status_names_the_failed_job_and_its_error(tmp_path):
     done = tmp_path / "a.csv"
     done.write_text("x")
-    log = tmp_path / "train.log"
-    log.write_text("...")
-    error_record_path(log).write_text(json.dumps({"error": "PrivacyError: epsilon spent 1.2 above target 1"}))
+    log = _failed_job_log(tmp_path / "train.log", "PrivacyError: epsilon spent 1.2 above target 1")
     killed = tmp_path / "killed.log"
     killed.write_text("epoch 1/3")
     runs = [
@@ -181,9 +186,7 @@ def test_a_failed_audit_is_listed_although_every_run_finished(tmp_path):
 
     done = tmp_path / "metrics.csv"
     done.write_text("x")
-    train_log = tmp_path / "audit_train.log"
-    train_log.write_text("...")
-    error_record_path(train_log).write_text(json.dumps({"error": "ConfigError: mitigation.attribute = 'site' ..."}))
+    train_log = _failed_job_log(tmp_path / "audit_train.log", "ConfigError: mitigation.attribute = 'site' ...")
     runs = [{"label": "d/cnn/dpsgd_f/eps-1/seed-0", "outputs": [str(done)], "logs": []}]
     audits = [{"label": "audit: d/cnn/dpsgd_f/eps-1", "outputs": [str(tmp_path / "audit.csv")],
                "logs": [str(train_log), str(tmp_path / "audit.log")]}]

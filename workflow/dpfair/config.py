@@ -6,7 +6,7 @@ Errors name the config key and the allowed values, and are raised before any job
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import jsonschema
@@ -29,10 +29,10 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 CLIP_POLICY_NAMES: tuple[str, ...] = ("flat", "normalized")
 
 
-#: Recipe options (issue "a fair fight") and their defaults: a run that leaves them all at these ran the
-#: recipe of earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
-RECIPE_DEFAULTS: dict = {"lr_schedule": "constant", "ema_decay": None, "select_best": False, "class_weight": "none",
-                         "clip_policy": "flat", "augmult": 1, "noise_multiplier": None}
+#: The recipe options (issue "a fair fight"): a run that leaves them at their defaults ran the recipe of
+#: earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
+RECIPE_FIELDS: tuple[str, ...] = ("lr_schedule", "ema_decay", "select_best", "class_weight", "clip_policy", "augmult",
+                                  "noise_multiplier")
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,17 @@ class TrainConfig:
         change. ``TrainConfig(**config.params())`` gives the same config back.
 
         Example:
-            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_DEFAULTS}
+            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_FIELDS}
             True
             >>> TrainConfig(**TrainConfig(augmult=2).params()).augmult
             2
         """
-        return {k: v for k, v in vars(self).items() if not (k in RECIPE_DEFAULTS and v == RECIPE_DEFAULTS[k])}
+        return {k: v for k, v in vars(self).items() if k not in self.recipe_at_default()}
+
+    def recipe_at_default(self) -> set[str]:
+        """The recipe options (:data:`RECIPE_FIELDS`) this config leaves at the class defaults."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k for k in RECIPE_FIELDS if getattr(self, k) == defaults[k]}
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZER_NAMES:

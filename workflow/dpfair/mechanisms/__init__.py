@@ -172,8 +172,8 @@ def require_plain_recipe(config: TrainConfig, *, method: str) -> None:
 
     A silently ignored ``class_weight`` or ``augmult`` would make a row claim a recipe it did not run.
     """
-    given = {k: v for k, v in (("class_weight", config.class_weight), ("augmult", config.augmult),
-                               ("clip_policy", config.clip_policy)) if v != {"class_weight": "none", "augmult": 1, "clip_policy": "flat"}[k]}
+    unset = config.recipe_at_default()
+    given = {k: getattr(config, k) for k in ("class_weight", "augmult", "clip_policy") if k not in unset}
     if given:
         raise ConfigError(
             f"method {method} does not implement the recipe options {given}; "

@@ -17,9 +17,8 @@ class-weighted loss (clipping equalises per-sample contributions, so without wei
 gradients dominate and scores collapse to a constant). The non-private space is the usual Adam one, as narrow
 as the private one (two learning rates and batch sizes around the fixed recipe's, and at least as many
 epochs), so neither arm draws from a space with more bad corners than the other's.
-Either default is replaced key by key by the benchmark's ``tuning.search_space`` (private arm) and
-``tuning.nonprivate_search_space`` (ε = ∞ arm); keys a benchmark sets in ``search_space`` only apply to
-both arms.
+Either default is replaced key by key by the benchmark's ``tuning.search_space`` (both arms), then the
+ε = ∞ arm's by ``tuning.nonprivate_search_space``.
 """
 
 from __future__ import annotations
