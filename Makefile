@@ -29,7 +29,7 @@ install: $(BIN)/.installed
 # neither); runlock resumes after a killed run by clearing Snakemake's stale lock when no other run holds it.
 run: install
 	$(BIN)/dpfair config check $(BENCHMARK) > /dev/null
-	$(BIN)/python -m dpfair.runlock -- $(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
+	$(BIN)/python -m dpfair.pipeline.runlock -- $(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
 
 bench: install
 	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed

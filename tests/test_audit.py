@@ -18,8 +18,8 @@ from dpfair.audit import (
     operating_points,
     tpr_at_fpr,
 )
-from dpfair.config import TrainConfig
-from dpfair.training import predict, train
+from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.loop import predict, train
 
 # --- attack scores and sampling ----------------------------------------------------------------------
 

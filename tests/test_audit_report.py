@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from dpfair.audit.report import audit_section, claim_rows, group_rows
+from dpfair.report.audit import audit_section, claim_rows, group_rows
 
 
 def _rows(eps, seed, attack, metric, value, ci=(np.nan, np.nan), attribute="", group=""):

@@ -16,7 +16,7 @@ from dpfair.audit.train_models import choose_canaries, train_audit_models
 from dpfair.audit.training_adapter import run_settings
 from dpfair.data.prepare import PreparedDataset
 from dpfair.errors import PrivacyError
-from dpfair.runner import train_run
+from dpfair.pipeline.runner import train_run
 
 N_TRAIN, N_HELD_OUT, DELTA = 1000, 400, 1e-5
 TRAINING = {"epochs": 20, "batch_size": 50, "lr": 1e-2}

@@ -15,12 +15,12 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair import bookkeeping
-from dpfair.bookkeeping import BookKeepingClipper, Conv2dRule, unsupported_layers
-from dpfair.config import TrainConfig
-from dpfair.dpsgd import make_private, resolve_mode
+from dpfair.privacy.clipping import bookkeeping
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, Conv2dRule, unsupported_layers
+from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.steps import make_private, resolve_mode
 from dpfair.models import available_models, build_model, get_model
-from dpfair.training import train
+from dpfair.training.loop import train
 
 SHAPES = {"image": (1, 16, 16), "tabular": (7,)}
 
@@ -186,7 +186,7 @@ def test_layernorm_over_the_whole_sample_equals_opacus():
 def test_ghost_norms_survive_cancellation():
     """Two positions whose gradients nearly cancel: the ghost norm must not come out too small (the
     sample would escape clipping) or negative (NaN)."""
-    from dpfair.bookkeeping import LinearRule
+    from dpfair.privacy.clipping.bookkeeping import LinearRule
 
     torch.manual_seed(10)
     b, d, o = 64, 64, 64

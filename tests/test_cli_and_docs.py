@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpfair.cli import main
+from dpfair.pipeline.cli import main
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from dpfair.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
+from dpfair.tables.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
 from dpfair.errors import DpfairError
-from dpfair.report import compute_cost_section, speed_section
-from dpfair.summary import read_summary
+from dpfair.report.page import compute_cost_section, speed_section
+from dpfair.tables.summary import read_summary
 from test_summary import run_grid
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -191,6 +191,6 @@ def test_report_renders_both_sections_escaped(tmp_path):
 
 
 def render(common, **optional):
-    from dpfair.report import render_report
+    from dpfair.report.page import render_report
 
     return render_report(**common, **optional)

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from dpfair.config import load_benchmark, load_yaml, validate_config
+from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
 from dpfair.errors import ConfigError
 
 GOOD = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}}, "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0]}
@@ -105,6 +105,6 @@ def test_parsing_the_workflow_does_not_import_opacus():
     import subprocess
     import sys
 
-    code = "import sys, dpfair.config, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
+    code = "import sys, dpfair.pipeline.benchmark, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

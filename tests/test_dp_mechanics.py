@@ -27,11 +27,11 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.accounting import epsilon_for
-from dpfair.config import TrainConfig, load_benchmark
+from dpfair.privacy.ledger import epsilon_for
+from dpfair.pipeline.benchmark import TrainConfig, load_benchmark
 from dpfair.models import build_model
-from dpfair.privacy import resolve_delta
-from dpfair.training import train
+from dpfair.privacy.params import resolve_delta
+from dpfair.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = (1.0, 3.0, 10.0)
@@ -116,7 +116,7 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def _key(accountant, n, batch_size, epochs, delta, target) -> tuple:
-    """What ``dpfair.training.train`` does: calibrate σ with ``get_noise_multiplier`` at
+    """What ``dpfair.training.loop.train`` does: calibrate σ with ``get_noise_multiplier`` at
     ``q = 1 / ceil(n / batch_size)`` for ``epochs · ceil(n / batch_size)`` steps, then run
     ``epochs · len(loader)`` steps that the engine's accountant charges at ``1 / len(loader)``.
     ``test_train_calibrates_noise_as_these_tests_do`` checks this mirror against ``train``."""

@@ -143,11 +143,11 @@ def test_the_workflow_runs_from_another_directory(tmp_path):
 
 @pytest.mark.integration
 def test_resuming_after_kill_9_is_the_same_command(tmp_path):
-    """make run's guard (dpfair.runlock) clears the lock a killed run leaves; a live run's lock is kept."""
+    """make run's guard (dpfair.pipeline.runlock) clears the lock a killed run leaves; a live run's lock is kept."""
     config = grid(REPO / "datasets", "synthetic_lesions", epsilons=["inf"])
     (tmp_path / "benchmark.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO / "workflow")}
-    command = [sys.executable, "-m", "dpfair.runlock", "--", *SNAKEMAKE, "--configfile", "benchmark.yaml"]
+    command = [sys.executable, "-m", "dpfair.pipeline.runlock", "--", *SNAKEMAKE, "--configfile", "benchmark.yaml"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     locks = tmp_path / ".snakemake/locks"

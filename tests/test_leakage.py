@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpfair.cli import main
+from dpfair.pipeline.cli import main
 from dpfair.data import DatasetCard, RawDataset
 from dpfair.data.contract import group_sort_key
 from dpfair.data.leakage import check_leakage, single_feature_aurocs

@@ -10,9 +10,9 @@ from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.ledger import PLD_DISCRETIZATION, event_from_json, event_to_json, poisson_gaussian, replay_epsilon, supported_accountants
-from dpfair.mechanisms import Mechanism, available_mechanisms, get_mechanism, register_mechanism
-from dpfair.mechanisms.label_rr import RR_MARGIN, randomize_labels, rr_event, rr_with_prior_k
+from dpfair.privacy.ledger import PLD_DISCRETIZATION, event_from_json, event_to_json, poisson_gaussian, replay_epsilon, supported_accountants
+from dpfair.training.mechanisms import Mechanism, available_mechanisms, get_mechanism, register_mechanism
+from dpfair.training.mechanisms.label_rr import RR_MARGIN, randomize_labels, rr_event, rr_with_prior_k
 
 EVENTS = [
     poisson_gaussian(noise_multiplier=1.1, sample_rate=1 / 17, steps=255),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dpfair.fairness import evaluate_fairness
-from dpfair.method_comparison import COLUMNS, GROUP_COLUMNS, compare_methods, paired_difference, report_rows
+from dpfair.tables.method_comparison import COLUMNS, GROUP_COLUMNS, compare_methods, paired_difference, report_rows
 
 
 def test_interval_covers_a_zero_difference_at_about_the_level():

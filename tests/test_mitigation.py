@@ -11,12 +11,12 @@ import torch
 from dp_accounting.pld import PLDAccountant
 from torch import nn
 
-from dpfair.config import TrainConfig, validate_config
+from dpfair.pipeline.benchmark import TrainConfig, validate_config
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.fair_clipping import GlobalAdaptiveClip, GroupAdaptiveClip, effective_sigma, joint_ledger, split_noise
-from dpfair.ledger import replay_epsilon
-from dpfair.mechanisms import TrainingData, get_mechanism
-from dpfair.synthetic_imbalance import group_accuracy, make_imbalanced
+from dpfair.privacy.clipping.adaptive import GlobalAdaptiveClip, GroupAdaptiveClip, effective_sigma, joint_ledger, split_noise
+from dpfair.privacy.ledger import replay_epsilon
+from dpfair.training.mechanisms import TrainingData, get_mechanism
+from synthetic_imbalance import group_accuracy, make_imbalanced
 
 METHODS = ("dpsgd_f", "dpsgd_global_adapt")
 
@@ -248,8 +248,8 @@ def test_grid_refuses_a_mitigation_without_a_known_target(attribute):
 
 
 def test_card_carries_the_ledger_and_split_and_catches_a_wrong_aux_sigma():
-    from dpfair.privacy_card import build_privacy_card, check_privacy_card
-    from dpfair.training import train
+    from dpfair.privacy.card import build_privacy_card, check_privacy_card
+    from dpfair.training.loop import train
 
     n = 400
     x = torch.randn(n, 5)

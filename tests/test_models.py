@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from dpfair.config import TrainConfig
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.errors import ConfigError
 from dpfair.models import available_models, build_model, get_model
-from dpfair.training import train
+from dpfair.training.loop import train
 
 SHAPES = {"image": (1, 32, 32), "tabular": (9,)}
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from dpfair.bookkeeping import BookKeepingClipper
-from dpfair.config import TrainConfig
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.mechanisms import TrainingData, get_mechanism
-from dpfair.mechanisms.dpsgd_patient import PatientBatches
+from dpfair.training.mechanisms import TrainingData, get_mechanism
+from dpfair.training.mechanisms.dpsgd_patient import PatientBatches
 from dpfair.models import available_models, build_model, get_model
-from dpfair.training import train
+from dpfair.training.loop import train
 
 UNIT_SIZES = [1, 2, 3, 4, 2]  # rows per patient in the test batch
 

@@ -4,10 +4,10 @@ import math
 
 import torch
 
-from dpfair.config import TrainConfig
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.fairness import evaluate_fairness
-from dpfair.training import predict, train
+from dpfair.training.loop import predict, train
 
 
 def test_planted_site_gap_is_detected_at_epsilon_inf():

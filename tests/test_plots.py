@@ -7,8 +7,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from dpfair.plots import reliability_figure, utility_figure
-from dpfair.tradeoff_plots import Styles
+from dpfair.report.figures import reliability_figure, utility_figure
+from dpfair.report.tradeoff_figures import Styles
 
 EPS = [1.0, 3.0, 10.0, math.inf]
 

@@ -9,12 +9,12 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import dpfair.training as training
-from dpfair.config import TrainConfig
+import dpfair.training.loop as training
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.models import build_model
-from dpfair.privacy import default_delta, format_epsilon, parse_epsilon, resolve_delta
-from dpfair.training import train
+from dpfair.privacy.params import default_delta, format_epsilon, parse_epsilon, resolve_delta
+from dpfair.training.loop import train
 
 
 @pytest.fixture(scope="module")

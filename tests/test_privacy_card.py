@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from dpfair.config import TrainConfig
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.errors import PrivacyError
-from dpfair.privacy_card import build_privacy_card, check_privacy_card
-from dpfair.training import train
+from dpfair.privacy.card import build_privacy_card, check_privacy_card
+from dpfair.training.loop import train
 
 META = {"card": {}}
 
@@ -63,7 +63,7 @@ def test_patients_with_several_rows_are_stated_with_their_group_privacy(records)
 def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
     from dp_accounting.pld import PLDAccountant
 
-    from dpfair.ledger import event_from_json
+    from dpfair.privacy.ledger import event_from_json
 
     card = build_privacy_card(records[3.0], META)
     acc = PLDAccountant(value_discretization_interval=1e-4)

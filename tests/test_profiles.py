@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dpfair.config import load_benchmark
-from dpfair.gpu import train_gpu_memory_mb
+from dpfair.pipeline.benchmark import load_benchmark
+from dpfair.pipeline.gpu import train_gpu_memory_mb
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from dpfair.bookkeeping import BookKeepingClipper
-from dpfair.clip_policy import NORMALIZED_GAMMA, check_sensitivity, get_clip_policy
-from dpfair.config import TrainConfig
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.privacy.clipping.policy import NORMALIZED_GAMMA, check_sensitivity, get_clip_policy
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.errors import ConfigError
 from dpfair.models import build_model
-from dpfair.recipe import StepRecipe, augment_images, positive_weight
-from dpfair.training import train
+from dpfair.training.recipe import StepRecipe, augment_images, positive_weight
+from dpfair.training.loop import train
 
 C = 0.7
 
@@ -156,7 +156,7 @@ def test_select_best_keeps_the_best_validation_epoch(tabular):
     best = max(range(len(aurocs)), key=lambda i: aurocs[i])
     assert result.record["best_epoch"] == best + 1
     from dpfair.metrics import safe_auroc
-    from dpfair.training import predict
+    from dpfair.training.loop import predict
     assert safe_auroc(yv.numpy(), predict(result.model, xv)) == pytest.approx(aurocs[best])
 
 
@@ -171,7 +171,7 @@ def test_ema_and_cosine_schedule(tabular):
     assert not torch.allclose(w(plain), w(ema)) and not torch.allclose(w(plain), w(cosine))
     assert ema.record["ema_decay"] == 0.9 and cosine.record["lr_schedule"] == "cosine"
     # the schedule's last step uses a learning rate near 0
-    from dpfair.training import set_lr
+    from dpfair.training.loop import set_lr
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     set_lr(opt, TrainConfig(lr=0.5, lr_schedule="cosine"), step=99, total=100)
     assert opt.param_groups[0]["lr"] < 0.5 * 1e-3
@@ -203,7 +203,7 @@ def test_opacus_modes_refuse_what_only_bookkeeping_does():
 @pytest.mark.parametrize("option", [{"class_weight": "balanced"}, {"augmult": 2}, {"clip_policy": "normalized"}])
 def test_methods_without_the_recipe_refuse_it_instead_of_ignoring_it(method, option):
     from dpfair.errors import ConfigError
-    from dpfair.mechanisms import get_mechanism
+    from dpfair.training.mechanisms import get_mechanism
 
     with pytest.raises(ConfigError, match=f"method {method} does not implement the recipe options"):
         get_mechanism(method).make_trainer(model=None, optimizer=None, data=None, config=TrainConfig(**option),

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from dpfair.data.prepare import PreparedDataset
-from dpfair.runner import train_run
+from dpfair.pipeline.runner import train_run
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "replay_ledgers.py"
 

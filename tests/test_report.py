@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpfair.report import render_report
-from dpfair.report_frames import read_cards, slug
-from dpfair.report_methods import definition_hash
-from dpfair.tradeoff import auroc_costs
-from dpfair.tradeoff_plots import Styles
+from dpfair.report.page import render_report
+from dpfair.report.frames import read_cards, slug
+from dpfair.report.methods import definition_hash
+from dpfair.report.tradeoff import auroc_costs
+from dpfair.report.tradeoff_figures import Styles
 from report_fixtures import DATASETS, EPSILONS, METHODS, SEEDS, WIDENS, write_fixture
 
 BANNER = "<strong>Benchmark fixture</strong>: 54 of 54 runs finished"

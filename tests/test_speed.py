@@ -6,7 +6,7 @@ from torch import nn
 
 from dpfair import models
 from dpfair.models import register_model
-from dpfair.speed import SPEED_COLUMNS, benchmark_cells, measure_speed
+from dpfair.training.speed import SPEED_COLUMNS, benchmark_cells, measure_speed
 
 
 def test_measure_speed_rows_and_ratios():

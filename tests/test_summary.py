@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from dpfair.report import render_report
-from dpfair.runner import evaluate_run
-from dpfair.summary import read_summary, summarise
+from dpfair.report.page import render_report
+from dpfair.pipeline.runner import evaluate_run
+from dpfair.tables.summary import read_summary, summarise
 
 NAMES = ("metrics", "subgroups", "gaps", "replicates", "reliability")
 

@@ -10,16 +10,16 @@ import pytest
 import torch
 from dp_accounting.rdp import RdpAccountant
 
-from dpfair.config import TrainConfig
+from dpfair.pipeline.benchmark import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.errors import PrivacyError
-from dpfair.ledger import event_from_json, poisson_gaussian
-from dpfair.runner import train_run
-from dpfair.tuning.accounting import (
+from dpfair.privacy.ledger import event_from_json, poisson_gaussian
+from dpfair.pipeline.runner import train_run
+from dpfair.training.tuning.accounting import (
     ORDERS, calibrate_dominated, calibrate_reference, check_dominated, procedure_epsilon, procedure_event, rdp_curve,
 )
-from dpfair.tuning.procedure import TRIAL_SEED_STRIDE, draw_trials
-from dpfair.tuning.search_space import search_space
+from dpfair.training.tuning.procedure import TRIAL_SEED_STRIDE, draw_trials
+from dpfair.training.tuning.search_space import search_space
 
 
 def test_repeat_and_select_matches_papernot_steinke_corollary_4():
@@ -159,7 +159,7 @@ def test_selection_never_reads_the_test_split(prepared, tmp_path):
 def test_report_rows_put_the_fixed_recipe_beside_the_tuned_one():
     import pandas as pd
 
-    from dpfair.tuning.report import tuning_rows
+    from dpfair.report.tuning import tuning_rows
 
     base = dict(dataset="d", model="cnn", attribute="site", epsilon_spent=9.9, expected_batch_size=128.0, epochs=15,
                 max_grad_norm=1.0, optimizer="adam", clip_policy="flat", augmult=1, class_weight="none",

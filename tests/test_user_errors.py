@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from dpfair.cli import main
-from dpfair.config import load_benchmark, load_yaml, validate_config
+from dpfair.pipeline.cli import main
+from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
 from dpfair.data import get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.logs import error_record_path
-from dpfair.outcome import run_status, write_notice
-from dpfair.preflight import check_delta_against_prepared, check_device
-from dpfair.report import safe_url
+from dpfair.pipeline.outcome import run_status, write_notice
+from dpfair.pipeline.preflight import check_delta_against_prepared, check_device
+from dpfair.report.page import safe_url
 
 RAISING = '''
 from dpfair.data import DatasetCard, register_dataset
@@ -182,7 +182,7 @@ def test_a_report_that_cannot_render_replaces_the_old_page(tmp_path):
 
 
 def test_a_failed_audit_is_listed_although_every_run_finished(tmp_path):
-    from dpfair.outcome import stage_status
+    from dpfair.pipeline.outcome import stage_status
 
     done = tmp_path / "metrics.csv"
     done.write_text("x")

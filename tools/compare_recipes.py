@@ -4,7 +4,7 @@
         --benchmark benchmarks/default.yaml --dataset synthetic_lesions [--model cnn] [--seed 0] [--expected-trials 2]
 
 Trains ``dpsgd`` (the benchmark's fixed recipe for ``--dataset``) and ``dpsgd-tuned`` (private tuning with
-``--expected-trials``) at each ε with :func:`dpfair.runner.train_run`, and prints one JSON line per run: test
+``--expected-trials``) at each ε with :func:`dpfair.pipeline.runner.train_run`, and prints one JSON line per run: test
 AUROC, the SD of the test scores (near 0 = collapsed), trials, ε per trial, the chosen recipe and the wall
 time. This is how the README's "Recipes and private tuning" table was measured; the prepared folder of a
 dataset is made by ``snakemake results/prepared/<name>/dataset.json --configfile <benchmark>``.
@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dpfair.config import load_benchmark
+from dpfair.pipeline.benchmark import load_benchmark
 from dpfair.data.prepare import load_prepared
-from dpfair.runner import train_run
+from dpfair.pipeline.runner import train_run
 
 
 def main() -> None:

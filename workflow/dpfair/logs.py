@@ -18,7 +18,7 @@ def log_to_file(path: str | Path, *, level: int = logging.INFO) -> None:
     """Send logging, warnings and stderr to ``path`` (Snakemake's ``log:``), one line per record.
 
     An uncaught exception is also recorded as one line in ``<log>.error.json``, which the report lists
-    when the run is missing (:mod:`dpfair.outcome`); a job that starts again removes its old record.
+    when the run is missing (:mod:`dpfair.pipeline.outcome`); a job that starts again removes its old record.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     record = error_record_path(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from dpfair.config import load_yaml, validate_config
+from dpfair.pipeline.benchmark import load_yaml, validate_config
 from dpfair.data.registry import datasets_dir
 
 
@@ -40,8 +40,8 @@ wildcard_constraints:
 
 
 def run_preflight_checks():
-    """Refuse before any job what would otherwise fail inside one (dpfair.preflight)."""
-    from dpfair.preflight import check_delta_against_prepared, check_device
+    """Refuse before any job what would otherwise fail inside one (dpfair.pipeline.preflight)."""
+    from dpfair.pipeline.preflight import check_delta_against_prepared, check_device
 
     check_delta_against_prepared(BENCHMARK, meta_path=get_prepared_meta)
     # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
@@ -90,7 +90,7 @@ def get_dataset_module_file(wildcards):
 
 def get_training_config(wildcards):
     """The run's training params; a tuned arm (m-tuned) also carries the dataset's ``tuning`` block, which
-    :func:`dpfair.runner.train_run` hands to the tuning procedure (other runs' params stay as they were, so
+    :func:`dpfair.pipeline.runner.train_run` hands to the tuning procedure (other runs' params stay as they were, so
     enabling tuning retrains nothing that exists)."""
     params = BENCHMARK.training(wildcards.dataset).params()
     if split_method(wildcards.method)[1]:
@@ -100,8 +100,8 @@ def get_training_config(wildcards):
 
 def get_mitigation_attributes():
     """Per dataset that runs a fairness mitigation beside dpsgd, the attribute it targets (method comparison)."""
-    from dpfair.mechanisms import get_mechanism
-    from dpfair.mechanisms.mitigation import MitigationMechanism
+    from dpfair.training.mechanisms import get_mechanism
+    from dpfair.training.mechanisms.mitigation import MitigationMechanism
 
     out = {}
     for dataset in BENCHMARK.datasets:
@@ -132,8 +132,8 @@ def get_train_gpus(wildcards):
 
 
 def get_train_gpu_mem_mb(wildcards):
-    """A train job's claim on its card's memory (dpfair.gpu), so profiles/gpu can run several per card."""
-    from dpfair.gpu import train_gpu_memory_mb
+    """A train job's claim on its card's memory (dpfair.pipeline.gpu), so profiles/gpu can run several per card."""
+    from dpfair.pipeline.gpu import train_gpu_memory_mb
 
     if not get_train_gpus(wildcards):
         return 0
@@ -181,7 +181,7 @@ def get_speed_threads():
 
 # --- audit stage (workflow/rules/audit.smk) ------------------------------------------------------------
 from dpfair.audit.plan import audit_plan  # noqa: E402
-from dpfair.tuning.names import split_method  # noqa: E402
+from dpfair.training.tuning.names import split_method  # noqa: E402
 
 AUDIT = audit_plan(
     config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons,
@@ -218,7 +218,7 @@ def get_audit_training_config(wildcards):
 
 
 def get_run_entries():
-    """Every run of the grid with its files and its jobs' logs, for dpfair.outcome (what finished, what failed).
+    """Every run of the grid with its files and its jobs' logs, for dpfair.pipeline.outcome (what finished, what failed).
 
     Paths come from the rules' own patterns, so they follow any change of the run folder layout.
     """
@@ -244,7 +244,7 @@ def get_run_entries():
 
 
 def get_audit_entries():
-    """Every audited cell as a dpfair.outcome entry (its audit table; its audit-training and audit logs)."""
+    """Every audited cell as a dpfair.pipeline.outcome entry (its audit table; its audit-training and audit logs)."""
     entries = []
     for cell in AUDIT.cells:
         seeds = AUDIT.trained_seeds
@@ -258,8 +258,8 @@ def get_audit_entries():
 
 
 def report_what_exists():
-    """onerror: summary and report from the runs that finished, listing what failed (dpfair.outcome)."""
-    from dpfair.outcome import report_what_exists as render
+    """onerror: summary and report from the runs that finished, listing what failed (dpfair.pipeline.outcome)."""
+    from dpfair.pipeline.outcome import report_what_exists as render
 
     status = render(
         runs=get_run_entries(),

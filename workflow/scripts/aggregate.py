@@ -7,9 +7,9 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.compute_cost import compute_cost  # noqa: E402
+from dpfair.tables.compute_cost import compute_cost  # noqa: E402
 from dpfair.audit.stage import join_audit_columns  # noqa: E402
-from dpfair.summary import summarise  # noqa: E402
+from dpfair.tables.summary import summarise  # noqa: E402
 
 summarise(
     inputs={name: list(snakemake.input[name]) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")},

@@ -1,11 +1,11 @@
-"""Rule script: each fairness mitigation against dpsgd at the same epsilon (dpfair.method_comparison)."""
+"""Rule script: each fairness mitigation against dpsgd at the same epsilon (dpfair.tables.method_comparison)."""
 
 from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.method_comparison import compare_methods  # noqa: E402
-from dpfair.summary import concat_csvs, read_summary  # noqa: E402
+from dpfair.tables.method_comparison import compare_methods  # noqa: E402
+from dpfair.tables.summary import concat_csvs, read_summary  # noqa: E402
 
 settings = snakemake.params.evaluation
 table, groups = compare_methods(

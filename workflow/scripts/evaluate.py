@@ -4,7 +4,7 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.runner import evaluate_run  # noqa: E402
+from dpfair.pipeline.runner import evaluate_run  # noqa: E402
 
 evaluate_run(
     scores=snakemake.input.scores,

@@ -4,8 +4,8 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.outcome import run_status  # noqa: E402
-from dpfair.report import render_report  # noqa: E402
+from dpfair.pipeline.outcome import run_status  # noqa: E402
+from dpfair.report.page import render_report  # noqa: E402
 
 render_report(
     metrics=snakemake.input.metrics,

@@ -6,7 +6,7 @@ log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from dpfair.speed import benchmark_cells  # noqa: E402
+from dpfair.training.speed import benchmark_cells  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 benchmark_cells(

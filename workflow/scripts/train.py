@@ -7,7 +7,7 @@ log_to_file(snakemake.log[0])
 import torch  # noqa: E402
 
 from dpfair.data.prepare import load_prepared  # noqa: E402
-from dpfair.runner import train_run  # noqa: E402
+from dpfair.pipeline.runner import train_run  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samples, meta=snakemake.input.meta)

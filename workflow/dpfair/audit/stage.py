@@ -122,8 +122,8 @@ def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.Da
 
 def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str | Path) -> None:
     """Rewrite the summary's metrics.csv and subgroups.csv with the loss attack's columns from audit.csv."""
-    from dpfair.runner import METRIC_COLUMNS  # the contract's column order
-    from dpfair.summary import NA_VALUES
+    from dpfair.pipeline.runner import METRIC_COLUMNS  # the contract's column order
+    from dpfair.tables.summary import NA_VALUES
 
     def read(path):
         return pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})

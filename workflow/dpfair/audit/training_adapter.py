@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from dpfair.audit.registry import DEFAULT_METHOD
-from dpfair.config import TrainConfig
-from dpfair.privacy import parse_epsilon
-from dpfair.training import train
+from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.privacy.params import parse_epsilon
+from dpfair.training.loop import train
 
 
 @dataclass
@@ -40,7 +40,7 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
 
     ``patient_id``: each row's unit for patient-level mechanisms (ignored by record-level ones).
     ``groups``: each row's sensitive attributes, for mechanisms that clip by group (DPSGD-F); passed only to
-    mechanisms that declare ``uses_groups``, as :func:`dpfair.runner.train_run` does.
+    mechanisms that declare ``uses_groups``, as :func:`dpfair.pipeline.runner.train_run` does.
 
     Example:
         >>> s = run_settings(model="mlp", modality="tabular", epsilon=2, delta=1e-3, training={"epochs": 1, "batch_size": 20})
@@ -48,7 +48,7 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
         >>> out.record["epsilon_spent"] <= 2, out.record["n_train"]
         (True, 100)
     """
-    from dpfair.mechanisms import get_mechanism
+    from dpfair.training.mechanisms import get_mechanism
 
     method = settings.get("method", DEFAULT_METHOD)
     result = train(
@@ -62,9 +62,9 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
 
 def run_delta(prepared, method: str) -> float:
     """The δ the audited run used: the dataset's setting resolved against the mechanism's unit count
-    (patients for patient-level methods), as :func:`dpfair.runner.train_run` resolves it."""
-    from dpfair.mechanisms import TrainingData, get_mechanism
-    from dpfair.privacy import resolve_delta
+    (patients for patient-level methods), as :func:`dpfair.pipeline.runner.train_run` resolves it."""
+    from dpfair.training.mechanisms import TrainingData, get_mechanism
+    from dpfair.privacy.params import resolve_delta
 
     train_rows = (prepared.samples["split"] == "train").to_numpy()
     x_train, y_train = prepared.part("train")

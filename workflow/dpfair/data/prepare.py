@@ -26,7 +26,7 @@ from dpfair.data.split import SPLITS, stratified_split
 from dpfair.data.validate import validate_raw, validate_split
 from dpfair.errors import DatasetError, DpfairError
 from dpfair.jsonio import write_json
-from dpfair.privacy import resolve_delta
+from dpfair.privacy.params import resolve_delta
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import pandas as pd
 
 from dpfair.fairness._inputs import require, stream
 from dpfair.fairness.metrics_registry import get_metric
-from dpfair.privacy import format_epsilon
+from dpfair.privacy.params import format_epsilon
 
 log = logging.getLogger(__name__)
 

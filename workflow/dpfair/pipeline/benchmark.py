@@ -1,0 +1,379 @@
+"""Benchmark definitions: validate a config against the JSON schema, then check what the schema can't.
+
+Errors name the config key and the allowed values, and are raised before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
+from dpfair.errors import ConfigError, DatasetError
+from dpfair.models import available_models, get_model
+from dpfair.privacy.params import check_accountant, format_epsilon, parse_epsilon
+from dpfair.training.tuning.names import split_method, tuned_methods
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
+#: How per-unit gradient norms and the clipped sum are computed: dpfair's book-keeping path and Opacus's
+#: grad-sample modes ("auto" picks). Which DP method runs is a separate choice (``methods:``).
+CLIPPING_BACKENDS: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
+DEFAULT_METHODS: tuple[str, ...] = ("dpsgd",)
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: Clip policies a benchmark may name (``dpfair.privacy.clipping.policy``); ``normalized`` is Bu et al.'s automatic clipping.
+CLIP_POLICY_NAMES: tuple[str, ...] = ("flat", "normalized")
+
+
+#: The recipe options (issue "a fair fight"): a run that leaves them at their defaults ran the recipe of
+#: earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
+RECIPE_FIELDS: tuple[str, ...] = ("lr_schedule", "ema_decay", "select_best", "class_weight", "clip_policy", "augmult",
+                                  "noise_multiplier")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run; identical across the ε grid of a (dataset, model) cell."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    clipping_backend: str = "auto"
+    max_rows_per_patient: int | None = None
+    # Recipe options (privacy-free post-processing and DP-specific choices; see README "Recipes and tuning")
+    lr_schedule: str = "constant"
+    ema_decay: float | None = None
+    select_best: bool = False
+    class_weight: str | float = "none"
+    clip_policy: str = "flat"
+    augmult: int = 1
+    #: Set only by private tuning (``dpfair.training.tuning``): the trial's σ, calibrated for the whole procedure.
+    noise_multiplier: float | None = None
+    #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.training.mechanisms.mitigation).
+    mitigation: dict | None = None
+
+    def params(self) -> dict:
+        """The fields as a plain dict for a rule's ``params``, without recipe options left at their defaults.
+
+        Snakemake reruns a job whose params changed; omitting an unset option means that adding a recipe
+        option to this class (or to a benchmark's defaults) retrains no finished run whose recipe it does not
+        change. ``TrainConfig(**config.params())`` gives the same config back.
+
+        Example:
+            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_FIELDS}
+            True
+            >>> TrainConfig(**TrainConfig(augmult=2).params()).augmult
+            2
+        """
+        return {k: v for k, v in vars(self).items() if k not in self.recipe_at_default()}
+
+    def recipe_at_default(self) -> set[str]:
+        """The recipe options (:data:`RECIPE_FIELDS`) this config leaves at the class defaults."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k for k in RECIPE_FIELDS if getattr(self, k) == defaults[k]}
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise ConfigError(f"training.optimizer = {self.optimizer!r}; allowed: {list(OPTIMIZER_NAMES)}")
+        if self.clipping_backend not in CLIPPING_BACKENDS:
+            raise ConfigError(
+                f"training.clipping_backend = {self.clipping_backend!r}; allowed: {list(CLIPPING_BACKENDS)}"
+            )
+        m = self.max_rows_per_patient
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ConfigError(f"privacy.max_rows_per_patient must be a whole number >= 1 or null, got {m!r}")
+        check_accountant(self.accountant)
+        for key in ("epochs", "batch_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"training.{key} must be a whole number >= 1, got {value!r}")
+        if not self.lr > 0 or not self.max_grad_norm > 0:
+            raise ConfigError("training.lr and privacy.max_grad_norm must be > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"training.lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+        d = self.ema_decay
+        if d is not None and (isinstance(d, bool) or not 0 < d < 1):
+            raise ConfigError(f"training.ema_decay must be in (0, 1) or null, got {d!r}")
+        w = self.class_weight
+        if not (w in ("none", "balanced") or (isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0)):
+            raise ConfigError(f"training.class_weight must be 'none', 'balanced' or a number > 0, got {w!r}")
+        if self.clip_policy not in CLIP_POLICY_NAMES:
+            raise ConfigError(f"privacy.clip_policy = {self.clip_policy!r}; allowed: {list(CLIP_POLICY_NAMES)}")
+        if isinstance(self.augmult, bool) or not isinstance(self.augmult, int) or self.augmult < 1:
+            raise ConfigError(f"training.augmult must be a whole number >= 1, got {self.augmult!r}")
+        if self.noise_multiplier is not None and not self.noise_multiplier > 0:
+            raise ConfigError(f"noise_multiplier must be > 0, got {self.noise_multiplier!r}")
+
+
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    model: str
+    method: str
+    epsilon: str  # formatted: "1", "3", "inf"
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """The run's folder below results/runs/ (and its log and benchmark stem)."""
+        return f"{self.dataset}/{self.model}/{self.method}/eps-{self.epsilon}/seed-{self.seed}"
+
+
+@dataclass
+class Benchmark:
+    """A validated benchmark: the config with defaults filled in, and its grid."""
+
+    config: dict
+    modalities: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.config["datasets"])
+
+    @property
+    def epsilons(self) -> list[str]:
+        return [format_epsilon(e) for e in self.config["epsilons"]]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def models_for(self, dataset: str) -> list[str]:
+        wanted = self.dataset_settings(dataset).get("models") or self.config["models"]
+        return [m for m in wanted if self.modalities[dataset] in get_model(m).modalities]
+
+    def methods_for(self, dataset: str) -> list[str]:
+        """Privacy mechanisms run on ``dataset`` (its own ``methods`` or the benchmark's).
+
+        With tuning enabled, each tunable method ``m`` also runs as ``m-tuned`` (``dpfair.training.tuning``): the
+        fixed recipe and the privately tuned one side by side.
+        """
+        methods = list(self.dataset_settings(dataset).get("methods") or self.config["methods"])
+        if self.tuning(dataset).get("enabled"):
+            methods += tuned_methods(methods)
+        return methods
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted({m for d in self.datasets for m in self.methods_for(d)})
+
+    def cells(self) -> list[tuple[str, str]]:
+        return [(d, m) for d in self.datasets for m in self.models_for(d)]
+
+    def runs(self) -> list[Run]:
+        """Every run of the grid. A method whose ε = ∞ arm is another method's (``nonprivate_arm_of``, e.g. the
+        fairness mitigations run dpsgd's non-private loop) skips ε = ∞ where that method runs too."""
+        return [
+            Run(d, m, method, e, s)
+            for d, m in self.cells() for method in self.methods_for(d) for e in self.epsilons for s in self.seeds
+            if not (e == "inf" and _nonprivate_arm_of(method) in self.methods_for(d))
+        ]
+
+    def dataset_settings(self, dataset: str) -> dict:
+        return self.config["datasets"][dataset] or {}
+
+    def module(self, dataset: str) -> str:
+        """The dataset module behind a config entry (the entry's name unless it sets ``module``)."""
+        return self.dataset_settings(dataset).get("module", dataset)
+
+    def training(self, dataset: str) -> TrainConfig:
+        merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
+        privacy = self.privacy(dataset)
+        return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
+                           max_rows_per_patient=privacy.get("max_rows_per_patient"),
+                           clip_policy=privacy.get("clip_policy", "flat"), mitigation=self.mitigation(dataset))
+
+    def tuning(self, dataset: str) -> dict:
+        """The dataset's ``tuning:`` block merged over the benchmark's (``enabled: false`` when neither sets one)."""
+        return {**(self.config.get("tuning") or {}), **(self.dataset_settings(dataset).get("tuning") or {})}
+
+    def mitigation(self, dataset: str) -> dict:
+        """The mitigation settings of ``dataset`` (its own over the benchmark's ``mitigation:``)."""
+        return {**(self.config.get("mitigation") or {}), **(self.dataset_settings(dataset).get("mitigation") or {})}
+
+    def privacy(self, dataset: str) -> dict:
+        return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing file, a syntax error (with its line and column) or a non-mapping is a ConfigError."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context = getattr(exc, "context", None)
+        raise ConfigError(f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a benchmark definition is a YAML mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> Benchmark:
+    """Validate ``config`` in place (filling schema defaults) and return the :class:`Benchmark`.
+
+    Example:
+        >>> b = validate_config({"datasets": {"support2": None}, "models": ["mlp", "cnn"],
+        ...                      "epsilons": [1, "inf"], "seeds": [0]})
+        >>> b.cells(), b.epsilons
+        ([('support2', 'mlp')], ['1', 'inf'])
+    """
+    schema = load_yaml(schema_path)
+    _check_renamed_keys(config)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid benchmark config:\n" + "\n".join(_describe(e) for e in errors))
+    # Defaults fill the top level only: a per-dataset override holds just the keys it overrides.
+    top_level = copy.deepcopy(schema)
+    top_level["properties"]["datasets"] = {"type": "object"}
+    filler = _validator_with_defaults()(top_level)
+    for _ in range(2):  # the second pass fills inside objects the first pass defaulted
+        filler.validate(config)
+
+    for i, eps in enumerate(config["epsilons"]):
+        value = parse_epsilon(eps, where=f"epsilons[{i}]")
+        if float(format_epsilon(value)) != value:  # ε reaches training through its path form
+            raise ConfigError(f"epsilons[{i}] = {eps!r} has more than 6 significant digits; round it")
+    for i, seed in enumerate(config["seeds"]):
+        if isinstance(seed, float):
+            raise ConfigError(f"seeds[{i}] = {seed!r}: write seeds as whole numbers (0, not 0.0)")
+    if len(set(format_epsilon(e) for e in config["epsilons"])) != len(config["epsilons"]):
+        raise ConfigError(f"epsilons has duplicates: {config['epsilons']}")
+    if len(set(config["seeds"])) != len(config["seeds"]):
+        raise ConfigError(f"seeds has duplicates: {config['seeds']}")
+    from dpfair.training.mechanisms import available_mechanisms  # the mechanisms import this module
+
+    known_methods = available_mechanisms()
+    method_lists = [("methods", config["methods"])] + [
+        (f"datasets.{name}.methods", (settings or {}).get("methods", [])) for name, settings in config["datasets"].items()
+    ]
+    for where, methods in method_lists:
+        for i, m in enumerate(methods):
+            if m not in known_methods:
+                raise ConfigError(f"{where}[{i}] = {m!r} is not a known method; allowed: {known_methods}")
+        if len(set(methods)) != len(methods):
+            raise ConfigError(f"{where} has duplicates: {methods}")
+    known_models = available_models()
+    for i, m in enumerate(config["models"]):
+        if m not in known_models:
+            raise ConfigError(f"models[{i}] = {m!r} is not a known model; allowed: {known_models}")
+    root = datasets_dir(config["datasets_dir"])
+    known = available_datasets(root)
+    modalities = {}
+    for name, settings in config["datasets"].items():
+        module = (settings or {}).get("module", name)
+        if module not in known:
+            key = f"datasets.{name}.module" if module != name else f"datasets.{name}"
+            raise ConfigError(f"{key}: unknown dataset {module!r}; allowed: {known} (modules in {root})")
+        try:
+            modalities[name] = get_dataset(module, root).card.modality
+        except DatasetError as exc:
+            raise ConfigError(f"datasets.{name}: {exc}") from exc
+        for i, m in enumerate((settings or {}).get("models", [])):
+            if m not in known_models:
+                raise ConfigError(f"datasets.{name}.models[{i}] = {m!r} is not a known model; allowed: {known_models}")
+    benchmark = Benchmark(config=config, modalities=modalities)
+    attributes = {a for name in benchmark.datasets for a in get_dataset(benchmark.module(name), root).card.sensitive_attributes}
+    for i, combo in enumerate(config["evaluation"]["intersections"]):
+        unknown = [a for a in combo if a not in attributes]
+        if unknown:
+            raise ConfigError(
+                f"evaluation.intersections[{i}] names {unknown}, which no dataset of this benchmark has; "
+                f"its datasets' attributes: {sorted(attributes)}"
+            )
+    for name in benchmark.datasets:
+        if not benchmark.models_for(name):
+            raise ConfigError(
+                f"datasets.{name}: no model in models {config['models']} accepts {modalities[name]!r} inputs; "
+                f"add one that does ({[m for m in known_models if modalities[name] in get_model(m).modalities]})"
+            )
+        benchmark.training(name)  # TrainConfig checks the merged values
+        _check_mitigation(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
+    return benchmark
+
+
+def load_benchmark(path: str | Path) -> Benchmark:
+    return validate_config(copy.deepcopy(load_yaml(path)))
+
+
+def _nonprivate_arm_of(method: str) -> str | None:
+    from dpfair.training.mechanisms import get_mechanism  # the mechanisms import this module
+
+    base, tuned = split_method(method)
+    if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
+        return None
+    return getattr(get_mechanism(base), "nonprivate_arm_of", None)
+
+
+def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:
+    """A dataset running a fairness mitigation must name one of its sensitive attributes as the target."""
+    from dpfair.training.mechanisms import get_mechanism
+    from dpfair.training.mechanisms.mitigation import MitigationMechanism
+
+    mitigations = [m for m in benchmark.methods_for(name) if isinstance(get_mechanism(split_method(m)[0]), MitigationMechanism)]
+    if not mitigations:
+        return
+    attribute = benchmark.mitigation(name).get("attribute")
+    if not attribute or any(a not in attributes for a in str(attribute).split(":")):
+        raise ConfigError(
+            f"datasets.{name}.mitigation.attribute = {attribute!r}: methods {mitigations} need the sensitive attribute "
+            f"they target; allowed: {list(attributes)}"
+        )
+
+
+def _check_renamed_keys(config: dict) -> None:
+    """Keys that were renamed get an error naming the new key, not a generic 'unexpected key'."""
+    places = [("training", config.get("training"))] + [
+        (f"datasets.{name}.training", (settings or {}).get("training"))
+        for name, settings in (config.get("datasets") or {}).items() if isinstance(settings, dict)
+    ]
+    for where, section in places:
+        if isinstance(section, dict) and "grad_sample_mode" in section:
+            raise ConfigError(
+                f"{where}.grad_sample_mode was renamed to {where}.clipping_backend (same values: "
+                f"{list(CLIPPING_BACKENDS)}); which DP method runs is set by 'methods:'"
+            )
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    message = error.message
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        message += f"; allowed keys: {allowed}"
+    elif error.validator == "enum":
+        message += f"; allowed values: {error.validator_value}"
+    return f"- {where}: {message}"
+
+
+def _validator_with_defaults():
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})

@@ -1,0 +1,124 @@
+"""``dpfair`` command line: inspect dataset modules and benchmark definitions without running anything.
+
+    dpfair datasets list
+    dpfair datasets check NAME [--param KEY=VALUE ...] [--example]
+    dpfair config check benchmarks/default.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from dpfair.errors import DpfairError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dpfair", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="group", required=True)
+    datasets = sub.add_parser("datasets", help="dataset modules").add_subparsers(dest="command", required=True)
+    ls = datasets.add_parser("list", help="list dataset modules and their cards")
+    ls.add_argument("--datasets-dir", default=None, help="folder of dataset modules (default ./datasets)")
+    check = datasets.add_parser("check", help="load, validate (coding, leakage) and split a dataset; print its card and group sizes")
+    check.add_argument("name")
+    check.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="loader parameter (value parsed as YAML), e.g. --param root=/data/chexpert")
+    check.add_argument("--example", action="store_true",
+                       help="check against the tiny copy the module's make_example writes (no real data needed)")
+    check.add_argument("--min-group-size", type=int, default=30)
+    check.add_argument("--datasets-dir", default=None)
+    config = sub.add_parser("config", help="benchmark definitions").add_subparsers(dest="command", required=True)
+    cfg = config.add_parser("check", help="validate a benchmark definition and print its grid")
+    cfg.add_argument("path")
+    args = parser.parse_args(argv)
+    try:
+        if args.group == "datasets" and args.command == "list":
+            return _list(args)
+        if args.group == "datasets" and args.command == "check":
+            return _check(args)
+        return _config_check(args)
+    except DpfairError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - anything else is still one line, never a traceback
+        where = f" ({args.path})" if getattr(args, "path", None) else f" (dataset {args.name!r})" if getattr(args, "name", None) else ""
+        print(f"error{where}: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message (a schema's list of problems) joined onto one line."""
+    return "; ".join(part.strip(" -") for part in message.splitlines() if part.strip(" -"))
+
+
+def _list(args) -> int:
+    from dpfair.data import available_datasets, get_dataset
+
+    for name in available_datasets(args.datasets_dir):
+        try:
+            card = get_dataset(name, args.datasets_dir).card
+            print(f"{name:20s} {card.modality:8s} {', '.join(card.sensitive_attributes) or '-':28s} {card.outcome[:70]}")
+        except DpfairError as exc:
+            print(f"{name:20s} BROKEN   {exc}")
+    return 0
+
+
+def _check(args) -> int:
+    from dpfair.data import get_dataset
+    from dpfair.data.contract import group_sort_key
+    from dpfair.data.prepare import prepare_dataset
+
+    logging.getLogger("dpfair").setLevel(logging.ERROR)  # warnings are printed below, once
+    spec = get_dataset(args.name, args.datasets_dir)
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DpfairError(f"--param {item!r}: write KEY=VALUE")
+        params[key] = yaml.safe_load(value)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.example:
+            if spec.make_example is None:
+                raise DpfairError(f"{spec.path} defines no make_example(root); run without --example")
+            params = {**spec.make_example(Path(tmp)), **params}
+        prepared = prepare_dataset(name=args.name, params=params, min_group_size=args.min_group_size,
+                                   datasets_dir=args.datasets_dir)
+    meta = prepared.meta
+    card = spec.card
+    print(f"{card.name}: OK ({spec.path})")
+    for field in ("modality", "task", "outcome", "license", "citation", "homepage", "source"):
+        print(textwrap.fill(f"{field}: {getattr(card, field)}", width=100, subsequent_indent="    "))
+    print(f"input shape: {tuple(meta['input_shape'])}   privacy unit: {meta['privacy_unit']}   delta (auto): {meta['delta']:g}")
+    print(f"split: {meta['split']}")
+    print("rows:       " + "   ".join(f"{s} {meta['n'][s]}" for s in ("train", "val", "test")))
+    print("prevalence: " + "   ".join(f"{s} {meta['prevalence'][s]:.3f}" for s in ("train", "val", "test")))
+    for attr, sizes in meta["group_sizes"].items():
+        print(f"{attr} (train / val / test):")
+        for group in sorted(sizes["train"].keys() | sizes["val"].keys() | sizes["test"].keys(), key=lambda v: group_sort_key(attr, v)):
+            print(f"    {group:16s} " + " / ".join(str(sizes[s].get(group, 0)) for s in ("train", "val", "test")))
+    for warning in meta["warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _config_check(args) -> int:
+    from dpfair.pipeline.benchmark import load_benchmark
+
+    benchmark = load_benchmark(args.path)
+    print(f"{args.path}: OK, benchmark {benchmark.name!r}")
+    for dataset, model in benchmark.cells():
+        print(f"    {dataset} x {model}: epsilons {benchmark.epsilons}, seeds {benchmark.seeds}, {benchmark.training(dataset)}")
+    print(f"{len(benchmark.runs())} training runs")
+    print(json.dumps({k: benchmark.config[k] for k in ("privacy", "split", "evaluation")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The report's audit section, built from results/summary/audit.csv and audit_roc.csv (one dataset at a time).
+
+Claimed ε beside the certified one-run lower bound (per audit seed: no maximum over seeds, which would need
+a correction) and the attacks' empirical estimates (means over seeds); low-FPR ROC curves on log axes;
+per-group attack AUROC with intervals. TPR at low FPR is shown empty where the tail holds fewer than 10
+held-out rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from dpfair.audit.membership import MIN_TAIL
+from dpfair.report.figures import epsilon_label, seed_summary
+
+ATTACK_LABELS = {"loss": "loss threshold", "rmia": "RMIA", "one_run": "one-run canaries"}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    return f"{value:.{digits}f}"
+
+
+def _overall(audit: pd.DataFrame) -> pd.DataFrame:
+    return audit[audit["attribute"].fillna("") == ""]
+
+
+def claim_rows(audit: pd.DataFrame, level: float = 0.95) -> list[dict]:
+    """Per (model, method, ε): claimed ε, certified bound per audit seed, each attack's AUROC and empirical ε."""
+    overall = _overall(audit)
+    rows = []
+    for (model, method, eps), part in overall.groupby(["model", "method", "epsilon"], sort=True):
+        row = {"model": model, "method": method, "epsilon": epsilon_label(eps), "attacks": []}
+        bound = part[(part["attack"] == "one_run") & (part["metric"] == "epsilon_lower_bound")]
+        row["certified"] = ", ".join(f"{_fmt(v, 2)} (seed {s})" for s, v in zip(bound["seed"], bound["value"])) or "—"
+        row["exceeds"] = bool(math.isfinite(eps) and (bound["value"] > eps).any())
+        for attack in ("loss", "rmia"):
+            a = part[part["attack"] == attack]
+            if a.empty:
+                continue
+            wide = a.pivot_table(index="seed", columns="metric", values="value", aggfunc="first").reset_index()
+            # each seed's bootstrap interval carries the held-out rows' sampling variance into the mean's interval
+            auc_ci = a[a["metric"] == "auroc"].set_index("seed")[["ci_low", "ci_high"]].add_prefix("auroc_")
+            wide = wide.join(auc_ci, on="seed")
+            auc = seed_summary(wide.assign(k=0), "auroc", ["k"], level).iloc[0]
+            violated = int((wide.get("bound_violated", pd.Series(dtype=float)) > 0).sum())
+            row["attacks"].append({
+                "name": ATTACK_LABELS[attack], "n_seeds": len(wide),
+                "auroc": f"{_fmt(auc['mean'])} [{_fmt(auc['low'])}, {_fmt(auc['high'])}]",
+                "tpr1": _fmt(wide["tpr_at_1pct_fpr"].mean()) if "tpr_at_1pct_fpr" in wide else "—",
+                "tpr01": _fmt(wide["tpr_at_0p1pct_fpr"].mean()) if "tpr_at_0p1pct_fpr" in wide else "—",
+                "eps_empirical": _fmt(wide["epsilon_empirical"].mean(), 2) if "epsilon_empirical" in wide else "—",
+                "violated": f"{violated} of {len(wide)}",
+            })
+        rows.append(row)
+    return rows
+
+
+def roc_figure(roc: pd.DataFrame) -> plt.Figure | None:
+    """TPR against FPR on log axes, one panel per model, one colour per ε, loss solid and RMIA dashed."""
+    if roc.empty:
+        return None
+    seed = int(roc["seed"].min())
+    roc = roc[roc["seed"] == seed]
+    models = sorted(roc["model"].unique())
+    epsilons = sorted(roc["epsilon"].unique())
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(epsilons)))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = roc[roc["model"] == model]
+        for colour, eps in zip(colours, epsilons):
+            for attack, style in (("loss", "-"), ("rmia", "--")):
+                line = part[(part["epsilon"] == eps) & (part["attack"] == attack)].sort_values("fpr")
+                if not line.empty:
+                    ax.plot(line["fpr"], line["tpr"].clip(lower=1e-4), style, color=colour,
+                            label=f"ε = {epsilon_label(eps)}, {ATTACK_LABELS[attack]}")
+        grid = np.logspace(-3, 0, 50)
+        ax.plot(grid, grid, ":", color="grey", linewidth=1)
+        n = part["n_nonmembers"].min()
+        if n and MIN_TAIL / n < 1:
+            ax.axvspan(1e-3, MIN_TAIL / n, color="grey", alpha=0.12, linewidth=0)
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xlim(1e-3, 1), ax.set_ylim(1e-3, 1)
+        ax.set_xlabel("false-positive rate"), ax.set_ylabel("true-positive rate")
+        ax.set_title(f"{model} (seed {seed})", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def group_rows(audit: pd.DataFrame) -> list[dict]:
+    """Per-group attack AUROC [interval] (first audited seed), one row per (model, attack, attribute, group), ε as columns."""
+    groups = audit[audit["attribute"].fillna("") != ""]
+    if groups.empty:
+        return []
+    groups = groups[groups["seed"] == groups["seed"].min()]
+    epsilons = sorted(groups["epsilon"].unique())
+    rows = []
+    for (model, attack, attribute, group), part in groups.groupby(["model", "attack", "attribute", "group"], sort=True):
+        by_eps = {e: r for e, r in zip(part["epsilon"], part.to_dict("records"))}
+        cells = [f"{_fmt(by_eps[e]['value'], 2)} [{_fmt(by_eps[e]['ci_low'], 2)}, {_fmt(by_eps[e]['ci_high'], 2)}]" if e in by_eps else "—"
+                 for e in epsilons]
+        n = int(part["n"].iloc[0]) if part["n"].notna().any() else 0
+        rows.append({"model": model, "attack": ATTACK_LABELS.get(attack, attack), "attribute": attribute, "group": group,
+                     "n": n, "cells": cells})
+    return rows
+
+
+def audit_section(*, audit: pd.DataFrame, roc: pd.DataFrame, level: float = 0.95, to_uri=None) -> dict | None:
+    """Everything the template's audit block shows for one dataset; None when it was not audited."""
+    if audit.empty:
+        return None
+    figure = roc_figure(roc)
+    groups = audit[audit["attribute"].fillna("") != ""]
+    return {
+        "claims": claim_rows(audit, level),
+        "roc_figure": to_uri(figure) if (figure is not None and to_uri) else None,
+        "groups": group_rows(audit),
+        "group_epsilons": [epsilon_label(e) for e in sorted(groups["epsilon"].unique())] if not groups.empty else [],
+        "min_tail": MIN_TAIL,
+    }

@@ -1,0 +1,258 @@
+"""The report's summary: per dataset, a few sentences with numbers that link to the rows they come from.
+
+Sentences are built as escaped HTML (:class:`markupsafe.Markup`): every number is a link to a table
+row whose id :func:`dpfair.report.frames.slug` gives, so the template renders them as they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from markupsafe import Markup, escape
+
+from dpfair.report.figures import epsilon_label, seed_summary
+from dpfair.report.frames import RUN_KEYS, slug
+
+#: An AUROC cost of at most this much reads as "keeps performance" in the cross-dataset check.
+KEEPS_PERFORMANCE = 0.02
+#: Gap metrics whose change is the headline question (the fairness statistics' headline family).
+HEADLINE_GAP_METRICS = ("auroc", "tpr")
+SIGNIFICANCE = 0.05
+
+
+def fmt_number(value, digits: int = 3, *, signed: bool = False) -> str:
+    """A number as the summary prints it (− for minus, ∞, — for missing).
+
+    Example:
+        >>> fmt_number(-0.12345, signed=True), fmt_number(float("nan")), fmt_number(0.5)
+        ('−0.123', '—', '0.5')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    value = float(value)
+    if math.isinf(value):
+        return "∞"
+    if value != 0 and abs(value) < 10 ** -digits:
+        return f"{value:+.2g}" if signed else f"{value:.2g}"
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace("-", "−")
+
+
+def group_privacy_text(value) -> str:
+    """The card's group-privacy entry as a sentence (a string is kept; a mapping is spelled out)."""
+    if not isinstance(value, dict):
+        return str(value)
+    for key in ("text", "statement"):
+        if value.get(key):
+            return str(value[key])
+    k = value.get("k", value.get("max_records_per_unit", value.get("max_records_per_patient")))
+    eps, delta = value.get("epsilon"), value.get("delta")
+    text = f"a patient with up to {k} rows is protected at ε = {fmt_number(eps, 3)}, δ = {fmt_number(delta, 3)} (group privacy)"
+    if value.get("meaningful") is False or value.get("no_patient_guarantee") or value.get("flag"):
+        text += "; no meaningful patient-level guarantee"
+    return text
+
+
+def link(text: str, anchor: str) -> Markup:
+    return Markup('<a class="num" href="#{}">{}</a>').format(anchor, text)
+
+
+def estimate(mean, low, high, anchor: str, *, signed: bool = False, digits: int = 3) -> Markup:
+    """``mean [low, high]`` as one link."""
+    f = lambda v, d=digits: fmt_number(v, d, signed=signed)  # noqa: E731
+    text = f(mean) if any(math.isnan(float(v)) for v in (low, high)) else f"{f(mean)} [{f(low, 2)}, {f(high, 2)}]"
+    return link(text, anchor)
+
+
+def _join(parts: list) -> Markup:
+    parts = [Markup(p) if isinstance(p, Markup) else escape(p) for p in parts]
+    if len(parts) <= 1:
+        return Markup("").join(parts)
+    return Markup(", ").join(parts[:-1]) + Markup(" and ") + parts[-1]
+
+
+def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, level: float) -> list[Markup]:
+    """"Non-private AUROC …; DP changes it by … at ε = 1 …" per (model, method)."""
+    out = []
+    runs = metrics.drop_duplicates(RUN_KEYS)
+    for (model, method), part in costs[costs["dataset"] == dataset].groupby(["model", "method"], sort=True):
+        plain = runs[(runs["model"] == model) & runs["epsilon"].map(math.isinf)]
+        plain = plain[plain["method"] == method] if (plain["method"] == method).any() else plain
+        ref = seed_summary(plain.drop_duplicates("seed"), "auroc", ["model"], level).iloc[0]
+        ref_method = plain["method"].iloc[0]
+        changes = [
+            Markup("{} at ε = {}").format(
+                estimate(r.cost, r.cost_low, r.cost_high, slug("cost", dataset, model, method, r.epsilon), signed=True),
+                epsilon_label(r.epsilon))
+            for r in part.sort_values("epsilon").itertuples()
+        ]
+        out.append(Markup("<strong>{} ({})</strong>: test AUROC {} without privacy (ε = ∞); DP changes it by {}.").format(
+            model, method, estimate(ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)),
+            _join(changes)))
+    return out
+
+
+def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
+    """Whether any headline gap changed, saying whether the tables control for multiplicity."""
+    rows = changes[changes["dataset"] == dataset]
+    if "family" in rows.columns:
+        rows = rows[rows["family"] == "headline"]
+    else:
+        rows = rows[rows["metric"].isin(HEADLINE_GAP_METRICS)]
+    if rows.empty:
+        return Markup("Fairness: no gap changes to report (no ε = ∞ reference, or no sensitive attributes).")
+    verdicts = rows["verdict"].astype(str)
+    changed = rows[verdicts.str.contains(r"\b(?:widens|narrows)\b", regex=True)]
+    if "p_adjusted" in rows.columns:
+        control = Markup("after multiplicity control (adjusted p &lt; {})").format(SIGNIFICANCE)
+    else:
+        control = Markup("with <em>no</em> multiplicity control (this run's tables have no adjusted p-values; at {}% per "
+                         "comparison about {} would exclude 0 by chance)").format(
+            100 - int(100 * SIGNIFICANCE), fmt_number(SIGNIFICANCE * len(rows), 1))
+    method_col = "method" in rows.columns
+    table = slug("fairness", dataset)
+    listed = [
+        link(v, slug("gc", dataset, r["model"], r["method"] if method_col else "dpsgd", r["attribute"], r["metric"], r["epsilon"]))
+        for v, r in zip(changed["verdict"], changed.to_dict("records"))
+    ]
+    if not listed:
+        return Markup("Fairness: none of {} headline gap changes (AUROC and TPR gap per attribute and ε) is detected, {}.").format(
+            link(str(len(rows)), table), control)
+    return Markup("Fairness: {} of {} headline gap changes (AUROC and TPR gap per attribute and ε) detected, {}: {}.").format(
+        len(listed), link(str(len(rows)), table), control, _join(listed))
+
+
+def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | None) -> Markup | None:
+    """What the membership audits found against the claimed ε (``audit.csv`` when the run has it)."""
+    anchor = slug("audit", dataset)
+    if audit is not None and not audit.empty and dataset in set(audit["dataset"]):
+        part = audit[(audit["dataset"] == dataset) & audit["epsilon"].map(math.isfinite)]
+        part = part[part["attribute"].isna()] if "attribute" in part.columns else part
+        bits = []
+        bounds = part[part["metric"] == "epsilon_lower_bound"]
+        for eps, g in bounds.groupby("epsilon", sort=True):
+            worst = g["value"].max()
+            flag = Markup(" <strong>above the claim</strong>") if worst > eps else Markup("")
+            bits.append(Markup("certified ε ≥ {} at claimed ε = {}{}").format(link(fmt_number(worst, 2), anchor), epsilon_label(eps), flag))
+        aurocs = part[part["metric"] == "auroc"]
+        if not aurocs.empty:
+            bits.append(Markup("the strongest attack's AUROC at a finite ε was {} (0.5 = no leakage detected)").format(
+                link(fmt_number(aurocs["value"].max()), anchor)))
+        if not bits:
+            return None
+        return Markup("Privacy audit ({}): {}.").format(", ".join(sorted(set(part["attack"]))), _join(bits))
+    if "mia_auroc" not in metrics.columns or metrics["mia_auroc"].notna().sum() == 0:
+        return Markup("Privacy audit: not available for this run (membership inference switched off).")
+    runs = metrics.drop_duplicates(RUN_KEYS)
+    private = runs[runs["epsilon"].map(math.isfinite)]
+    plain = runs[runs["epsilon"].map(math.isinf)]
+    violated = private["mia_bound_violated"].astype(str).str.lower().eq("true").sum() if "mia_bound_violated" in runs else 0
+    empirical = next((c for c in ("mia_epsilon_empirical", "mia_epsilon_lower_bound") if c in runs.columns), None)
+    text = Markup("Privacy audit (loss-threshold attack): attack AUROC {} to {} at finite ε").format(
+        link(fmt_number(private["mia_auroc"].min()), anchor), link(fmt_number(private["mia_auroc"].max()), anchor))
+    if not plain.empty:
+        text += Markup(" ({} without privacy)").format(link(fmt_number(plain["mia_auroc"].mean()), anchor))
+    text += Markup("; {} of {} private runs broke their (ε, δ) bound").format(link(str(int(violated)), anchor), len(private))
+    if empirical and private[empirical].notna().any():
+        worst = private.loc[private[empirical].idxmax()]
+        text += Markup("; the largest empirical ε lower bound was {} (claimed ε = {})").format(
+            link(fmt_number(worst[empirical], 2), anchor), epsilon_label(worst["epsilon"]))
+    return text + Markup(". A loss attack is weak: passing it does not confirm the claimed ε.")
+
+
+def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
+    """Which method gave the best trade-off at each ε (highest AUROC; smallest gap per attribute)."""
+    part = points[(points["dataset"] == dataset) & points["epsilon"].map(math.isfinite)]
+    if part.empty:
+        return None
+    methods = sorted(part["method"].unique())
+    if len(methods) == 1:
+        fronts = []
+        for (model, attr), g in part.groupby(["model", "attribute"], sort=True):
+            eps = [link(epsilon_label(r.epsilon), slug("to", dataset, model, r.method, attr, r.epsilon)) for r in g[g["pareto"]].itertuples()]
+            fronts.append(Markup("{} {}: ε = {}").format(model, attr, _join(eps)))
+        return Markup("Best trade-off: one method ({}) ran here, so there is no comparison between methods; "
+                      "the private points on the AUROC–gap Pareto front are {}.").format(methods[0], Markup("; ").join(fronts))
+    out = []
+    for (model, eps), g in part.groupby(["model", "epsilon"], sort=True):
+        best = g.loc[g["auroc"].idxmax()]
+        text = Markup("at ε = {} ({}), {} had the highest AUROC ({})").format(
+            epsilon_label(eps), model, best["method"],
+            link(fmt_number(best["auroc"]), slug("to", dataset, model, best["method"], best["attribute"], eps)))
+        fairest = []
+        for attr, a in g.groupby("attribute", sort=True):
+            f = a.loc[a["gap"].idxmin()]
+            fairest.append(Markup("{} for {} ({})").format(
+                f["method"], attr, link(fmt_number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))))
+        out.append(text + Markup(" and the smallest AUROC gap was ") + _join(fairest))
+    return Markup("Best trade-off: ") + Markup("; ").join(out) + Markup(".")
+
+
+def caveats(dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.DataFrame, cards: list[dict],
+            min_group_size: int) -> list[Markup]:
+    """Flags a reader should see before trusting the numbers: small groups, record-level units, tuning, seeds."""
+    out = []
+    data_anchor, ps_anchor = slug("data", dataset), slug("ps", dataset)
+    flagged = subgroups[(subgroups["dataset"] == dataset) & subgroups["flagged"].astype(str).str.lower().eq("true")]
+    if not flagged.empty:
+        groups = flagged.drop_duplicates(["attribute", "group"])
+        names = [f"{r['attribute']} = {r['group']} (n = {int(r['n'])})" for r in groups.to_dict("records")]
+        out.append(Markup("Small groups: {} {} fewer than {} test rows; reported, but left out of gaps and worst-group values ({}).").format(
+            len(names), "group has" if len(names) == 1 else "groups have", min_group_size, link(", ".join(names), data_anchor)))
+    k = int(meta.get("max_records_per_patient", 1) or 1)
+    mine = [c for c in cards if c.get("dataset") == dataset and math.isfinite(c.get("epsilon", math.inf))]
+    group_cards = [c for c in mine if c.get("group_privacy")]
+    record_level = [c for c in mine if str(c.get("unit", c.get("privacy_unit", "record"))) == "record"]
+    if group_cards:
+        detail = group_privacy_text(group_cards[0]["group_privacy"])
+        out.append(Markup("Record-level protection on multi-row data: the guarantee is per record, and {} ({}).").format(
+            detail, link("privacy statements", ps_anchor)))
+    elif k > 1 and record_level:
+        out.append(Markup("Record-level protection on multi-row data: a patient has up to {} rows, so record-level (ε, δ) "
+                          "protects a patient only as a group of {} rows, at (kε, k·e<sup>(k−1)ε</sup>δ) with k = {} ({}).").format(
+            k, k, k, link("privacy statements", ps_anchor)))
+    if "tuning_trials" in metrics.columns:
+        runs = metrics[(metrics["dataset"] == dataset)].drop_duplicates(RUN_KEYS)
+        trials = runs["tuning_trials"].dropna()
+        if not trials.empty and trials.max() > 0:
+            per = runs["epsilon_per_trial"] if "epsilon_per_trial" in runs.columns else pd.Series(dtype=float)
+            per = per[per.map(lambda v: isinstance(v, float) and math.isfinite(v))]
+            extra = Markup(", ε per trial {}").format(fmt_number(per.min(), 2) if per.min() == per.max() else
+                                                      f"{fmt_number(per.min(), 2)}–{fmt_number(per.max(), 2)}") if not per.empty else ""
+            out.append(Markup("Tuning cost: hyperparameters were tuned on private data with up to {} trials{}; the reported ε "
+                              "includes the selection ({}).").format(int(trials.max()), extra, link("privacy statements", ps_anchor)))
+    seeds = metrics[metrics["dataset"] == dataset]["seed"].nunique()
+    if seeds < 3:
+        out.append(Markup("Few seeds: {} seed{} per setting, so the training-to-training spread is barely measured.").format(
+            seeds, "" if seeds == 1 else "s"))
+    return out
+
+
+def rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
+    """Does "ε ≈ 10 keeps performance, ε ≈ 1 costs a lot" hold per (dataset, model, method)?"""
+    if costs.empty:
+        return None
+    holds, fails = [], []
+    for (dataset, model, method), part in costs.groupby(["dataset", "model", "method"], sort=True):
+        by = part.set_index("epsilon")
+        name = f"{dataset}/{model}" + (f" ({method})" if costs["method"].nunique() > 1 else "")
+        if 10.0 not in by.index:
+            continue
+        cost10 = by.loc[10.0]
+        keeps = cost10["cost"] >= -KEEPS_PERFORMANCE
+        text = Markup("{}: {} at ε = 10").format(
+            name, link(fmt_number(cost10["cost"], signed=True), slug("cost", dataset, model, method, 10.0)))
+        if 1.0 in by.index:
+            text += Markup(", {} at ε = 1").format(link(fmt_number(by.loc[1.0]["cost"], signed=True), slug("cost", dataset, model, method, 1.0)))
+        (holds if keeps else fails).append(text)
+    if not holds and not fails:
+        return Markup("The grid has no ε = 10, so the rule of thumb “ε ≈ 10 keeps performance” cannot be checked here.")
+    parts = []
+    if holds:
+        parts.append(Markup("ε = 10 keeps AUROC within {} of non-private training for {}").format(KEEPS_PERFORMANCE, _join(holds)))
+    if fails:
+        parts.append(Markup("it does not for {}").format(_join(fails)))
+    return Markup("Across datasets: ") + Markup("; ").join(parts) + Markup(".")

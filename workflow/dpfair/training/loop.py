@@ -1,0 +1,299 @@
+"""The training loop shared by every privacy mechanism, and the non-private (ε = ∞) arm of each.
+
+The mechanism (``dpfair.training.mechanisms``) calibrates its noise for exactly the steps the loop takes and
+supplies the batches and the step; the loop replays the mechanism's ledger before training (a
+mis-calibration fails in seconds), after every epoch (ε so far) and at the end (ε spent). Both arms use
+the same model, optimizer, loss and Poisson-sampled batches drawn from the same seeded generator; the ∞
+arm just skips clipping and noise. σ, q and steps are recorded from the wired optimizer and loader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import opacus
+import torch
+from opacus.data_loader import DPDataLoader
+from opacus.validators import ModuleValidator
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.errors import ConfigError, PrivacyError
+from dpfair.privacy.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
+from dpfair.training.mechanisms import TrainingData, get_mechanism
+from dpfair.metrics import safe_auroc
+from dpfair.models import build_model, count_parameters
+from dpfair.privacy.params import is_private
+
+log = logging.getLogger(__name__)
+
+#: Expected warnings that would otherwise repeat on every step: Opacus's hooks fire on inputs that need
+#: no grad; secure_mode=False is recorded in every run record instead; and the RDP bracketing inside
+#: noise calibration notes its alpha range even when the PRV accountant decides.
+_QUIET = ("Full backward hook is firing", "Secure RNG turned off", "Optimal order is the largest alpha")
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {  # keys match config.OPTIMIZER_NAMES
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+}
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    record: dict
+    history: list[dict]
+
+
+def train(
+    *,
+    model_name: str,
+    modality: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    epsilon: float,
+    delta: float,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device | str = "cpu",
+    x_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    method: str = "dpsgd",
+    patient_id: np.ndarray | None = None,
+    groups: pd.DataFrame | None = None,
+) -> TrainResult:
+    """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
+
+    The mechanism (``dpfair.training.mechanisms``) builds the batches and the step; ε = ∞ runs the same loop and
+    batches without clipping and noise. The ledger is replayed before the first step (a mis-calibration
+    fails in seconds) and after the last. The validation set, if given, is only scored for the per-epoch
+    log: it never selects a model; its prevalence is the label prior of ``label_rr``.
+
+    Example:
+        >>> x, y = torch.randn(200, 5), torch.randint(0, 2, (200,)).float()
+        >>> result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=3.0,
+        ...                delta=1e-3, config=TrainConfig(epochs=1, batch_size=50), seed=0)
+        >>> result.record["epsilon_spent"] <= 3.0, result.record["ledger"]["type"]
+        (True, 'SelfComposedDpEvent')
+    """
+    with warnings.catch_warnings():
+        for message in _QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        return _train(
+            model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=epsilon,
+            delta=delta, config=config, seed=seed, device=device, x_val=x_val, y_val=y_val, method=method,
+            patient_id=patient_id, groups=groups,
+        )
+
+
+def replayed_epsilon(mechanism, event, *, accountant: str, delta: float) -> float:
+    """ε of ``event`` under the run's accountant, or PLD where that accountant cannot replay these events."""
+    eps = replay_epsilon(event, accountant=accountant, delta=delta, relation=mechanism.relation)
+    if math.isnan(eps):
+        eps = replay_epsilon(event, accountant="pld", delta=delta, relation=mechanism.relation)
+    return eps
+
+
+def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, seed, device, x_val, y_val, method,
+           patient_id, groups=None) -> TrainResult:
+    mechanism = get_mechanism(method)
+    data = TrainingData(
+        x=x_train, y=y_train, patient_id=patient_id, groups=groups,
+        label_prior=float(y_val.float().mean()) if y_val is not None and len(y_val) else None,
+    )
+    n_units = mechanism.n_units(data)
+    if not 0 < delta < 1.0 / n_units:
+        raise PrivacyError(f"delta = {delta:g} is not below 1/n_units = {1.0 / n_units:.3g} ({mechanism.unit}s)")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality)
+    errors = ModuleValidator.validate(model, strict=False)
+    if errors:
+        raise ConfigError(f"model {model_name!r} is not DP-SGD compatible: {errors}")
+    model = model.to(device)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
+    generator = torch.Generator().manual_seed(seed)
+    trainer = mechanism.make_trainer(
+        model=model, optimizer=optimizer, data=data, config=config, epsilon=epsilon, delta=delta, generator=generator,
+    )
+    loader = trainer.loader
+    private = is_private(epsilon)
+    if isinstance(loader, DataLoader) and not isinstance(loader, DPDataLoader):
+        raise PrivacyError(f"training must use Poisson sampling, got {type(loader).__name__}")
+    planned_steps = config.epochs * len(loader)
+    accountant = config.accountant if private else "none"
+    if private:  # replay the ledger of the planned run before the first step
+        planned = replayed_epsilon(mechanism, trainer.ledger(planned_steps), accountant=config.accountant, delta=delta)
+        if not planned <= epsilon * (1 + 1e-6):
+            raise PrivacyError(f"the planned run's ledger replays to epsilon {planned:.4f}, above the target {epsilon}")
+
+    if config.select_best and (x_val is None or y_val is None):
+        raise ConfigError("training.select_best needs a validation split")
+    history: list[dict] = []
+    steps = 0
+    train_seconds = 0.0  # the optimisation loop only; per-epoch monitoring is not counted
+    # Post-processing of the iterates (free under DP: the ledger covers every step): an exponential moving
+    # average of the weights, and the epoch with the best validation AUROC. Both only read what the
+    # private steps released and the validation split, which is outside the guarantee.
+    module = trainer.module
+    ema = Ema(module, config.ema_decay) if config.ema_decay else None
+    best = {"auroc": -math.inf, "epoch": None, "state": None}
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        loss_sum, n_seen = 0.0, 0
+        start = time.perf_counter()
+        for batch in loader:
+            batch = [t.to(device) for t in batch]
+            set_lr(trainer.optimizer, config, step=steps, total=planned_steps)
+            loss_sum += trainer.step(*batch)
+            if ema is not None:
+                ema.update(module)
+            n_seen += len(batch[1])
+            steps += 1
+        train_seconds += time.perf_counter() - start
+        entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
+        entry["epsilon_so_far"] = (
+            replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta) if private else math.inf
+        )
+        if x_val is not None and y_val is not None:
+            with (ema.swapped(module) if ema is not None else contextlib.nullcontext()):
+                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
+                # the first epoch is kept until one beats it (a NaN AUROC never does)
+                if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
+                    best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": _clone_state(module)}
+        history.append(entry)
+        log.info(
+            "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
+            f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
+        )
+    trainer.close()
+    if ema is not None:
+        ema.copy_to(module)
+    if config.select_best and best["state"] is not None:
+        module.load_state_dict(best["state"])
+
+    if steps != planned_steps:
+        raise PrivacyError(f"training took {steps} steps but the loader promised {planned_steps}")
+    ledger = trainer.ledger(steps)
+    epsilon_spent = math.inf
+    if private:
+        trainer.check(steps)
+        epsilon_spent = replayed_epsilon(mechanism, ledger, accountant=config.accountant, delta=delta)
+        if not epsilon_spent <= epsilon * (1 + 1e-6):  # NaN must fail too
+            raise PrivacyError(f"accountant reports epsilon {epsilon_spent:.4f} spent, above the target {epsilon}")
+    sample_rate = float(trainer.sample_rate)
+    record = {
+        "method": method,
+        "epsilon": epsilon,
+        "epsilon_spent": epsilon_spent,
+        "delta": delta,
+        "privacy_unit": mechanism.unit,
+        "n_units": n_units,
+        "neighboring_relation": mechanism.relation,
+        "ledger": event_to_json(ledger) if private else None,
+        "noise_multiplier": float(trainer.noise_multiplier),
+        "max_grad_norm": float(trainer.max_grad_norm),
+        "sample_rate": sample_rate,
+        "accounted_sample_rate": max(ledger_steps_and_rates(ledger)[1] or [sample_rate]),
+        "expected_batch_size": float(trainer.expected_batch_size),
+        "batches_per_epoch": len(loader),
+        "sampling": "poisson",
+        "secure_mode": False,
+        "epochs": config.epochs,
+        "steps": steps,
+        "accountant": accountant,
+        "clipping_backend": trainer.mode,
+        "max_rows_per_patient": config.max_rows_per_patient,
+        "n_train": len(y_train),
+        "train_seconds": train_seconds,
+        "seed": seed,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "n_parameters": count_parameters(model),
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "opacus_version": opacus.__version__,
+        "dp_accounting_version": _dp_accounting_version(),
+        "final_loss": history[-1]["loss"] if history else math.nan,
+        "lr_schedule": config.lr_schedule,
+        "ema_decay": config.ema_decay,
+        "select_best": config.select_best,
+        "best_epoch": best["epoch"] if config.select_best else None,
+        "class_weight": config.class_weight,
+        "clip_policy": config.clip_policy if private else "none",
+        "augmult": config.augmult,
+        "tuning_trials": 0,  # a fixed recipe; dpfair.training.tuning overwrites these for a tuned run
+        "epsilon_per_trial": epsilon,
+        **trainer.stats(),
+    }
+    return TrainResult(model=trainer.module, record=record, history=history)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, *, step: int, total: int) -> None:
+    """Learning rate of ``step`` (0-based) of ``total``: constant, or cosine decay from ``config.lr`` to 0."""
+    lr = config.lr
+    if config.lr_schedule == "cosine" and total > 0:
+        lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _clone_state(module: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class Ema:
+    """Exponential moving average of a module's floating-point weights and buffers (Polyak averaging)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.state = _clone_state(module)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for key, value in module.state_dict().items():
+            avg = self.state[key]
+            if avg.is_floating_point():
+                avg.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+            else:
+                avg.copy_(value)
+
+    def copy_to(self, module: nn.Module) -> None:
+        module.load_state_dict(self.state)
+
+    @contextlib.contextmanager
+    def swapped(self, module: nn.Module):
+        """Run the block with the averaged weights in ``module``, then put the raw weights back."""
+        raw = _clone_state(module)
+        module.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            module.load_state_dict(raw)
+
+
+def _dp_accounting_version() -> str:
+    try:
+        return importlib.metadata.version("dp-accounting")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """Predicted probabilities of label 1."""
+    was_training = model.training
+    model.eval()
+    out = [torch.sigmoid(model(x[i : i + batch_size].to(device)).squeeze(-1)).cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.empty(0)

@@ -1,0 +1,179 @@
+"""What the DP fairness mitigations (``dpsgd_f``, ``dpsgd_global_adapt``) share: batches that carry each
+row's group code, the budget split between the gradient and the auxiliary counts, and the step.
+
+Record-level DP-SGD otherwise: Poisson sampling of rows at q = 1/len(loader) from the same seeded
+generator as ``dpsgd`` (so a seed's runs share batches across methods and pair in the comparison), the
+clipped sum computed by the book-keeping backend with the method's clip policy
+(``dpfair.privacy.clipping.adaptive``), Gaussian noise σ_grad · (the policy's bound), division by the expected batch
+size. The ledger is the joint per-step event of ``dpfair.privacy.clipping.adaptive.joint_ledger``, calibrated to the
+target. ε = ∞ is ``dpsgd``'s non-private arm exactly (same loop and batches; no groups used).
+
+Settings (``mitigation:`` in a benchmark, per dataset over the benchmark's): ``attribute`` (the sensitive
+attribute the method targets, e.g. ``site``; an intersection as ``sex:age_group``), ``aux_budget_share``
+and, for Global-Adapt, ``global_initial_threshold``, ``global_target_exceed``, ``global_threshold_lr``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import torch
+from opacus.data_loader import DPDataLoader
+from torch.utils.data import DataLoader, TensorDataset
+
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.privacy.clipping.policy import ClipPolicy
+from dpfair.training.steps import _ClippedSumDPOptimizer, _per_sample_loss, make_nonprivate
+from dpfair.errors import ConfigError
+from dpfair.privacy.clipping.adaptive import joint_ledger, split_noise
+from dpfair.training.mechanisms import Mechanism, Trainer, TrainingData, require_bookkeeping, require_plain_recipe
+from dpfair.training.mechanisms.dpsgd import calibrate_sigma
+from dpfair.training.mechanisms.text import CLIPPING_PATHS, record_unit_text
+from dpfair.privacy.params import is_private
+
+#: Defaults of the ``mitigation:`` settings (the schema documents them).
+DEFAULTS = {
+    "attribute": None,
+    "aux_budget_share": 0.05,
+    "global_initial_threshold": None,  # None: start at C (flat clipping until Z adapts)
+    "global_target_exceed": 0.01,  # the authors' reference value (1% of the batch above Z)
+    "global_threshold_lr": 0.5,
+}
+#: Offset of the auxiliary noise's generator seed from the run seed (its own stream, reproducible).
+AUX_SEED_OFFSET = 7_919
+
+
+def mitigation_settings(config) -> dict:
+    """The run's ``mitigation`` settings over :data:`DEFAULTS` (``TrainConfig.mitigation`` may be absent)."""
+    given = dict(getattr(config, "mitigation", None) or {})
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"mitigation has unknown keys {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **given}
+
+
+def group_codes(groups: pd.DataFrame | None, attribute: str | None, *, method: str) -> tuple[torch.Tensor, list[str]]:
+    """Each training row's group code (0..K-1) for ``attribute`` and the K group labels, sorted.
+
+    The labels (which groups exist) are treated as public; the rows' codes reach training only through
+    the noisy counts of the clip policy.
+    """
+    if not attribute:
+        raise ConfigError(
+            f"method {method} needs the attribute it targets: set mitigation.attribute for this dataset "
+            "(datasets.<name>.mitigation.attribute, one of its sensitive attributes)"
+        )
+    parts = attribute.split(":")
+    if groups is None or any(p not in groups.columns for p in parts):
+        have = [] if groups is None else list(groups.columns)
+        raise ConfigError(f"mitigation.attribute = {attribute!r} is not a sensitive attribute of this dataset; it has {have}")
+    labels = groups[parts].astype(str).agg(":".join, axis=1)
+    levels = sorted(labels.unique())
+    codes = pd.Categorical(labels, categories=levels).codes.astype(np.int64)
+    return torch.from_numpy(codes), levels
+
+
+class MitigationMechanism(Mechanism):
+    """Record-level DP-SGD with a group-aware (or global-scaling) clip policy and a noisy auxiliary release."""
+
+    unit = "record"
+    uses_groups = True
+    #: ε = ∞ is dpsgd's non-private arm exactly, so a grid that runs dpsgd does not train it twice.
+    nonprivate_arm_of = "dpsgd"
+
+    def make_policy(self, *, config, settings: dict, n_groups: int, sigma_aux: float, expected_batch_size: float,
+                    generator: torch.Generator) -> tuple[ClipPolicy, float]:
+        """The clip policy and the clipper's static cap on every unit's clipped norm."""
+        raise NotImplementedError
+
+    def make_trainer(self, *, model, optimizer, data: TrainingData, config, epsilon, delta, generator) -> Trainer:
+        require_plain_recipe(config, method=self.name)  # the mitigations clip with their own policies
+        settings = mitigation_settings(config)
+        if not is_private(epsilon):  # dpsgd's non-private arm: same loop and batches, no groups
+            base = DataLoader(TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True,
+                              generator=generator)
+            return make_nonprivate(model=model, optimizer=optimizer, data_loader=base)
+        if self.uses_groups:
+            codes, levels = group_codes(data.groups, settings["attribute"], method=self.name)
+        else:
+            codes, levels = torch.zeros(len(data.y), dtype=torch.long), ["all"]
+        require_bookkeeping(model, config, method=self.name, why="clips with a clip policy")
+        base = DataLoader(TensorDataset(data.x, data.y.float(), codes), batch_size=config.batch_size, shuffle=True,
+                          generator=generator)
+        loader = DPDataLoader.from_data_loader(base, distributed=False)
+        charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
+        sigma = _calibrate(epsilon=epsilon, delta=delta, sample_rate=charged_q,
+                                steps=config.epochs * len(loader), accountant=config.accountant)
+        sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
+        expected = float(loader.sample_rate) * len(data.y)
+        aux_generator = _aux_generator(generator)
+        policy, cap = self.make_policy(config=config, settings=settings, n_groups=len(levels), sigma_aux=sigma_aux,
+                                       expected_batch_size=expected, generator=aux_generator)
+        dp_optimizer = _ClippedSumDPOptimizer(optimizer, noise_multiplier=sigma_grad, max_grad_norm=config.max_grad_norm,
+                                              expected_batch_size=int(expected), loss_reduction="mean")
+        clipper = BookKeepingClipper(model, max_grad_norm=cap, clip_policy=policy)
+        bounds: list[float] = []
+
+        def step(x, y, g):
+            dp_optimizer.zero_grad(set_to_none=True)
+            losses = _per_sample_loss(model(x), y)
+            clipper.clip_backward(losses, groups=g)
+            # noise σ_grad × this step's sensitivity, a function of the noisy counts only
+            dp_optimizer.max_grad_norm = policy.noise_bound()
+            bounds.append(dp_optimizer.max_grad_norm)
+            dp_optimizer.step()
+            return float(losses.detach().sum())
+
+        def stats() -> dict:
+            return {
+                "nonfinite_units": clipper.nonfinite_units,
+                "mitigation_attribute": settings["attribute"] if self.uses_groups else None,
+                "mitigation_groups": levels if self.uses_groups else [],
+                "aux_budget_share": float(settings["aux_budget_share"]),
+                "noise_multiplier_total": float(sigma),
+                "aux_noise_multiplier": float(sigma_aux),
+                "noise_bound_mean": float(np.mean(bounds)) if bounds else float("nan"),
+                "noise_bound_max": float(np.max(bounds)) if bounds else float("nan"),
+                **self.policy_stats(policy),
+            }
+
+        return Trainer(
+            mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
+            sample_rate=float(loader.sample_rate), expected_batch_size=expected, noise_multiplier=float(sigma_grad),
+            max_grad_norm=float(config.max_grad_norm),
+            ledger=lambda n: joint_ledger(sigma_grad=sigma_grad, sigma_aux=sigma_aux, sample_rate=charged_q, steps=n),
+            stats=stats,
+        )
+
+    def policy_stats(self, policy) -> dict:
+        return {}
+
+    def card_text(self, *, meta, record):
+        raise NotImplementedError
+
+    def _common_card(self, *, meta, record, clipping: str) -> dict:
+        path = CLIPPING_PATHS.get(record.get("clipping_backend"), record.get("clipping_backend"))
+        split = (
+            f"; budget split: {100 * record.get('aux_budget_share', float('nan')):g}% of the step's σ⁻² on the auxiliary "
+            f"counts (σ_aux = {record.get('aux_noise_multiplier', float('nan')):.4g}), the rest on the gradient "
+            f"(σ_grad = {record.get('noise_multiplier', float('nan')):.4g}); the ledger charges each step one "
+            f"Poisson-subsampled Gaussian at σ_eff = {record.get('noise_multiplier_total', float('nan')):.4g} (both "
+            "queries read the same batch)"
+        )
+        return {
+            "clipping": f"{clipping}, computed by {path}{split}",
+            "privacy_unit_enforcement": record_unit_text(meta),
+        }
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrate(**kwargs) -> float:
+    """σ_eff for a schedule (a pure function of it; cached: both mitigations of a cell share the schedule)."""
+    return calibrate_sigma(**kwargs)
+
+
+def _aux_generator(generator: torch.Generator) -> torch.Generator:
+    """A generator for the auxiliary noise, seeded from the batch generator's seed (not consuming its stream)."""
+    return torch.Generator().manual_seed(int(generator.initial_seed()) + AUX_SEED_OFFSET)

@@ -1,0 +1,208 @@
+"""One DP-SGD training step, whichever path computes the per-sample clipping.
+
+Every private path is wired the way ``PrivacyEngine.make_private`` wires it: a Poisson ``DPDataLoader``,
+an Opacus DP optimizer that adds N(0, σ²C²) noise and divides by the expected batch size, and the
+engine's accountant charged at q = 1/len(loader) on every step. Only the clipping differs:
+
+- ``bookkeeping``: dpfair's single-backward clipped sum (``dpfair.privacy.clipping.bookkeeping``); noise and scaling by
+  Opacus's ``DPOptimizerFastGradientClipping``.
+- ``hooks``, ``functorch``, ``ew``: Opacus's per-sample gradient modes (instantiated per-sample grads).
+- ``ghost``: Opacus's fast gradient clipping (ghost norms, then a second backward pass).
+
+``auto`` resolves to ``bookkeeping`` when every trainable layer has a rule, else ``hooks``.
+"""
+
+from __future__ import annotations
+
+import torch
+from opacus import PrivacyEngine
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizerFastGradientClipping
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip
+from dpfair.errors import ConfigError
+from dpfair.training.mechanisms import Trainer
+from dpfair.training.recipe import StepRecipe
+
+#: Private paths, fastest-first preference for ``auto``; all compute the same clipped update.
+PRIVATE_MODES: tuple[str, ...] = ("bookkeeping", "hooks", "functorch", "ew", "ghost")
+
+
+def resolve_mode(mode: str, model: nn.Module) -> str:
+    """``auto`` → ``bookkeeping`` if it covers every trainable layer of ``model``, else ``hooks``.
+
+    Example:
+        >>> resolve_mode("auto", nn.Sequential(nn.Linear(3, 1)))
+        'bookkeeping'
+        >>> resolve_mode("auto", nn.Sequential(nn.Linear(3, 3), nn.PReLU()))
+        'hooks'
+    """
+    if mode == "auto":
+        return "bookkeeping" if not unsupported_layers(model) else "hooks"
+    if mode not in PRIVATE_MODES:
+        raise ConfigError(f"training.clipping_backend = {mode!r}; allowed: ['auto', *{list(PRIVATE_MODES)}]")
+    return mode
+
+
+def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, reduction="none")
+
+
+def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
+                    recipe: StepRecipe | None = None) -> Trainer:
+    """The ε = ∞ reference: the same Poisson batches, mean loss, no clipping, no noise.
+
+    ``recipe``: class weight and augmentation multiplicity, as in the private step (the mean over a
+    sample's augmented copies is its loss)."""
+    loader = DPDataLoader.from_data_loader(data_loader)
+    recipe = recipe or StepRecipe()
+
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=False)
+        xs, ys, _ = recipe.expand(x, y)
+        losses = recipe.losses(model(xs), ys)
+        if len(y):
+            (losses.sum() / len(y)).backward()
+        optimizer.step()  # on an empty batch too, as a DP step would (momentum still moves)
+        return float(losses.detach().sum())
+
+    return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=step,
+                   sample_rate=float(loader.sample_rate), expected_batch_size=float(loader.sample_rate) * len(loader.dataset))
+
+
+def make_private(
+    *,
+    engine: PrivacyEngine,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    mode: str = "auto",
+    recipe: StepRecipe | None = None,
+    clip_policy: ClipPolicy | None = None,
+) -> Trainer:
+    """Wrap ``model``/``optimizer``/``data_loader`` for DP-SGD with the clipping path ``mode``.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> data = DataLoader(TensorDataset(torch.randn(64, 3), torch.ones(64)), batch_size=16)
+        >>> model = nn.Sequential(nn.Linear(3, 1))
+        >>> trainer = make_private(engine=PrivacyEngine(), model=model, data_loader=data,
+        ...     optimizer=torch.optim.SGD(model.parameters(), lr=0.1), noise_multiplier=1.0, max_grad_norm=1.0)
+        >>> trainer.mode, trainer.optimizer.expected_batch_size
+        ('bookkeeping', 16)
+    """
+    mode = resolve_mode(mode, model)
+    recipe = recipe or StepRecipe()
+    if mode == "bookkeeping":
+        return _make_bookkeeping(
+            engine=engine, model=model, optimizer=optimizer, data_loader=data_loader,
+            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, recipe=recipe, clip_policy=clip_policy,
+        )
+    # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
+    # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
+    if clip_policy is not None and not isinstance(clip_policy, FlatClip):
+        raise ConfigError(f"privacy.clip_policy {clip_policy.name!r} needs the book-keeping backend; "
+                          f"training.clipping_backend resolves to {mode!r}")
+    if recipe.augmult > 1 or (mode == "ghost" and not recipe.plain):
+        raise ConfigError(f"training.augmult > 1{' or class_weight' if mode == 'ghost' else ''} needs the "
+                          f"book-keeping backend; training.clipping_backend resolves to {mode!r}")
+    wrapped = engine.make_private(
+        module=model, optimizer=optimizer, data_loader=data_loader, noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm, poisson_sampling=True, grad_sample_mode=mode,
+        criterion=nn.BCEWithLogitsLoss(),
+    )
+    if mode == "ghost":
+        dp_model, dp_optimizer, criterion, loader = wrapped
+
+        def step(x, y):
+            dp_optimizer.zero_grad(set_to_none=True)
+            logits = dp_model(x).squeeze(-1)
+            loss = criterion(logits, y)  # its backward runs the norm pass and the clipped pass
+            loss.backward()
+            dp_optimizer.step()
+            return float(loss.detach()) * len(y)
+
+    else:
+        dp_model, dp_optimizer, loader = wrapped
+
+        def step(x, y):
+            dp_optimizer.zero_grad(set_to_none=True)
+            logits = dp_model(x)
+            if len(y):
+                losses = recipe.losses(logits, y)
+                losses.mean().backward()
+            else:  # an empty Poisson batch is still a DP step: Opacus adds noise to a zero gradient
+                losses = logits.sum() * 0.0
+                losses.backward()
+            dp_optimizer.step()
+            return float(losses.detach().sum())
+
+    return Trainer(
+        mode=mode, module=dp_model._module, optimizer=dp_optimizer, loader=loader, step=step,
+        close=dp_model._close, **_private_fields(dp_optimizer, loader),
+    )
+
+
+def _private_fields(dp_optimizer, loader) -> dict:
+    """What the run record and the ledger take from the wired optimizer and loader (never from the config)."""
+    return {
+        "sample_rate": float(loader.sample_rate),
+        "expected_batch_size": float(loader.sample_rate) * len(loader.dataset),
+        "noise_multiplier": float(dp_optimizer.noise_multiplier),
+        "max_grad_norm": float(dp_optimizer.max_grad_norm),
+    }
+
+
+class _ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
+    """Opacus's optimizer for clipped sums computed before ``step`` (noise, scaling, accountant hook as is).
+
+    The clipper hands over a fresh ``p.grad`` every step, so it becomes the sum as it is; Opacus deep-copies
+    it because its own ghost path reuses ``p.grad``, which cost the mlp's step 15% here.
+    """
+
+    def accumulate(self):
+        for p in self.params:
+            if p.summed_grad is None:
+                p.summed_grad = p.grad.detach()
+            else:
+                p.summed_grad.add_(p.grad)
+
+
+def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier, max_grad_norm, recipe=None,
+                      clip_policy=None) -> Trainer:
+    # The same wiring as PrivacyEngine.make_private, with the clipping done by BookKeepingClipper.
+    owned = set(model.parameters())
+    if any(p not in owned for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError("Module parameters are different than optimizer Parameters")
+    loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
+    sample_rate = 1 / len(loader)
+    dp_optimizer = _ClippedSumDPOptimizer(
+        optimizer,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=int(len(loader.dataset) * sample_rate),
+        loss_reduction="mean",
+        generator=engine.secure_rng if engine.secure_mode else None,
+        secure_mode=engine.secure_mode,
+    )
+    dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm, clip_policy=clip_policy)
+    recipe = recipe or StepRecipe()
+
+    def step(x, y):
+        dp_optimizer.zero_grad(set_to_none=True)
+        xs, ys, units = recipe.expand(x, y)  # K augmented copies of a sample are one clipping unit
+        losses = recipe.losses(model(xs), ys)
+        clipper.clip_backward(losses, units=units)
+        dp_optimizer.step()
+        return float(losses.detach().sum())
+
+    return Trainer(
+        mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
+        stats=lambda: {"nonfinite_units": clipper.nonfinite_units}, **_private_fields(dp_optimizer, loader),
+    )
