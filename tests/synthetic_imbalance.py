@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 
 

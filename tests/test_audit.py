@@ -18,7 +18,7 @@ from dpfair.audit import (
     operating_points,
     tpr_at_fpr,
 )
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict, train
 
 # --- attack scores and sampling ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dpfair.audit.groups import auroc_by_group, auroc_with_interval
 from dpfair.audit.plan import audit_plan
 from dpfair.audit.registry import available_attacks, get_attack, register_attack
 from dpfair.audit.rmia import rmia_scores, true_label_log_prob
-from dpfair.audit.stage import join_loss_columns
+from dpfair.tables.columns import join_loss_columns
 from dpfair.pipeline.benchmark import SCHEMA_PATH
 from dpfair.errors import ConfigError
 

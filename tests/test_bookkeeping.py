@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.privacy.clipping import bookkeeping
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, Conv2dRule, unsupported_layers
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.training.steps import make_private, resolve_mode
 from dpfair.models import available_models, build_model, get_model
 from dpfair.training.loop import train

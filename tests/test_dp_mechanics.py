@@ -28,7 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.privacy.ledger import epsilon_for
-from dpfair.pipeline.benchmark import TrainConfig, load_benchmark
+from dpfair.pipeline.benchmark import load_benchmark
+from dpfair.training.config import TrainConfig
 from dpfair.models import build_model
 from dpfair.privacy.params import resolve_delta
 from dpfair.training.loop import train

@@ -11,7 +11,8 @@ import torch
 from dp_accounting.pld import PLDAccountant
 from torch import nn
 
-from dpfair.pipeline.benchmark import TrainConfig, validate_config
+from dpfair.pipeline.benchmark import validate_config
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.privacy.clipping.adaptive import GlobalAdaptiveClip, GroupAdaptiveClip, effective_sigma, joint_ledger, split_noise
 from dpfair.privacy.ledger import replay_epsilon
@@ -248,7 +249,8 @@ def test_grid_refuses_a_mitigation_without_a_known_target(attribute):
 
 
 def test_card_carries_the_ledger_and_split_and_catches_a_wrong_aux_sigma():
-    from dpfair.privacy.card import build_privacy_card, check_privacy_card
+    from test_privacy_card import card_of
+    from dpfair.privacy.card import check_privacy_card
     from dpfair.training.loop import train
 
     n = 400
@@ -258,7 +260,7 @@ def test_card_carries_the_ledger_and_split_and_catches_a_wrong_aux_sigma():
     result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
                    config=TrainConfig(epochs=1, batch_size=50, mitigation={"attribute": "site"}), seed=0,
                    method="dpsgd_f", groups=groups)
-    card = build_privacy_card({**result.record, "dataset": "d", "model": "mlp"}, {})
+    card = card_of({**result.record, "dataset": "d", "model": "mlp"}, {})
     split = card["mitigation"]
     assert card["method"] == "dpsgd_f" and split["attribute"] == "site" and split["groups"] == ["A", "B"]
     assert card["ledger"]["event"]["event"]["noise_multiplier"] == pytest.approx(split["noise_multiplier_effective"])

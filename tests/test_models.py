@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError
 from dpfair.models import available_models, build_model, get_model
 from dpfair.training.loop import train

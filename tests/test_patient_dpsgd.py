@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 from dpfair.training.mechanisms.dpsgd_patient import PatientBatches

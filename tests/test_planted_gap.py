@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.fairness import evaluate_fairness
 from dpfair.training.loop import predict, train

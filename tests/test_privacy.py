@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dpfair.training.loop as training
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.models import build_model
 from dpfair.privacy.params import default_delta, format_epsilon, parse_epsilon, resolve_delta

@@ -5,12 +5,21 @@ import math
 import pytest
 import torch
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import PrivacyError
 from dpfair.privacy.card import build_privacy_card, check_privacy_card
 from dpfair.training.loop import train
 
 META = {"card": {}}
+
+def card_of(record: dict, meta: dict) -> dict:
+    """The card the runner builds: the run's mechanism states what it covers."""
+    from dpfair.training.mechanisms import get_mechanism
+    from dpfair.training.tuning.names import split_method
+
+    mechanism = get_mechanism(split_method(record.get("method", "dpsgd"))[0])
+    return build_privacy_card(record, meta, statement=mechanism.statement(meta=meta, record=record))
+
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +36,7 @@ def records():
 
 
 def test_private_card_reports_three_accountants_that_agree(records):
-    card = build_privacy_card(records[3.0], META)
+    card = card_of(records[3.0], META)
     for key in ("target_epsilon", "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "clipping",
                 "sampling", "sample_rate", "expected_batch_size", "epochs", "steps", "n_train", "privacy_unit",
                 "privacy_unit_enforcement", "guarantee_covers", "hyperparameter_selection", "accountant_implementation",
@@ -41,22 +50,22 @@ def test_private_card_reports_three_accountants_that_agree(records):
 
 
 def test_non_private_card(records):
-    card = build_privacy_card(records[math.inf], META)
+    card = card_of(records[math.inf], META)
     assert card["noise_multiplier"] == 0 and card["clipping"] == "none"
     assert all(math.isinf(card[f"epsilon_{a}"]) for a in ("rdp", "prv", "pld"))
 
 
 def test_patients_with_several_rows_are_stated_with_their_group_privacy(records):
-    card = build_privacy_card(records[3.0], {"card": {}, "train_patients": {"n": 200, "max_rows": 4}})
+    card = card_of(records[3.0], {"card": {}, "train_patients": {"n": 200, "max_rows": 4}})
     assert "group of 4 rows" in card["privacy_unit_enforcement"]
     gp = card["group_privacy"]  # (kε, k e^{(k-1)ε} δ) at ε = 3, k = 4, δ = 1e-4
     assert gp["epsilon"] == 12.0 and gp["delta"] == pytest.approx(4 * math.exp(9) * 1e-4)
     assert not gp["meaningful"] and "no meaningful patient-level guarantee" in gp["statement"]
-    small = build_privacy_card(records[3.0], {"card": {}, "train_patients": {"n": 200, "max_rows": 1}})
+    small = card_of(records[3.0], {"card": {}, "train_patients": {"n": 200, "max_rows": 1}})
     assert "group_privacy" not in small and "one row per patient" in small["privacy_unit_enforcement"]
-    lesions = build_privacy_card(records[3.0], {"card": {"patient_unit": "lesion"}, "train_patients": {"n": 200, "max_rows": 2}})
+    lesions = card_of(records[3.0], {"card": {"patient_unit": "lesion"}, "train_patients": {"n": 200, "max_rows": 2}})
     assert "a lesion has up to 2 rows" in lesions["privacy_unit_enforcement"]
-    images = build_privacy_card(records[3.0], {"card": {"row_unit": "image"}})
+    images = card_of(records[3.0], {"card": {"row_unit": "image"}})
     assert "one row per image" in images["privacy_unit_enforcement"] and "no patient ids" in images["privacy_unit_enforcement"]
 
 
@@ -65,7 +74,7 @@ def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
 
     from dpfair.privacy.ledger import event_from_json
 
-    card = build_privacy_card(records[3.0], META)
+    card = card_of(records[3.0], META)
     acc = PLDAccountant(value_discretization_interval=1e-4)
     acc.compose(event_from_json(card["ledger"]))
     assert acc.get_epsilon(card["delta"]) == pytest.approx(card["epsilon_pld"]) and card["epsilon_pld"] <= 3.0
@@ -90,7 +99,7 @@ def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
     ],
 )
 def test_contradictions_fail(records, change, message):
-    card = build_privacy_card(records[3.0], META)
+    card = card_of(records[3.0], META)
     card.update(change)
     card["delta_below_one_over_n"] = card["delta"] < card["one_over_n_units"]
     with pytest.raises(PrivacyError, match=message):
@@ -105,9 +114,9 @@ def test_a_too_small_noise_multiplier_is_caught_by_the_independent_accountant(re
     ledger["event"]["event"]["noise_multiplier"] = sigma
     record = {**records[3.0], "noise_multiplier": sigma, "ledger": ledger}
     with pytest.raises(PrivacyError, match="independent PLD accountant"):
-        build_privacy_card(record, META)
+        card_of(record, META)
 
 
 def test_inf_run_with_noise_fails(records):
     with pytest.raises(PrivacyError, match="non-private run must not record noise"):
-        build_privacy_card({**records[math.inf], "noise_multiplier": 1.0}, META)
+        card_of({**records[math.inf], "noise_multiplier": 1.0}, META)

@@ -14,7 +14,7 @@ from torch import nn
 
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import NORMALIZED_GAMMA, check_sensitivity, get_clip_policy
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError
 from dpfair.models import build_model
 from dpfair.training.recipe import StepRecipe, augment_images, positive_weight

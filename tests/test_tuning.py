@@ -10,7 +10,7 @@ import pytest
 import torch
 from dp_accounting.rdp import RdpAccountant
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.errors import PrivacyError
 from dpfair.privacy.ledger import event_from_json, poisson_gaussian

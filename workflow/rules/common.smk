@@ -101,12 +101,11 @@ def get_training_config(wildcards):
 def get_mitigation_attributes():
     """Per dataset that runs a fairness mitigation beside dpsgd, the attribute it targets (method comparison)."""
     from dpfair.training.mechanisms import get_mechanism
-    from dpfair.training.mechanisms.mitigation import MitigationMechanism
 
     out = {}
     for dataset in BENCHMARK.datasets:
         methods = BENCHMARK.methods_for(dataset)
-        if "dpsgd" in methods and any(isinstance(get_mechanism(split_method(m)[0]), MitigationMechanism) for m in methods):
+        if "dpsgd" in methods and any(get_mechanism(split_method(m)[0]).targets_attribute for m in methods):
             out[dataset] = BENCHMARK.mitigation(dataset).get("attribute")
     return out
 

@@ -8,7 +8,7 @@ from dpfair.logs import log_to_file
 log_to_file(snakemake.log[0])
 
 from dpfair.tables.compute_cost import compute_cost  # noqa: E402
-from dpfair.audit.stage import join_audit_columns  # noqa: E402
+from dpfair.tables.columns import join_audit_columns  # noqa: E402
 from dpfair.tables.summary import summarise  # noqa: E402
 
 summarise(

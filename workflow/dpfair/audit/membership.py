@@ -112,7 +112,7 @@ def balanced_member_sample(*, n_members: int, n_nonmembers: int, seed: int = 0) 
     return draw(n_members), draw(n_nonmembers)
 
 
-def _roc_counts(membership, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+def roc_counts(membership, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Thresholds, true- and false-positive counts of every ROC point (from (0, 0) on), and the two sizes."""
     membership = np.asarray(membership).astype(int)
     n_members, n_nonmembers = int(membership.sum()), int((membership == 0).sum())
@@ -122,7 +122,7 @@ def _roc_counts(membership, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return thresholds, np.rint(tpr * n_members).astype(int), np.rint(fpr * n_nonmembers).astype(int), n_members, n_nonmembers
 
 
-def _max_count(rate: float, n: int) -> int:
+def max_count(rate: float, n: int) -> int:
     """The largest count whose rate count/n is at most ``rate`` (tolerant of float error in rate·n)."""
     return int(math.floor(rate * n + 1e-9))
 
@@ -141,10 +141,10 @@ def tpr_at_fpr(*, membership, scores, target_fpr: float, min_tail: int = 0) -> f
         >>> tpr_at_fpr(membership=m, scores=s, target_fpr=0.25, min_tail=2)
         nan
     """
-    _, tp, fp, n_members, n_nonmembers = _roc_counts(membership, scores)
-    if _max_count(target_fpr, n_nonmembers) < min_tail:
+    _, tp, fp, n_members, n_nonmembers = roc_counts(membership, scores)
+    if max_count(target_fpr, n_nonmembers) < min_tail:
         return math.nan
-    return float(tp[fp <= _max_count(target_fpr, n_nonmembers)].max() / n_members)
+    return float(tp[fp <= max_count(target_fpr, n_nonmembers)].max() / n_members)
 
 
 def operating_points(*, membership, scores, fpr_targets=DEFAULT_FPR_TARGETS) -> pd.DataFrame:
@@ -161,14 +161,14 @@ def operating_points(*, membership, scores, fpr_targets=DEFAULT_FPR_TARGETS) -> 
         0  fpr        1.0   4   1
         1  fnr        1.0   4   1
     """
-    thresholds, tp, fp, n_members, n_nonmembers = _roc_counts(membership, scores)
+    thresholds, tp, fp, n_members, n_nonmembers = roc_counts(membership, scores)
     rows = []
     for target in fpr_targets:
         if not 0 <= target < 1:
             raise ValueError(f"targets must lie in [0, 1), got {target}")
-        ok = np.flatnonzero(fp <= _max_count(target, n_nonmembers))
+        ok = np.flatnonzero(fp <= max_count(target, n_nonmembers))
         fpr_pick = ok[np.lexsort((fp[ok], -tp[ok]))[0]]  # highest tp, then lowest fp
-        ok = np.flatnonzero(n_members - tp <= _max_count(target, n_members))
+        ok = np.flatnonzero(n_members - tp <= max_count(target, n_members))
         fnr_pick = ok[np.lexsort((-tp[ok], fp[ok]))[0]]  # lowest fp, then highest tp
         for side, i in (("fpr", fpr_pick), ("fnr", fnr_pick)):
             rows.append({"side": side, "target": float(target), "threshold": float(thresholds[i]),

@@ -23,13 +23,6 @@ log = logging.getLogger(__name__)
 AUDIT_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low", "ci_high", "n",
                  "attribute", "group"]
 ROC_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "fpr", "tpr", "n_nonmembers"]
-#: metrics.csv columns taken from the loss attack's overall rows of audit.csv.
-LOSS_METRIC_COLUMNS = {
-    "auroc": "mia_auroc", "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr": "mia_tpr_at_0p1pct_fpr",
-    "bound_violated": "mia_bound_violated", "epsilon_empirical": "mia_epsilon_empirical",
-}
-
-
 def audit_cell(
     *, runs: list[dict], meta: str | Path, settings: dict, outputs: dict[str, str | Path],
     references: dict[int, str | Path] | None = None, canaries: dict[int, str | Path] | None = None,
@@ -86,28 +79,6 @@ def audit_cell(
     return table
 
 
-def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, audit: pd.DataFrame):
-    """metrics.csv's ``mia_*`` columns and subgroups.csv's ``mia_auroc`` from the loss attack's rows of audit.csv."""
-    keys = ["dataset", "model", "epsilon", "seed"]
-    loss = audit[audit["attack"] == "loss"]
-    overall = loss[loss["attribute"].fillna("") == ""]
-    wide = overall.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
-    wide = wide.rename(columns=LOSS_METRIC_COLUMNS)
-    for col in LOSS_METRIC_COLUMNS.values():
-        if col not in wide:
-            wide[col] = math.nan
-    if "mia_bound_violated" in wide and wide["mia_bound_violated"].notna().any():
-        wide["mia_bound_violated"] = wide["mia_bound_violated"].map(lambda v: v if pd.isna(v) else bool(v))
-    drop = [c for c in [*LOSS_METRIC_COLUMNS.values(), "mia_epsilon_lower_bound"] if c in metrics.columns]
-    merged = metrics.drop(columns=drop).merge(wide[[*keys, *LOSS_METRIC_COLUMNS.values()]], on=keys, how="left")
-    if subgroups is None:
-        return merged, None
-    per_group = loss[loss["attribute"].fillna("") != ""][[*keys, "attribute", "group", "value"]].rename(columns={"value": "mia_auroc"})
-    sub = subgroups.drop(columns=[c for c in ("mia_auroc",) if c in subgroups.columns])
-    sub = sub.merge(per_group, on=[*keys, "attribute", "group"], how="left")
-    return merged, sub
-
-
 def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.DataFrame:
     """Stack the cells' audit tables (header-only when nothing was audited) into the summary tables."""
     for key, paths, columns in (("table", tables, AUDIT_COLUMNS), ("roc", rocs, ROC_COLUMNS)):
@@ -118,23 +89,3 @@ def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.Da
         Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         stacked[columns].to_csv(outputs[key], index=False)
     return pd.read_csv(outputs["table"], keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
-
-
-def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str | Path) -> None:
-    """Rewrite the summary's metrics.csv and subgroups.csv with the loss attack's columns from audit.csv."""
-    from dpfair.pipeline.runner import METRIC_COLUMNS  # the contract's column order
-    from dpfair.tables.summary import NA_VALUES
-
-    def read(path):
-        return pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
-
-    audit_df = read(audit)
-    audit_df["epsilon"] = audit_df["epsilon"].astype(float)
-    metrics_df, subgroups_df = read(metrics), read(subgroups)
-    for frame in (metrics_df, subgroups_df):
-        if "epsilon" in frame:
-            frame["epsilon"] = frame["epsilon"].astype(float)
-    merged, sub = join_loss_columns(metrics=metrics_df, subgroups=subgroups_df, audit=audit_df)
-    ordered = [c for c in METRIC_COLUMNS if c in merged.columns]
-    merged[[*ordered, *(c for c in merged.columns if c not in ordered)]].to_csv(metrics, index=False)
-    sub.to_csv(subgroups, index=False)

@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from dpfair.audit.membership import loss_scores_from_logits
-from dpfair.audit.training_adapter import derived_seed, predict_logits, train_like
+from dpfair.audit.training_adapter import derived_seed, train_like
+from dpfair.training.loop import predict_logits
 from dpfair.jsonio import write_json
 
 HELD_OUT = ("val", "test")

@@ -15,10 +15,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+__all__ = ["AuditModel", "derived_seed", "predict_logits", "run_delta", "run_settings", "train_like"]
+
 from dpfair.audit.registry import DEFAULT_METHOD
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.privacy.params import parse_epsilon
-from dpfair.training.loop import train
+from dpfair.training.loop import predict_logits, train
 
 
 @dataclass
@@ -55,32 +57,17 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
         model_name=settings["model"], modality=settings["modality"], x_train=x, y_train=y,
         epsilon=settings["epsilon"], delta=settings["delta"], config=TrainConfig(**settings["training"]),
         seed=seed, device=settings.get("device", "cpu"), method=method, patient_id=patient_id,
-        groups=groups.reset_index(drop=True) if groups is not None and getattr(get_mechanism(method), "uses_groups", False) else None,
+        groups=groups.reset_index(drop=True) if groups is not None and get_mechanism(method).uses_groups else None,
     )
     return AuditModel(model=result.model, record=result.record)
 
 
 def run_delta(prepared, method: str) -> float:
-    """The δ the audited run used: the dataset's setting resolved against the mechanism's unit count
-    (patients for patient-level methods), as :func:`dpfair.pipeline.runner.train_run` resolves it."""
-    from dpfair.training.mechanisms import TrainingData, get_mechanism
-    from dpfair.privacy.params import resolve_delta
+    """The δ the audited run used (:func:`dpfair.training.mechanisms.run_delta`)."""
+    from dpfair.training.mechanisms import get_mechanism
+    from dpfair.training.mechanisms import run_delta as resolve
 
-    train_rows = (prepared.samples["split"] == "train").to_numpy()
-    x_train, y_train = prepared.part("train")
-    patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
-    n_units = get_mechanism(method).n_units(TrainingData(x=x_train, y=y_train, patient_id=patient_id))
-    return resolve_delta(prepared.meta.get("delta_setting", prepared.meta["delta"]), n_units)
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> np.ndarray:
-    """The model's logit of label 1 for every row (float64)."""
-    was_training = model.training
-    model.eval()
-    out = [model(x[i : i + batch_size].to(device)).squeeze(-1).double().cpu() for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(out).numpy() if out else np.empty(0)
+    return resolve(prepared, get_mechanism(method))[0]
 
 
 def derived_seed(seed: int, *tags: int) -> int:

@@ -15,103 +15,12 @@ import yaml
 from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.models import available_models, get_model
-from dpfair.privacy.params import check_accountant, format_epsilon, parse_epsilon
+from dpfair.privacy.params import format_epsilon, parse_epsilon
+from dpfair.training.config import CLIPPING_BACKENDS, TrainConfig
 from dpfair.training.tuning.names import split_method, tuned_methods
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
-#: How per-unit gradient norms and the clipped sum are computed: dpfair's book-keeping path and Opacus's
-#: grad-sample modes ("auto" picks). Which DP method runs is a separate choice (``methods:``).
-CLIPPING_BACKENDS: tuple[str, ...] = ("auto", "bookkeeping", "hooks", "functorch", "ew", "ghost")
 DEFAULT_METHODS: tuple[str, ...] = ("dpsgd",)
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-#: Clip policies a benchmark may name (``dpfair.privacy.clipping.policy``); ``normalized`` is Bu et al.'s automatic clipping.
-CLIP_POLICY_NAMES: tuple[str, ...] = ("flat", "normalized")
-
-
-#: The recipe options (issue "a fair fight"): a run that leaves them at their defaults ran the recipe of
-#: earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
-RECIPE_FIELDS: tuple[str, ...] = ("lr_schedule", "ema_decay", "select_best", "class_weight", "clip_policy", "augmult",
-                                  "noise_multiplier")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one training run; identical across the ε grid of a (dataset, model) cell."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    max_grad_norm: float = 1.0
-    accountant: str = "prv"
-    clipping_backend: str = "auto"
-    max_rows_per_patient: int | None = None
-    # Recipe options (privacy-free post-processing and DP-specific choices; see README "Recipes and tuning")
-    lr_schedule: str = "constant"
-    ema_decay: float | None = None
-    select_best: bool = False
-    class_weight: str | float = "none"
-    clip_policy: str = "flat"
-    augmult: int = 1
-    #: Set only by private tuning (``dpfair.training.tuning``): the trial's σ, calibrated for the whole procedure.
-    noise_multiplier: float | None = None
-    #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.training.mechanisms.mitigation).
-    mitigation: dict | None = None
-
-    def params(self) -> dict:
-        """The fields as a plain dict for a rule's ``params``, without recipe options left at their defaults.
-
-        Snakemake reruns a job whose params changed; omitting an unset option means that adding a recipe
-        option to this class (or to a benchmark's defaults) retrains no finished run whose recipe it does not
-        change. ``TrainConfig(**config.params())`` gives the same config back.
-
-        Example:
-            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_FIELDS}
-            True
-            >>> TrainConfig(**TrainConfig(augmult=2).params()).augmult
-            2
-        """
-        return {k: v for k, v in vars(self).items() if k not in self.recipe_at_default()}
-
-    def recipe_at_default(self) -> set[str]:
-        """The recipe options (:data:`RECIPE_FIELDS`) this config leaves at the class defaults."""
-        defaults = {f.name: f.default for f in fields(self)}
-        return {k for k in RECIPE_FIELDS if getattr(self, k) == defaults[k]}
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise ConfigError(f"training.optimizer = {self.optimizer!r}; allowed: {list(OPTIMIZER_NAMES)}")
-        if self.clipping_backend not in CLIPPING_BACKENDS:
-            raise ConfigError(
-                f"training.clipping_backend = {self.clipping_backend!r}; allowed: {list(CLIPPING_BACKENDS)}"
-            )
-        m = self.max_rows_per_patient
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
-            raise ConfigError(f"privacy.max_rows_per_patient must be a whole number >= 1 or null, got {m!r}")
-        check_accountant(self.accountant)
-        for key in ("epochs", "batch_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"training.{key} must be a whole number >= 1, got {value!r}")
-        if not self.lr > 0 or not self.max_grad_norm > 0:
-            raise ConfigError("training.lr and privacy.max_grad_norm must be > 0")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"training.lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
-        d = self.ema_decay
-        if d is not None and (isinstance(d, bool) or not 0 < d < 1):
-            raise ConfigError(f"training.ema_decay must be in (0, 1) or null, got {d!r}")
-        w = self.class_weight
-        if not (w in ("none", "balanced") or (isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0)):
-            raise ConfigError(f"training.class_weight must be 'none', 'balanced' or a number > 0, got {w!r}")
-        if self.clip_policy not in CLIP_POLICY_NAMES:
-            raise ConfigError(f"privacy.clip_policy = {self.clip_policy!r}; allowed: {list(CLIP_POLICY_NAMES)}")
-        if isinstance(self.augmult, bool) or not isinstance(self.augmult, int) or self.augmult < 1:
-            raise ConfigError(f"training.augmult must be a whole number >= 1, got {self.augmult!r}")
-        if self.noise_multiplier is not None and not self.noise_multiplier > 0:
-            raise ConfigError(f"noise_multiplier must be > 0, got {self.noise_multiplier!r}")
-
-
 
 
 @dataclass(frozen=True)
@@ -261,7 +170,9 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         raise ConfigError(f"epsilons has duplicates: {config['epsilons']}")
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds has duplicates: {config['seeds']}")
-    from dpfair.training.mechanisms import available_mechanisms  # the mechanisms import this module
+
+    # the mechanisms import Opacus, which configures the root logger: load them when validating, not on import
+    from dpfair.training.mechanisms import available_mechanisms
 
     known_methods = available_mechanisms()
     method_lists = [("methods", config["methods"])] + [
@@ -317,20 +228,20 @@ def load_benchmark(path: str | Path) -> Benchmark:
 
 
 def _nonprivate_arm_of(method: str) -> str | None:
-    from dpfair.training.mechanisms import get_mechanism  # the mechanisms import this module
+    from dpfair.training.mechanisms import get_mechanism
+
 
     base, tuned = split_method(method)
     if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
         return None
-    return getattr(get_mechanism(base), "nonprivate_arm_of", None)
+    return get_mechanism(base).nonprivate_arm_of
 
 
 def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:
     """A dataset running a fairness mitigation must name one of its sensitive attributes as the target."""
     from dpfair.training.mechanisms import get_mechanism
-    from dpfair.training.mechanisms.mitigation import MitigationMechanism
 
-    mitigations = [m for m in benchmark.methods_for(name) if isinstance(get_mechanism(split_method(m)[0]), MitigationMechanism)]
+    mitigations = [m for m in benchmark.methods_for(name) if get_mechanism(split_method(m)[0]).targets_attribute]
     if not mitigations:
         return
     attribute = benchmark.mitigation(name).get("attribute")

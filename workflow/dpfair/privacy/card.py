@@ -1,7 +1,7 @@
 """The privacy card of a run: every parameter a reader needs to interpret its ε, checked for consistency.
 
 The card is built from the run's ledger (``dpfair.privacy.ledger``), its record and the dataset's metadata; ε under
-each accountant is a replay of the ledger. The mechanism (``dpfair.training.mechanisms``) supplies the text: how
+each accountant is a replay of the ledger. The run's mechanism supplies the text (its ``statement``, handed in by the runner): how
 it clips, what its unit is and how it is enforced, what the guarantee covers. A run whose settings
 contradict its accounting fails here with an error, not a footnote.
 """
@@ -12,8 +12,6 @@ import math
 
 from dpfair.errors import PrivacyError
 from dpfair.privacy.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
-from dpfair.training.mechanisms import get_mechanism
-from dpfair.training.tuning.names import split_method
 
 #: How far the independent PLD accountant may exceed the target before the run is rejected. PRV (what
 #: Opacus calibrates with) is an upper bound that PLD matches to about 0.01 on this stack.
@@ -22,8 +20,11 @@ PLD_TOLERANCE = (0.02, 0.01)  # relative, absolute
 CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
 
 
-def build_privacy_card(record: dict, meta: dict) -> dict:
+def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
     """Assemble and check the card of one finished run from its training record and dataset metadata.
+
+    ``statement`` is what the run's mechanism states (``Mechanism.statement``: ``unit``, ``relation``,
+    ``clipping``, ``privacy_unit_enforcement``, ``guarantee_covers``, ``group_privacy``).
 
     Raises:
         PrivacyError: δ ≥ 1/n_units, non-Poisson sampling, ε spent above the target, steps or sample rate
@@ -32,12 +33,11 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
     epsilon = float(record["epsilon"])
     private = math.isfinite(epsilon)
     method = record.get("method", "dpsgd")
-    mechanism = get_mechanism(split_method(method)[0])
     tuning = record.get("tuning")
     n_train = int(record["n_train"])
     n_units = int(record.get("n_units", n_train))
     delta = float(record["delta"])
-    text = mechanism.card_text(meta=meta, record=record)
+    text = statement
     card = {
         "method": method,
         "target_epsilon": epsilon,
@@ -49,12 +49,12 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
             else f"opacus {record['opacus_version']}"
         ),
         "delta": delta,
-        "unit": mechanism.unit,
-        "privacy_unit": mechanism.unit,
+        "unit": statement["unit"],
+        "privacy_unit": statement["unit"],
         "n_units": n_units,
         "delta_below_one_over_n": delta < 1.0 / n_units,
         "one_over_n_units": 1.0 / n_units,
-        "neighboring_relation": record.get("neighboring_relation", mechanism.relation),
+        "neighboring_relation": record.get("neighboring_relation", statement["relation"]),
         "ledger": record.get("ledger") if private else None,
         "noise_multiplier": float(record["noise_multiplier"]),
         "max_grad_norm": float(record["max_grad_norm"]),
@@ -89,11 +89,8 @@ def build_privacy_card(record: dict, meta: dict) -> dict:
             "noise_bound_max": record.get("noise_bound_max"),
             "ledger_note": "one PoissonSampled(Gaussian(σ_eff)) per step: the gradient and the counts read the same batch",
         }
-    group = getattr(mechanism, "group_privacy", None)
-    if group is not None:
-        gp = group(meta=meta, epsilon=epsilon, delta=delta)
-        if gp is not None:
-            card["group_privacy"] = gp
+    if statement.get("group_privacy") is not None:
+        card["group_privacy"] = statement["group_privacy"]
     if private:
         if card["ledger"] is None:
             raise PrivacyError(f"private run of method {method!r} recorded no ledger")

@@ -27,7 +27,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.privacy.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
 from dpfair.training.mechanisms import TrainingData, get_mechanism
@@ -290,10 +290,20 @@ def _dp_accounting_version() -> str:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
-    """Predicted probabilities of label 1."""
+def _forward(model: nn.Module, x: torch.Tensor, to_output: Callable, *, device, batch_size: int) -> np.ndarray:
+    """The model's output of label 1 for every row, in eval mode, batch by batch (``to_output`` per batch)."""
     was_training = model.training
     model.eval()
-    out = [torch.sigmoid(model(x[i : i + batch_size].to(device)).squeeze(-1)).cpu() for i in range(0, len(x), batch_size)]
+    out = [to_output(model(x[i : i + batch_size].to(device)).squeeze(-1)).cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.empty(0)
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """Predicted probabilities of label 1."""
+    return _forward(model, x, torch.sigmoid, device=device, batch_size=batch_size)
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """The model's logit of label 1 for every row (float64): what the audit's attacks read."""
+    return _forward(model, x, lambda logits: logits.double(), device=device, batch_size=batch_size)

@@ -14,6 +14,11 @@ engine's accountant charged at q = 1/len(loader) on every step. Only the clippin
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
+import dp_accounting
+
 import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
@@ -24,8 +29,33 @@ from torch.utils.data import DataLoader
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, unsupported_layers
 from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip
 from dpfair.errors import ConfigError
-from dpfair.training.mechanisms import Trainer
 from dpfair.training.recipe import StepRecipe
+
+@dataclass
+class Trainer:
+    """A model, its optimizer and batch loader, and ``step(*batch)`` that runs one update.
+
+    ``step`` takes what the loader yields (``x, y`` or ``x, y, units``) and returns the batch's summed loss.
+    ``module`` is the plain network to save and predict with. ``ledger(steps)`` is the ``DpEvent`` of
+    ``steps`` steps of this trainer (``NoOpDpEvent`` for a non-private one); ``stats()`` counts for the run
+    record (e.g. units dropped for a non-finite gradient).
+    """
+
+    mode: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: object
+    step: Callable[..., float]
+    close: Callable[[], None] = field(default=lambda: None)
+    sample_rate: float = 1.0
+    expected_batch_size: float = 0.0
+    noise_multiplier: float = 0.0
+    max_grad_norm: float = float("nan")
+    ledger: Callable[[int], dp_accounting.DpEvent] = field(default=lambda steps: dp_accounting.NoOpDpEvent())
+    stats: Callable[[], dict] = field(default=dict)
+    check: Callable[[int], None] = field(default=lambda steps: None)
+
+
 
 #: Private paths, fastest-first preference for ``auto``; all compute the same clipped update.
 PRIVATE_MODES: tuple[str, ...] = ("bookkeeping", "hooks", "functorch", "ew", "ghost")
@@ -47,7 +77,7 @@ def resolve_mode(mode: str, model: nn.Module) -> str:
     return mode
 
 
-def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, reduction="none")
 
 
@@ -158,7 +188,7 @@ def _private_fields(dp_optimizer, loader) -> dict:
     }
 
 
-class _ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
+class ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
     """Opacus's optimizer for clipped sums computed before ``step`` (noise, scaling, accountant hook as is).
 
     The clipper hands over a fresh ``p.grad`` every step, so it becomes the sum as it is; Opacus deep-copies
@@ -181,7 +211,7 @@ def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier
         raise ValueError("Module parameters are different than optimizer Parameters")
     loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
     sample_rate = 1 / len(loader)
-    dp_optimizer = _ClippedSumDPOptimizer(
+    dp_optimizer = ClippedSumDPOptimizer(
         optimizer,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,

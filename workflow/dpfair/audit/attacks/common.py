@@ -7,7 +7,7 @@ import pandas as pd
 
 from dpfair.audit.bounds import clopper_pearson
 from dpfair.audit.groups import auroc_by_group, auroc_with_interval
-from dpfair.audit.membership import _max_count, _roc_counts, attack_metrics, balanced_member_sample
+from dpfair.audit.membership import max_count, roc_counts, attack_metrics, balanced_member_sample
 from dpfair.audit.registry import AttackResult, AuditContext
 
 HELD_OUT = ("val", "test")
@@ -25,9 +25,9 @@ def group_frame(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
 
 def roc_points(membership, scores) -> pd.DataFrame:
     """Highest TPR at each FPR of :data:`ROC_GRID` that the non-members can resolve (≥ 1 false positive allowed)."""
-    _, tp, fp, n_m, n_n = _roc_counts(membership, scores)
-    rows = [{"fpr": float(g), "tpr": float(tp[fp <= _max_count(g, n_n)].max() / n_m), "n_nonmembers": n_n}
-            for g in ROC_GRID if _max_count(g, n_n) >= 1]
+    _, tp, fp, n_m, n_n = roc_counts(membership, scores)
+    rows = [{"fpr": float(g), "tpr": float(tp[fp <= max_count(g, n_n)].max() / n_m), "n_nonmembers": n_n}
+            for g in ROC_GRID if max_count(g, n_n) >= 1]
     return pd.DataFrame(rows, columns=["fpr", "tpr", "n_nonmembers"])
 
 

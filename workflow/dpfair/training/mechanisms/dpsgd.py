@@ -13,10 +13,10 @@ from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.privacy.clipping.policy import get_clip_policy
-from dpfair.training.steps import make_nonprivate, make_private
+from dpfair.training.steps import Trainer, make_nonprivate, make_private
 from dpfair.errors import PrivacyError
 from dpfair.privacy.ledger import poisson_gaussian
-from dpfair.training.mechanisms import Mechanism, Trainer, register_mechanism
+from dpfair.training.mechanisms.base import Mechanism, register_mechanism
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, COVERS_ROWS, group_privacy_text, record_unit_text
 from dpfair.privacy.params import is_private
 from dpfair.training.recipe import step_recipe

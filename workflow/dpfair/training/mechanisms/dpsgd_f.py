@@ -9,7 +9,7 @@ rule, its sensitivity and the ledger; ``dpfair.training.mechanisms.mitigation`` 
 from __future__ import annotations
 
 from dpfair.privacy.clipping.adaptive import GroupAdaptiveClip
-from dpfair.training.mechanisms import register_mechanism
+from dpfair.training.mechanisms.base import register_mechanism
 from dpfair.training.mechanisms.mitigation import MitigationMechanism
 
 

@@ -10,7 +10,7 @@ evaluates. See ``dpfair.privacy.clipping.adaptive`` for the rule and the ledger.
 from __future__ import annotations
 
 from dpfair.privacy.clipping.adaptive import GlobalAdaptiveClip
-from dpfair.training.mechanisms import register_mechanism
+from dpfair.training.mechanisms.base import register_mechanism
 from dpfair.training.mechanisms.mitigation import MitigationMechanism
 from dpfair.training.mechanisms.text import COVERS_ROWS
 

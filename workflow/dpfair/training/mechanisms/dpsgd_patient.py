@@ -25,10 +25,10 @@ from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import get_clip_policy
-from dpfair.training.steps import _ClippedSumDPOptimizer
+from dpfair.training.steps import Trainer, ClippedSumDPOptimizer
 from dpfair.errors import ConfigError
 from dpfair.privacy.ledger import poisson_gaussian
-from dpfair.training.mechanisms import Mechanism, Trainer, require_bookkeeping, register_mechanism
+from dpfair.training.mechanisms.base import Mechanism, require_bookkeeping, register_mechanism
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import patient_word
 from dpfair.privacy.params import is_private
@@ -111,7 +111,7 @@ class PatientDPSGD(Mechanism):
         steps = config.epochs * len(loader)
         sigma = config.noise_multiplier or calibrate_sigma(
             epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
-        dp_optimizer = _ClippedSumDPOptimizer(
+        dp_optimizer = ClippedSumDPOptimizer(
             optimizer, noise_multiplier=sigma, max_grad_norm=config.max_grad_norm,
             expected_batch_size=expected_units, loss_reduction="mean",
         )

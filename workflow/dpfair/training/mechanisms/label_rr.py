@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.training.steps import make_nonprivate
+from dpfair.training.steps import Trainer, make_nonprivate
 from dpfair.privacy.ledger import PLD_DISCRETIZATION
-from dpfair.training.mechanisms import Mechanism, Trainer, register_mechanism, require_plain_recipe
+from dpfair.training.mechanisms.base import Mechanism, register_mechanism, require_plain_recipe
 from dpfair.privacy.params import is_private
 
 

@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import ClipPolicy
-from dpfair.training.steps import _ClippedSumDPOptimizer, _per_sample_loss, make_nonprivate
+from dpfair.training.steps import Trainer, ClippedSumDPOptimizer, per_sample_loss, make_nonprivate
 from dpfair.errors import ConfigError
 from dpfair.privacy.clipping.adaptive import joint_ledger, split_noise
-from dpfair.training.mechanisms import Mechanism, Trainer, TrainingData, require_bookkeeping, require_plain_recipe
+from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_bookkeeping, require_plain_recipe
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, record_unit_text
 from dpfair.privacy.params import is_private
@@ -80,6 +80,7 @@ class MitigationMechanism(Mechanism):
 
     unit = "record"
     uses_groups = True
+    targets_attribute = True
     #: ε = ∞ is dpsgd's non-private arm exactly, so a grid that runs dpsgd does not train it twice.
     nonprivate_arm_of = "dpsgd"
 
@@ -111,14 +112,14 @@ class MitigationMechanism(Mechanism):
         aux_generator = _aux_generator(generator)
         policy, cap = self.make_policy(config=config, settings=settings, n_groups=len(levels), sigma_aux=sigma_aux,
                                        expected_batch_size=expected, generator=aux_generator)
-        dp_optimizer = _ClippedSumDPOptimizer(optimizer, noise_multiplier=sigma_grad, max_grad_norm=config.max_grad_norm,
+        dp_optimizer = ClippedSumDPOptimizer(optimizer, noise_multiplier=sigma_grad, max_grad_norm=config.max_grad_norm,
                                               expected_batch_size=int(expected), loss_reduction="mean")
         clipper = BookKeepingClipper(model, max_grad_norm=cap, clip_policy=policy)
         bounds: list[float] = []
 
         def step(x, y, g):
             dp_optimizer.zero_grad(set_to_none=True)
-            losses = _per_sample_loss(model(x), y)
+            losses = per_sample_loss(model(x), y)
             clipper.clip_backward(losses, groups=g)
             # noise σ_grad × this step's sensitivity, a function of the noisy counts only
             dp_optimizer.max_grad_norm = policy.noise_bound()

@@ -27,7 +27,7 @@ import torch
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.pipeline.benchmark import TrainConfig
+from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.privacy.ledger import event_from_json, event_to_json, poisson_gaussian, replay_epsilon
 from dpfair.metrics import safe_auroc
