@@ -15,8 +15,10 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.privacy.clipping import bookkeeping
-from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, Conv2dRule, unsupported_layers
+from dpfair.privacy.clipping import rules
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.privacy.clipping.rules import unsupported_layers
+from dpfair.privacy.clipping.rules.conv import Conv2dRule
 from dpfair.training.config import TrainConfig
 from dpfair.training.steps import make_private, resolve_mode
 from dpfair.models import available_models, build_model, get_model
@@ -186,7 +188,7 @@ def test_layernorm_over_the_whole_sample_equals_opacus():
 def test_ghost_norms_survive_cancellation():
     """Two positions whose gradients nearly cancel: the ghost norm must not come out too small (the
     sample would escape clipping) or negative (NaN)."""
-    from dpfair.privacy.clipping.bookkeeping import LinearRule
+    from dpfair.privacy.clipping.rules.linear import LinearRule
 
     torch.manual_seed(10)
     b, d, o = 64, 64, 64
@@ -252,16 +254,16 @@ def test_layer_run_twice_is_refused():
 
 
 def test_registry_replaces_rules():
-    original = bookkeeping.get_layer_rule(nn.Linear(1, 1))
+    original = rules.get_layer_rule(nn.Linear(1, 1))
 
-    @bookkeeping.register_layer_rule(nn.Linear)
-    class Other(bookkeeping.LayerRule):
+    @rules.register_layer_rule(nn.Linear)
+    class Other(rules.LayerRule):
         pass
 
     try:
-        assert isinstance(bookkeeping.get_layer_rule(nn.Linear(1, 1)), Other)
+        assert isinstance(rules.get_layer_rule(nn.Linear(1, 1)), Other)
     finally:
-        bookkeeping.register_layer_rule(nn.Linear)(type(original))
+        rules.register_layer_rule(nn.Linear)(type(original))
 
 
 @pytest.mark.parametrize("model_name,modality,input_shape", [("mlp", "tabular", (7,)), ("cnn", "image", (1, 12, 12))])

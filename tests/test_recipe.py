@@ -171,7 +171,7 @@ def test_ema_and_cosine_schedule(tabular):
     assert not torch.allclose(w(plain), w(ema)) and not torch.allclose(w(plain), w(cosine))
     assert ema.record["ema_decay"] == 0.9 and cosine.record["lr_schedule"] == "cosine"
     # the schedule's last step uses a learning rate near 0
-    from dpfair.training.loop import set_lr
+    from dpfair.training.iterates import set_lr
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     set_lr(opt, TrainConfig(lr=0.5, lr_schedule="cosine"), step=99, total=100)
     assert opt.param_groups[0]["lr"] < 0.5 * 1e-3

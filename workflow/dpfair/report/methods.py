@@ -16,9 +16,9 @@ import math
 import platform
 
 import pandas as pd
-from dpfair.report.figures import epsilon_label
+from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import slug
-from dpfair.report.summary import fmt_number, group_privacy_text
+from dpfair.report.summary import group_privacy_text
 
 #: Packages whose versions a paper cites (distribution names).
 SOFTWARE = ("dpfair", "torch", "opacus", "dp-accounting", "fairlearn", "snakemake", "numpy", "pandas",
@@ -88,7 +88,7 @@ def _value(card: dict, key: str) -> str:
         return "—"
     if math.isinf(value):
         return "∞"
-    return fmt_number(value, 4) if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
+    return number(value, 4) if abs(value) >= 1e-3 or value == 0 else number(value, 2)
 
 
 def statement_sentence(card: dict, *, meta: dict) -> str:

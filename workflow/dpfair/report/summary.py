@@ -11,7 +11,8 @@ import math
 import pandas as pd
 from markupsafe import Markup, escape
 
-from dpfair.report.figures import epsilon_label, seed_summary
+from dpfair.report.fmt import epsilon_label, number
+from dpfair.tables.seeds import seed_summary
 from dpfair.report.frames import RUN_KEYS, slug
 
 #: An AUROC cost of at most this much reads as "keeps performance" in the cross-dataset check.
@@ -19,26 +20,6 @@ KEEPS_PERFORMANCE = 0.02
 #: Gap metrics whose change is the headline question (the fairness statistics' headline family).
 HEADLINE_GAP_METRICS = ("auroc", "tpr")
 SIGNIFICANCE = 0.05
-
-
-def fmt_number(value, digits: int = 3, *, signed: bool = False) -> str:
-    """A number as the summary prints it (− for minus, ∞, — for missing).
-
-    Example:
-        >>> fmt_number(-0.12345, signed=True), fmt_number(float("nan")), fmt_number(0.5)
-        ('−0.123', '—', '0.5')
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    value = float(value)
-    if math.isinf(value):
-        return "∞"
-    if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:+.2g}" if signed else f"{value:.2g}"
-    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text.replace("-", "−")
 
 
 def group_privacy_text(value) -> str:
@@ -50,7 +31,7 @@ def group_privacy_text(value) -> str:
             return str(value[key])
     k = value.get("k", value.get("max_records_per_unit", value.get("max_records_per_patient")))
     eps, delta = value.get("epsilon"), value.get("delta")
-    text = f"a patient with up to {k} rows is protected at ε = {fmt_number(eps, 3)}, δ = {fmt_number(delta, 3)} (group privacy)"
+    text = f"a patient with up to {k} rows is protected at ε = {number(eps, 3)}, δ = {number(delta, 3)} (group privacy)"
     if value.get("meaningful") is False or value.get("no_patient_guarantee") or value.get("flag"):
         text += "; no meaningful patient-level guarantee"
     return text
@@ -62,7 +43,7 @@ def link(text: str, anchor: str) -> Markup:
 
 def estimate(mean, low, high, anchor: str, *, signed: bool = False, digits: int = 3) -> Markup:
     """``mean [low, high]`` as one link."""
-    f = lambda v, d=digits: fmt_number(v, d, signed=signed)  # noqa: E731
+    f = lambda v, d=digits: number(v, d, signed=signed)  # noqa: E731
     text = f(mean) if any(math.isnan(float(v)) for v in (low, high)) else f"{f(mean)} [{f(low, 2)}, {f(high, 2)}]"
     return link(text, anchor)
 
@@ -111,7 +92,7 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     else:
         control = Markup("with <em>no</em> multiplicity control (this run's tables have no adjusted p-values; at {}% per "
                          "comparison about {} would exclude 0 by chance)").format(
-            100 - int(100 * SIGNIFICANCE), fmt_number(SIGNIFICANCE * len(rows), 1))
+            100 - int(100 * SIGNIFICANCE), number(SIGNIFICANCE * len(rows), 1))
     method_col = "method" in rows.columns
     table = slug("fairness", dataset)
     listed = [
@@ -136,11 +117,11 @@ def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | No
         for eps, g in bounds.groupby("epsilon", sort=True):
             worst = g["value"].max()
             flag = Markup(" <strong>above the claim</strong>") if worst > eps else Markup("")
-            bits.append(Markup("certified ε ≥ {} at claimed ε = {}{}").format(link(fmt_number(worst, 2), anchor), epsilon_label(eps), flag))
+            bits.append(Markup("certified ε ≥ {} at claimed ε = {}{}").format(link(number(worst, 2), anchor), epsilon_label(eps), flag))
         aurocs = part[part["metric"] == "auroc"]
         if not aurocs.empty:
             bits.append(Markup("the strongest attack's AUROC at a finite ε was {} (0.5 = no leakage detected)").format(
-                link(fmt_number(aurocs["value"].max()), anchor)))
+                link(number(aurocs["value"].max()), anchor)))
         if not bits:
             return None
         return Markup("Privacy audit ({}): {}.").format(", ".join(sorted(set(part["attack"]))), _join(bits))
@@ -152,14 +133,14 @@ def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | No
     violated = private["mia_bound_violated"].astype(str).str.lower().eq("true").sum() if "mia_bound_violated" in runs else 0
     empirical = next((c for c in ("mia_epsilon_empirical", "mia_epsilon_lower_bound") if c in runs.columns), None)
     text = Markup("Privacy audit (loss-threshold attack): attack AUROC {} to {} at finite ε").format(
-        link(fmt_number(private["mia_auroc"].min()), anchor), link(fmt_number(private["mia_auroc"].max()), anchor))
+        link(number(private["mia_auroc"].min()), anchor), link(number(private["mia_auroc"].max()), anchor))
     if not plain.empty:
-        text += Markup(" ({} without privacy)").format(link(fmt_number(plain["mia_auroc"].mean()), anchor))
+        text += Markup(" ({} without privacy)").format(link(number(plain["mia_auroc"].mean()), anchor))
     text += Markup("; {} of {} private runs broke their (ε, δ) bound").format(link(str(int(violated)), anchor), len(private))
     if empirical and private[empirical].notna().any():
         worst = private.loc[private[empirical].idxmax()]
         text += Markup("; the largest empirical ε lower bound was {} (claimed ε = {})").format(
-            link(fmt_number(worst[empirical], 2), anchor), epsilon_label(worst["epsilon"]))
+            link(number(worst[empirical], 2), anchor), epsilon_label(worst["epsilon"]))
     return text + Markup(". A loss attack is weak: passing it does not confirm the claimed ε.")
 
 
@@ -181,12 +162,12 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
         best = g.loc[g["auroc"].idxmax()]
         text = Markup("at ε = {} ({}), {} had the highest AUROC ({})").format(
             epsilon_label(eps), model, best["method"],
-            link(fmt_number(best["auroc"]), slug("to", dataset, model, best["method"], best["attribute"], eps)))
+            link(number(best["auroc"]), slug("to", dataset, model, best["method"], best["attribute"], eps)))
         fairest = []
         for attr, a in g.groupby("attribute", sort=True):
             f = a.loc[a["gap"].idxmin()]
             fairest.append(Markup("{} for {} ({})").format(
-                f["method"], attr, link(fmt_number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))))
+                f["method"], attr, link(number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))))
         out.append(text + Markup(" and the smallest AUROC gap was ") + _join(fairest))
     return Markup("Best trade-off: ") + Markup("; ").join(out) + Markup(".")
 
@@ -220,8 +201,8 @@ def caveats(dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.Da
         if not trials.empty and trials.max() > 0:
             per = runs["epsilon_per_trial"] if "epsilon_per_trial" in runs.columns else pd.Series(dtype=float)
             per = per[per.map(lambda v: isinstance(v, float) and math.isfinite(v))]
-            extra = Markup(", ε per trial {}").format(fmt_number(per.min(), 2) if per.min() == per.max() else
-                                                      f"{fmt_number(per.min(), 2)}–{fmt_number(per.max(), 2)}") if not per.empty else ""
+            extra = Markup(", ε per trial {}").format(number(per.min(), 2) if per.min() == per.max() else
+                                                      f"{number(per.min(), 2)}–{number(per.max(), 2)}") if not per.empty else ""
             out.append(Markup("Tuning cost: hyperparameters were tuned on private data with up to {} trials{}; the reported ε "
                               "includes the selection ({}).").format(int(trials.max()), extra, link("privacy statements", ps_anchor)))
     seeds = metrics[metrics["dataset"] == dataset]["seed"].nunique()
@@ -244,9 +225,9 @@ def rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
         cost10 = by.loc[10.0]
         keeps = cost10["cost"] >= -KEEPS_PERFORMANCE
         text = Markup("{}: {} at ε = 10").format(
-            name, link(fmt_number(cost10["cost"], signed=True), slug("cost", dataset, model, method, 10.0)))
+            name, link(number(cost10["cost"], signed=True), slug("cost", dataset, model, method, 10.0)))
         if 1.0 in by.index:
-            text += Markup(", {} at ε = 1").format(link(fmt_number(by.loc[1.0]["cost"], signed=True), slug("cost", dataset, model, method, 1.0)))
+            text += Markup(", {} at ε = 1").format(link(number(by.loc[1.0]["cost"], signed=True), slug("cost", dataset, model, method, 1.0)))
         (holds if keeps else fails).append(text)
     if not holds and not fails:
         return Markup("The grid has no ε = 10, so the rule of thumb “ε ≈ 10 keeps performance” cannot be checked here.")

@@ -7,6 +7,8 @@ ran, what each trial was charged, and the recipe the tuning chose (the most freq
 
 from __future__ import annotations
 
+from dpfair.report.fmt import epsilon_label, number
+
 import math
 
 import pandas as pd
@@ -18,18 +20,6 @@ RECIPE_COLUMNS = ("lr", "expected_batch_size", "epochs", "max_grad_norm", "optim
                   "class_weight", "lr_schedule", "ema_decay")
 
 
-def _label(eps: float) -> str:
-    return "∞" if math.isinf(eps) else f"{eps:g}"
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _recipe(part: pd.DataFrame) -> str:
     out = []
     for col in RECIPE_COLUMNS:
@@ -37,7 +27,7 @@ def _recipe(part: pd.DataFrame) -> str:
             values = part[col].dropna()
             if col == "expected_batch_size":
                 values = values.round().astype(int)
-            out.append(f"{col}={_fmt(values.mode().iloc[0]) if len(values) else '—'}")
+            out.append(f"{col}={number(values.mode().iloc[0]) if len(values) else '—'}")
     return ", ".join(out)
 
 
@@ -52,12 +42,12 @@ def tuning_rows(metrics: pd.DataFrame) -> list[dict]:
         fixed = runs[(runs["model"] == model) & (runs["method"] == base) & (runs["epsilon"] == eps)]
         f_auc, t_auc = fixed["auroc"].mean(), tuned["auroc"].mean()
         rows.append({
-            "model": model, "method": base, "epsilon": _label(float(eps)), "seeds": int(len(tuned)),
-            "fixed_auroc": _fmt(f_auc), "tuned_auroc": _fmt(t_auc),
-            "difference": _fmt(t_auc - f_auc, 2) if not fixed.empty else "—",
-            "trials": _fmt(float(tuned["tuning_trials"].mean()), 2) if "tuning_trials" in tuned else "—",
-            "epsilon_per_trial": _fmt(float(tuned["epsilon_per_trial"].mean())) if "epsilon_per_trial" in tuned else "—",
-            "epsilon_spent": _fmt(float(tuned["epsilon_spent"].max())),
+            "model": model, "method": base, "epsilon": epsilon_label(float(eps)), "seeds": int(len(tuned)),
+            "fixed_auroc": number(f_auc), "tuned_auroc": number(t_auc),
+            "difference": number(t_auc - f_auc, 2) if not fixed.empty else "—",
+            "trials": number(float(tuned["tuning_trials"].mean()), 2) if "tuning_trials" in tuned else "—",
+            "epsilon_per_trial": number(float(tuned["epsilon_per_trial"].mean())) if "epsilon_per_trial" in tuned else "—",
+            "epsilon_spent": number(float(tuned["epsilon_spent"].max())),
             "recipe": _recipe(tuned),
         })
     return sorted(rows, key=lambda r: (r["model"], r["method"], float("inf") if r["epsilon"] == "∞" else float(r["epsilon"])))

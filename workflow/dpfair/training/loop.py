@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dpfair.training.config import TrainConfig
+from dpfair.training.iterates import Ema, clone_state, set_lr
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.privacy.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
 from dpfair.training.mechanisms import TrainingData, get_mechanism
@@ -170,7 +171,7 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
                 entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
                 # the first epoch is kept until one beats it (a NaN AUROC never does)
                 if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
-                    best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": _clone_state(module)}
+                    best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": clone_state(module)}
         history.append(entry)
         log.info(
             "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
@@ -237,49 +238,6 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, *, step: int, total: int) -> None:
-    """Learning rate of ``step`` (0-based) of ``total``: constant, or cosine decay from ``config.lr`` to 0."""
-    lr = config.lr
-    if config.lr_schedule == "cosine" and total > 0:
-        lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _clone_state(module: nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-class Ema:
-    """Exponential moving average of a module's floating-point weights and buffers (Polyak averaging)."""
-
-    def __init__(self, module: nn.Module, decay: float):
-        self.decay = float(decay)
-        self.state = _clone_state(module)
-
-    @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        for key, value in module.state_dict().items():
-            avg = self.state[key]
-            if avg.is_floating_point():
-                avg.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
-            else:
-                avg.copy_(value)
-
-    def copy_to(self, module: nn.Module) -> None:
-        module.load_state_dict(self.state)
-
-    @contextlib.contextmanager
-    def swapped(self, module: nn.Module):
-        """Run the block with the averaged weights in ``module``, then put the raw weights back."""
-        raw = _clone_state(module)
-        module.load_state_dict(self.state)
-        try:
-            yield
-        finally:
-            module.load_state_dict(raw)
 
 
 def _dp_accounting_version() -> str:

@@ -158,7 +158,7 @@ def get_mechanism(name: str) -> Mechanism:
 
 def require_bookkeeping(model: nn.Module, config: TrainConfig, *, method: str, why: str) -> None:
     """Refuse a clipping backend other than book-keeping for ``method`` (``why``: what only book-keeping does)."""
-    from dpfair.privacy.clipping.bookkeeping import unsupported_layers
+    from dpfair.privacy.clipping.rules import unsupported_layers
     from dpfair.training.steps import resolve_mode
 
     if resolve_mode(config.clipping_backend, model) != "bookkeeping":
