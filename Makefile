@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install, run the default benchmark -> report/index.html
 #   make test   create .venv if needed, install, run the tests
+#   make lint   ruff (lint and format) and snakefmt, as CI runs them
 #   make bench  the speed benchmark of BENCHMARK's models -> results/speed.csv
 #               (make bench BENCHMARK=benchmarks/speed.yaml: ResNet-18 and DenseNet-121 too)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ BENCHMARK ?= benchmarks/default.yaml
 # libgomp's spin-wait makes parallel torch jobs collapse on few cores; passive waiting costs nothing.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run dry-run bench test clean
+.PHONY: install run dry-run bench lint test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ bench: install
 
 dry-run: install
 	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK) -n
+
+# the formatter and linters CI runs before the tests (configured in pyproject.toml)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 test: install
 	$(BIN)/python -m pytest

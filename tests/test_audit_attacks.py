@@ -1,6 +1,8 @@
 """Attack registry, RMIA against a slow reference, per-group intervals, the audit plan and the metrics join."""
 
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,29 +13,52 @@ from sklearn.metrics import roc_auc_score
 
 from dpfair.audit.groups import auroc_by_group, auroc_with_interval
 from dpfair.audit.plan import audit_plan
-from dpfair.audit.registry import available_attacks, get_attack, register_attack
+from dpfair.audit.registry import NEEDS, available_attacks, get_attack, register_attack
 from dpfair.audit.rmia import rmia_scores, true_label_log_prob
 from dpfair.tables.columns import join_loss_columns
 from dpfair.pipeline.benchmark import SCHEMA_PATH
 from dpfair.errors import ConfigError
 
+CONFIG = {"audit": {"attacks": ["loss", "rmia", "one_run"], "reference_models": 2, "reference_seeds": [0], "canaries": 500},
+          "evaluation": {"membership_inference": True}}
+ATTACKS_DIR = Path(__file__).resolve().parents[1] / "workflow" / "dpfair" / "audit" / "attacks"
+
 # --- registry -----------------------------------------------------------------------------------------
 
 
-def test_registry_lists_the_built_in_attacks_and_the_schema_allows_exactly_those():
-    assert available_attacks() == ["loss", "one_run", "rmia"]
-    assert {get_attack(a).needs for a in available_attacks()} == {"scores", "references", "canaries"}
+def test_the_built_in_attacks_are_found_by_discovery_and_declare_what_they_need():
+    """No list names them: the registry imports each module of dpfair/audit/attacks/ (the package imports nothing)."""
+    assert {"loss", "one_run", "rmia"} <= set(available_attacks())
+    assert {a: get_attack(a).needs for a in ("loss", "rmia", "one_run")} == {
+        "loss": frozenset(), "rmia": frozenset({"reference_models"}), "one_run": frozenset({"canaries"})}
+    package = ast.parse((ATTACKS_DIR / "__init__.py").read_text()).body
+    assert len(package) == 1 and isinstance(package[0].value, ast.Constant)  # a docstring, no imports
+    # the schema leaves attack names to the registry (validate_config checks them)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    assert sorted(schema["properties"]["audit"]["properties"]["attacks"]["items"]["enum"]) == available_attacks()
+    assert schema["properties"]["audit"]["properties"]["attacks"]["items"] == {"type": "string"}
+
+
+@pytest.mark.parametrize("name", available_attacks())
+def test_every_registered_attack_keeps_the_registry_contract(name):
+    """Each attack (a new file included, found at collection) has a label, known needs, and plans what it needs."""
+    attack = get_attack(name)
+    assert attack.name == name and isinstance(attack.label, str) and attack.label
+    assert attack.needs <= set(NEEDS) and callable(attack.run)
+    plan = audit_plan({**CONFIG, "audit": {**CONFIG["audit"], "attacks": [name]}}, seeds=[0, 1], epsilons=["1"], cells=[("d", "m")])
+    assert plan.needs == attack.needs and plan.trained_seeds == ([0] if attack.needs else [])
+    # a need's name is also the audit setting of its count; what no configured attack needs is not trained
+    assert plan.training_settings == {NEEDS[n].parameter: CONFIG["audit"][n] if n in attack.needs else 0 for n in NEEDS}
 
 
 def test_registry_is_loud_on_unknown_names_duplicates_and_bad_needs():
-    with pytest.raises(KeyError, match="known attacks: \\['loss', 'one_run', 'rmia'\\]"):
+    with pytest.raises(ConfigError, match=r"unknown attack 'lira'; allowed: \[.*'loss'.*'one_run'.*'rmia'"):
         get_attack("lira")
     with pytest.raises(ValueError, match="already registered"):
-        register_attack("loss", needs="scores")(lambda ctx: None)
-    with pytest.raises(ValueError, match="needs must be one of"):
-        register_attack("new", needs="weights")
+        register_attack("loss")(lambda ctx: None)
+    with pytest.raises(ValueError, match=r"needs \['weights'\] are not known; allowed: \['reference_models', 'canaries'\]"):
+        register_attack("new", needs={"weights"})
+    with pytest.raises(ConfigError, match=r"audit.attacks\[1\] = 'lira' is not a known attack; allowed: \["):
+        audit_plan({**CONFIG, "audit": {**CONFIG["audit"], "attacks": ["loss", "lira"]}}, seeds=[0], epsilons=["1"], cells=[("d", "m")])
 
 
 # --- RMIA ---------------------------------------------------------------------------------------------
@@ -121,16 +146,15 @@ def test_auroc_interval_covers_the_true_auroc():
 
 # --- plan and the metrics.csv join --------------------------------------------------------------------
 
-CONFIG = {"audit": {"attacks": ["loss", "rmia", "one_run"], "reference_models": 2, "reference_seeds": [0], "canaries": 500},
-          "evaluation": {"membership_inference": True}}
-
-
 def test_plan_trains_reference_seeds_only_and_checks_them():
     plan = audit_plan(CONFIG, seeds=[0, 1, 2], epsilons=["1", "inf"], cells=[("support2", "mlp")])
     assert len(plan.cells) == 2 and plan.trained_seeds == [0]
     assert plan.training_settings == {"n_reference": 2, "n_canaries": 500}
     loss_only = audit_plan({**CONFIG, "audit": {**CONFIG["audit"], "attacks": ["loss"]}}, seeds=[0], epsilons=["1"], cells=[("d", "m")])
     assert loss_only.trained_seeds == [] and loss_only.trained_files == ()
+    for attacks, counts in ((["loss", "rmia"], {"n_reference": 2, "n_canaries": 0}), (["one_run"], {"n_reference": 0, "n_canaries": 500})):
+        plan = audit_plan({**CONFIG, "audit": {**CONFIG["audit"], "attacks": attacks}}, seeds=[0], epsilons=["1"], cells=[("d", "m")])
+        assert plan.trained_seeds == [0] and plan.training_settings == counts
     with pytest.raises(ConfigError, match=r"audit.reference_seeds\[0\] = 7 is not one of seeds"):
         audit_plan({**CONFIG, "audit": {**CONFIG["audit"], "reference_seeds": [7]}}, seeds=[0], epsilons=["1"], cells=[("d", "m")])
     off = audit_plan({**CONFIG, "evaluation": {"membership_inference": False}}, seeds=[0], epsilons=["1"], cells=[("d", "m")])

@@ -26,7 +26,7 @@ def test_claims_list_each_seed_bound_and_average_the_empirical_estimate():
     rows = {r["epsilon"]: r for r in claim_rows(AUDIT)}
     assert rows["1"]["certified"] == "0.31 (seed 0), 0.12 (seed 1)" and not rows["1"]["exceeds"]
     loss = rows["1"]["attacks"][0]
-    assert loss["eps_empirical"] == "0.40" and loss["tpr1"] == "—" and loss["violated"] == "0 of 2"
+    assert loss["eps_empirical"] == "0.4" and loss["tpr1"] == "—" and loss["violated"] == "0 of 2"
     assert loss["auroc"].startswith("0.530 [")
     assert rows["∞"]["certified"] == "2.50 (seed 0)" and not rows["∞"]["exceeds"]  # ∞ claims nothing
 
@@ -39,7 +39,7 @@ def test_a_bound_above_the_claim_is_flagged():
 def test_group_rows_and_section():
     rows = group_rows(AUDIT)
     assert rows == [{"model": "mlp", "attack": "loss threshold", "attribute": "sex", "group": "F", "n": 100,
-                     "cells": ["0.60 [0.50, 0.70]"]}]
+                     "cells": ["0.6 [0.5, 0.7]"]}]
     assert audit_section(audit=AUDIT.iloc[:0], roc=pd.DataFrame()) is None
     section = audit_section(audit=AUDIT, roc=pd.DataFrame(columns=["seed"]))
     assert section["roc_figure"] is None and section["min_tail"] == 10 and section["group_epsilons"] == ["1"]

@@ -52,8 +52,9 @@ def _audit(prepared, tmp_path, *, epsilon, n_reference=0):
     attacks = SETTINGS["attacks"] if n_reference else ["loss", "one_run"]
     return paths, lambda: audit_cell(
         runs=[{"scores": paths["scores.csv"], "record": paths["run.json"], "card": paths["card.json"]}], meta=paths["meta.json"],
-        settings={**SETTINGS, "attacks": attacks}, references={0: paths["references.csv.gz"]} if n_reference else {},
-        canaries={0: paths["canaries.csv"]}, outputs={"table": paths["audit.csv"], "roc": paths["roc.csv"]},
+        settings={**SETTINGS, "attacks": attacks},
+        trained={"reference_models": {0: paths["references.csv.gz"]} if n_reference else {}, "canaries": {0: paths["canaries.csv"]}},
+        outputs={"table": paths["audit.csv"], "roc": paths["roc.csv"]},
     )
 
 
@@ -118,3 +119,12 @@ def test_audit_models_of_a_mitigation_are_trained_by_it_with_the_rows_groups(pre
     for r in [*records["references"], records["canary_run"]]:
         assert r["method"] == method and r["epsilon_spent"] <= 1.0
         assert r["mitigation_groups"] == (["F", "M"] if method == "dpsgd_f" else [])
+
+
+def test_a_need_no_attack_has_trains_nothing(prepared, tmp_path):
+    """n_canaries = 0 (no configured attack needs canaries, dpfair.audit.plan): no canary run, header-only file."""
+    settings = run_settings(model="mlp", modality="tabular", epsilon=1.0, delta=DELTA, training=TRAINING)
+    outputs = {k: tmp_path / f for k, f in (("references", "r.csv.gz"), ("canaries", "c.csv"), ("record", "m.json"))}
+    records = train_audit_models(prepared=prepared, settings=settings, seed=0, n_reference=0, n_canaries=0, outputs=outputs)
+    assert records == {"references": [], "canary_run": None} == json.loads(outputs["record"].read_text())
+    assert pd.read_csv(outputs["canaries"]).empty and list(pd.read_csv(outputs["references"]).columns) == ["row"]

@@ -69,7 +69,17 @@ def test_defaults_are_filled_but_dataset_overrides_stay_partial():
         (dict(epsilons=[-3]), r"epsilons\[0\]: epsilon must be > 0"),
         (dict(epsilons=["three"]), r"epsilons\[0\]: 'three' is not a number"),
         (dict(epsilons=[1, 1.0]), r"epsilons has duplicates"),
-        (dict(privacy={"accountant": "gdp"}), r"privacy.accountant: 'gdp' is not one of \['prv', 'rdp'\]"),
+        (dict(privacy={"accountant": "gdp"}), r"^privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$"),
+        (dict(datasets={"synthetic_lesions": {"privacy": {"accountant": "gdp"}}}),
+         r"^datasets.synthetic_lesions.privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$"),
+        (dict(privacy={"clip_policy": "auto"}), r"^privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
+        (dict(datasets={"synthetic_lesions": {"privacy": {"clip_policy": "auto"}}}),
+         r"^datasets.synthetic_lesions.privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
+        (dict(tuning={"search_space": {"clip_policy": ["flat", "nope"]}}),
+         r"^tuning.search_space.clip_policy\[1\] = 'nope' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
+        (dict(datasets={"synthetic_lesions": {"tuning": {"nonprivate_search_space": {"clip_policy": ["nope"]}}}}),
+         r"^datasets.synthetic_lesions.tuning.nonprivate_search_space.clip_policy\[0\] = 'nope' is not a known clip policy"),
+        (dict(audit={"attacks": ["loss", "lira"]}), r"^audit.attacks\[1\] = 'lira' is not a known attack; allowed: \[.*'loss', 'one_run', 'rmia'"),
         (dict(privacy={"delta": 2}), r"privacy.delta"),
         (dict(training={"epoch": 3}), r"training: Additional properties .*'epoch' was unexpected.*allowed keys: \[.*'batch_size', .*'epochs'"),
         (dict(models=["mlp"]), r"datasets.synthetic_lesions: no model in models \['mlp'\] accepts 'image'"),
@@ -108,3 +118,25 @@ def test_parsing_the_workflow_does_not_import_opacus():
     code = "import sys, dpfair.pipeline.benchmark, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_registry_names_are_checked_against_the_registries_not_the_schema(repo):
+    """The schema has no enum for attacks, clip policies or accountants; each registry decides what is allowed."""
+    from dpfair.audit.registry import available_attacks
+    from dpfair.pipeline.benchmark import SCHEMA_PATH
+    from dpfair.privacy.clipping import adaptive  # noqa: F401  (registers the mechanisms' own group-adaptive policies)
+    from dpfair.privacy.clipping.policy import available_clip_policies, configurable_clip_policies
+
+    schema = load_yaml(SCHEMA_PATH)
+    assert "enum" not in schema["definitions"]["privacy"]["properties"]["accountant"]
+    assert "enum" not in schema["definitions"]["privacy"]["properties"]["clip_policy"]
+    assert schema["definitions"]["search_space"]["properties"]["clip_policy"]["items"] == {"type": "string"}
+    assert schema["properties"]["audit"]["properties"]["attacks"]["items"] == {"type": "string"}
+    for name in available_attacks():
+        validate_config(config(audit={"attacks": [name]}))
+    for name in configurable_clip_policies():
+        assert validate_config(config(privacy={"clip_policy": name})).training("synthetic_lesions").clip_policy == name
+    # a policy its mechanism builds (with groups and noise) is registered but not a benchmark's choice
+    assert "group_adaptive" in available_clip_policies() and "group_adaptive" not in configurable_clip_policies()
+    with pytest.raises(ConfigError, match=r"privacy.clip_policy = 'group_adaptive' is not a known clip policy"):
+        validate_config(config(privacy={"clip_policy": "group_adaptive"}))

@@ -3,31 +3,33 @@
 import inspect
 import math
 
+import fairlearn.metrics
 import numpy as np
 import pandas as pd
 import pytest
-from fairlearn.metrics import (
-    demographic_parity_difference,
-    equal_opportunity_difference,
-    equalized_odds_difference,
-)
+from fairlearn.metrics import MetricFrame
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dpfair.fairness import (
+    FAIRNESS_ALIASES,
     GAP_CHANGE_COLUMNS,
     GAP_COLUMNS,
     GROUP_COLUMNS,
-    METRICS,
     RELIABILITY_COLUMNS,
+    DerivedGap,
     choose_threshold,
     evaluate_fairness,
     expected_calibration_error,
     gap_changes,
+    gap_metric_names,
+    get_gap,
+    metric_names,
     reliability_table,
     stratified_bootstrap_weights,
     weighted_metrics,
 )
+from dpfair.fairness.metrics_registry import reference_functions
 
 # Three groups at threshold 0.5, min_group_size 5 (worked out in the comments below):
 #   a (n=6, two classes), b (n=5, all positive: one class), c (n=2, flagged).
@@ -97,17 +99,31 @@ def test_gaps_exclude_flagged_and_undefined_groups():
     assert everything_flagged["gap"].isna().all() and (everything_flagged["n_groups"] == 0).all()
 
 
-def test_differences_match_fairlearn_when_no_group_is_excluded():
+@pytest.fixture(scope="module")
+def three_groups():
+    """Three large groups at threshold 0.5: every metric defined in every group, none flagged."""
     rng = np.random.default_rng(5)
     n = 600
     y = rng.integers(0, 2, n)
     frame = pd.DataFrame({"label": y, "group": rng.choice(["x", "y", "z"], n), "score": rng.uniform(size=n) * 0.5 + 0.4 * y})
     report = evaluate_fairness(scores=frame, attributes=["group"], threshold=0.5, n_boot=100, min_group_size=10)
-    gaps = report.gaps.set_index("metric")["gap"]
-    pred, groups = (frame["score"] >= 0.5).astype(int), frame["group"]
-    assert gaps["tpr"] == pytest.approx(equal_opportunity_difference(y, pred, sensitive_features=groups))
-    assert gaps["equalized_odds"] == pytest.approx(equalized_odds_difference(y, pred, sensitive_features=groups))
-    assert gaps["selection_rate"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=groups))
+    return frame, report
+
+
+@pytest.mark.parametrize("metric", gap_metric_names())
+def test_differences_match_fairlearn_when_no_group_is_excluded(metric, three_groups):
+    """Every gap is fairlearn's between-groups difference of the registry's reference, and the named
+    fairlearn functions (equal opportunity, equalized odds, demographic parity) agree where they exist."""
+    frame, report = three_groups
+    gap = report.gaps.set_index("metric").loc[metric, "gap"]
+    entry = get_gap(metric)
+    names = entry.parts if isinstance(entry, DerivedGap) else (metric,)
+    by_group = MetricFrame(metrics=reference_functions(threshold=0.5, n_bins=10, names=names), y_true=frame["label"],
+                           y_pred=frame["score"], sensitive_features=frame["group"])
+    assert gap == pytest.approx(by_group.difference(method="between_groups").max())
+    pred = (frame["score"] >= 0.5).astype(int)
+    for alias in (a for a, m in FAIRNESS_ALIASES.items() if m == metric):
+        assert gap == pytest.approx(getattr(fairlearn.metrics, alias)(frame["label"], pred, sensitive_features=frame["group"]))
 
 
 def test_overall_metrics_and_calibration_by_hand():
@@ -199,32 +215,49 @@ def test_threshold_comes_from_validation_rows_only():
         evaluate_fairness(scores=frame.drop(columns="split"), attributes=["site"])
 
 
-def test_weighted_kernel_matches_sklearn_on_each_resample():
+def tied_resamples():
     rng = np.random.default_rng(0)
     n = 120
     y = rng.integers(0, 2, n)
     s = np.round(np.clip(0.2 * y + rng.uniform(0, 0.8, n), 0, 1), 1)  # rounding creates ties
     weights = stratified_bootstrap_weights(strata=pd.DataFrame({"g": rng.integers(0, 3, n), "y": y}), n_boot=5, seed=7)
+    return y, s, weights
+
+
+def test_weighted_kernel_matches_sklearn_on_each_resample():
+    y, s, weights = tied_resamples()
     reps = weighted_metrics(y_true=y, score=s, weights=weights, threshold=0.5)
-    for b in range(5):
-        idx = np.repeat(np.arange(n), weights[b].astype(int))  # the resample as rows
-        plain = weighted_metrics(y_true=y[idx], score=s[idx], threshold=0.5)
+    for b in range(len(weights)):
+        idx = np.repeat(np.arange(len(y)), weights[b].astype(int))  # the resample as rows
         assert reps["auroc"][b] == pytest.approx(roc_auc_score(y[idx], s[idx]))
         assert reps["auprc"][b] == pytest.approx(average_precision_score(y[idx], s[idx]))
         assert reps["ece"][b] == pytest.approx(expected_calibration_error(y_true=y[idx], score=s[idx]))
-        for metric in METRICS:
-            assert reps[metric][b] == pytest.approx(plain[metric][0])
 
 
-def test_point_estimates_through_metricframe_equal_the_bootstrap_kernel():
+@pytest.mark.parametrize("metric", metric_names())
+def test_kernel_on_case_weights_equals_the_reference_on_the_resampled_rows(metric):
+    """Contract of every registered metric: a resample as case weights gives the reference's value on its rows."""
+    y, s, weights = tied_resamples()
+    reps = weighted_metrics(y_true=y, score=s, weights=weights, threshold=0.5, metrics=(metric,))[metric]
+    reference = reference_functions(threshold=0.5, n_bins=10, names=(metric,))[metric]
+    for b in range(len(weights)):
+        idx = np.repeat(np.arange(len(y)), weights[b].astype(int))
+        assert reps[b] == pytest.approx(reference(y[idx], s[idx]), nan_ok=True)
+        assert reps[b] == pytest.approx(weighted_metrics(y_true=y[idx], score=s[idx], threshold=0.5, metrics=(metric,))[metric][0])
+
+
+@pytest.mark.parametrize("metric", metric_names())
+def test_point_estimates_through_metricframe_equal_the_bootstrap_kernel(metric):
     rng = np.random.default_rng(1)
     n = 300
     y = rng.integers(0, 2, n)
     frame = pd.DataFrame({"label": y, "site": rng.choice(["A", "B", "C"], n), "score": np.round(rng.uniform(size=n) * 0.6 + 0.3 * y, 2)})
     report = evaluate_fairness(scores=frame, attributes=["site"], threshold=0.45, n_boot=50, min_group_size=10)
-    for (group, metric), value in report.groups.set_index(["group", "metric"])["value"].items():
+    groups = report.groups[report.groups["metric"] == metric].set_index("group")["value"]
+    assert len(groups) == 3
+    for group, value in groups.items():
         part = frame[frame["site"] == group]
-        assert value == pytest.approx(weighted_metrics(y_true=part["label"], score=part["score"], threshold=0.45)[metric][0])
+        assert value == pytest.approx(weighted_metrics(y_true=part["label"], score=part["score"], threshold=0.45, metrics=(metric,))[metric][0])
 
 
 def test_stratified_weights_keep_cell_counts_and_pair_across_runs():
@@ -358,28 +391,3 @@ def test_gap_change_needs_a_baseline_and_replicates():
         gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
     nan_run = est.assign(gap=np.where(est["seed"] == 0, np.nan, est["gap"]))
     assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
-
-
-def test_a_metric_is_one_registry_entry(monkeypatch):
-    """Brier score added as one Metric: it appears per group, overall and in the gaps with its null."""
-    from sklearn.metrics import brier_score_loss
-
-    from dpfair.fairness import metrics_registry
-    from dpfair.fairness.metrics_registry import Metric
-
-    monkeypatch.setattr(metrics_registry, "_METRICS", dict(metrics_registry._METRICS))
-    brier = Metric("brier", "Brier score", "lower", False, "none",
-                   kernel=lambda c: (c.w @ (c.s - c.y) ** 2) / c.total,
-                   reference=lambda y_true, y_score, **_: float(brier_score_loss(y_true, y_score)))
-    metrics_registry.register_metric(brier)
-    with pytest.raises(ValueError, match="already registered"):
-        metrics_registry.register_metric(brier)
-    with pytest.raises(KeyError, match="known: .*'brier'"):
-        metrics_registry.get_metric("brierr")
-    report = hand_report(n_boot=50)
-    groups = report.groups.set_index(["group", "metric"])["value"]
-    a = HAND[HAND["site"] == "a"]
-    assert groups[("a", "brier")] == pytest.approx(brier_score_loss(a["label"], a["score"]))
-    gap = report.gaps.set_index("metric").loc["brier"]
-    assert gap["gap"] == pytest.approx(abs(groups[("a", "brier")] - groups[("b", "brier")])) and 0 < gap["p_value"] <= 1
-    assert "brier" in set(report.overall["metric"])

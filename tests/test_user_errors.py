@@ -57,6 +57,18 @@ def test_schema_errors_are_one_line(tmp_path, capsys):
     assert "epochs" in line and "training.lr" in line
 
 
+@pytest.mark.parametrize("section, message", [
+    ("audit: {attacks: [loss, lira]}", "audit.attacks[1] = 'lira' is not a known attack; allowed: ['loss', "),
+    ("privacy: {clip_policy: auto}", "privacy.clip_policy = 'auto' is not a known clip policy; allowed: ['flat', 'normalized']"),
+    ("privacy: {accountant: gdp}", "privacy.accountant = 'gdp' is not a known accountant; allowed: ['prv', 'rdp']"),
+])
+def test_names_unknown_to_their_registry_are_one_line(tmp_path, capsys, section, message):
+    bad = tmp_path / "bench.yaml"
+    bad.write_text(f"datasets: {{support2: null}}\nmodels: [mlp]\nepsilons: [1]\nseeds: [0]\n{section}\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+
+
 def test_datasets_check_on_a_raising_loader_is_one_line(tmp_path, capsys):
     (tmp_path / "raising.py").write_text(RAISING)
     assert main(["datasets", "check", "raising", "--datasets-dir", str(tmp_path)]) == 2

@@ -1,5 +1,10 @@
-# The privacy audit: reference models and a canary run per audited cell and reference seed (audit_train),
-# every attack on every run of the cell (audit), and the stacked tables (aggregate_audit).
+# The privacy audit: what the configured attacks need trained (dpfair.audit.registry.NEEDS: reference models,
+# a canary run) per audited cell and reference seed (audit_train), every attack on every run of the cell
+# (audit), and the stacked tables (aggregate_audit). Which audit_train jobs exist, and what each trains, is
+# the audit plan's (AUDIT in common.smk, from the attacks' needs): no attack with needs, no audit_train job;
+# a need no attack has is trained with count 0 (its file header-only). audit_train's file names come from
+# NEEDS, as the audit rule's inputs do (common.smk, through dpfair.audit.plan.TRAINED_FILES), so they agree.
+from dpfair.audit.registry import NEEDS as AUDIT_NEEDS  # noqa: E402
 
 
 rule audit_train:
@@ -8,8 +13,8 @@ rule audit_train:
         samples=rules.prepare_dataset.output.samples,
         meta=rules.prepare_dataset.output.meta,
     output:
-        references=f"{AUDIT_DIR}/seed-{{seed}}/references.csv.gz",
-        canaries=f"{AUDIT_DIR}/seed-{{seed}}/canaries.csv",
+        references=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['reference_models'].file}",
+        canaries=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['canaries'].file}",
         record=f"{AUDIT_DIR}/seed-{{seed}}/models.json",
     params:
         settings=get_audit_training_config,

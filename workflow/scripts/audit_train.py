@@ -1,4 +1,8 @@
-"""Rule script: train one audited run's reference models and canary run with the run's own mechanism."""
+"""Rule script: train what one audited run's attacks need (reference models, a canary run) with the run's own mechanism.
+
+The counts come from the audit plan (``dpfair.audit.plan.AuditPlan.training_settings``): 0 for a need no
+configured attack has, which trains nothing for it.
+"""
 
 from dpfair.logs import log_to_file
 

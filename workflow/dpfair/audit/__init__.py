@@ -1,10 +1,11 @@
 """Privacy audit: membership-inference attacks on trained models and a certified one-run canary audit.
 
 Modules: ``bounds`` (Clopper–Pearson, the (ε, δ) hypothesis-test check), ``membership`` (ROC helpers, the
-loss-threshold attack), ``rmia`` (reference-model attack), ``one_run`` (Steinke et al.'s certified bound),
-``canaries``, ``groups`` (per-subgroup attack success with intervals), ``registry`` (attacks by name),
-``training_adapter`` (the one place that trains models for the audit) and ``stage`` (one cell's audit as
-files).
+loss-threshold scores), ``rmia`` (reference-model scores), ``one_run`` (Steinke et al.'s certified bound),
+``groups`` (per-subgroup attack success with intervals), ``registry`` (attacks by name, with their labels
+and what each needs trained), ``attacks`` (one module per attack, found by the registry), ``plan`` (what the
+audit stage schedules, from the configured attacks' needs), ``train_models`` and ``training_adapter`` (the
+one place that trains models for the audit) and ``stage`` (one cell's audit as files).
 """
 
 from dpfair.audit.bounds import DEFAULT_CONFIDENCE, BoundCheck, check_privacy_bound, clopper_pearson, dp_max_auroc

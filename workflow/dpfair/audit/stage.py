@@ -1,9 +1,10 @@
 """The audit stage as files: audit a cell's runs, stack the tables, join the loss attack into metrics.csv.
 
 :func:`audit_cell` runs every configured attack on every seed's run of a (dataset, model, method, ε) cell
-(those needing reference models or a canary run on the reference seeds only, from the files
-:mod:`dpfair.audit.train_models` wrote) and writes one long table. A finite-ε run whose certified one-run
-bound exceeds its target fails the stage. Nothing here imports torch: the audit job stays light.
+(an attack with ``needs`` on the seeds that have what it needs, the files :mod:`dpfair.audit.train_models`
+wrote on the reference seeds) and writes one long table. A finite-ε run whose certified bound (a row
+``epsilon_lower_bound``, from any attack) exceeds its target fails the stage. Nothing here imports torch:
+the audit job stays light.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpfair.audit.registry import DEFAULT_METHOD, AuditContext, get_attack
+from dpfair.audit.registry import DEFAULT_METHOD, NEEDS, AuditContext, get_attack
 from dpfair.errors import PrivacyError
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,29 @@ log = logging.getLogger(__name__)
 AUDIT_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low", "ci_high", "n",
                  "attribute", "group"]
 ROC_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "fpr", "tpr", "n_nonmembers"]
+
+
 def audit_cell(
     *, runs: list[dict], meta: str | Path, settings: dict, outputs: dict[str, str | Path],
-    references: dict[int, str | Path] | None = None, canaries: dict[int, str | Path] | None = None,
-    intersections=(), method: str = DEFAULT_METHOD,
+    trained: dict[str, dict[int, str | Path]] | None = None, intersections=(), method: str = DEFAULT_METHOD,
 ) -> pd.DataFrame:
     """Run the configured attacks on every run of a cell and write ``table`` (long) and ``roc``.
 
-    ``runs`` holds one dict per seed with ``scores``, ``record`` and ``card`` paths; ``references`` and
-    ``canaries`` map audit seeds to the files :func:`train_audit_models` wrote. Raises
-    :class:`~dpfair.errors.PrivacyError` (after writing the tables) when a finite-ε run's certified one-run
-    bound exceeds its target ε.
+    Args:
+        runs: one dict per seed with ``scores``, ``record`` and ``card`` paths.
+        meta: the prepared dataset's dataset.json (its sensitive attributes).
+        settings: the benchmark's ``audit:`` settings; ``attacks`` names the attacks to run.
+        outputs: paths of ``table`` and ``roc``.
+        trained: per need (:data:`dpfair.audit.registry.NEEDS`), the audit seeds' files that
+            :func:`~dpfair.audit.train_models.train_audit_models` wrote, e.g.
+            ``{"canaries": {0: "seed-0/canaries.csv"}}``. An attack runs on the seeds that have all it needs.
+        intersections: attribute tuples to break results down by as well, where the dataset has them all.
+        method: the audited runs' method (the table's ``method``).
+
+    Raises:
+        PrivacyError: after writing the tables, when a finite-ε run's certified bound exceeds its target ε.
     """
-    references, canaries = references or {}, canaries or {}
+    trained = {name: (trained or {}).get(name) or {} for name in NEEDS}
     info = json.loads(Path(meta).read_text())
     attrs = list(info["card"]["sensitive_attributes"])
     attributes = [*attrs, *(":".join(i) for i in intersections if all(a in attrs for a in i))]
@@ -51,14 +62,10 @@ def audit_cell(
                            attributes=attributes, settings=settings)
         for name in settings.get("attacks", []):
             attack = get_attack(name)
-            if attack.needs == "references":
-                if seed not in references:
-                    continue
-                ctx.references = pd.read_csv(references[seed])
-            elif attack.needs == "canaries":
-                if seed not in canaries:
-                    continue
-                ctx.canaries = pd.read_csv(canaries[seed])
+            if any(seed not in trained[need] for need in attack.needs):
+                continue  # not a reference seed: nothing was trained for this run
+            for need in attack.needs:
+                setattr(ctx, NEEDS[need].field, pd.read_csv(trained[need][seed]))
             result = attack.run(ctx)
             for r in result.rows:
                 rows.append({**keys, "attack": name, "ci_low": math.nan, "ci_high": math.nan, "attribute": "", "group": "", **r})
@@ -66,16 +73,16 @@ def audit_cell(
                 rocs.append(result.roc.assign(**keys, attack=name))
             bound = next((r["value"] for r in result.rows if r["metric"] == "epsilon_lower_bound"), None)
             if bound is not None:
-                log.info("one-run audit %s seed %d: certified epsilon >= %.3f (target %s)", keys, seed, bound, ctx.epsilon)
+                log.info("%s audit %s seed %d: certified epsilon >= %.3f (target %s)", name, keys, seed, bound, ctx.epsilon)
                 if math.isfinite(ctx.epsilon) and bound > ctx.epsilon:
                     violations.append(f"{keys['dataset']}/{keys['model']}/{method} at epsilon={ctx.epsilon:g}, seed {seed}: "
-                                      f"certified lower bound {bound:.3f} exceeds the target")
+                                      f"{name}'s certified lower bound {bound:.3f} exceeds the target")
     table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     table.to_csv(outputs["table"], index=False)
     roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=ROC_COLUMNS)
     roc[ROC_COLUMNS].to_csv(outputs["roc"], index=False)
     if violations:
-        raise PrivacyError("the one-run audit refutes the claimed privacy (a DP bug): " + "; ".join(violations))
+        raise PrivacyError("the audit's certified bound refutes the claimed privacy (a DP bug): " + "; ".join(violations))
     return table
 
 

@@ -38,7 +38,11 @@ def choose_canaries(*, splits: pd.Series, m: int, seed: int) -> tuple[np.ndarray
 
 def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int, n_canaries: int,
                        outputs: dict[str, str | Path]) -> dict:
-    """Train the reference models and the canary run of one audit seed; write ``references``, ``canaries``, ``record``."""
+    """Train the reference models and the canary run of one audit seed; write ``references``, ``canaries``, ``record``.
+
+    ``n_reference`` / ``n_canaries`` of 0 (no configured attack needs them, :class:`dpfair.audit.plan.AuditPlan`)
+    train nothing for that need; its file is still written, header only, since the rule declares it.
+    """
     x, y = prepared.x, prepared.y.float()
     n = len(y)
     # patient-level mechanisms need each row's unit; halves are drawn by unit so no patient straddles them
@@ -60,6 +64,10 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
         records["references"].append(_brief(trained.record))
     pd.DataFrame(columns).to_csv(outputs["references"], index=False)
 
+    if n_canaries == 0:  # no attack needs canaries: a canary run without canaries would be a wasted model
+        pd.DataFrame(columns=["row", "included", "label", "logit", "score"]).to_csv(outputs["canaries"], index=False)
+        write_json(outputs["record"], records)
+        return records
     rows, included = choose_canaries(splits=prepared.samples["split"], m=n_canaries, seed=seed)
     flipped = 1.0 - y[rows]
     train_mask = torch.from_numpy((prepared.samples["split"] == "train").to_numpy(copy=True))

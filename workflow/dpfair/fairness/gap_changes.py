@@ -16,8 +16,9 @@ Per (dataset, model, [method,] attribute, metric, ε), with k seeds and B paired
   The centred replicates z_b = D_b − mean(D) + se · T_b estimate the statistic's sampling error.
 * Interval: ``gap_change`` + the ``level`` quantiles of z_b. ``p_value`` (two-sided, of "no change"):
   (1 + #{|z_b| ≥ |gap_change|}) / (1 + B).
-* ``family``: ``headline`` for metrics the registry marks ``headline`` (AUROC and TPR, i.e. equal
-  opportunity), per dataset over every model, attribute and ε; ``exploratory`` otherwise.
+* ``family``: ``headline`` for the gap metrics the registry marks ``headline``
+  (:func:`~dpfair.fairness.metrics_registry.headline_metrics`: AUROC and TPR, i.e. equal opportunity),
+  per dataset over every model, attribute and ε; ``exploratory`` otherwise (unregistered names too).
   ``p_adjusted``: Holm's step-down adjustment within each (dataset, family) (Holm, Scand J Stat 1979),
   which controls the family-wise error rate under any dependence between the tests (the gaps of one
   dataset share a test set, so they are dependent).
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from dpfair.fairness._inputs import require, stream
-from dpfair.fairness.metrics_registry import get_metric
+from dpfair.fairness.metrics_registry import gap_label, is_headline
 from dpfair.privacy.params import format_epsilon
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def gap_changes(
             else:
                 low, high = (change + float(v) for v in np.quantile(z, q))
                 p = float((1 + np.sum(np.abs(z) >= abs(change) - 1e-12)) / (1 + len(z)))
-            family = HEADLINE if _is_headline(named["metric"]) else EXPLORATORY
+            family = HEADLINE if is_headline(named["metric"]) else EXPLORATORY
             rows.append({**named, "epsilon": eps, "gap_change": change, "ci_low": low, "ci_high": high,
                          "p_value": p, "family": family, "raw_gap_change": raw})
     columns = [*keys, *GAP_CHANGE_COLUMNS[4:]]
@@ -140,13 +141,6 @@ def gap_changes(
         for r in table.to_dict("records")
     ]
     return table[columns]
-
-
-def _is_headline(metric: str) -> bool:
-    try:
-        return get_metric(metric).headline
-    except KeyError:  # derived gaps (equalized odds) are exploratory
-        return False
 
 
 def _seed_by_replicate(reps: pd.DataFrame, seeds: pd.Index, key) -> pd.DataFrame:
@@ -173,10 +167,7 @@ def _seed_error(arm: pd.Series, base: pd.Series) -> tuple[float, float]:
 
 
 def _verdict(attribute, metric, epsilon, change, low, high, p, p_adj, family, alpha, digits) -> str:
-    try:
-        label = get_metric(metric).label
-    except KeyError:
-        label = metric.replace("_", " ")
+    label = gap_label(metric)
     where = f"DP at ε = {format_epsilon(epsilon)}"
     if any(math.isnan(v) for v in (change, low, high)):
         return f"{where}: the {attribute} gap in {label} could not be estimated"

@@ -22,14 +22,17 @@ Over the groups that are usable for a metric (not flagged, value defined), per (
   at 0, so it is 0 (not positive) when the groups agree beyond their noise; interval by the Q-profile
   method (Viechtbauer, Stat Med 2007), which contains 0 whenever Cochran's Q is below its upper χ²
   quantile. ``spread`` is the effect size to quote for three or more groups.
-* ``equalized_odds``: gap = max(TPR gap, FPR gap), ratio the smaller ratio (fairlearn's definitions), each
-  over its own usable groups, null from the same permutations; no signed gap, spread or worst group.
+* Derived gaps (:class:`~dpfair.fairness.metrics_registry.DerivedGap`), e.g. ``equalized_odds``: gap =
+  max of the parts' gaps (TPR and FPR), ratio the smallest of their ratios (fairlearn's definitions),
+  each part over its own usable groups, null from the same permutations; no signed gap, spread or worst
+  group.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from functools import reduce
 from typing import Sequence
 
 import numpy as np
@@ -38,7 +41,7 @@ from scipy.optimize import brentq
 from scipy.stats import chi2
 
 from dpfair.fairness._inputs import interval
-from dpfair.fairness.metrics_registry import get_metric, metric_names
+from dpfair.fairness.metrics_registry import derived_gaps, get_metric, metric_names
 
 GAP_COLUMNS = [
     "attribute", "metric", "gap", "ci_low", "ci_high", "null_gap", "p_value", "n_groups",
@@ -46,8 +49,6 @@ GAP_COLUMNS = [
     "signed_gap", "signed_ci_low", "signed_ci_high", "reference_group", "comparison_group",
     "spread", "spread_ci_low", "spread_ci_high", "caveat",
 ]
-#: The derived gap: max of the TPR and FPR gaps.
-EQUALIZED_ODDS = "equalized_odds"
 
 
 def spread(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -122,7 +123,8 @@ def gap_rows(
 
     ``table``: groups × (``n`` and metrics) point values; ``boot[group][metric]`` and
     ``perm[group][metric]``: replicates from the bootstrap and from the group permutations.
-    ``metrics``: default every registered metric (equalized odds is added when TPR and FPR are there).
+    ``metrics``: default every registered metric; a derived gap (equalized odds) is added when all its
+    parts are among them.
     """
     metrics = tuple(metric_names() if metrics is None else metrics)
     rows, replicates = [], {}
@@ -147,17 +149,23 @@ def gap_rows(
         row["caveat"] = metric.caveat
         rows.append(row)
         replicates[m] = rep["gap"]
-    if not {"tpr", "fpr"} <= set(metrics):
-        return [{c: r.get(c, math.nan) for c in GAP_COLUMNS} for r in rows], replicates
-    # equalized odds: max of the TPR and FPR gaps, min of their ratios, on the same resamples and permutations
-    (tp, tr, tn), (fp, fr, fn) = parts["tpr"], parts["fpr"]
-    combine = lambda a, b: {"gap": np.fmax(a["gap"], b["gap"]), "ratio": np.fmin(a["ratio"], b["ratio"])}  # noqa: E731
-    n_used = len(set(usable_of["tpr"]) | set(usable_of["fpr"]))
-    row = _common(attribute, EQUALIZED_ODDS, combine(tp, fp), combine(tr, fr), combine(tn, fn), q, n_used)
-    row.update(caveat="", reference_group="", comparison_group="")
-    rows.append(row)
-    replicates[EQUALIZED_ODDS] = combine(tr, fr)["gap"]
+    # derived gaps (equalized odds): max of the parts' gaps, min of their ratios, on the same resamples
+    # and permutations, so their intervals and nulls pair with the parts'
+    for derived in derived_gaps():
+        if not set(derived.parts) <= set(metrics):
+            continue
+        point, rep, null = ([parts[p][i] for p in derived.parts] for i in range(3))
+        n_used = len(set().union(*(usable_of[p] for p in derived.parts)))
+        row = _common(attribute, derived.name, _combine(point), _combine(rep), _combine(null), q, n_used)
+        row.update(caveat=derived.caveat, reference_group="", comparison_group="")
+        rows.append(row)
+        replicates[derived.name] = _combine(rep)["gap"]
     return [{c: r.get(c, math.nan) for c in GAP_COLUMNS} for r in rows], replicates
+
+
+def _combine(spreads: list[dict]) -> dict[str, np.ndarray]:
+    """A derived gap from its parts' :func:`spread` results: the largest gap and the smallest ratio."""
+    return {"gap": reduce(np.fmax, (s["gap"] for s in spreads)), "ratio": reduce(np.fmin, (s["ratio"] for s in spreads))}
 
 
 def _stack(reps: dict, usable: list, metric: str) -> np.ndarray:

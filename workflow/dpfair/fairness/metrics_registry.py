@@ -20,7 +20,19 @@ Resampling (``stratify``):
   permutation null permutes groups freely.
 
 ``headline=True`` marks the metrics whose gap changes form the multiplicity-controlled family of each
-dataset (AUROC and TPR: equal opportunity); see :mod:`dpfair.fairness.gap_changes`.
+dataset (AUROC and TPR: equal opportunity); see :mod:`dpfair.fairness.gap_changes`. This flag is the one
+definition of the family: :func:`headline_metrics` and :func:`is_headline` read it for the tables and
+the report.
+
+The wide table (results/summary/metrics.csv) is derived from the entries too (by
+:mod:`dpfair.tables.columns`): ``wide_overall`` gives the overall value ``<name>, <name>_ci_low,
+<name>_ci_high``, and ``wide_gap`` names the gap's columns (``"{name}_gap"`` unless the entry says
+otherwise: ``"eod"`` for TPR, ``"dpd"`` for selection rate; ``None`` keeps the gap in gaps.csv only).
+
+A :class:`DerivedGap` is a gap without per-group values of its own, combined from registered metrics'
+gaps on the same resamples (equalized odds: the larger of the TPR and FPR gaps); it is registered with
+:func:`register_derived_gap` and appears in gaps.csv, gap_changes.csv and, by its ``wide_gap``, in
+metrics.csv. See docs/adding-a-metric.md.
 """
 
 from __future__ import annotations
@@ -87,10 +99,55 @@ class Counts:
         return np.where(self.n_neg > 0, self.fp / self.n_neg, np.nan)
 
 
+#: ``wide_gap`` default: a metric's gap is ``<name>_gap`` (with ``_ci_low``, ``_ci_high``) in metrics.csv.
+DEFAULT_WIDE_GAP = "{name}_gap"
+#: The derived gap registered below: the larger of the TPR and FPR gaps (fairlearn's equalized odds).
+EQUALIZED_ODDS = "equalized_odds"
+
+
+def with_interval(column: str) -> tuple[str, str, str]:
+    """A wide-table value column followed by its interval columns.
+
+    Example:
+        >>> with_interval("eod")
+        ('eod', 'eod_ci_low', 'eod_ci_high')
+    """
+    return column, f"{column}_ci_low", f"{column}_ci_high"
+
+
+class _WideColumns:
+    """metrics.csv columns of a registry entry, from its ``name``, ``wide_gap`` and ``overall_columns``."""
+
+    @property
+    def gap_name(self) -> str | None:
+        """Its gap's metrics.csv column (``"auroc_gap"``, ``"eod"``), or None when metrics.csv has none."""
+        return None if self.wide_gap is None else self.wide_gap.format(name=self.name)
+
+    @property
+    def gap_columns(self) -> tuple[str, ...]:
+        """Its gap's metrics.csv columns (empty when ``wide_gap`` is None)."""
+        return with_interval(self.gap_name) if self.gap_name else ()
+
+
 @dataclass(frozen=True)
-class Metric:
-    """One metric. ``direction``: ``"higher"`` or ``"lower"`` is better, ``None`` for neither
-    (selection rate); ``worst_group`` follows it. ``caveat``: a note carried into the gaps table."""
+class Metric(_WideColumns):
+    """One metric: per group, overall and as a gap in every table.
+
+    Attributes:
+        name: Its name in the long tables (``metric`` column) and the stem of its metrics.csv columns.
+        label: How it reads in tables, verdicts and the report ("balanced accuracy").
+        direction: ``"higher"`` or ``"lower"`` is better, ``None`` for neither (selection rate);
+            ``worst_group`` follows it.
+        needs_threshold: Whether it is evaluated at the operating point (TPR) or on the scores (AUROC).
+        stratify: How resamples and permutations are stratified (``"label"`` or ``"none"``; see the module).
+        kernel: Every resample at once from :class:`Counts` (rows of case weights).
+        reference: The plain per-group function fairlearn's MetricFrame evaluates for point estimates.
+        headline: Whether its gap changes belong to the multiplicity-controlled headline family.
+        caveat: A note carried into the gaps table.
+        wide_overall: Whether metrics.csv has its overall value (``name`` with ``_ci_low``, ``_ci_high``).
+        wide_gap: The metrics.csv name of its gap (``"{name}"`` is replaced by ``name``), or ``None``
+            for a gap reported in gaps.csv only.
+    """
 
     name: str
     label: str
@@ -101,21 +158,127 @@ class Metric:
     reference: Callable = field(repr=False)
     headline: bool = False
     caveat: str = ""
+    wide_overall: bool = True
+    wide_gap: str | None = DEFAULT_WIDE_GAP
+
+    @property
+    def overall_columns(self) -> tuple[str, ...]:
+        """Its overall value's metrics.csv columns (empty when ``wide_overall`` is False)."""
+        return with_interval(self.name) if self.wide_overall else ()
+
+
+@dataclass(frozen=True)
+class DerivedGap(_WideColumns):
+    """A gap combined from registered metrics' gaps on the same resamples and permutations.
+
+    Its gap is the largest of the parts' gaps and its ratio the smallest of their ratios (fairlearn's
+    equalized odds from TPR and FPR), each part over its own usable groups. It has no per-group value,
+    so no overall value, worst group, signed gap or spread.
+
+    Attributes:
+        name: Its name in gaps.csv and gap_changes.csv.
+        label: How it reads in verdicts and the report.
+        parts: The registered metrics it combines.
+        headline: Whether its gap changes belong to the headline family.
+        caveat: A note carried into the gaps table.
+        wide_gap: Its metrics.csv column as for :class:`Metric` (``None``: gaps.csv only).
+    """
+
+    name: str
+    label: str
+    parts: tuple[str, ...]
+    headline: bool = False
+    caveat: str = ""
+    wide_gap: str | None = DEFAULT_WIDE_GAP
+
+    @property
+    def needs_threshold(self) -> bool:
+        """Whether any part is evaluated at the operating point."""
+        return any(get_metric(p).needs_threshold for p in self.parts)
+
+    @property
+    def overall_columns(self) -> tuple[str, ...]:
+        """Always empty: a derived gap has no overall value."""
+        return ()
 
 
 _METRICS: dict[str, Metric] = {}
+_DERIVED: dict[str, DerivedGap] = {}
+
+
+def _check_columns(entry: Metric | DerivedGap) -> None:
+    """Two entries writing one metrics.csv column would overwrite each other's values silently."""
+    taken = {c: other.name for other in (*_METRICS.values(), *_DERIVED.values()) if other.name != entry.name
+             for c in (*other.overall_columns, *other.gap_columns)}
+    clashes = sorted({c: taken[c] for c in (*entry.overall_columns, *entry.gap_columns) if c in taken}.items())
+    if clashes:
+        raise ValueError(f"metric {entry.name!r}: metrics.csv columns already used: "
+                         + ", ".join(f"{c} (by {owner!r})" for c, owner in clashes))
 
 
 def register_metric(metric: Metric, *, force: bool = False) -> Metric:
-    if metric.name in _METRICS and not force:
+    """Add ``metric`` to every table, its gap and the report.
+
+    Args:
+        metric: The definition.
+        force: Replace a registered metric of the same name (it keeps its place in the order).
+
+    Returns:
+        ``metric``.
+
+    Raises:
+        ValueError: The name is taken (without ``force``), ``stratify`` is not ``"label"`` or
+            ``"none"``, or one of its metrics.csv columns is another entry's.
+    """
+    if (metric.name in _METRICS and not force) or metric.name in _DERIVED:
         raise ValueError(f"metric {metric.name!r} is already registered")
     if metric.stratify not in ("label", "none"):
         raise ValueError(f"metric {metric.name!r}: stratify must be 'label' or 'none', got {metric.stratify!r}")
+    _check_columns(metric)
     _METRICS[metric.name] = metric
     return metric
 
 
+def register_derived_gap(gap: DerivedGap, *, force: bool = False) -> DerivedGap:
+    """Add a gap combined from registered metrics (see :class:`DerivedGap`) to the gap tables.
+
+    Raises:
+        ValueError: The name is taken (without ``force``), a part is not a registered metric, or one
+            of its metrics.csv columns is another entry's.
+    """
+    if (gap.name in _DERIVED and not force) or gap.name in _METRICS:
+        raise ValueError(f"metric {gap.name!r} is already registered")
+    unknown = [p for p in gap.parts if p not in _METRICS]
+    if unknown or not gap.parts:
+        raise ValueError(f"derived gap {gap.name!r}: parts must be registered metrics, unknown: {unknown}")
+    _check_columns(gap)
+    _DERIVED[gap.name] = gap
+    return gap
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a metric or derived gap (a plug-in's or a test's temporary entry).
+
+    Raises:
+        KeyError: ``name`` is not registered.
+        ValueError: A registered derived gap is combined from it.
+    """
+    if name in _DERIVED:
+        del _DERIVED[name]
+        return
+    users = [d.name for d in _DERIVED.values() if name in d.parts]
+    if users:
+        raise ValueError(f"metric {name!r} is a part of derived gaps {users}; unregister those first")
+    get_metric(name)
+    del _METRICS[name]
+
+
 def get_metric(name: str) -> Metric:
+    """The registered metric ``name``.
+
+    Raises:
+        KeyError: It is not registered (the message lists those that are).
+    """
     try:
         return _METRICS[name]
     except KeyError:
@@ -125,6 +288,60 @@ def get_metric(name: str) -> Metric:
 def metric_names() -> tuple[str, ...]:
     """Registered metrics in registration order (the order of every table)."""
     return tuple(_METRICS)
+
+
+def derived_gaps() -> tuple[DerivedGap, ...]:
+    """Registered derived gaps in registration order (after the metrics in the gap tables)."""
+    return tuple(_DERIVED.values())
+
+
+def gap_metric_names() -> tuple[str, ...]:
+    """The ``metric`` values of the gaps tables, in their order: every metric, then the derived gaps.
+
+    Example:
+        >>> gap_metric_names()[-2:]
+        ('ece', 'equalized_odds')
+    """
+    return (*_METRICS, *_DERIVED)
+
+
+def get_gap(name: str) -> Metric | DerivedGap:
+    """The entry behind a gaps-table ``metric`` value: a metric or a derived gap.
+
+    Raises:
+        KeyError: Neither is registered under ``name``.
+    """
+    if name in _DERIVED:
+        return _DERIVED[name]
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown gap metric {name!r}; known: {sorted(gap_metric_names())}") from None
+
+
+def gap_label(name: str) -> str:
+    """How a gaps-table metric reads; an unregistered name (an older table's) with spaces for underscores.
+
+    Example:
+        >>> gap_label("balanced_accuracy"), gap_label("equalized_odds"), gap_label("retired_metric")
+        ('balanced accuracy', 'equalized odds', 'retired metric')
+    """
+    return get_gap(name).label if name in gap_metric_names() else name.replace("_", " ")
+
+
+def headline_metrics() -> tuple[str, ...]:
+    """Gap metrics whose changes form the headline family, in gaps-table order.
+
+    Example:
+        >>> headline_metrics()
+        ('auroc', 'tpr')
+    """
+    return tuple(n for n in gap_metric_names() if get_gap(n).headline)
+
+
+def is_headline(name: str) -> bool:
+    """Whether gap changes of ``name`` belong to the headline family (False for unregistered names)."""
+    return name in headline_metrics()
 
 
 # --------------------------------------------------------------------------- kernels
@@ -221,15 +438,19 @@ for _m in (
     Metric("auroc", "AUROC", "higher", False, "label", _auroc_kernel, _ref_auroc, headline=True),
     Metric("auprc", "AUPRC", "higher", False, "none", _auprc_kernel, _ref_auprc,
            caveat=_PREVALENCE + " (a random ranking scores the prevalence)"),
-    Metric("tpr", "TPR", "higher", True, "label", lambda c: c.tpr, _ref_tpr, headline=True),
-    Metric("fpr", "FPR", "lower", True, "label", lambda c: c.fpr, _ref_fpr),
+    # equal opportunity: its gap is the equal-opportunity difference
+    Metric("tpr", "TPR", "higher", True, "label", lambda c: c.tpr, _ref_tpr, headline=True, wide_gap="eod"),
+    Metric("fpr", "FPR", "lower", True, "label", lambda c: c.fpr, _ref_fpr, wide_gap=None),
     Metric("ppv", "PPV", "higher", True, "none",
-           lambda c: np.where(c.tp + c.fp > 0, c.tp / (c.tp + c.fp), np.nan), _ref_ppv, caveat=_PREVALENCE),
+           lambda c: np.where(c.tp + c.fp > 0, c.tp / (c.tp + c.fp), np.nan), _ref_ppv, caveat=_PREVALENCE, wide_gap=None),
     Metric("balanced_accuracy", "balanced accuracy", "higher", True, "label",
-           lambda c: np.where(c.both, (c.tpr + 1 - c.fpr) / 2, np.nan), _ref_balanced_accuracy),
+           lambda c: np.where(c.both, (c.tpr + 1 - c.fpr) / 2, np.nan), _ref_balanced_accuracy, wide_gap=None),
+    # demographic parity: its gap is the demographic-parity difference
     Metric("selection_rate", "selection rate", None, True, "none",
-           lambda c: np.where(c.total > 0, (c.tp + c.fp) / c.total, np.nan), _ref_selection_rate),
+           lambda c: np.where(c.total > 0, (c.tp + c.fp) / c.total, np.nan), _ref_selection_rate,
+           wide_overall=False, wide_gap="dpd"),
     Metric("ece", "ECE", "lower", False, "none", _ece_kernel, _ref_ece,
            caveat="binned ECE is biased upwards in small groups: read the gap against null_gap"),
 ):
     register_metric(_m)
+register_derived_gap(DerivedGap(EQUALIZED_ODDS, "equalized odds", ("tpr", "fpr"), wide_gap="eqodds_diff"))

@@ -1,6 +1,8 @@
 """Benchmark definitions: validate a config against the JSON schema, then check what the schema can't.
 
-Errors name the config key and the allowed values, and are raised before any job runs.
+Errors name the config key and the allowed values, and are raised before any job runs. Names that a
+registry owns (methods, models, datasets, attacks, clip policies, accountants) are plain strings in the
+schema and checked here against their registries, so adding one to its registry is all it takes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import yaml
 from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.models import available_models, get_model
-from dpfair.privacy.params import format_epsilon, parse_epsilon
+from dpfair.privacy.clipping.policy import configurable_clip_policies
+from dpfair.privacy.params import ACCOUNTANTS, format_epsilon, parse_epsilon
 from dpfair.training.config import CLIPPING_BACKENDS, TrainConfig
 from dpfair.training.tuning.names import split_method, tuned_methods
 
@@ -184,6 +187,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
                 raise ConfigError(f"{where}[{i}] = {m!r} is not a known method; allowed: {known_methods}")
         if len(set(methods)) != len(methods):
             raise ConfigError(f"{where} has duplicates: {methods}")
+    _check_registered_names(config)
     known_models = available_models()
     for i, m in enumerate(config["models"]):
         if m not in known_models:
@@ -235,6 +239,35 @@ def _nonprivate_arm_of(method: str) -> str | None:
     if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
         return None
     return get_mechanism(base).nonprivate_arm_of
+
+
+def _check_registered_names(config: dict) -> None:
+    """Attacks, clip policies and accountants, wherever the config names them, against their registries.
+
+    Each error is one line naming the key and the allowed values. Per-dataset overrides are checked under
+    their own key (``datasets.<name>.privacy.clip_policy``), not only once merged into a run's settings.
+    """
+    # the attack registry imports its attack modules (scikit-learn, fairlearn): load it when validating, not on import
+    from dpfair.audit.registry import check_attack_names
+
+    check_attack_names(config["audit"]["attacks"], where="audit.attacks")
+    policies, accountants = configurable_clip_policies(), list(ACCOUNTANTS)
+    sections = [("", config)] + [(f"datasets.{name}.", settings or {}) for name, settings in config["datasets"].items()]
+    for prefix, section in sections:
+        privacy = section.get("privacy") or {}
+        if "accountant" in privacy:
+            _check_known(f"{prefix}privacy.accountant", privacy["accountant"], accountants, "accountant")
+        if "clip_policy" in privacy:
+            _check_known(f"{prefix}privacy.clip_policy", privacy["clip_policy"], policies, "clip policy")
+        tuning = section.get("tuning") or {}
+        for space in ("search_space", "nonprivate_search_space"):
+            for i, policy in enumerate((tuning.get(space) or {}).get("clip_policy", [])):
+                _check_known(f"{prefix}tuning.{space}.clip_policy[{i}]", policy, policies, "clip policy")
+
+
+def _check_known(where: str, name: str, known: list[str], kind: str) -> None:
+    if name not in known:
+        raise ConfigError(f"{where} = {name!r} is not a known {kind}; allowed: {known}")
 
 
 def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:

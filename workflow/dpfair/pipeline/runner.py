@@ -17,7 +17,7 @@ from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
 from dpfair.fairness import evaluate_fairness
 from dpfair.jsonio import write_json
-from dpfair.tables.columns import METRIC_COLUMNS, SUBGROUP_COLUMNS, subgroup_rows
+from dpfair.tables.columns import SUBGROUP_COLUMNS, metric_columns, subgroup_rows
 from dpfair.tables.columns import metric_rows as wide_metric_rows
 from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
 from dpfair.models import resolve_device
@@ -134,11 +134,12 @@ def evaluate_run(
     keys = {"dataset": run["dataset"], "model": run["model"], "method": run.get("method", "dpsgd"),
             "epsilon": float(run["epsilon"]), "seed": run["seed"]}
     metric_rows = wide_metric_rows(report)
+    columns = metric_columns()  # read now: a metric registered after import has its columns too
     metrics = pd.DataFrame(metric_rows).assign(
         **keys, n_test=int((table["split"] == "test").sum()),
-        **{k: run[k] for k in METRIC_COLUMNS if k in run and k not in keys},
+        **{k: run[k] for k in columns if k in run and k not in keys},
     )
-    metrics = metrics[[c for c in METRIC_COLUMNS if c in metrics.columns]]
+    metrics = metrics[[c for c in columns if c in metrics.columns]]
     subgroups = subgroup_rows(report.groups).assign(**keys)
     subgroups = subgroups[[*SUBGROUP_COLUMNS, *(c for c in subgroups.columns if c not in SUBGROUP_COLUMNS)]]
     gaps = report.gaps.assign(**keys)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from dpfair.errors import DpfairError
-from dpfair.fairness import metric_label
+from dpfair.fairness import gap_label, gap_metric_names, headline_metrics, is_headline, metric_label
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.report.fmt import epsilon_label, number, ratio_label
 from dpfair.report.frames import RUN_KEYS, cell_label, slug, with_method
@@ -40,15 +40,13 @@ def cards_with_metrics(cards: list[dict], metrics: pd.DataFrame) -> list[dict]:
     return out
 
 
-#: Gaps whose change with ε the report shows first; the rest are in a collapsed table.
-HEADLINE_GAPS = ("auroc", "tpr")
 
 
 def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     """Gap changes vs ε = ∞ as table rows (each with the id the summary links to), headline metrics first.
 
     The headline family is the fairness statistics' ``family`` column where the table has it, else the
-    AUROC and TPR gaps.
+    metrics the registry flags ``headline``. ``headline_label`` and ``other_label`` name both families.
     """
     changes = with_method(changes)
     rows = {"headline": [], "other": []}
@@ -60,9 +58,11 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
             "epsilon": epsilon_label(r["epsilon"]), "change": f"{number(r['gap_change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]",
             "verdict": r["verdict"], "p": [number(r[c]) for c in extra],
         }
-        headline = r["family"] == "headline" if "family" in r else r["metric"] in HEADLINE_GAPS
+        headline = r["family"] == "headline" if "family" in r else is_headline(r["metric"])
         rows["headline" if headline else "other"].append(row)
     rows["p_columns"] = ["p" if c == "p_value" else "adjusted p" for c in extra]
+    rows["headline_label"] = " and ".join(gap_label(m) for m in headline_metrics())
+    rows["other_label"] = ", ".join(gap_label(m) for m in gap_metric_names() if not is_headline(m))
     return rows
 
 

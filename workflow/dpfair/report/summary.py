@@ -11,6 +11,7 @@ import math
 import pandas as pd
 from markupsafe import Markup, escape
 
+from dpfair.fairness import gap_label, headline_metrics
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.tables.seeds import seed_summary
 from dpfair.report.frames import RUN_KEYS, slug
@@ -18,7 +19,6 @@ from dpfair.report.frames import RUN_KEYS, slug
 #: An AUROC cost of at most this much reads as "keeps performance" in the cross-dataset check.
 KEEPS_PERFORMANCE = 0.02
 #: Gap metrics whose change is the headline question (the fairness statistics' headline family).
-HEADLINE_GAP_METRICS = ("auroc", "tpr")
 SIGNIFICANCE = 0.05
 
 
@@ -82,7 +82,7 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     if "family" in rows.columns:
         rows = rows[rows["family"] == "headline"]
     else:
-        rows = rows[rows["metric"].isin(HEADLINE_GAP_METRICS)]
+        rows = rows[rows["metric"].isin(headline_metrics())]
     if rows.empty:
         return Markup("Fairness: no gap changes to report (no ε = ∞ reference, or no sensitive attributes).")
     verdicts = rows["verdict"].astype(str)
@@ -99,11 +99,12 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
         link(v, slug("gc", dataset, r["model"], r["method"] if method_col else "dpsgd", r["attribute"], r["metric"], r["epsilon"]))
         for v, r in zip(changed["verdict"], changed.to_dict("records"))
     ]
+    family = " and ".join(gap_label(m) for m in headline_metrics())
     if not listed:
-        return Markup("Fairness: none of {} headline gap changes (AUROC and TPR gap per attribute and ε) is detected, {}.").format(
-            link(str(len(rows)), table), control)
-    return Markup("Fairness: {} of {} headline gap changes (AUROC and TPR gap per attribute and ε) detected, {}: {}.").format(
-        len(listed), link(str(len(rows)), table), control, _join(listed))
+        return Markup("Fairness: none of {} headline gap changes ({} gap per attribute and ε) is detected, {}.").format(
+            link(str(len(rows)), table), family, control)
+    return Markup("Fairness: {} of {} headline gap changes ({} gap per attribute and ε) detected, {}: {}.").format(
+        len(listed), link(str(len(rows)), table), family, control, _join(listed))
 
 
 def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | None) -> Markup | None:

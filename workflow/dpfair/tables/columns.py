@@ -2,24 +2,48 @@
 
 The long tables (gaps.csv, audit.csv, ...) are the source of truth; the per-run rows of metrics.csv are
 derived here from a run's fairness report, and the loss attack's ``mia_*`` columns from audit.csv.
+
+metrics.csv's metric columns come from the metric registry (:mod:`dpfair.fairness.metrics_registry`):
+each entry says whether the wide table has its overall value and what its gap is called there, so a
+registered metric reaches every table without an edit here. The layout, in order:
+
+1. the run's keys (:data:`KEY_COLUMNS`);
+2. the primary metric (:data:`PRIMARY_METRIC`, AUROC): value and interval, worst group, gap, the number
+   of groups in the gap, null gap and p-value;
+3. what produced the run (:data:`RUN_COLUMNS`: privacy accounting, recipe, cost, the audit's ``mia_*``);
+4. the rest of the primary metric's gap statistics (gap interval, worst group's interval, ratio);
+5. the other metrics computed from the scores alone (AUPRC, ECE), each value then gap;
+6. ``threshold``, the values of the operating-point metrics (TPR, FPR, ...), then their gaps
+   (``eod``, ``eqodds_diff``, ``dpd``): a derived gap follows the last metric it combines.
+
+Within sections 5 and 6 entries keep registration order, so a new metric lands next to its kind.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from dpfair.fairness import metric_names
+from dpfair.fairness import (
+    derived_gaps,
+    gap_metric_names,
+    get_gap,
+    get_metric,
+    metric_names,
+    with_interval,
+)
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.tables.summary import NA_VALUES
 
-#: Column order of results/summary/metrics.csv (the output contract in the README).
-METRIC_COLUMNS = [
-    "dataset", "model", "method", "epsilon", "seed", "attribute",
-    "auroc", "auroc_ci_low", "auroc_ci_high", "worst_group_auroc", "auroc_gap", "n_groups_in_gap",
-    "auroc_null_gap", "auroc_gap_p_value",
+#: The run's keys, the first columns of metrics.csv.
+KEY_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute"]
+#: The metric whose gap statistics metrics.csv carries in full (every metric's are in gaps.csv).
+PRIMARY_METRIC = "auroc"
+#: metrics.csv columns that are not metrics: copied from the run record, or joined from the audit.
+RUN_COLUMNS = [
     "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
     # recipe: what produced the row (chosen by tuning for a tuned arm; tuning_trials 0 for a fixed recipe)
     "tuning_trials", "epsilon_per_trial", "lr", "optimizer", "lr_schedule", "ema_decay", "select_best", "best_epoch",
@@ -27,40 +51,102 @@ METRIC_COLUMNS = [
     "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
     "epsilon_rdp", "epsilon_prv", "epsilon_pld",
     "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_empirical",
-    "auroc_gap_ci_low", "auroc_gap_ci_high", "worst_group_auroc_ci_low", "worst_group_auroc_ci_high", "auroc_ratio",
-    "auprc", "auprc_ci_low", "auprc_ci_high", "auprc_gap", "auprc_gap_ci_low", "auprc_gap_ci_high",
-    "ece", "ece_ci_low", "ece_ci_high", "ece_gap", "ece_gap_ci_low", "ece_gap_ci_high",
-    "threshold", "tpr", "tpr_ci_low", "tpr_ci_high", "fpr", "fpr_ci_low", "fpr_ci_high",
-    "ppv", "ppv_ci_low", "ppv_ci_high", "balanced_accuracy", "balanced_accuracy_ci_low", "balanced_accuracy_ci_high",
-    "eod", "eod_ci_low", "eod_ci_high", "eqodds_diff", "eqodds_diff_ci_low", "eqodds_diff_ci_high",
-    "dpd", "dpd_ci_low", "dpd_ci_high",
 ]
 SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
 
-#: metrics.csv names for the gaps of evaluate_fairness (equal opportunity = TPR gap, demographic parity =
-#: selection-rate gap, equalized odds = max of TPR and FPR gaps).
-GAP_NAMES = {"auroc": "auroc_gap", "auprc": "auprc_gap", "tpr": "eod", "equalized_odds": "eqodds_diff",
-             "selection_rate": "dpd", "ece": "ece_gap"}
+def _primary_extras() -> dict[str, str]:
+    """The primary metric's gap statistics beyond gap and interval: gaps-table field -> metrics.csv column."""
+    name, gap = PRIMARY_METRIC, get_metric(PRIMARY_METRIC).gap_name
+    return {"worst_group": f"worst_group_{name}", "n_groups": "n_groups_in_gap", "null_gap": f"{name}_null_gap",
+            "p_value": f"{gap}_p_value", "worst_group_ci_low": f"worst_group_{name}_ci_low",
+            "worst_group_ci_high": f"worst_group_{name}_ci_high", "ratio": f"{name}_ratio"}
+
+
+def _primary_columns() -> tuple[list[str], list[str]]:
+    """The primary metric's columns before and after :data:`RUN_COLUMNS` (sections 2 and 4)."""
+    primary, extra = get_metric(PRIMARY_METRIC), _primary_extras()
+    gap, gap_low, gap_high = primary.gap_columns
+    head = [*primary.overall_columns, extra["worst_group"], gap, extra["n_groups"], extra["null_gap"], extra["p_value"]]
+    tail = [gap_low, gap_high, extra["worst_group_ci_low"], extra["worst_group_ci_high"], extra["ratio"]]
+    return head, tail
+
+
+def _wide_order() -> list:
+    """Metrics in registration order, each derived gap right after the last metric it combines."""
+    position = {m: i for i, m in enumerate(metric_names())}
+    after = {}
+    for derived in derived_gaps():
+        after.setdefault(max(derived.parts, key=position.__getitem__), []).append(derived)
+    return [entry for m in metric_names() for entry in (get_metric(m), *after.get(m, ()))]
+
+
+def metric_columns() -> list[str]:
+    """Column order of results/summary/metrics.csv (the output contract in the README), from the registry.
+
+    Raises:
+        ValueError: Two columns have one name (a metric named like a run column, e.g. ``delta``).
+
+    Example:
+        >>> columns = metric_columns()
+        >>> columns[:9]
+        ['dataset', 'model', 'method', 'epsilon', 'seed', 'attribute', 'auroc', 'auroc_ci_low', 'auroc_ci_high']
+        >>> columns[-3:]
+        ['dpd', 'dpd_ci_low', 'dpd_ci_high']
+    """
+    head, tail = _primary_columns()
+    entries = [e for e in _wide_order() if e.name != PRIMARY_METRIC]
+    scores = [c for e in entries if not e.needs_threshold for c in (*e.overall_columns, *e.gap_columns)]
+    operating = [e for e in entries if e.needs_threshold]
+    columns = [*KEY_COLUMNS, *head, *RUN_COLUMNS, *tail, *scores, "threshold",
+               *(c for e in operating for c in e.overall_columns), *(c for e in operating for c in e.gap_columns)]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ValueError(f"metrics.csv would have repeated columns {repeated}: rename the metric or its wide_gap")
+    return columns
+
+
+def gap_names() -> dict[str, str]:
+    """metrics.csv names of the gaps of evaluate_fairness, per gaps-table metric that has one.
+
+    Example:
+        >>> names = gap_names()
+        >>> names["tpr"], names["selection_rate"], names["equalized_odds"], names["auroc"]
+        ('eod', 'dpd', 'eqodds_diff', 'auroc_gap')
+    """
+    return {m: get_gap(m).gap_name for m in gap_metric_names() if get_gap(m).gap_name}
+
+
+def overall_metrics() -> tuple[str, ...]:
+    """Metrics whose overall value (with its interval) metrics.csv carries."""
+    return tuple(m for m in metric_names() if get_metric(m).wide_overall)
 
 
 def metric_rows(report) -> list[dict]:
+    """metrics.csv's metric columns for one run, one row per attribute (one ``none`` row without any).
+
+    Args:
+        report: The run's :class:`~dpfair.fairness.FairnessReport`.
+
+    Returns:
+        Rows with the overall values, ``threshold`` and per attribute the gaps the registry names
+        (:func:`gap_names`), plus the primary metric's worst group, ratio, null gap and p-value.
+    """
+    wide_overall = set(overall_metrics())
     overall = {}
     for r in report.overall.to_dict("records"):
-        if r["metric"] in ("auroc", "auprc", "ece", "tpr", "fpr", "ppv", "balanced_accuracy"):
-            overall.update({r["metric"]: r["value"], f"{r['metric']}_ci_low": r["ci_low"], f"{r['metric']}_ci_high": r["ci_high"]})
+        if r["metric"] in wide_overall:
+            overall.update(zip(with_interval(r["metric"]), (r["value"], r["ci_low"], r["ci_high"])))
     overall["threshold"] = report.threshold
+    names, extras = gap_names(), _primary_extras()
     rows = []
     for attr, gaps in report.gaps.groupby("attribute", sort=False):
         row = {"attribute": attr, **overall}
         for g in gaps.to_dict("records"):
-            if g["metric"] == "auroc":
-                row.update(worst_group_auroc=g["worst_group"], worst_group_auroc_ci_low=g["worst_group_ci_low"],
-                           worst_group_auroc_ci_high=g["worst_group_ci_high"], auroc_ratio=g["ratio"],
-                           n_groups_in_gap=g["n_groups"], auroc_null_gap=g["null_gap"], auroc_gap_p_value=g["p_value"])
-            if g["metric"] in GAP_NAMES:
-                name = GAP_NAMES[g["metric"]]
-                row.update({name: g["gap"], f"{name}_ci_low": g["ci_low"], f"{name}_ci_high": g["ci_high"]})
+            if g["metric"] == PRIMARY_METRIC:
+                row.update({column: g[field] for field, column in extras.items()})
+            if g["metric"] in names:
+                row.update(zip(with_interval(names[g["metric"]]), (g["gap"], g["ci_low"], g["ci_high"])))
         rows.append(row)
     if not rows:  # a dataset without sensitive attributes still reports utility and the audit
         rows.append({"attribute": NO_ATTRIBUTE, **overall, "n_groups_in_gap": 0})
@@ -120,6 +206,6 @@ def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str
         if "epsilon" in frame:
             frame["epsilon"] = frame["epsilon"].astype(float)
     merged, sub = join_loss_columns(metrics=metrics_df, subgroups=subgroups_df, audit=audit_df)
-    ordered = [c for c in METRIC_COLUMNS if c in merged.columns]
+    ordered = [c for c in metric_columns() if c in merged.columns]
     merged[[*ordered, *(c for c in merged.columns if c not in ordered)]].to_csv(metrics, index=False)
     sub.to_csv(subgroups, index=False)

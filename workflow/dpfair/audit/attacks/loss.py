@@ -15,8 +15,9 @@ def run_loss_scores(frame):
     return loss_scores(probs=frame["score"].to_numpy(), labels=labels)
 
 
-@register_attack("loss", needs="scores", description="loss threshold (Yeom et al. 2018) on the run's own scores")
+@register_attack("loss", label="loss threshold", description="loss threshold (Yeom et al. 2018) on the run's own scores")
 def loss_attack(ctx: AuditContext) -> AttackResult:
+    """Training rows against held-out rows, scored by minus the loss of the true label (per patient for patient-level runs)."""
     table = ctx.table
     if ctx.unit == "patient" and "patient_id" in table.columns:
         table = per_patient(table)  # the guarantee is per patient: patients are the members

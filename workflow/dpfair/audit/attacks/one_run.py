@@ -11,8 +11,10 @@ from dpfair.audit.one_run import one_run_audit
 from dpfair.audit.registry import AttackResult, AuditContext, register_attack
 
 
-@register_attack("one_run", needs="canaries", description="one-run canary audit (Steinke et al. 2023), certified bound")
+@register_attack("one_run", label="one-run canaries", needs={"canaries"},
+                 description="one-run canary audit (Steinke et al. 2023), certified bound")
 def one_run_attack(ctx: AuditContext) -> AttackResult:
+    """The certified ε lower bound from guessing which canaries were included, with the canaries' AUROC."""
     canaries = ctx.canaries
     level = float(ctx.settings.get("confidence", 0.95))
     n_boot = int(ctx.settings.get("n_bootstrap", 200))

@@ -9,8 +9,10 @@ from dpfair.audit.registry import AttackResult, AuditContext, register_attack
 from dpfair.audit.rmia import rmia_scores
 
 
-@register_attack("rmia", needs="references", description="RMIA (Zarifzadeh et al. 2024) against reference models")
+@register_attack("rmia", label="RMIA", needs={"reference_models"},
+                 description="RMIA (Zarifzadeh et al. 2024) against reference models")
 def rmia_attack(ctx: AuditContext) -> AttackResult:
+    """Training rows against held-out rows, scored by RMIA's pairwise likelihood ratio against the reference models."""
     table = ctx.table
     if "logit" not in table.columns:
         raise ValueError("rmia needs the run's logits (a 'logit' column in scores.csv); retrain the run")

@@ -44,15 +44,29 @@ class ClipPolicy:
 
 
 _POLICIES: dict[str, Callable[[], ClipPolicy]] = {}
+#: Policies a benchmark may name in ``privacy.clip_policy`` (built with no arguments by the mechanism).
+_CONFIGURABLE: set[str] = set()
 
 
-def register_clip_policy(name: str, *, force: bool = False):
-    """Register a :class:`ClipPolicy` subclass (or factory) under ``name``."""
+def register_clip_policy(name: str, *, force: bool = False, configurable: bool = False):
+    """Register a :class:`ClipPolicy` subclass (or factory) under ``name``.
+
+    Args:
+        name: the policy's name.
+        force: replace a policy already registered as ``name``.
+        configurable: a benchmark may name it in ``privacy.clip_policy`` (:func:`configurable_clip_policies`).
+            Off by default: a policy that needs a mechanism's state (the group-adaptive ones, built with the
+            groups and the noise by their mechanism) is chosen by the method, not by the config.
+    """
 
     def decorator(cls):
         if name in _POLICIES and not force:
             raise ValueError(f"clip policy {name!r} is already registered")
         _POLICIES[name] = cls
+        if configurable:
+            _CONFIGURABLE.add(name)
+        else:
+            _CONFIGURABLE.discard(name)
         return cls
 
     return decorator
@@ -71,10 +85,21 @@ def get_clip_policy(name: str) -> ClipPolicy:
 
 
 def available_clip_policies() -> list[str]:
+    """Every registered policy's name, the mechanisms' own included."""
     return sorted(_POLICIES)
 
 
-@register_clip_policy("flat")
+def configurable_clip_policies() -> list[str]:
+    """The policies a benchmark may name in ``privacy.clip_policy`` (registered ``configurable=True``).
+
+    Example:
+        >>> configurable_clip_policies()
+        ['flat', 'normalized']
+    """
+    return sorted(_CONFIGURABLE)
+
+
+@register_clip_policy("flat", configurable=True)
 class FlatClip(ClipPolicy):
     """Opacus's flat clipping: ``c_u = min(1, C / (||g_u|| + 1e-6))`` (Abadi et al. 2016)."""
 
@@ -117,7 +142,7 @@ def check_sensitivity(factors: torch.Tensor, norms: torch.Tensor, *, max_grad_no
 NORMALIZED_GAMMA = 0.01
 
 
-@register_clip_policy("normalized")
+@register_clip_policy("normalized", configurable=True)
 class NormalizedClip(ClipPolicy):
     """Normalised ("automatic") clipping: ``c_u = C / (||g_u|| + γ)`` (Bu et al., "Automatic Clipping:
     Differentially Private Deep Learning Made Easier and Stronger", NeurIPS 2023).
