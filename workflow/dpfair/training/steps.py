@@ -1,11 +1,13 @@
 """One DP-SGD training step, whichever path computes the per-sample clipping.
 
-Every private path is wired the way ``PrivacyEngine.make_private`` wires it: a Poisson ``DPDataLoader``,
-an Opacus DP optimizer that adds N(0, σ²C²) noise and divides by the expected batch size, and the
-engine's accountant charged at q = 1/len(loader) on every step. Only the clipping differs:
+Every private path of :func:`make_private` is wired the way ``PrivacyEngine.make_private`` wires it: a
+Poisson ``DPDataLoader``, an Opacus DP optimizer that adds N(0, σ²C²) noise and divides by the expected
+batch size, and the engine's accountant charged at q = 1/len(loader) on every step. Only the clipping differs:
 
 - ``bookkeeping``: dpfair's single-backward clipped sum (``dpfair.privacy.clipping.bookkeeping``); noise and scaling by
-  Opacus's ``DPOptimizerFastGradientClipping``.
+  Opacus's ``DPOptimizerFastGradientClipping``. :func:`make_bookkeeping_trainer` wires it, for ``dpsgd`` (through
+  :func:`make_private`) and for every mechanism that clips units of several rows or with its own clip policy
+  (``dpsgd_patient``, the fairness mitigations).
 - ``hooks``, ``functorch``, ``ew``: Opacus's per-sample gradient modes (instantiated per-sample grads).
 - ``ghost``: Opacus's fast gradient clipping (ghost norms, then a second backward pass).
 
@@ -26,7 +28,8 @@ from opacus.optimizers import DPOptimizerFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper, unsupported_layers
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.privacy.clipping.rules import unsupported_layers
 from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip
 from dpfair.errors import ConfigError
 from dpfair.training.recipe import StepRecipe
@@ -35,7 +38,7 @@ from dpfair.training.recipe import StepRecipe
 class Trainer:
     """A model, its optimizer and batch loader, and ``step(*batch)`` that runs one update.
 
-    ``step`` takes what the loader yields (``x, y`` or ``x, y, units``) and returns the batch's summed loss.
+    ``step`` takes what the loader yields (``x, y`` or ``x, y, ids``: units or groups) and returns the batch's summed loss.
     ``module`` is the plain network to save and predict with. ``ledger(steps)`` is the ``DpEvent`` of
     ``steps`` steps of this trainer (``NoOpDpEvent`` for a non-private one); ``stats()`` counts for the run
     record (e.g. units dropped for a non-finite gradient).
@@ -75,10 +78,6 @@ def resolve_mode(mode: str, model: nn.Module) -> str:
     if mode not in PRIVATE_MODES:
         raise ConfigError(f"training.clipping_backend = {mode!r}; allowed: ['auto', *{list(PRIVATE_MODES)}]")
     return mode
-
-
-def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, reduction="none")
 
 
 def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
@@ -129,9 +128,15 @@ def make_private(
     mode = resolve_mode(mode, model)
     recipe = recipe or StepRecipe()
     if mode == "bookkeeping":
-        return _make_bookkeeping(
-            engine=engine, model=model, optimizer=optimizer, data_loader=data_loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, recipe=recipe, clip_policy=clip_policy,
+        # the checks, loader and divisor PrivacyEngine.make_private would give; the clipping by book-keeping
+        owned = set(model.parameters())
+        if any(p not in owned for group in optimizer.param_groups for p in group["params"]):
+            raise ValueError("Module parameters are different than optimizer Parameters")
+        loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
+        return make_bookkeeping_trainer(
+            model=model, optimizer=optimizer, loader=loader, noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm, expected_batch_size=int(len(loader.dataset) * (1 / len(loader))),
+            recipe=recipe, clip_policy=clip_policy, engine=engine,
         )
     # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
     # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
@@ -203,36 +208,102 @@ class ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
                 p.summed_grad.add_(p.grad)
 
 
-def _make_bookkeeping(*, engine, model, optimizer, data_loader, noise_multiplier, max_grad_norm, recipe=None,
-                      clip_policy=None) -> Trainer:
-    # The same wiring as PrivacyEngine.make_private, with the clipping done by BookKeepingClipper.
-    owned = set(model.parameters())
-    if any(p not in owned for group in optimizer.param_groups for p in group["params"]):
-        raise ValueError("Module parameters are different than optimizer Parameters")
-    loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
-    sample_rate = 1 / len(loader)
+def make_bookkeeping_trainer(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    expected_batch_size: float,
+    row_ids: str | None = None,
+    recipe: StepRecipe | None = None,
+    clip_policy: ClipPolicy | None = None,
+    clip_cap: float | None = None,
+    noise_bound: Callable[[], float] | None = None,
+    ledger: Callable[[int], dp_accounting.DpEvent] | None = None,
+    stats: Callable[[], dict] | None = None,
+    engine: PrivacyEngine | None = None,
+) -> Trainer:
+    """The DP-SGD trainer whose clipped sum :class:`BookKeepingClipper` computes in one backward pass.
+
+    Each step: the recipe's per-copy losses, their clipped sum over units (``sum_u c_u · grad_u``), then
+    :class:`ClippedSumDPOptimizer` adds N(0, σ² · bound²) noise and divides by ``expected_batch_size``.
+
+    Args:
+        model: the network; its trainable layers must all have a book-keeping rule.
+        optimizer: the optimizer over ``model``'s parameters, wrapped here.
+        loader: a Poisson batch loader with ``sample_rate``, ``dataset`` and ``len`` (a ``DPDataLoader``,
+            or a mechanism's own, e.g. one sampling patients); the run record's sample rate and expected
+            batch size (``sample_rate · len(dataset)``) are read from it.
+        noise_multiplier: σ, of the gradient's noise.
+        max_grad_norm: C, the run's clipping norm and the noise's bound (unless ``noise_bound`` moves it).
+        expected_batch_size: what the noisy sum is divided by (Opacus's ``expected_batch_size``; callers
+            keep their own rounding of it).
+        row_ids: what the loader's third tensor holds for each row. ``"units"``: the row's unit among the
+            batch's units (0..U-1, e.g. its patient), whose rows' gradients are summed and clipped as one;
+            ``"groups"``: the row's group code, handed to the clip policy (each row its own unit); None:
+            the loader yields ``(x, y)`` and each row is its own unit.
+        recipe: class weight and augmentation multiplicity (the augmented copies of a sample stay in its
+            unit); None: plain BCE.
+        clip_policy: how unit norms become clip factors; None: flat clipping at C.
+        clip_cap: the clipper's static cap on every unit's clipped norm (a policy may clip above C, e.g.
+            DPSGD-F's group bounds); None: ``max_grad_norm``.
+        noise_bound: called after the clipping of every step; its value replaces the noise's bound for that
+            step (a policy's sensitivity that moves with its noisy counts). None: C every step.
+        ledger: ``steps → DpEvent`` of the run; None: left to the caller to set on the trainer.
+        stats: counts for the run record beyond ``nonfinite_units`` (units dropped for a non-finite norm).
+        engine: an Opacus engine whose accountant is charged 1/len(loader) every step and whose secure RNG,
+            in secure mode, draws the noise (what ``PrivacyEngine.make_private`` wires). None: the ledger
+            alone accounts and the noise comes from torch's default generator.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> rows = TensorDataset(torch.randn(64, 3), torch.ones(64), torch.zeros(64, dtype=torch.long))
+        >>> model = nn.Sequential(nn.Linear(3, 1))
+        >>> trainer = make_bookkeeping_trainer(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        ...     loader=DPDataLoader.from_data_loader(DataLoader(rows, batch_size=16)), noise_multiplier=1.0,
+        ...     max_grad_norm=1.0, expected_batch_size=16, row_ids="groups")
+        >>> trainer.step(*next(iter(trainer.loader))) >= 0, trainer.expected_batch_size
+        (True, 16.0)
+        >>> trainer.close()
+    """
+    if row_ids not in (None, "units", "groups"):
+        raise ValueError(f"row_ids = {row_ids!r}; allowed: None, 'units', 'groups'")
     dp_optimizer = ClippedSumDPOptimizer(
         optimizer,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
-        expected_batch_size=int(len(loader.dataset) * sample_rate),
+        expected_batch_size=expected_batch_size,
         loss_reduction="mean",
-        generator=engine.secure_rng if engine.secure_mode else None,
-        secure_mode=engine.secure_mode,
+        generator=engine.secure_rng if engine is not None and engine.secure_mode else None,
+        secure_mode=engine is not None and engine.secure_mode,
     )
-    dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
-    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm, clip_policy=clip_policy)
+    if engine is not None:
+        dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=1 / len(loader)))
+    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm if clip_cap is None else clip_cap,
+                                 clip_policy=clip_policy)
     recipe = recipe or StepRecipe()
 
-    def step(x, y):
+    def step(x, y, ids=None):
+        # a loader that drops (or adds) the ids would silently change what is clipped as one unit
+        if (ids is None) != (row_ids is None):
+            raise ValueError(f"the batch {'lacks' if ids is None else 'has'} row ids, but row_ids = {row_ids!r}")
         dp_optimizer.zero_grad(set_to_none=True)
-        xs, ys, units = recipe.expand(x, y)  # K augmented copies of a sample are one clipping unit
+        units, groups = (ids, None) if row_ids == "units" else (None, ids)
+        xs, ys, copy_units = recipe.expand(x, y, units)  # K augmented copies of a sample stay in its unit
         losses = recipe.losses(model(xs), ys)
-        clipper.clip_backward(losses, units=units)
+        clipper.clip_backward(losses, units=copy_units, groups=groups)
+        if noise_bound is not None:
+            dp_optimizer.max_grad_norm = noise_bound()
         dp_optimizer.step()
         return float(losses.detach().sum())
 
-    return Trainer(
+    trainer = Trainer(
         mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
-        stats=lambda: {"nonfinite_units": clipper.nonfinite_units}, **_private_fields(dp_optimizer, loader),
+        stats=lambda: {"nonfinite_units": clipper.nonfinite_units, **(stats() if stats else {})},
+        **_private_fields(dp_optimizer, loader),
     )
+    if ledger is not None:
+        trainer.ledger = ledger
+    return trainer

@@ -23,9 +23,8 @@ import pandas as pd
 import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
-from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import get_clip_policy
-from dpfair.training.steps import Trainer, ClippedSumDPOptimizer
+from dpfair.training.steps import Trainer, make_bookkeeping_trainer
 from dpfair.errors import ConfigError
 from dpfair.privacy.ledger import poisson_gaussian
 from dpfair.training.mechanisms.base import Mechanism, require_bookkeeping, register_mechanism
@@ -93,7 +92,6 @@ class PatientDPSGD(Mechanism):
                                 generator=generator, max_rows=config.max_rows_per_patient)
         q = loader.sample_rate
         expected_units = q * loader.n_patients
-        common = dict(module=model, loader=loader, sample_rate=q, expected_batch_size=expected_units)
         recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
             def plain_step(x, y, units):
@@ -105,32 +103,19 @@ class PatientDPSGD(Mechanism):
                 optimizer.step()
                 return float(losses.detach().sum())
 
-            return Trainer(mode="nonprivate", optimizer=optimizer, step=plain_step, **common)
+            return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=plain_step,
+                           sample_rate=q, expected_batch_size=expected_units)
 
         require_bookkeeping(model, config, method="dpsgd_patient", why="clips each patient's summed gradient")
         steps = config.epochs * len(loader)
         sigma = config.noise_multiplier or calibrate_sigma(
             epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
-        dp_optimizer = ClippedSumDPOptimizer(
-            optimizer, noise_multiplier=sigma, max_grad_norm=config.max_grad_norm,
-            expected_batch_size=expected_units, loss_reduction="mean",
-        )
-        clipper = BookKeepingClipper(model, max_grad_norm=config.max_grad_norm,
-                                     clip_policy=get_clip_policy(config.clip_policy))
-
-        def step(x, y, units):
-            dp_optimizer.zero_grad(set_to_none=True)
-            xs, ys, copy_units = recipe.expand(x, y, units)  # a patient's augmented copies stay its unit
-            losses = recipe.losses(model(xs), ys)
-            clipper.clip_backward(losses, units=copy_units)
-            dp_optimizer.step()
-            return float(losses.detach().sum())
-
-        return Trainer(
-            mode="bookkeeping", optimizer=dp_optimizer, step=step, close=clipper.remove,
-            noise_multiplier=float(dp_optimizer.noise_multiplier), max_grad_norm=float(dp_optimizer.max_grad_norm),
-            ledger=lambda n: poisson_gaussian(noise_multiplier=float(dp_optimizer.noise_multiplier), sample_rate=q, steps=n),
-            stats=lambda: {"nonfinite_units": clipper.nonfinite_units}, **common,
+        # no Opacus engine: the ledger, at q over patients, is the whole account
+        return make_bookkeeping_trainer(
+            model=model, optimizer=optimizer, loader=loader, noise_multiplier=sigma,
+            max_grad_norm=config.max_grad_norm, expected_batch_size=expected_units, row_ids="units", recipe=recipe,
+            clip_policy=get_clip_policy(config.clip_policy),
+            ledger=lambda n: poisson_gaussian(noise_multiplier=float(sigma), sample_rate=q, steps=n),
         )
 
     def card_text(self, *, meta, record):

@@ -1,5 +1,6 @@
 """What the DP fairness mitigations (``dpsgd_f``, ``dpsgd_global_adapt``) share: batches that carry each
-row's group code, the budget split between the gradient and the auxiliary counts, and the step.
+row's group code, the budget split between the gradient and the auxiliary counts, and the per-step noise
+bound; the step is :func:`dpfair.training.steps.make_bookkeeping_trainer`'s.
 
 Record-level DP-SGD otherwise: Poisson sampling of rows at q = 1/len(loader) from the same seeded
 generator as ``dpsgd`` (so a seed's runs share batches across methods and pair in the comparison), the
@@ -23,9 +24,8 @@ import torch
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import ClipPolicy
-from dpfair.training.steps import Trainer, ClippedSumDPOptimizer, per_sample_loss, make_nonprivate
+from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
 from dpfair.errors import ConfigError
 from dpfair.privacy.clipping.adaptive import joint_ledger, split_noise
 from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_bookkeeping, require_plain_recipe
@@ -106,30 +106,21 @@ class MitigationMechanism(Mechanism):
         loader = DPDataLoader.from_data_loader(base, distributed=False)
         charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
         sigma = _calibrate(epsilon=epsilon, delta=delta, sample_rate=charged_q,
-                                steps=config.epochs * len(loader), accountant=config.accountant)
+                           steps=config.epochs * len(loader), accountant=config.accountant)
         sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
         expected = float(loader.sample_rate) * len(data.y)
         aux_generator = _aux_generator(generator)
         policy, cap = self.make_policy(config=config, settings=settings, n_groups=len(levels), sigma_aux=sigma_aux,
                                        expected_batch_size=expected, generator=aux_generator)
-        dp_optimizer = ClippedSumDPOptimizer(optimizer, noise_multiplier=sigma_grad, max_grad_norm=config.max_grad_norm,
-                                              expected_batch_size=int(expected), loss_reduction="mean")
-        clipper = BookKeepingClipper(model, max_grad_norm=cap, clip_policy=policy)
         bounds: list[float] = []
 
-        def step(x, y, g):
-            dp_optimizer.zero_grad(set_to_none=True)
-            losses = per_sample_loss(model(x), y)
-            clipper.clip_backward(losses, groups=g)
+        def noise_bound() -> float:
             # noise σ_grad × this step's sensitivity, a function of the noisy counts only
-            dp_optimizer.max_grad_norm = policy.noise_bound()
-            bounds.append(dp_optimizer.max_grad_norm)
-            dp_optimizer.step()
-            return float(losses.detach().sum())
+            bounds.append(policy.noise_bound())
+            return bounds[-1]
 
         def stats() -> dict:
             return {
-                "nonfinite_units": clipper.nonfinite_units,
                 "mitigation_attribute": settings["attribute"] if self.uses_groups else None,
                 "mitigation_groups": levels if self.uses_groups else [],
                 "aux_budget_share": float(settings["aux_budget_share"]),
@@ -140,10 +131,11 @@ class MitigationMechanism(Mechanism):
                 **self.policy_stats(policy),
             }
 
-        return Trainer(
-            mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
-            sample_rate=float(loader.sample_rate), expected_batch_size=expected, noise_multiplier=float(sigma_grad),
-            max_grad_norm=float(config.max_grad_norm),
+        # no Opacus engine: the joint ledger of gradient and counts is the whole account
+        return make_bookkeeping_trainer(
+            model=model, optimizer=optimizer, loader=loader, noise_multiplier=sigma_grad,
+            max_grad_norm=config.max_grad_norm, expected_batch_size=int(expected), row_ids="groups",
+            clip_policy=policy, clip_cap=cap, noise_bound=noise_bound,
             ledger=lambda n: joint_ledger(sigma_grad=sigma_grad, sigma_aux=sigma_aux, sample_rate=charged_q, steps=n),
             stats=stats,
         )
