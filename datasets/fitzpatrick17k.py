@@ -1,6 +1,6 @@
-"""Fitzpatrick 17k: 16,577 clinical (non-dermatoscopic) skin images from two online dermatology atlases,
-each annotated with a Fitzpatrick skin type.
+"""Fitzpatrick 17k: 16,577 clinical (non-dermatoscopic) skin images, each annotated with a Fitzpatrick skin type.
 
+The images come from two online dermatology atlases.
 Label 1: the condition is malignant, i.e. ``three_partition_label == "malignant"`` (the source's own
 grouping of its 114 conditions, e.g. melanoma, basal cell carcinoma, actinic keratosis, Kaposi sarcoma).
 Label 0 covers ``benign`` and ``non-neoplastic`` (e.g. inflammatory conditions, genodermatoses).

@@ -27,4 +27,5 @@ def jsonable(value):
 
 
 def write_json(path: str | Path, value) -> None:
+    """Write :func:`jsonable` of ``value`` to ``path``, indented; anything still not plain JSON raises."""
     Path(path).write_text(json.dumps(jsonable(value), indent=2, allow_nan=False))

@@ -32,8 +32,10 @@ def safe_auroc(y_true, y_score) -> float:
 
 
 def count(y_true, y_score) -> int:
+    """Number of rows (a ``MetricFrame`` function: it takes the scores and ignores them)."""
     return int(len(y_true))
 
 
 def count_positive(y_true, y_score) -> int:
+    """Number of positive rows (a ``MetricFrame`` function: it takes the scores and ignores them)."""
     return int(np.sum(np.asarray(y_true) == 1))

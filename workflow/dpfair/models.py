@@ -23,6 +23,8 @@ _ACT = ("relu", {"inplace": False})
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered model: name, accepted modalities, builder and the smallest image side it takes (0: any)."""
+
     name: str
     modalities: frozenset[str]
     build: Callable[..., nn.Module]
@@ -60,6 +62,7 @@ def get_model(name: str) -> ModelSpec:
 
 
 def available_models() -> list[str]:
+    """Registered model names, sorted."""
     return sorted(_MODELS)
 
 
@@ -130,8 +133,10 @@ def resnet18_gn(*, input_shape: Sequence[int]) -> nn.Module:
 
 
 class _OutOfPlaceResNetBlock(ResNetBlock):
-    """MONAI's basic block with ``out = out + residual``: its in-place ``+=`` writes into the output of a
-    hooked norm layer, which Opacus's backward hooks forbid."""
+    """MONAI's basic block with ``out = out + residual`` instead of its in-place ``+=``.
+
+    The in-place add writes into the output of a hooked norm layer, which Opacus's backward hooks forbid.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
@@ -150,6 +155,7 @@ def densenet121_gn(*, input_shape: Sequence[int]) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameter elements (those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

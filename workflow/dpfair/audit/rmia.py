@@ -23,7 +23,7 @@ import numpy as np
 
 
 def true_label_log_prob(*, logits, labels) -> np.ndarray:
-    """log Pr(true label | model) from logits: ``log σ(z)`` for label 1, ``log σ(−z)`` for label 0.
+    """Log Pr(true label | model) from logits: ``log σ(z)`` for label 1, ``log σ(−z)`` for label 0.
 
     Example:
         >>> true_label_log_prob(logits=[0.0, 50.0], labels=[1, 0]).round(3)

@@ -25,6 +25,8 @@ from dpfair.training.loop import predict_logits, train
 
 @dataclass
 class AuditModel:
+    """A model :func:`train_like` trained, with the run record :func:`~dpfair.training.loop.train` wrote for it."""
+
     model: nn.Module
     record: dict
 

@@ -31,8 +31,9 @@ HARMONISED_CODES: dict[str, tuple[str, ...]] = {
 
 
 def group_sort_key(attribute: str, value: str) -> tuple:
-    """Natural order of an attribute's groups: the harmonised order where there is one (age bins by age),
-    else alphabetical; ``unknown`` last.
+    """Natural order of an attribute's groups, ``unknown`` last.
+
+    The harmonised order where there is one (age bins by age), else alphabetical.
 
     Example:
         >>> sorted(["80+", "<40", "unknown", "60-79", "40-59"], key=lambda v: group_sort_key("age_group", v))
@@ -88,6 +89,7 @@ class DatasetCard:
     row_unit: str = "person"
 
     def to_dict(self) -> dict:
+        """The card's fields as JSON-ready values (the attribute tuple as a list)."""
         d = asdict(self)
         d["sensitive_attributes"] = list(self.sensitive_attributes)
         return d

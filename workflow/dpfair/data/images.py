@@ -40,13 +40,13 @@ def check_image_params(*, dataset: str, image_size, max_images) -> None:
 
 
 def read_table(path: Path, *, dataset: str, columns: Iterable[str], fix: str) -> pd.DataFrame:
-    """Read the CSV at ``path``; a ``DatasetError`` if it is absent (``fix`` says what to do) or lacks ``columns``.
+    r"""Read the CSV at ``path``; a ``DatasetError`` if it is absent (``fix`` says what to do) or lacks ``columns``.
 
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = Path(tmp) / "labels.csv"
-        ...     _ = path.write_text("image_id,dx\\nISIC_1,mel\\n")
+        ...     _ = path.write_text("image_id,dx\nISIC_1,mel\n")
         ...     print(read_table(path, dataset="demo", columns=["image_id", "dx"], fix="download it").shape)
         ...     try:
         ...         read_table(path, dataset="demo", columns=["image_id", "sex"], fix="download it")

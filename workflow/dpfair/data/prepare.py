@@ -41,11 +41,13 @@ class PreparedDataset:
     meta: dict = field(default_factory=dict)
 
     def part(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and labels of the rows in ``split`` (``train``, ``val`` or ``test``)."""
         mask = torch.from_numpy((self.samples["split"] == split).to_numpy(copy=True))
         return self.x[mask], self.y[mask]
 
     @property
     def card(self) -> dict:
+        """The dataset card (:class:`~dpfair.data.contract.DatasetCard` fields) from the metadata."""
         return self.meta["card"]
 
 
@@ -181,12 +183,14 @@ def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> 
 
 
 def save_prepared(prepared: PreparedDataset, *, data: str | Path, samples: str | Path, meta: str | Path) -> None:
+    """Write the tensors (``torch.save``), the sample table (CSV) and the metadata (JSON) to ``data``, ``samples``, ``meta``."""
     torch.save({"x": prepared.x, "y": prepared.y}, data)
     prepared.samples.to_csv(samples, index=False)
     write_json(meta, prepared.meta)
 
 
 def load_prepared(*, data: str | Path, samples: str | Path, meta: str | Path) -> PreparedDataset:
+    """Read back what :func:`save_prepared` wrote; split, patient ids and groups come back as strings, none as missing."""
     tensors = torch.load(data, weights_only=True)
     table = pd.read_csv(samples, dtype={"split": str, "patient_id": str}, keep_default_na=False)
     info = json.loads(Path(meta).read_text())

@@ -113,6 +113,7 @@ def permutation_blocks(*, groups, strata, n_perm: int, stream: list[int]) -> Ite
 
 
 def concat_blocks(parts) -> dict[str, np.ndarray]:
+    """One dict of arrays from per-block dicts (same keys): each key's blocks concatenated in order."""
     parts = list(parts)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -18,6 +18,7 @@ from dpfair.fairness._inputs import labels, scores
 
 
 def bin_index(score: np.ndarray, n_bins: int) -> np.ndarray:
+    """Each score's bin, 0..n_bins-1, of equal width on [0, 1]; 1.0 is in the last bin, scores outside in the nearer end one."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be at least 1, got {n_bins}")
     return np.clip(np.floor(score * n_bins).astype(int), 0, n_bins - 1)
@@ -41,13 +42,15 @@ def expected_calibration_error(*, y_true, score, n_bins: int = 10) -> float:
 
 
 def reliability_table(*, y_true, score, n_bins: int = 10) -> pd.DataFrame:
-    """Reliability-diagram data: per bin ``bin``, ``bin_low``, ``bin_high``, ``count``, ``mean_predicted``,
-    ``observed_frequency`` (NaN for an empty bin). Bins as in :func:`expected_calibration_error`.
+    r"""Reliability-diagram data: one row per bin, NaN mean and frequency for an empty bin.
+
+    Columns ``bin``, ``bin_low``, ``bin_high``, ``count``, ``mean_predicted``, ``observed_frequency``. Bins
+    as in :func:`expected_calibration_error`.
 
     Example:
         >>> t = reliability_table(y_true=[0, 1, 1, 1], score=[0.2, 0.2, 0.8, 0.8], n_bins=5)
         >>> t[["bin", "count", "mean_predicted", "observed_frequency"]].to_string(index=False)
-        ' bin  count  mean_predicted  observed_frequency\\n   0      0             NaN                 NaN\\n   1      2             0.2                 0.5\\n   2      0             NaN                 NaN\\n   3      0             NaN                 NaN\\n   4      2             0.8                 1.0'
+        ' bin  count  mean_predicted  observed_frequency\n   0      0             NaN                 NaN\n   1      2             0.2                 0.5\n   2      0             NaN                 NaN\n   3      0             NaN                 NaN\n   4      2             0.8                 1.0'
     """
     y = labels(y_true)
     s = scores(score, len(y))

@@ -1,6 +1,6 @@
-"""Between-group gaps of one run: the max − min gap with its null reference, a signed difference for two
-groups, and the random-effects spread τ for any number of groups.
+"""Between-group gaps of one run: max − min with its null reference, a signed difference, the spread τ.
 
+The signed difference is for two groups, the random-effects spread τ for any number of groups.
 Over the groups that are usable for a metric (not flagged, value defined), per (attribute, metric):
 
 * ``gap`` = max − min (fairlearn's ``difference(method="between_groups")``), ``ratio`` = min / max and

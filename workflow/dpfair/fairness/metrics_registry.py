@@ -62,40 +62,49 @@ class Counts:
 
     @cached_property
     def n_pos(self):
+        """Weighted number of positives, per resample (rows,)."""
         return self.w[:, self.pos].sum(axis=1)
 
     @cached_property
     def n_neg(self):
+        """Weighted number of negatives, per resample (rows,)."""
         return self.w[:, ~self.pos].sum(axis=1)
 
     @cached_property
     def total(self):
+        """Weighted number of samples, per resample (rows,)."""
         return self.w.sum(axis=1)
 
     @cached_property
     def both(self):
+        """Whether each resample holds both labels (where AUROC and balanced accuracy are defined)."""
         return (self.n_pos > 0) & (self.n_neg > 0)
 
     @cached_property
     def pred(self):
+        """Each sample's predicted label, ``s >= threshold`` (n,); threshold metrics raise without a threshold."""
         if self.threshold is None:
             raise ValueError("threshold metrics need a threshold")
         return self.s >= self.threshold
 
     @cached_property
     def tp(self):
+        """Weighted true positives, per resample (rows,)."""
         return self.w @ (self.pos & self.pred).astype(float)
 
     @cached_property
     def fp(self):
+        """Weighted false positives, per resample (rows,)."""
         return self.w @ (~self.pos & self.pred).astype(float)
 
     @cached_property
     def tpr(self):
+        """True positive rate per resample; NaN where a resample has no positives."""
         return np.where(self.n_pos > 0, self.tp / self.n_pos, np.nan)
 
     @cached_property
     def fpr(self):
+        """False positive rate per resample; NaN where a resample has no negatives."""
         return np.where(self.n_neg > 0, self.fp / self.n_neg, np.nan)
 
 

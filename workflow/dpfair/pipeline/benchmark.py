@@ -28,6 +28,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("dpsgd",)
 
 @dataclass(frozen=True)
 class Run:
+    """One run of the grid: dataset, model, method, formatted ε and seed."""
+
     dataset: str
     model: str
     method: str
@@ -49,21 +51,26 @@ class Benchmark:
 
     @property
     def name(self) -> str:
+        """The benchmark's ``name``."""
         return self.config["name"]
 
     @property
     def datasets(self) -> list[str]:
+        """The dataset entries, in config order."""
         return list(self.config["datasets"])
 
     @property
     def epsilons(self) -> list[str]:
+        """The target ε values as paths and tables spell them (``1``, ``0.5``, ``inf``)."""
         return [format_epsilon(e) for e in self.config["epsilons"]]
 
     @property
     def seeds(self) -> list[int]:
+        """The training seeds of every cell."""
         return list(self.config["seeds"])
 
     def models_for(self, dataset: str) -> list[str]:
+        """Models run on ``dataset`` (its own ``models`` or the benchmark's), those that accept its modality."""
         wanted = self.dataset_settings(dataset).get("models") or self.config["models"]
         return [m for m in wanted if self.modalities[dataset] in get_model(m).modalities]
 
@@ -80,14 +87,19 @@ class Benchmark:
 
     @property
     def methods(self) -> list[str]:
+        """Every method some dataset runs (tuned arms included), sorted."""
         return sorted({m for d in self.datasets for m in self.methods_for(d)})
 
     def cells(self) -> list[tuple[str, str]]:
+        """The grid's (dataset, model) pairs, in config order."""
         return [(d, m) for d in self.datasets for m in self.models_for(d)]
 
     def runs(self) -> list[Run]:
-        """Every run of the grid. A method whose ε = ∞ arm is another method's (``nonprivate_arm_of``, e.g. the
-        fairness mitigations run dpsgd's non-private loop) skips ε = ∞ where that method runs too."""
+        """Every run of the grid.
+
+        A method whose ε = ∞ arm is another method's (``nonprivate_arm_of``, e.g. the fairness mitigations
+        run dpsgd's non-private loop) skips ε = ∞ where that method runs too.
+        """
         return [
             Run(d, m, method, e, s)
             for d, m in self.cells() for method in self.methods_for(d) for e in self.epsilons for s in self.seeds
@@ -95,6 +107,7 @@ class Benchmark:
         ]
 
     def dataset_settings(self, dataset: str) -> dict:
+        """The dataset's own config entry (empty for a bare entry)."""
         return self.config["datasets"][dataset] or {}
 
     def module(self, dataset: str) -> str:
@@ -102,6 +115,11 @@ class Benchmark:
         return self.dataset_settings(dataset).get("module", dataset)
 
     def training(self, dataset: str) -> TrainConfig:
+        """The dataset's :class:`TrainConfig`: its ``training:`` over the benchmark's.
+
+        The config also carries the privacy settings training needs (clipping bound, accountant, rows per
+        patient, clip policy) and the mitigation settings.
+        """
         merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
         privacy = self.privacy(dataset)
         return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
@@ -117,6 +135,7 @@ class Benchmark:
         return {**(self.config.get("mitigation") or {}), **(self.dataset_settings(dataset).get("mitigation") or {})}
 
     def privacy(self, dataset: str) -> dict:
+        """The dataset's ``privacy:`` settings over the benchmark's."""
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
 
 
@@ -228,6 +247,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
+    """Read the benchmark definition at ``path`` and validate it (:func:`validate_config`)."""
     return validate_config(copy.deepcopy(load_yaml(path)))
 
 

@@ -1,5 +1,7 @@
 """``dpfair`` command line: inspect dataset modules and benchmark definitions without running anything.
 
+Commands::
+
     dpfair datasets list
     dpfair datasets check NAME [--param KEY=VALUE ...] [--example]
     dpfair config check benchmarks/default.yaml
@@ -21,6 +23,11 @@ from dpfair.errors import DpfairError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: the process's arguments); returns the exit status.
+
+    Errors are printed as one line on stderr, never a traceback: status 2 for a dpfair error (bad
+    config, broken dataset), 1 for anything else.
+    """
     parser = argparse.ArgumentParser(prog="dpfair", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", required=True)
     datasets = sub.add_parser("datasets", help="dataset modules").add_subparsers(dest="command", required=True)

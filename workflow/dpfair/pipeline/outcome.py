@@ -59,8 +59,9 @@ def run_status(runs: list[dict]) -> dict:
 
 
 def stage_status(runs: list[dict], stages: list[dict]) -> dict:
-    """:func:`run_status` of the training runs, with the failures of later per-cell stages (``stages``, the
-    same entry format, e.g. each audited cell) added to ``failed``: a run can finish while its audit fails,
+    """:func:`run_status` of the training runs, with the failures of later per-cell stages added to ``failed``.
+
+    ``stages`` has the same entry format (e.g. each audited cell): a run can finish while its audit fails,
     and the report must say so rather than show "every run finished" without that audit.
 
     Example:

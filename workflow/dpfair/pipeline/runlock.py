@@ -43,6 +43,7 @@ def run_guarded(command: list[str], *, workdir: str | Path = ".") -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the Snakemake command line after ``--`` under :func:`run_guarded`; returns its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:
         args = args[1:]

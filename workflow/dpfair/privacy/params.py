@@ -45,12 +45,14 @@ def resolve_delta(delta: float | str | None, n_train: int, *, where: str = "priv
 
 
 def check_accountant(name: str, *, where: str = "privacy.accountant") -> str:
+    """Return ``name`` if it is one of :data:`ACCOUNTANTS`, else raise naming ``where`` and the allowed ones."""
     if name not in ACCOUNTANTS:
         raise ConfigError(f"{where} = {name!r}; allowed accountants: {list(ACCOUNTANTS)}")
     return name
 
 
 def is_private(epsilon: float) -> bool:
+    """Whether a run at ``epsilon`` is private: any finite ε is; ε = ∞ is the non-private reference arm."""
     return math.isfinite(epsilon)
 
 

@@ -154,6 +154,7 @@ def metric_rows(report) -> list[dict]:
 
 
 def subgroup_rows(groups: pd.DataFrame) -> pd.DataFrame:
+    """Per-group metrics made wide: one row per (attribute, group), its sizes and flag, each metric and its interval."""
     if groups.empty:
         return pd.DataFrame(columns=["attribute", "group", "n", "n_positive", "flagged", "auroc"])
     keys = ["attribute", "group"]

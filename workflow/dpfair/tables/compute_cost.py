@@ -28,16 +28,16 @@ RUN_COLUMNS = [*KEYS, "seed", "job_seconds", "max_rss_mb", "train_seconds", "cli
 
 
 def read_benchmark(path) -> dict:
-    """Wall seconds and peak RSS (MB) of one job from its Snakemake benchmark TSV.
+    r"""Wall seconds and peak RSS (MB) of one job from its Snakemake benchmark TSV.
 
     Snakemake writes ``NA`` for memory when the job ended before it was sampled; that stays NaN. A record
     with several rows (``repeat()``) gives the mean time and the largest peak.
 
     Example:
         >>> import io
-        >>> read_benchmark(io.StringIO("s\\th:m:s\\tmax_rss\\tmax_vms\\n7.05\\t0:00:07\\t586.49\\t991.99\\n"))
+        >>> read_benchmark(io.StringIO("s\th:m:s\tmax_rss\tmax_vms\n7.05\t0:00:07\t586.49\t991.99\n"))
         {'job_seconds': 7.05, 'max_rss_mb': 586.49}
-        >>> read_benchmark(io.StringIO("s\\th:m:s\\tmax_rss\\n0.01\\t0:00:00\\tNA\\n"))
+        >>> read_benchmark(io.StringIO("s\th:m:s\tmax_rss\n0.01\t0:00:00\tNA\n"))
         {'job_seconds': 0.01, 'max_rss_mb': nan}
     """
     table = pd.read_csv(path, sep="\t")

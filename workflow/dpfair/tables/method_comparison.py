@@ -1,6 +1,6 @@
-"""Each fairness mitigation against ``dpsgd`` at the same ε: AUROC difference, headline-gap difference, and
-per-group AUROC differences, with intervals over seeds and test resamples.
+"""Each fairness mitigation against ``dpsgd`` at the same ε, with intervals over seeds and test resamples.
 
+Compared: the AUROC difference, the headline-gap difference and the per-group AUROC differences.
 The one place that defines the comparison (swap the gap definition here). The headline gap is the
 **excess** AUROC gap of the attribute the mitigation targets (``mitigation.attribute``): the max − min gap
 over groups with at least ``min_group_size`` test rows minus the run's own permutation ``null_gap``, as in
@@ -92,9 +92,16 @@ def compare_methods(
     """The comparison tables (``method_comparison.csv`` and its per-group companion).
 
     Args:
-        records, scores: every run's ``run.json`` and ``scores.csv``, in the same order.
-        gaps, replicates: the stacked ``gaps.csv`` and ``gap_replicates.csv.gz`` of the runs.
+        records: every run's ``run.json``.
+        scores: every run's ``scores.csv``, in the order of ``records``.
+        gaps: the runs' stacked ``gaps.csv``.
+        replicates: the runs' stacked ``gap_replicates.csv.gz`` (the bootstrap replicates of those gaps).
         attributes: per dataset, the attribute its mitigations target (datasets without one are skipped).
+        n_boot: test-set resamples for the AUROC and per-group AUROC differences.
+        bootstrap_seed: seed of those resamples (one set for every run of a cell, so they pair) and of the
+            seed-to-seed t draws of each comparison.
+        min_group_size: the fewest test rows (with both labels) a group needs for its per-group AUROC difference.
+        level: the intervals' coverage.
     """
     runs = _load_runs(records, scores, attributes)
     rows, group_rows = [], []
@@ -195,7 +202,8 @@ def _gap_table(gaps: pd.DataFrame, replicates: pd.DataFrame, dataset: str, model
     """Per (method, ε): (seed × [point, replicates] of the excess AUROC gap of ``attribute``, per-seed null gap).
 
     Each run's null gap is a constant of that run (its permutation mean), so it shifts the point and every
-    replicate alike."""
+    replicate alike.
+    """
     pick = lambda t: t[(t["dataset"] == dataset) & (t["model"] == model) & (t["attribute"] == attribute) & (t["metric"] == "auroc")]
     est, reps = pick(gaps), pick(replicates)
     out = {}

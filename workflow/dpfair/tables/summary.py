@@ -13,6 +13,11 @@ NA_VALUES = ["", "nan", "NaN"]
 
 
 def concat_csvs(paths: Iterable[str | Path], output: str | Path | None = None) -> pd.DataFrame:
+    """Stack per-run CSVs into one table, written to ``output`` if given.
+
+    Only :data:`NA_VALUES` read as missing, so a group coded ``NA`` stays a group; header-only tables are
+    left out unless every table is one, so the result keeps its columns.
+    """
     frames = [pd.read_csv(p, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str}) for p in paths]
     # header-only tables (no sensitive attributes) still give the summary its columns
     frames = [f for f in frames if not f.empty] or frames[:1]

@@ -38,6 +38,7 @@ class Ema:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        """Move the average towards ``module``'s current weights; integer buffers (counters) are copied as they are."""
         for key, value in module.state_dict().items():
             avg = self.state[key]
             if avg.is_floating_point():
@@ -46,6 +47,7 @@ class Ema:
                 avg.copy_(value)
 
     def copy_to(self, module: nn.Module) -> None:
+        """Load the averaged weights into ``module`` for good (the end of training)."""
         module.load_state_dict(self.state)
 
     @contextlib.contextmanager

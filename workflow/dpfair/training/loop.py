@@ -51,6 +51,8 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {  # keys match co
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: the model (final, EMA or best-epoch weights), the run record and the per-epoch log."""
+
     model: nn.Module
     record: dict
     history: list[dict]

@@ -67,11 +67,15 @@ class StepRecipe:
 
     @property
     def plain(self) -> bool:
+        """Whether the step is the plain one: unweighted loss, one copy per sample (all Opacus's ghost path can do)."""
         return self.pos_weight == 1.0 and self.augmult == 1
 
     def expand(self, x: torch.Tensor, y: torch.Tensor, units: torch.Tensor | None = None):
-        """``(x, y, units)`` with each row repeated ``augmult`` times and augmented; ``units`` maps every copy
-        to its sample's unit (the sample itself when ``units`` is None). Unchanged when augmult is 1."""
+        """``(x, y, units)`` with each row repeated ``augmult`` times and augmented.
+
+        ``units`` maps every copy to its sample's unit (the sample itself when ``units`` is None). Unchanged
+        when augmult is 1.
+        """
         k = self.augmult
         if k == 1:
             return x, y, units
@@ -90,8 +94,11 @@ class StepRecipe:
 
 
 def step_recipe(config, *, label_prior: float | None, generator: torch.Generator) -> StepRecipe:
-    """The :class:`StepRecipe` of a training config; augmentation draws from its own generator seeded from
-    the batch generator, so both arms of a cell see the same augmentations."""
+    """The :class:`StepRecipe` of a training config.
+
+    Augmentation draws from its own generator seeded from the batch generator, so both arms of a cell see
+    the same augmentations.
+    """
     aug_gen = torch.Generator().manual_seed(generator.initial_seed() + 7919)
     return StepRecipe(pos_weight=positive_weight(config.class_weight, label_prior=label_prior),
                       augmult=config.augmult, generator=aug_gen)

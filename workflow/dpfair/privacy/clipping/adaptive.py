@@ -41,6 +41,7 @@ import math
 
 import dp_accounting
 import torch
+from typing_extensions import override
 
 from dpfair.privacy.clipping.policy import CLIP_EPSILON, ClipPolicy, register_clip_policy
 from dpfair.errors import ConfigError, PrivacyError
@@ -109,12 +110,14 @@ class GroupAdaptiveClip(ClipPolicy):
 
     @property
     def bound_cap(self) -> float:
+        """C0 · (1 + K), the most any C_k can reach: the clipper's static cap on every unit's clipped norm."""
         return self.base_norm * (1 + self.n_groups)
 
     def noise_bound(self) -> float:
         """max_k C_k of the last step, over every group (present in the batch or not)."""
         return float(self.bounds.max())
 
+    @override
     def factors(self, norms, *, max_grad_norm, groups=None):
         if groups is None:
             raise PrivacyError("DPSGD-F's clip policy needs each sample's group; the mechanism passed none")
@@ -171,8 +174,10 @@ class GlobalAdaptiveClip(ClipPolicy):
         self.history: list[float] = []
 
     def noise_bound(self) -> float:
+        """C, fixed: scaled by C/Z or clipped to C, no unit's gradient exceeds it, whatever Z is."""
         return self.c
 
+    @override
     def factors(self, norms, *, max_grad_norm, groups=None):
         z = self.threshold
         factors = torch.minimum(torch.full_like(norms, self.c / z), self.c / (norms + CLIP_EPSILON))

@@ -122,6 +122,7 @@ class BookKeepingClipper:
         record.a = None
 
     def remove(self) -> None:
+        """Detach the clipper's forward hooks; the model's backward passes are plain ones again."""
         for handle in self._handles:
             handle.remove()
         self._handles = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from typing_extensions import override
 
 from dpfair.errors import PrivacyError
 
@@ -105,6 +106,7 @@ class FlatClip(ClipPolicy):
 
     name = "flat"
 
+    @override
     def factors(self, norms, *, max_grad_norm, groups=None):
         return (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
 
@@ -144,12 +146,12 @@ NORMALIZED_GAMMA = 0.01
 
 @register_clip_policy("normalized", configurable=True)
 class NormalizedClip(ClipPolicy):
-    """Normalised ("automatic") clipping: ``c_u = C / (||g_u|| + γ)`` (Bu et al., "Automatic Clipping:
-    Differentially Private Deep Learning Made Easier and Stronger", NeurIPS 2023).
+    """Normalised ("automatic") clipping: ``c_u = C / (||g_u|| + γ)``.
 
-    Every unit's clipped gradient has norm ``C·||g||/(||g|| + γ) < C``, so the sensitivity stays below C
-    whatever the norms; unlike flat clipping, small gradients are scaled up too, which removes the
-    dependence of the update on C up to the learning rate.
+    From Bu et al., "Automatic Clipping: Differentially Private Deep Learning Made Easier and Stronger",
+    NeurIPS 2023. Every unit's clipped gradient has norm ``C·||g||/(||g|| + γ) < C``, so the sensitivity
+    stays below C whatever the norms; unlike flat clipping, small gradients are scaled up too, which
+    removes the dependence of the update on C up to the learning rate.
     """
 
     name = "normalized"
@@ -159,5 +161,6 @@ class NormalizedClip(ClipPolicy):
             raise ValueError(f"normalized clipping needs gamma > 0, got {gamma!r}")
         self.gamma = float(gamma)
 
+    @override
     def factors(self, norms, *, max_grad_norm, groups=None):
         return max_grad_norm / (norms + self.gamma)

@@ -11,6 +11,7 @@ from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from dpfair.privacy.clipping.policy import get_clip_policy
 from dpfair.training.steps import Trainer, make_nonprivate, make_private
@@ -31,8 +32,11 @@ def calibrate_sigma(*, epsilon: float, delta: float, sample_rate: float, steps: 
 
 @register_mechanism("dpsgd")
 class DPSGD(Mechanism):
+    """Record-level DP-SGD: Poisson-sampled rows, each gradient clipped to norm at most C, Gaussian noise σ·C."""
+
     unit = "record"
 
+    @override
     def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
         base_loader = DataLoader(
             TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
@@ -75,6 +79,7 @@ class DPSGD(Mechanism):
         trainer.ledger, trainer.check = ledger, check
         return trainer
 
+    @override
     def card_text(self, *, meta, record):
         path = CLIPPING_PATHS.get(record.get("clipping_backend"), record.get("clipping_backend"))
         k = int(record.get("augmult", 1) or 1)
@@ -88,6 +93,7 @@ class DPSGD(Mechanism):
             "guarantee_covers": COVERS_ROWS,
         }
 
+    @override
     def group_privacy(self, *, meta: dict, epsilon: float, delta: float) -> dict | None:
         return group_privacy_text(meta=meta, epsilon=epsilon, delta=delta)
 

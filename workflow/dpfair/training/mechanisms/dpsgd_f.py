@@ -8,6 +8,8 @@ rule, its sensitivity and the ledger; ``dpfair.training.mechanisms.mitigation`` 
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from dpfair.privacy.clipping.adaptive import GroupAdaptiveClip
 from dpfair.training.mechanisms.base import register_mechanism
 from dpfair.training.mechanisms.mitigation import MitigationMechanism
@@ -15,16 +17,21 @@ from dpfair.training.mechanisms.mitigation import MitigationMechanism
 
 @register_mechanism("dpsgd_f")
 class DPSGDF(MitigationMechanism):
+    """DPSGD-F: record-level DP-SGD clipping each group at its own bound, set every step from noisy counts."""
+
     uses_groups = True
 
+    @override
     def make_policy(self, *, config, settings, n_groups, sigma_aux, expected_batch_size, generator):
         policy = GroupAdaptiveClip(base_norm=config.max_grad_norm, n_groups=n_groups, aux_noise_multiplier=sigma_aux,
                                    generator=generator)
         return policy, policy.bound_cap
 
     def policy_stats(self, policy):
+        """The per-group clip bounds C_k of the last step, for the run record."""
         return {"final_group_bounds": [float(b) for b in policy.bounds]}
 
+    @override
     def card_text(self, *, meta, record):
         attribute = record.get("mitigation_attribute")
         groups = ", ".join(map(str, record.get("mitigation_groups") or []))

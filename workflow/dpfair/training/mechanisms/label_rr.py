@@ -28,6 +28,7 @@ import dp_accounting
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from dpfair.training.steps import Trainer, make_nonprivate
 from dpfair.privacy.ledger import PLD_DISCRETIZATION
@@ -76,9 +77,12 @@ def rr_event(*, epsilon: float, prior: float) -> dp_accounting.DpEvent:
 
 @register_mechanism("label_rr")
 class LabelRR(Mechanism):
+    """Label-only DP: each training label randomized once by RRWithPrior, then training without privacy."""
+
     unit = "label"
     relation = "replace_one"
 
+    @override
     def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
         require_plain_recipe(config, method=self.name)
         y = data.y
@@ -102,6 +106,7 @@ class LabelRR(Mechanism):
         trainer.stats = lambda: {"labels_flipped": flips}
         return trainer
 
+    @override
     def card_text(self, *, meta, record):
         return {
             "clipping": "none: labels are randomized once (randomized response with a prior), then training is non-private",

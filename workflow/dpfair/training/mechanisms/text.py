@@ -20,7 +20,7 @@ COVERS_ROWS = (
 
 
 def patient_word(meta: dict) -> str:
-    """What the dataset's ``patient_id`` denotes: ``patient`` unless its card says ``lesion``, ``study``…"""
+    """What the dataset's ``patient_id`` denotes: ``patient`` unless its card names another unit (``lesion``, ...)."""
     return meta.get("card", {}).get("patient_unit") or "patient"
 
 

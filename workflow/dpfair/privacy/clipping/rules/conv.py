@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from dpfair.privacy.clipping.rules.base import LayerRule, register_layer_rule
 from dpfair.privacy.clipping.rules.linear import LinearRule, MatmulState, ghost_norms_sq
@@ -49,7 +50,7 @@ def _patch_gram(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
 
 @register_layer_rule(nn.Conv2d)
 class Conv2dRule(LayerRule):
-    """2-D convolutions (groups = 1, zero padding), by one of three exact strategies:
+    """2-D convolutions (groups = 1, zero padding), by one of three exact strategies.
 
     - ``grouped``: per-sample weight gradients from one grouped convolution backward (batch as groups);
       fastest on the CPU for the narrow early layers.
@@ -64,9 +65,11 @@ class Conv2dRule(LayerRule):
     PRUNE_FACTOR = 4.0
     MAX_ELEMENTS = 2**28  # 1 GiB of float32 for one layer's per-sample work
 
+    @override
     def supports(self, module: nn.Conv2d) -> bool:
         return module.groups == 1 and module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
+    @override
     def strategies(self, module, a, g):
         if self.force_strategy:
             return [self.force_strategy]
@@ -88,6 +91,7 @@ class Conv2dRule(LayerRule):
         least = min(cost[k][0] for k in fits)
         return [k for k in fits if cost[k][0] <= self.PRUNE_FACTOR * least]
 
+    @override
     def prepare(self, module, a, g, strategy="ghost"):
         b = a.shape[0]
         bias = g.sum(dim=(2, 3)) if module.bias is not None and module.bias.requires_grad else None
@@ -110,9 +114,11 @@ class Conv2dRule(LayerRule):
         per_sample = torch.bmm(g_rows.transpose(1, 2), a_rows)
         return MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
 
+    @override
     def norms_sq(self, state):
         return LinearRule.norms_sq(self, state)
 
+    @override
     def clipped_grads(self, module, state, clip):
         grads = {}
         if module.weight.requires_grad:
@@ -127,6 +133,7 @@ class Conv2dRule(LayerRule):
             grads["bias"] = clip @ state.bias_grads
         return grads
 
+    @override
     def per_sample_grads(self, module, state):
         out = []
         if module.weight.requires_grad:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from dpfair.privacy.clipping.rules.base import LayerRule, register_layer_rule
 
@@ -40,6 +41,13 @@ def ghost_or_instantiate(a_rows: torch.Tensor, g_rows: torch.Tensor) -> tuple[bo
 
 @dataclass
 class MatmulState:
+    """What the Linear and Conv2d rules keep of one layer between ``prepare`` and the clipped sum.
+
+    ``per_sample`` is set when the per-sample weight gradients were instantiated, else the rows of ``a``
+    and ``g`` (or, for a convolution's ghost strategy, its raw ``a_raw`` and ``g_raw``) rebuild the
+    clipped sum. ``weight_norms_sq`` is 0 and the rows None when the weight is frozen.
+    """
+
     a_rows: torch.Tensor  # (B, T, D)
     g_rows: torch.Tensor  # (B, T, O)
     per_sample: torch.Tensor | None  # (B, O, D) when instantiated
@@ -51,6 +59,9 @@ class MatmulState:
 
 @register_layer_rule(nn.Linear)
 class LinearRule(LayerRule):
+    """``nn.Linear`` over any leading dimensions (positions T): ghost norms or instantiated gradients, by flops."""
+
+    @override
     def prepare(self, module, a, g, strategy="default"):
         b = a.shape[0]
         a_rows, g_rows = a.reshape(b, -1, a.shape[-1]), g.reshape(b, -1, g.shape[-1])
@@ -62,10 +73,12 @@ class LinearRule(LayerRule):
         weight_sq = value.pow(2).sum(dim=(1, 2)) if instantiated else value
         return MatmulState(a_rows, g_rows, per_sample, weight_sq, bias)
 
+    @override
     def norms_sq(self, state):
         out = state.weight_norms_sq
         return out + state.bias_grads.pow(2).sum(dim=1) if state.bias_grads is not None else out
 
+    @override
     def clipped_grads(self, module, state, clip):
         grads = {}
         if module.weight.requires_grad:
@@ -78,6 +91,7 @@ class LinearRule(LayerRule):
             grads["bias"] = clip @ state.bias_grads
         return grads
 
+    @override
     def per_sample_grads(self, module, state):
         out = []
         if module.weight.requires_grad:

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from dpfair.privacy.clipping.rules.base import LayerRule, register_layer_rule
 
 
 @dataclass
 class AffineState:
+    """A normalisation layer's per-sample ``weight`` and ``bias`` gradients, (B, C) each; None if absent or frozen."""
+
     weight: torch.Tensor | None  # (B, C) per-sample gradients
     bias: torch.Tensor | None
 
@@ -20,9 +23,11 @@ class AffineState:
 class _NormRule(LayerRule):
     """Normalisation layers: per-sample gradients are (B, C) sums, small enough to instantiate."""
 
+    @override
     def norms_sq(self, state):
         return sum(t.pow(2).sum(dim=1) for t in (state.weight, state.bias) if t is not None)
 
+    @override
     def clipped_grads(self, module, state, clip):
         grads = {}
         if state.weight is not None:
@@ -31,12 +36,16 @@ class _NormRule(LayerRule):
             grads["bias"] = (clip @ state.bias).view_as(module.bias)
         return grads
 
+    @override
     def per_sample_grads(self, module, state):
         return [t for t in (state.weight, state.bias) if t is not None]
 
 
 @register_layer_rule(nn.GroupNorm)
 class GroupNormRule(_NormRule):
+    """``nn.GroupNorm``: per-sample gradients are per-channel sums of ``g · x̂`` (weight) and ``g`` (bias)."""
+
+    @override
     def prepare(self, module, a, g, strategy="default"):
         b, c = a.shape[:2]
         g3 = g.reshape(b, c, -1)  # sums over one flattened axis run several times faster than over (H, W)
@@ -51,6 +60,9 @@ class GroupNormRule(_NormRule):
 
 @register_layer_rule(nn.LayerNorm)
 class LayerNormRule(_NormRule):
+    """``nn.LayerNorm``: per-sample ``g · x̂`` and ``g``, summed over the dimensions before the normalised shape."""
+
+    @override
     def prepare(self, module, a, g, strategy="default"):
         # per-sample sums run over the non-normalised middle dimensions (e.g. tokens), if any
         dims = tuple(range(1, a.dim() - len(module.normalized_shape)))
