@@ -28,9 +28,9 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True
 
 
 # A failing cell leaves the others (--keep-going) but stops the aggregate rule, which needs every run: render

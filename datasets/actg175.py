@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 from dpfair.errors import DatasetError
 

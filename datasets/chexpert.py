@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
@@ -75,9 +74,20 @@ CARD = DatasetCard(
 
 HOMEPAGE = "https://stanfordaimi.azurewebsites.net/datasets"
 OBSERVATIONS: tuple[str, ...] = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-    "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 )
 CSV_FILES: tuple[str, ...] = ("train.csv", "valid.csv")
 REQUIRED_COLUMNS: tuple[str, ...] = ("Path", "Sex", "Age", "Frontal/Lateral")
@@ -95,6 +105,7 @@ def race_group(primary_race: pd.Series) -> pd.Series:
         ...                       "Native Hawaiian or Other Pacific Islander", "Patient Refused", None])).tolist()
         ['white', 'black', 'asian', 'other', 'unknown', 'unknown']
     """
+
     def one(value) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return "unknown"
@@ -151,7 +162,9 @@ def load(
     patient = table["Path"].astype(str).str.extract(_PATIENT, expand=False)
     if patient.isna().any():
         example = table.loc[patient.isna(), "Path"].iloc[0]
-        raise DatasetError(f"chexpert: column Path has no patientNNNNN folder in e.g. {example!r}; is the CSV from CheXpert v1.0?")
+        raise DatasetError(
+            f"chexpert: column Path has no patientNNNNN folder in e.g. {example!r}; is the CSV from CheXpert v1.0?"
+        )
     sex = table["Sex"].astype(str).str.strip().str.lower().map({"female": "female", "male": "male"}).fillna("unknown")
     age = pd.to_numeric(table["Age"], errors="coerce")
     race = _race(root, demographics, patient)
@@ -159,7 +172,10 @@ def load(
         {"sex": sex.to_numpy(), "age_group": age_group(age.where(age > 0)).to_numpy(), "race": race}
     )
     images = read_images(
-        _image_paths(root, table["Path"].astype(str).tolist()), size=image_size, mode="L", dataset="chexpert",
+        _image_paths(root, table["Path"].astype(str).tolist()),
+        size=image_size,
+        mode="L",
+        dataset="chexpert",
         fix=f"download it again from {HOMEPAGE}",
     )
     return RawDataset(
@@ -175,7 +191,9 @@ def _read_tables(root: Path, target: str) -> pd.DataFrame:
     frames = []
     for name in CSV_FILES:
         frame = read_table(
-            root / name, dataset="chexpert", columns=(*REQUIRED_COLUMNS, target),
+            root / name,
+            dataset="chexpert",
+            columns=(*REQUIRED_COLUMNS, target),
             fix=(
                 "params.root must be the CheXpert-v1.0-small (or CheXpert-v1.0) folder holding train.csv and "
                 f"valid.csv, downloaded from {HOMEPAGE}"
@@ -210,7 +228,9 @@ def _race(root: Path, demographics, patient: pd.Series) -> np.ndarray:
         demo = pd.read_csv(path)
     missing = [c for c in ("PATIENT", "PRIMARY_RACE") if c not in demo.columns]
     if missing:
-        raise DatasetError(f"chexpert: demographics file {path} lacks column(s) {missing}; found {list(demo.columns)[:10]}")
+        raise DatasetError(
+            f"chexpert: demographics file {path} lacks column(s) {missing}; found {list(demo.columns)[:10]}"
+        )
     ids = demo["PATIENT"].astype(str).str.strip().str.extract(_PATIENT, expand=False)
     groups = pd.Series(race_group(demo["PRIMARY_RACE"]).to_numpy(), index=ids).loc[lambda s: s.index.notna()]
     groups = groups[~groups.index.duplicated()]
@@ -250,8 +270,15 @@ def make_example(root: Path) -> dict:
         rows = []
         for k in range(n_patients):
             pid = f"patient{first + k:05d}"
-            demo_rows.append({"PATIENT": pid, "GENDER": "", "AGE_AT_CXR": "", "PRIMARY_RACE": races[k % len(races)],
-                              "ETHNICITY": "Non-Hispanic/Non-Latino"})
+            demo_rows.append(
+                {
+                    "PATIENT": pid,
+                    "GENDER": "",
+                    "AGE_AT_CXR": "",
+                    "PRIMARY_RACE": races[k % len(races)],
+                    "ETHNICITY": "Non-Hispanic/Non-Latino",
+                }
+            )
             sex = ["Female", "Male"][k % 2] if k != 5 else "Unknown"
             age = [25, 45, 67, 85][k % 4]
             views = [("frontal", "Frontal", "PA"), ("lateral", "Lateral", "")]

@@ -23,7 +23,6 @@ Sensitive attributes: ``sex`` (see above) and ``age_group`` (age at baseline, 19
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
 CARD = DatasetCard(
@@ -36,10 +35,7 @@ CARD = DatasetCard(
     ),
     sensitive_attributes=("sex", "age_group"),
     license="data: no explicit license (published with Efron et al. 2004); scikit-learn package: BSD-3-Clause",
-    citation=(
-        "Efron B, Hastie T, Johnstone I, Tibshirani R. Least Angle Regression. "
-        "Ann Statist 2004;32(2):407-499"
-    ),
+    citation=("Efron B, Hastie T, Johnstone I, Tibshirani R. Least Angle Regression. Ann Statist 2004;32(2):407-499"),
     homepage="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html",
     source="scikit-learn: sklearn.datasets.load_diabetes(scaled=False, as_frame=True)",
     notes=(

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, register_dataset
 from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
@@ -79,7 +78,9 @@ def load(
     root = Path(root).expanduser()
     path = root / CSV
     table = read_table(
-        path, dataset="fitzpatrick17k", columns=COLUMNS,
+        path,
+        dataset="fitzpatrick17k",
+        columns=COLUMNS,
         fix=(
             f"download {CSV} from {CARD.homepage} into params.root and the images (its url column) into "
             f"{root / 'images'}/<md5hash>.jpg"
@@ -88,7 +89,9 @@ def load(
     partition = table["three_partition_label"].astype(str).str.strip().str.lower()
     bad = sorted(set(partition) - set(PARTITIONS))
     if bad:
-        raise DatasetError(f"fitzpatrick17k: column three_partition_label of {path} holds {bad[:5]}; expected {list(PARTITIONS)}")
+        raise DatasetError(
+            f"fitzpatrick17k: column three_partition_label of {path} holds {bad[:5]}; expected {list(PARTITIONS)}"
+        )
     table = table.assign(_partition=partition)
     pick = subsample_rows(len(table), max_images=max_images, seed=seed)
     if pick is not None:
@@ -148,11 +151,18 @@ def make_example(root: Path) -> dict:
         Image.fromarray(rng.randint(0, 256, size=(10, 13, 3)).astype(np.uint8)).save(root / "images" / f"{md5}.jpg")
         label, nine, three = conditions[i % len(conditions)]
         url = f"https://www.dermaamin.com/site/images/clinical-pic/x/example/example{i}.jpg"
-        rows.append({
-            "md5hash": md5, "fitzpatrick_scale": scales[i % len(scales)],
-            "fitzpatrick_centaur": scales[(i + 1) % len(scales)], "label": label, "nine_partition_label": nine,
-            "three_partition_label": three, "qc": "", "url": url,
-            "url_alphanum": "".join(c for c in url if c.isalnum()) + ".jpg",
-        })
+        rows.append(
+            {
+                "md5hash": md5,
+                "fitzpatrick_scale": scales[i % len(scales)],
+                "fitzpatrick_centaur": scales[(i + 1) % len(scales)],
+                "label": label,
+                "nine_partition_label": nine,
+                "three_partition_label": three,
+                "qc": "",
+                "url": url,
+                "url_alphanum": "".join(c for c in url if c.isalnum()) + ".jpg",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / CSV, index=False)
     return {"root": str(root), "image_size": 16}

@@ -24,7 +24,6 @@ is under 50, so ``<40`` is empty).
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
 CARD = DatasetCard(

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 from dpfair.data.images import check_image_params, read_images, read_table, subsample_rows
 from dpfair.errors import DatasetError
@@ -69,7 +68,10 @@ DIAGNOSES: dict[str, str] = {
 MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
 METADATA = "HAM10000_metadata.csv"
 IMAGE_DIRS: tuple[str, ...] = (
-    "HAM10000_images_part_1", "HAM10000_images_part_2", "ham10000_images_part_1", "ham10000_images_part_2",
+    "HAM10000_images_part_1",
+    "HAM10000_images_part_2",
+    "ham10000_images_part_1",
+    "ham10000_images_part_2",
 )
 COLUMNS: tuple[str, ...] = ("lesion_id", "image_id", "dx", "age", "sex")
 
@@ -97,7 +99,9 @@ def load(
     root = Path(root).expanduser()
     path = root / METADATA
     meta = read_table(
-        path, dataset="ham10000", columns=COLUMNS,
+        path,
+        dataset="ham10000",
+        columns=COLUMNS,
         fix=(
             f"download HAM10000_metadata (as the original .csv) and the two image zips from {CARD.homepage}, put the "
             "csv in params.root and unpack the zips there as HAM10000_images_part_1/ and HAM10000_images_part_2/"
@@ -106,7 +110,9 @@ def load(
     dx = meta["dx"].astype(str).str.strip().str.lower()
     bad = sorted(set(dx) - set(DIAGNOSES))
     if bad:
-        raise DatasetError(f"ham10000: column dx of {path} holds unknown code(s) {bad[:5]}; expected {sorted(DIAGNOSES)}")
+        raise DatasetError(
+            f"ham10000: column dx of {path} holds unknown code(s) {bad[:5]}; expected {sorted(DIAGNOSES)}"
+        )
     pick = subsample_rows(len(meta), max_images=max_images, seed=seed)
     if pick is not None:
         meta, dx = meta.iloc[pick], dx.iloc[pick]
@@ -117,8 +123,11 @@ def load(
         {"sex": sex.to_numpy(), "age_group": age_group(pd.to_numeric(meta["age"], errors="coerce")).to_numpy()}
     )
     images = read_images(
-        _image_paths(root, meta["image_id"].astype(str).str.strip().tolist()), size=image_size, mode="RGB",
-        dataset="ham10000", fix=f"download it again from {CARD.homepage}",
+        _image_paths(root, meta["image_id"].astype(str).str.strip().tolist()),
+        size=image_size,
+        mode="RGB",
+        dataset="ham10000",
+        fix=f"download it again from {CARD.homepage}",
     )
     return RawDataset(
         inputs=images,
@@ -165,15 +174,17 @@ def make_example(root: Path) -> dict:
             folder = root / IMAGE_DIRS[image_number % 2]
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.randint(0, 256, size=(9, 12, 3)).astype(np.uint8)).save(folder / f"{image_id}.jpg")
-            rows.append({
-                "lesion_id": f"HAM_{lesion:07d}",
-                "image_id": image_id,
-                "dx": dxs[lesion % len(dxs)],
-                "dx_type": ["histo", "follow_up", "consensus", "confocal"][lesion % 4],
-                "age": [35.0, 50.0, 65.0, 85.0, np.nan][lesion % 5],
-                "sex": ["male", "female", "male", "female", "unknown"][lesion % 5 if lesion % 7 else 4],
-                "localization": localizations[lesion % len(localizations)],
-            })
+            rows.append(
+                {
+                    "lesion_id": f"HAM_{lesion:07d}",
+                    "image_id": image_id,
+                    "dx": dxs[lesion % len(dxs)],
+                    "dx_type": ["histo", "follow_up", "consensus", "confocal"][lesion % 4],
+                    "age": [35.0, 50.0, 65.0, 85.0, np.nan][lesion % 5],
+                    "sex": ["male", "female", "male", "female", "unknown"][lesion % 5 if lesion % 7 else 4],
+                    "localization": localizations[lesion % len(localizations)],
+                }
+            )
             image_number += 1
     pd.DataFrame(rows).to_csv(root / METADATA, index=False)
     return {"root": str(root), "image_size": 16}

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, register_dataset
 from dpfair.errors import DatasetError
 
@@ -65,38 +64,101 @@ SIZES: tuple[int, ...] = (28, 64, 128, 224)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 _ORGANS = (
-    "bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
-    "liver", "lung-left", "lung-right", "pancreas", "spleen",
+    "bladder",
+    "femur-left",
+    "femur-right",
+    "heart",
+    "kidney-left",
+    "kidney-right",
+    "liver",
+    "lung-left",
+    "lung-right",
+    "pancreas",
+    "spleen",
 )
 
 #: Every 2D flag: (task, number of channels, class names by index), as in MedMNIST v2's INFO.
 FLAGS: dict[str, tuple[str, int, tuple[str, ...]]] = {
-    "pathmnist": ("multi-class", 3, (
-        "adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
-        "normal colon mucosa", "cancer-associated stroma", "colorectal adenocarcinoma epithelium",
-    )),
-    "chestmnist": ("multi-label", 1, (
-        "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
-        "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia",
-    )),
-    "dermamnist": ("multi-class", 3, (
-        "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
-        "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions",
-    )),
+    "pathmnist": (
+        "multi-class",
+        3,
+        (
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ),
+    ),
+    "chestmnist": (
+        "multi-label",
+        1,
+        (
+            "atelectasis",
+            "cardiomegaly",
+            "effusion",
+            "infiltration",
+            "mass",
+            "nodule",
+            "pneumonia",
+            "pneumothorax",
+            "consolidation",
+            "edema",
+            "emphysema",
+            "fibrosis",
+            "pleural",
+            "hernia",
+        ),
+    ),
+    "dermamnist": (
+        "multi-class",
+        3,
+        (
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
+            "vascular lesions",
+        ),
+    ),
     "octmnist": ("multi-class", 1, ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal")),
     "pneumoniamnist": ("binary", 1, ("normal", "pneumonia")),
     "retinamnist": ("ordinal", 3, ("DR grade 0", "DR grade 1", "DR grade 2", "DR grade 3", "DR grade 4")),
     "breastmnist": ("binary", 1, ("malignant", "normal, benign")),
-    "bloodmnist": ("multi-class", 3, (
-        "basophil", "eosinophil", "erythroblast",
-        "immature granulocytes (myelocytes, metamyelocytes and promyelocytes)",
-        "lymphocyte", "monocyte", "neutrophil", "platelet",
-    )),
-    "tissuemnist": ("multi-class", 1, (
-        "collecting duct, connecting tubule", "distal convoluted tubule", "glomerular endothelial cells",
-        "interstitial endothelial cells", "leukocytes", "podocytes", "proximal tubule segments",
-        "thick ascending limb",
-    )),
+    "bloodmnist": (
+        "multi-class",
+        3,
+        (
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "immature granulocytes (myelocytes, metamyelocytes and promyelocytes)",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ),
+    ),
+    "tissuemnist": (
+        "multi-class",
+        1,
+        (
+            "collecting duct, connecting tubule",
+            "distal convoluted tubule",
+            "glomerular endothelial cells",
+            "interstitial endothelial cells",
+            "leukocytes",
+            "podocytes",
+            "proximal tubule segments",
+            "thick ascending limb",
+        ),
+    ),
     "organamnist": ("multi-class", 1, _ORGANS),
     "organcmnist": ("multi-class", 1, _ORGANS),
     "organsmnist": ("multi-class", 1, _ORGANS),
@@ -104,8 +166,16 @@ FLAGS: dict[str, tuple[str, int, tuple[str, ...]]] = {
 
 #: A sensible example per flag for error messages (class indices that count as label 1).
 _EXAMPLES = {
-    "pathmnist": [8], "chestmnist": [2], "dermamnist": [4], "octmnist": [0, 1, 2], "retinamnist": [2, 3, 4],
-    "bloodmnist": [2], "tissuemnist": [4], "organamnist": [3], "organcmnist": [3], "organsmnist": [3],
+    "pathmnist": [8],
+    "chestmnist": [2],
+    "dermamnist": [4],
+    "octmnist": [0, 1, 2],
+    "retinamnist": [2, 3, 4],
+    "bloodmnist": [2],
+    "tissuemnist": [4],
+    "organamnist": [3],
+    "organcmnist": [3],
+    "organsmnist": [3],
 }
 
 
@@ -136,7 +206,9 @@ def load(*, root, flag: str, size: int = 28, positive_labels=None) -> RawDataset
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DatasetError(f"medmnist: cannot read {path} as a numpy .npz file ({exc}); download it again from {ZENODO}") from exc
+        raise DatasetError(
+            f"medmnist: cannot read {path} as a numpy .npz file ({exc}); download it again from {ZENODO}"
+        ) from exc
     with npz:
         missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in npz.files]
         if missing:
@@ -147,7 +219,9 @@ def load(*, root, flag: str, size: int = 28, positive_labels=None) -> RawDataset
         images, labels, split = [], [], []
         for part in SPLITS:
             x = _images(npz[f"{part}_images"], path=path, part=part, size=size, channels=channels)
-            y = _labels(npz[f"{part}_labels"], path=path, part=part, n=len(x), task=task, classes=classes, positive=positive)
+            y = _labels(
+                npz[f"{part}_labels"], path=path, part=part, n=len(x), task=task, classes=classes, positive=positive
+            )
             images.append(x)
             labels.append(y)
             split.append(np.full(len(x), part))
@@ -158,8 +232,11 @@ def load(*, root, flag: str, size: int = 28, positive_labels=None) -> RawDataset
         attributes=pd.DataFrame(index=pd.RangeIndex(len(labels))),
         split=np.concatenate(split),
         extras={
-            "flag": flag, "size": size, "task": task,
-            "positive_labels": positive, "positive_classes": [classes[i] for i in positive],
+            "flag": flag,
+            "size": size,
+            "task": task,
+            "positive_labels": positive,
+            "positive_classes": [classes[i] for i in positive],
         },
     )
 
@@ -220,7 +297,9 @@ def _images(x: np.ndarray, *, path: Path, part: str, size: int, channels: int) -
 def _labels(y: np.ndarray, *, path: Path, part: str, n: int, task: str, classes, positive: list[int]) -> np.ndarray:
     if len(y) != n:
         raise DatasetError(f"medmnist: {path} has {n} {part}_images but {len(y)} {part}_labels")
-    y = _integer_codes(y, path=path, part=part, allowed="0/1 finding flags" if task == "multi-label" else "class indices")
+    y = _integer_codes(
+        y, path=path, part=part, allowed="0/1 finding flags" if task == "multi-label" else "class indices"
+    )
     if task == "multi-label":
         if y.ndim != 2 or y.shape[1] != len(classes):
             raise DatasetError(f"medmnist: {path} key {part}_labels has shape {y.shape}; expected (N, {len(classes)})")
@@ -233,7 +312,9 @@ def _labels(y: np.ndarray, *, path: Path, part: str, n: int, task: str, classes,
     y = y[:, 0]
     bad = sorted(set(np.unique(y).tolist()) - set(range(len(classes))))
     if bad:
-        raise DatasetError(f"medmnist: {path} key {part}_labels has class indices {bad[:10]} outside 0..{len(classes) - 1}")
+        raise DatasetError(
+            f"medmnist: {path} key {part}_labels has class indices {bad[:10]} outside 0..{len(classes) - 1}"
+        )
     return np.isin(y, positive).astype(np.int64)
 
 
@@ -246,7 +327,9 @@ def _integer_codes(y: np.ndarray, *, path: Path, part: str, allowed: str) -> np.
         return y.astype(np.int64)
     if y.dtype.kind != "f":
         shown = sorted({str(v) for v in np.ravel(y)})[:10]
-        raise DatasetError(f"medmnist: {path} key {part}_labels holds {y.dtype} values {shown}; expected integer {allowed}")
+        raise DatasetError(
+            f"medmnist: {path} key {part}_labels holds {y.dtype} values {shown}; expected integer {allowed}"
+        )
     fractional = np.ravel(y)[~np.isfinite(np.ravel(y)) | (np.ravel(y) % 1 != 0)]
     if len(fractional):
         shown = sorted({float(v) for v in fractional})[:10]

@@ -35,7 +35,6 @@ everyone who is not white into one group) and ``age_group`` (age at baseline; no
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
 CARD = DatasetCard(
@@ -59,13 +58,42 @@ CARD = DatasetCard(
 )
 
 ID_OUTCOME_OR_FOLLOW_UP_COLUMNS = (
-    "seqn", "id", "death", "yrdth", "modth", "dadth", "qsmk", "sbp", "dbp", "wt82", "wt82_71",
-    "smkintensity82_71", "hightax82", "price82", "tax82", "price71_82", "tax71_82", "censored", "older",
+    "seqn",
+    "id",
+    "death",
+    "yrdth",
+    "modth",
+    "dadth",
+    "qsmk",
+    "sbp",
+    "dbp",
+    "wt82",
+    "wt82_71",
+    "smkintensity82_71",
+    "hightax82",
+    "price82",
+    "tax82",
+    "price71_82",
+    "tax71_82",
+    "censored",
+    "older",
 )
 #: Codes that name categories (or use 2 for "missing"), not quantities.
 CATEGORICAL_COLUMNS = (
-    "marital", "birthplace", "education", "active", "exercise", "alcoholfreq", "alcoholtype",
-    "alcoholpy", "birthcontrol", "boweltrouble", "diabetes", "hbp", "hbpmed", "pica",
+    "marital",
+    "birthplace",
+    "education",
+    "active",
+    "exercise",
+    "alcoholfreq",
+    "alcoholtype",
+    "alcoholpy",
+    "birthcontrol",
+    "boweltrouble",
+    "diabetes",
+    "hbp",
+    "hbpmed",
+    "pica",
 )
 
 

@@ -24,7 +24,6 @@ Sensitive attributes: ``sex``, ``race`` (source codes; missing -> ``unknown``) a
 
 import numpy as np
 import pandas as pd
-
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
 CARD = DatasetCard(
@@ -43,8 +42,15 @@ CARD = DatasetCard(
 )
 
 LEAKY_OR_ID_COLUMNS = (
-    "pid", "event", "time", "fac_sfdm2", "fac_dnr", "fac_num_co",
-    "num_surv2m", "num_surv6m", "num_sps",  # fitted or derived on this cohort's outcomes
+    "pid",
+    "event",
+    "time",
+    "fac_sfdm2",
+    "fac_dnr",
+    "fac_num_co",
+    "num_surv2m",
+    "num_surv6m",
+    "num_sps",  # fitted or derived on this cohort's outcomes
 )
 
 

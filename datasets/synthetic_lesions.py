@@ -18,9 +18,8 @@ Deterministic given ``seed``; ``n_samples`` (images), ``image_size`` and ``image
 
 import numpy as np
 import pandas as pd
-from monai.data.synthetic import create_test_image_2d
-
 from dpfair.data import DatasetCard, RawDataset, register_dataset
+from monai.data.synthetic import create_test_image_2d
 
 CARD = DatasetCard(
     name="synthetic_lesions",
@@ -41,15 +40,26 @@ SITES = {"A": (0.6, 0.3, 0.10), "B": (0.4, 0.5, 0.30)}
 
 
 @register_dataset(CARD)
-def load(*, n_samples: int = 2000, image_size: int = 32, seed: int = 0, lesion_contrast: float = 0.5,
-         images_per_patient: int = 3) -> RawDataset:
+def load(
+    *,
+    n_samples: int = 2000,
+    image_size: int = 32,
+    seed: int = 0,
+    lesion_contrast: float = 0.5,
+    images_per_patient: int = 3,
+) -> RawDataset:
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
     if images_per_patient < 1:
         raise ValueError(f"images_per_patient must be at least 1, got {images_per_patient}")
     if images_per_patient > 1:
-        return _with_patients(n_samples=n_samples, image_size=image_size, seed=seed, lesion_contrast=lesion_contrast,
-                              images_per_patient=images_per_patient)
+        return _with_patients(
+            n_samples=n_samples,
+            image_size=image_size,
+            seed=seed,
+            lesion_contrast=lesion_contrast,
+            images_per_patient=images_per_patient,
+        )
     rng = np.random.RandomState(seed)
     names = list(SITES)
     site = rng.choice(names, size=n_samples, p=[SITES[s][0] for s in names])
@@ -59,8 +69,13 @@ def load(*, n_samples: int = 2000, image_size: int = 32, seed: int = 0, lesion_c
     images = np.empty((n_samples, 1, image_size, image_size), dtype=np.float32)
     for i in range(n_samples):
         background, _ = create_test_image_2d(
-            image_size, image_size, num_objs=8, rad_max=image_size // 4, rad_min=2,
-            num_seg_classes=1, random_state=rng,
+            image_size,
+            image_size,
+            num_objs=8,
+            rad_max=image_size // 4,
+            rad_min=2,
+            num_seg_classes=1,
+            random_state=rng,
         )
         image = 0.5 * background
         if labels[i]:
@@ -72,7 +87,9 @@ def load(*, n_samples: int = 2000, image_size: int = 32, seed: int = 0, lesion_c
     return RawDataset(inputs=images, labels=labels, attributes=pd.DataFrame({"site": site}))
 
 
-def _with_patients(*, n_samples: int, image_size: int, seed: int, lesion_contrast: float, images_per_patient: int) -> RawDataset:
+def _with_patients(
+    *, n_samples: int, image_size: int, seed: int, lesion_contrast: float, images_per_patient: int
+) -> RawDataset:
     rng = np.random.RandomState(seed)
     sizes = []
     while sum(sizes) < n_samples:
@@ -92,18 +109,30 @@ def _with_patients(*, n_samples: int, image_size: int, seed: int, lesion_contras
     for i in range(n_samples):
         p = patient[i]
         background, _ = create_test_image_2d(
-            image_size, image_size, num_objs=8, rad_max=image_size // 4, rad_min=2,
-            num_seg_classes=1, random_state=rng,
+            image_size,
+            image_size,
+            num_objs=8,
+            rad_max=image_size // 4,
+            rad_min=2,
+            num_seg_classes=1,
+            random_state=rng,
         )
         image = 0.5 * background
         if labels[i]:
             _, mask = create_test_image_2d(
-                image_size, image_size, num_objs=1, rad_max=int(lesion_radius[p]), rad_min=2, num_seg_classes=1,
+                image_size,
+                image_size,
+                num_objs=1,
+                rad_max=int(lesion_radius[p]),
+                rad_min=2,
+                num_seg_classes=1,
                 random_state=rng,
             )
             image = image + lesion_contrast * mask
         images[i, 0] = gain[p] * image + rng.normal(0.0, noise[i], size=image.shape)
     return RawDataset(
-        inputs=images, labels=labels, attributes=pd.DataFrame({"site": site}),
+        inputs=images,
+        labels=labels,
+        attributes=pd.DataFrame({"site": site}),
         patient_id=np.array([f"P{p:05d}" for p in patient]),
     )

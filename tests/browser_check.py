@@ -37,8 +37,11 @@ class PageCheck:
 
     @property
     def problems(self) -> list[str]:
-        return ([f"JavaScript error: {e}" for e in self.js_errors] + [f"failed load: {e}" for e in self.failed_loads]
-                + [f"fetched a resource: {u}" for u in self.fetched])
+        return (
+            [f"JavaScript error: {e}" for e in self.js_errors]
+            + [f"failed load: {e}" for e in self.failed_loads]
+            + [f"fetched a resource: {u}" for u in self.fetched]
+        )
 
 
 def start_chromium(*, width: int = 1280, height: int = 900) -> webdriver.Chrome:
@@ -49,8 +52,14 @@ def start_chromium(*, width: int = 1280, height: int = 900) -> webdriver.Chrome:
     browser, driver = found
     options = webdriver.ChromeOptions()
     options.binary_location = browser  # with both paths given, Selenium Manager downloads nothing
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--disable-background-networking"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--disable-background-networking",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
@@ -83,5 +92,6 @@ def open_page(driver: webdriver.Chrome, path: Path) -> PageCheck:
     driver.get(uri)
     driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "if (document.readyState === 'complete') { done(); } else { window.addEventListener('load', () => done()); }")
+        "if (document.readyState === 'complete') { done(); } else { window.addEventListener('load', () => done()); }"
+    )
     return collect(driver, page=uri)

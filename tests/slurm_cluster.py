@@ -37,10 +37,14 @@ def missing_reason() -> str | None:
         return "needs root (munged and slurmd run as root, and the config lives in /etc/slurm)"
     missing = [p for p in DAEMONS + CLIENTS if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
     if missing:
-        return f"SLURM packages are not installed (missing {missing}); apt-get install slurmctld slurmd slurm-client munge"
+        return (
+            f"SLURM packages are not installed (missing {missing}); apt-get install slurmctld slurmd slurm-client munge"
+        )
     for path in (SLURM_CONF, GRES_CONF):
         if path.exists() and not path.read_text().startswith(MARKER):
-            return f"{path} exists and is not ours: this machine has a real SLURM config, which the test will not replace"
+            return (
+                f"{path} exists and is not ours: this machine has a real SLURM config, which the test will not replace"
+            )
     if not Path("/etc/munge/munge.key").exists():
         return "/etc/munge/munge.key is missing (the munge package creates it)"
     return None
@@ -140,7 +144,9 @@ def loopback_slurm(root: Path, *, cpus: int | None = None, memory_mb: int = 4000
         (root / sub).mkdir(exist_ok=True)
     cpus = cpus or os.cpu_count() or 1
     SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-    SLURM_CONF.write_text(_config(root, cpus=cpus, memory_mb=memory_mb, ctld_port=_free_port(), slurmd_port=_free_port()))
+    SLURM_CONF.write_text(
+        _config(root, cpus=cpus, memory_mb=memory_mb, ctld_port=_free_port(), slurmd_port=_free_port())
+    )
     GRES_CONF.write_text(f"{MARKER}\nAutoDetect=off\nName=gpu File=/dev/null\nName=gpu File=/dev/zero\n")
     munge_dir = Path("/run/munge")
     munge_dir.mkdir(parents=True, exist_ok=True)
@@ -155,16 +161,27 @@ def loopback_slurm(root: Path, *, cpus: int | None = None, memory_mb: int = 4000
 
     try:
         # munged refuses root without --force; the socket path is the compiled-in one auth/munge uses
-        start(_daemon("munged"), "--foreground", "--force", "--socket", str(munge_dir / "munge.socket.2"),
-              "--pid-file", str(root / "munge" / "munged.pid"), "--seed-file", str(root / "munge" / "seed"),
-              log=root / "munged.log")
+        start(
+            _daemon("munged"),
+            "--foreground",
+            "--force",
+            "--socket",
+            str(munge_dir / "munge.socket.2"),
+            "--pid-file",
+            str(root / "munge" / "munged.pid"),
+            "--seed-file",
+            str(root / "munge" / "seed"),
+            log=root / "munged.log",
+        )
         _wait_for(lambda: (munge_dir / "munge.socket.2").exists(), timeout=20, what="munged", logs=logs)
         # -i: ignore state left by an earlier run; -D: foreground
         start(_daemon("slurmctld"), "-D", "-i", log=root / "slurmctld.out")
         _wait_for(lambda: _quiet("scontrol", "ping").stdout.count("UP") >= 1, timeout=30, what="slurmctld", logs=logs)
         start(_daemon("slurmd"), "-D", "-N", "localhost", log=root / "slurmd.out")
         _wait_for(
-            lambda: "idle" in _quiet("sinfo", "-h", "-o", "%t").stdout, timeout=40, what="slurmd (node idle)",
+            lambda: "idle" in _quiet("sinfo", "-h", "-o", "%t").stdout,
+            timeout=40,
+            what="slurmd (node idle)",
             logs=logs + [root / "slurmd.out", root / "slurmctld.out"],
         )
         yield PARTITION

@@ -16,14 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-
 from dpfair.training.config import TrainConfig
 from dpfair.training.mechanisms import TrainingData, get_mechanism
+from torch import nn
 
 
-def make_imbalanced(*, n: int, minority_share: float = 0.1, scale: float = 4.0, dim: int = 8,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+def make_imbalanced(
+    *, n: int, minority_share: float = 0.1, scale: float = 4.0, dim: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
     """``(x, y, groups)``: group ``A`` (majority) has label x₀ > 0, group ``B`` has label x₁ > 0 and inputs × ``scale``."""
     rng = np.random.default_rng(seed)
     minority = rng.uniform(size=n) < minority_share
@@ -34,16 +34,32 @@ def make_imbalanced(*, n: int, minority_share: float = 0.1, scale: float = 4.0, 
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y), groups
 
 
-def group_accuracy(*, method: str, epsilon: float, x: torch.Tensor, y: torch.Tensor, groups: pd.DataFrame,
-                   x_test: torch.Tensor, y_test: torch.Tensor, groups_test: pd.DataFrame, config: TrainConfig,
-                   delta: float, seed: int) -> dict[str, float]:
+def group_accuracy(
+    *,
+    method: str,
+    epsilon: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    groups: pd.DataFrame,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    groups_test: pd.DataFrame,
+    config: TrainConfig,
+    delta: float,
+    seed: int,
+) -> dict[str, float]:
     """Each test group's accuracy of a logistic regression trained by ``method`` at ``epsilon``."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(x.shape[1], 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     trainer = get_mechanism(method).make_trainer(
-        model=model, optimizer=optimizer, data=TrainingData(x=x, y=y, groups=groups), config=config,
-        epsilon=epsilon, delta=delta, generator=torch.Generator().manual_seed(seed),
+        model=model,
+        optimizer=optimizer,
+        data=TrainingData(x=x, y=y, groups=groups),
+        config=config,
+        epsilon=epsilon,
+        delta=delta,
+        generator=torch.Generator().manual_seed(seed),
     )
     for _ in range(config.epochs):
         for batch in trainer.loader:

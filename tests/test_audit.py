@@ -5,8 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import beta, norm
-
 from dpfair.audit import (
     audit_membership,
     balanced_member_sample,
@@ -20,6 +18,7 @@ from dpfair.audit import (
 )
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict, train
+from scipy.stats import beta, norm
 
 # --- attack scores and sampling ----------------------------------------------------------------------
 
@@ -57,8 +56,14 @@ def test_balanced_sample_subsamples_the_larger_side_reproducibly():
 
 def test_auroc_by_hand():
     # all labels 1, so score = log p. Pairs (member, non-member): 0.9 beats 0.5 and 0.2; 0.3 beats only 0.2 -> 3/4
-    summary, _ = audit_membership(member_probs=[0.9, 0.3], member_labels=[1, 1], nonmember_probs=[0.5, 0.2],
-                                  nonmember_labels=[1, 1], epsilon=1.0, delta=1e-5)
+    summary, _ = audit_membership(
+        member_probs=[0.9, 0.3],
+        member_labels=[1, 1],
+        nonmember_probs=[0.5, 0.2],
+        nonmember_labels=[1, 1],
+        epsilon=1.0,
+        delta=1e-5,
+    )
     assert summary["mia_auroc"] == pytest.approx(0.75)
     assert summary["n_members"] == summary["n_nonmembers"] == 2
 
@@ -80,9 +85,14 @@ def test_tpr_at_low_fpr_is_empty_when_the_tail_holds_too_few_held_out_rows():
         m = np.r_[np.ones(500, int), np.zeros(n_out, int)]
         value = tpr_at_fpr(membership=m, scores=rng.normal(size=len(m)), target_fpr=0.01, min_tail=10)
         assert math.isnan(value) != defined
-    summary, _ = audit_membership(member_probs=rng.uniform(size=900), member_labels=rng.integers(0, 2, 900),
-                                  nonmember_probs=rng.uniform(size=900), nonmember_labels=rng.integers(0, 2, 900),
-                                  epsilon=1.0, delta=1e-5)
+    summary, _ = audit_membership(
+        member_probs=rng.uniform(size=900),
+        member_labels=rng.integers(0, 2, 900),
+        nonmember_probs=rng.uniform(size=900),
+        nonmember_labels=rng.integers(0, 2, 900),
+        epsilon=1.0,
+        delta=1e-5,
+    )
     assert math.isnan(summary["mia_tpr_at_1pct_fpr"]) and math.isnan(summary["mia_tpr_at_0p1pct_fpr"])  # 9 and 0 rows
 
 
@@ -119,9 +129,9 @@ def test_clopper_pearson_known_values():
     low, high = clopper_pearson(successes=1, trials=10)  # textbook: (0.0025, 0.4450)
     assert (low, high) == pytest.approx((0.002529, 0.445016), abs=1e-6)
     # the closed forms at the edges: upper for 0/n and lower for n/n are 1 − α^(1/n) and α^(1/n)
-    assert clopper_pearson(successes=0, trials=10, alternative="upper") == pytest.approx((0.0, 1 - 0.05 ** 0.1))
-    assert clopper_pearson(successes=10, trials=10, alternative="lower") == pytest.approx((0.05 ** 0.1, 1.0))
-    assert clopper_pearson(successes=0, trials=10) == pytest.approx((0.0, 1 - 0.025 ** 0.1))
+    assert clopper_pearson(successes=0, trials=10, alternative="upper") == pytest.approx((0.0, 1 - 0.05**0.1))
+    assert clopper_pearson(successes=10, trials=10, alternative="lower") == pytest.approx((0.05**0.1, 1.0))
+    assert clopper_pearson(successes=0, trials=10) == pytest.approx((0.0, 1 - 0.025**0.1))
 
 
 def test_bound_violated_by_hand():
@@ -163,7 +173,11 @@ def test_delta_and_bonferroni_make_the_check_more_lenient():
 def test_dp_max_auroc():
     assert dp_max_auroc(epsilon=0.0, delta=0.0) == pytest.approx(0.5)
     assert dp_max_auroc(epsilon=1.0, delta=0.0) == pytest.approx(math.e / (1 + math.e))
-    assert dp_max_auroc(epsilon=1.0, delta=0.0) < dp_max_auroc(epsilon=1.0, delta=1e-3) < dp_max_auroc(epsilon=2.0, delta=1e-3)
+    assert (
+        dp_max_auroc(epsilon=1.0, delta=0.0)
+        < dp_max_auroc(epsilon=1.0, delta=1e-3)
+        < dp_max_auroc(epsilon=2.0, delta=1e-3)
+    )
     # numerically integrated trade-off curve
     x = np.linspace(0, 1, 200_001)
     e, d = math.exp(0.7), 0.02
@@ -180,9 +194,16 @@ def test_per_group_table_shape_and_one_class_group():
     p_in, p_out = rng.uniform(size=60), rng.uniform(size=60)
     g_in = np.array(["a"] * 30 + ["b"] * 25 + ["members_only"] * 5)
     g_out = np.array(["a"] * 35 + ["b"] * 25)
-    summary, by_group = audit_membership(member_probs=p_in, member_labels=y_in, nonmember_probs=p_out,
-                                         nonmember_labels=y_out, epsilon=1.0, delta=1e-5,
-                                         member_groups=g_in, nonmember_groups=g_out)
+    summary, by_group = audit_membership(
+        member_probs=p_in,
+        member_labels=y_in,
+        nonmember_probs=p_out,
+        nonmember_labels=y_out,
+        epsilon=1.0,
+        delta=1e-5,
+        member_groups=g_in,
+        nonmember_groups=g_out,
+    )
     assert by_group.columns.tolist() == ["group", "n_members", "n_nonmembers", "mia_auroc"]
     table = by_group.set_index("group")
     assert table.index.tolist() == ["a", "b", "members_only"]
@@ -193,13 +214,26 @@ def test_per_group_table_shape_and_one_class_group():
     scores_a = np.r_[loss_scores(probs=p_in[:30], labels=y_in[:30]), loss_scores(probs=p_out[:35], labels=y_out[:35])]
     direct = membership_by_group(membership=np.r_[np.ones(30), np.zeros(35)], scores=scores_a, groups=["a"] * 65)
     assert table.loc["a", "mia_auroc"] == pytest.approx(direct["mia_auroc"].iloc[0])
-    assert set(summary) == {"mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated",
-                            "mia_epsilon_empirical", "n_members", "n_nonmembers"}
+    assert set(summary) == {
+        "mia_auroc",
+        "mia_tpr_at_1pct_fpr",
+        "mia_tpr_at_0p1pct_fpr",
+        "mia_bound_violated",
+        "mia_epsilon_empirical",
+        "n_members",
+        "n_nonmembers",
+    }
 
 
 def test_no_groups_gives_an_empty_table_and_groups_must_come_in_pairs():
-    kwargs = dict(member_probs=[0.9, 0.2], member_labels=[1, 0], nonmember_probs=[0.6, 0.5], nonmember_labels=[1, 0],
-                  epsilon=1.0, delta=1e-5)
+    kwargs = dict(
+        member_probs=[0.9, 0.2],
+        member_labels=[1, 0],
+        nonmember_probs=[0.6, 0.5],
+        nonmember_labels=[1, 0],
+        epsilon=1.0,
+        delta=1e-5,
+    )
     _, by_group = audit_membership(**kwargs)
     assert by_group.empty and by_group.columns.tolist() == ["group", "n_members", "n_nonmembers", "mia_auroc"]
     with pytest.raises(ValueError, match="together"):
@@ -211,9 +245,14 @@ def test_no_groups_gives_an_empty_table_and_groups_must_come_in_pairs():
 def test_unequal_sides_are_balanced_in_the_audit():
     rng = np.random.default_rng(0)
     summary, by_group = audit_membership(
-        member_probs=rng.uniform(size=40), member_labels=rng.integers(0, 2, 40), nonmember_probs=rng.uniform(size=300),
-        nonmember_labels=rng.integers(0, 2, 300), epsilon=1.0, delta=1e-5,
-        member_groups=np.zeros(40), nonmember_groups=np.zeros(300),
+        member_probs=rng.uniform(size=40),
+        member_labels=rng.integers(0, 2, 40),
+        nonmember_probs=rng.uniform(size=300),
+        nonmember_labels=rng.integers(0, 2, 300),
+        epsilon=1.0,
+        delta=1e-5,
+        member_groups=np.zeros(40),
+        nonmember_groups=np.zeros(300),
     )
     assert summary["n_members"] == summary["n_nonmembers"] == 40
     assert by_group[["n_members", "n_nonmembers"]].iloc[0].tolist() == [40, 40]
@@ -236,12 +275,23 @@ def canary_data():
 
 def _train_and_audit(canary_data, *, train_epsilon, claimed_epsilon):
     x_in, y_in, x_out, y_out = canary_data
-    result = train(model_name="mlp", modality="tabular", x_train=x_in, y_train=y_in, epsilon=train_epsilon,
-                   delta=DELTA, config=CANARY_CONFIG, seed=0)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x_in,
+        y_train=y_in,
+        epsilon=train_epsilon,
+        delta=DELTA,
+        config=CANARY_CONFIG,
+        seed=0,
+    )
     summary, _ = audit_membership(
-        member_probs=predict(result.model, x_in), member_labels=y_in.numpy(),
-        nonmember_probs=predict(result.model, x_out), nonmember_labels=y_out.numpy(),
-        epsilon=claimed_epsilon, delta=DELTA,
+        member_probs=predict(result.model, x_in),
+        member_labels=y_in.numpy(),
+        nonmember_probs=predict(result.model, x_out),
+        nonmember_labels=y_out.numpy(),
+        epsilon=claimed_epsilon,
+        delta=DELTA,
     )
     return result, summary
 

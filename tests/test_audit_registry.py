@@ -7,23 +7,29 @@ import json
 import re
 import sys
 
+import dpfair.audit.attacks
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
-
-import dpfair.audit.attacks
 from dpfair.audit.plan import audit_plan
 from dpfair.audit.registry import NEEDS, available_attacks, get_attack, unregister_attack
 from dpfair.audit.stage import AUDIT_COLUMNS, ROC_COLUMNS, audit_cell, stack_audit_tables
 from dpfair.pipeline.benchmark import validate_config
 from dpfair.report.audit import audit_section, claim_rows
+from scipy.special import expit
 
 SEEDS, REFERENCE_SEED = (0, 1), 0
 SETTINGS = {"confidence": 0.95, "n_bootstrap": 50, "guess_counts": [10, 20, 50], "rmia_gamma": 1.0}
-PLAN_CONFIG = {"audit": {"reference_models": 2, "reference_seeds": [REFERENCE_SEED], "canaries": 200},
-               "evaluation": {"membership_inference": True}}
-BENCHMARK = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}}, "models": ["cnn"], "epsilons": [1], "seeds": [0]}
+PLAN_CONFIG = {
+    "audit": {"reference_models": 2, "reference_seeds": [REFERENCE_SEED], "canaries": 200},
+    "evaluation": {"membership_inference": True},
+}
+BENCHMARK = {
+    "datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}},
+    "models": ["cnn"],
+    "epsilons": [1],
+    "seeds": [0],
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +47,24 @@ def cell(tmp_path_factory):
     runs = []
     for seed in SEEDS:
         logit = (2 * label - 1) * (rng.normal(1.0, 1.0, n) + 0.4 * member)
-        pd.DataFrame({"split": split, "label": label, "score": expit(logit), "logit": logit,
-                      "sex": np.where(np.arange(n) % 3 == 0, "F", "M")}).to_csv(folder / f"scores-{seed}.csv", index=False)
+        pd.DataFrame(
+            {
+                "split": split,
+                "label": label,
+                "score": expit(logit),
+                "logit": logit,
+                "sex": np.where(np.arange(n) % 3 == 0, "F", "M"),
+            }
+        ).to_csv(folder / f"scores-{seed}.csv", index=False)
         (folder / f"run-{seed}.json").write_text(json.dumps({"dataset": "toy", "model": "mlp", "seed": seed}))
         (folder / f"card-{seed}.json").write_text(json.dumps({"target_epsilon": 1.0, "delta": 1e-5, "unit": "record"}))
-        runs.append({"scores": folder / f"scores-{seed}.csv", "record": folder / f"run-{seed}.json", "card": folder / f"card-{seed}.json"})
+        runs.append(
+            {
+                "scores": folder / f"scores-{seed}.csv",
+                "record": folder / f"run-{seed}.json",
+                "card": folder / f"card-{seed}.json",
+            }
+        )
     references = {"row": np.arange(n)}
     for k in range(2):
         inside = rng.uniform(size=n) < 0.5
@@ -55,8 +74,15 @@ def cell(tmp_path_factory):
     rows = np.sort(rng.choice(np.arange(n_train, n), size=150, replace=False))
     included, flipped = rng.integers(0, 2, len(rows)), 1 - label[rows]
     logit = (2 * flipped - 1) * rng.normal(0.3 * included - 0.5, 1.0, len(rows))
-    pd.DataFrame({"row": rows, "included": included, "label": flipped, "logit": logit,
-                  "score": -np.logaddexp(0, -(2 * flipped - 1) * logit)}).to_csv(folder / NEEDS["canaries"].file, index=False)
+    pd.DataFrame(
+        {
+            "row": rows,
+            "included": included,
+            "label": flipped,
+            "logit": logit,
+            "score": -np.logaddexp(0, -(2 * flipped - 1) * logit),
+        }
+    ).to_csv(folder / NEEDS["canaries"].file, index=False)
     trained = {name: {REFERENCE_SEED: folder / need.file} for name, need in NEEDS.items()}
     return {"folder": folder, "runs": runs, "meta": folder / "meta.json", "trained": trained}
 
@@ -65,8 +91,13 @@ def run_stage(cell, attacks, out):
     """The audit stage on the cell with ``attacks``; returns its table and ROC points as written."""
     out.mkdir(parents=True, exist_ok=True)
     outputs = {"table": out / "audit.csv", "roc": out / "roc.csv"}
-    audit_cell(runs=cell["runs"], meta=cell["meta"], settings={**SETTINGS, "attacks": list(attacks)}, trained=cell["trained"],
-               outputs=outputs)
+    audit_cell(
+        runs=cell["runs"],
+        meta=cell["meta"],
+        settings={**SETTINGS, "attacks": list(attacks)},
+        trained=cell["trained"],
+        outputs=outputs,
+    )
     read = {"keep_default_na": False, "na_values": ["", "nan", "NaN"], "dtype": {"group": str, "attribute": str}}
     table = pd.read_csv(outputs["table"], **read)
     return table.fillna({"attribute": "", "group": ""}), pd.read_csv(outputs["roc"])
@@ -142,8 +173,12 @@ def test_the_documented_attack_is_one_file_and_reaches_every_output(repo, cell, 
     # the config check and the plan know it from the registry
     benchmark = validate_config({**BENCHMARK, "audit": {"attacks": ["loss", "rmia", "one_run", "confidence"]}})
     assert benchmark.config["audit"]["attacks"][-1] == "confidence"
-    plan = audit_plan({**PLAN_CONFIG, "audit": {**PLAN_CONFIG["audit"], "attacks": ["confidence"]}}, seeds=list(SEEDS),
-                      epsilons=["1"], cells=[("d", "m")])
+    plan = audit_plan(
+        {**PLAN_CONFIG, "audit": {**PLAN_CONFIG["audit"], "attacks": ["confidence"]}},
+        seeds=list(SEEDS),
+        epsilons=["1"],
+        cells=[("d", "m")],
+    )
     assert plan.trained_seeds == [] and plan.training_settings == {"n_reference": 0, "n_canaries": 0}
 
     # the stage writes its rows beside the built-in attacks' rows, which do not change
@@ -156,12 +191,17 @@ def test_the_documented_attack_is_one_file_and_reaches_every_output(repo, cell, 
     assert "confidence" in set(roc["attack"])
 
     # the summary table and the report carry it, by its label
-    stacked = stack_audit_tables(tables=[tmp_path / "with" / "audit.csv"], rocs=[tmp_path / "with" / "roc.csv"],
-                                 outputs={"table": tmp_path / "summary.csv", "roc": tmp_path / "summary_roc.csv"})
+    stacked = stack_audit_tables(
+        tables=[tmp_path / "with" / "audit.csv"],
+        rocs=[tmp_path / "with" / "roc.csv"],
+        outputs={"table": tmp_path / "summary.csv", "roc": tmp_path / "summary_roc.csv"},
+    )
     assert "confidence" in set(stacked["attack"])
     claims = claim_rows(stacked)
     assert [a["name"] for a in claims[0]["attacks"]] == ["confidence threshold", "loss threshold", "RMIA"]
-    section = audit_section(audit=stacked, roc=pd.read_csv(tmp_path / "summary_roc.csv"), to_uri=lambda figure: "figure")
+    section = audit_section(
+        audit=stacked, roc=pd.read_csv(tmp_path / "summary_roc.csv"), to_uri=lambda figure: "figure"
+    )
     assert "confidence threshold" in {g["attack"] for g in section["groups"]}
 
 
@@ -179,8 +219,12 @@ def canary_share(ctx):
 
 def test_what_a_new_attack_needs_drives_the_plan_and_the_stage(cell, tmp_path, add_attack_module):
     assert add_attack_module(CANARY_COUNTER) == ["canary_share"]
-    plan = audit_plan({**PLAN_CONFIG, "audit": {**PLAN_CONFIG["audit"], "attacks": ["loss", "canary_share"]}},
-                      seeds=list(SEEDS), epsilons=["1"], cells=[("d", "m")])
+    plan = audit_plan(
+        {**PLAN_CONFIG, "audit": {**PLAN_CONFIG["audit"], "attacks": ["loss", "canary_share"]}},
+        seeds=list(SEEDS),
+        epsilons=["1"],
+        cells=[("d", "m")],
+    )
     # canaries are trained on the reference seed, reference models not at all: no attack needs them
     assert plan.trained_seeds == [REFERENCE_SEED] and plan.training_settings == {"n_reference": 0, "n_canaries": 200}
     table, roc = run_stage(cell, ["loss", "canary_share"], tmp_path)
@@ -190,4 +234,3 @@ def test_what_a_new_attack_needs_drives_the_plan_and_the_stage(cell, tmp_path, a
     assert share["value"].tolist() == [pytest.approx(included.mean())] and share["n"].tolist() == [len(included)]
     row = next(a for a in claim_rows(table)[0]["attacks"] if a["name"] == "included canaries")
     assert row["auroc"] == "—" and row["n_seeds"] == 1
-

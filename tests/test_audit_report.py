@@ -2,24 +2,43 @@
 
 import numpy as np
 import pandas as pd
-
 from dpfair.report.audit import audit_section, claim_rows, group_rows
 
 
 def _rows(eps, seed, attack, metric, value, ci=(np.nan, np.nan), attribute="", group=""):
-    return {"dataset": "d", "model": "mlp", "method": "dpsgd", "epsilon": eps, "seed": seed, "attack": attack,
-            "metric": metric, "value": value, "ci_low": ci[0], "ci_high": ci[1], "n": 100, "attribute": attribute, "group": group}
+    return {
+        "dataset": "d",
+        "model": "mlp",
+        "method": "dpsgd",
+        "epsilon": eps,
+        "seed": seed,
+        "attack": attack,
+        "metric": metric,
+        "value": value,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "n": 100,
+        "attribute": attribute,
+        "group": group,
+    }
 
 
-AUDIT = pd.DataFrame([
-    _rows(1.0, 0, "loss", "auroc", 0.52, (0.48, 0.56)), _rows(1.0, 1, "loss", "auroc", 0.54, (0.50, 0.58)),
-    _rows(1.0, 0, "loss", "tpr_at_1pct_fpr", np.nan), _rows(1.0, 1, "loss", "tpr_at_1pct_fpr", np.nan),
-    _rows(1.0, 0, "loss", "epsilon_empirical", 0.2), _rows(1.0, 1, "loss", "epsilon_empirical", 0.6),
-    _rows(1.0, 0, "loss", "bound_violated", 0.0), _rows(1.0, 1, "loss", "bound_violated", 0.0),
-    _rows(1.0, 0, "one_run", "epsilon_lower_bound", 0.31), _rows(1.0, 1, "one_run", "epsilon_lower_bound", 0.12),
-    _rows(1.0, 0, "loss", "auroc", 0.6, (0.5, 0.7), "sex", "F"),
-    _rows(float("inf"), 0, "one_run", "epsilon_lower_bound", 2.5),
-])
+AUDIT = pd.DataFrame(
+    [
+        _rows(1.0, 0, "loss", "auroc", 0.52, (0.48, 0.56)),
+        _rows(1.0, 1, "loss", "auroc", 0.54, (0.50, 0.58)),
+        _rows(1.0, 0, "loss", "tpr_at_1pct_fpr", np.nan),
+        _rows(1.0, 1, "loss", "tpr_at_1pct_fpr", np.nan),
+        _rows(1.0, 0, "loss", "epsilon_empirical", 0.2),
+        _rows(1.0, 1, "loss", "epsilon_empirical", 0.6),
+        _rows(1.0, 0, "loss", "bound_violated", 0.0),
+        _rows(1.0, 1, "loss", "bound_violated", 0.0),
+        _rows(1.0, 0, "one_run", "epsilon_lower_bound", 0.31),
+        _rows(1.0, 1, "one_run", "epsilon_lower_bound", 0.12),
+        _rows(1.0, 0, "loss", "auroc", 0.6, (0.5, 0.7), "sex", "F"),
+        _rows(float("inf"), 0, "one_run", "epsilon_lower_bound", 2.5),
+    ]
+)
 
 
 def test_claims_list_each_seed_bound_and_average_the_empirical_estimate():
@@ -38,8 +57,16 @@ def test_a_bound_above_the_claim_is_flagged():
 
 def test_group_rows_and_section():
     rows = group_rows(AUDIT)
-    assert rows == [{"model": "mlp", "attack": "loss threshold", "attribute": "sex", "group": "F", "n": 100,
-                     "cells": ["0.6 [0.5, 0.7]"]}]
+    assert rows == [
+        {
+            "model": "mlp",
+            "attack": "loss threshold",
+            "attribute": "sex",
+            "group": "F",
+            "n": 100,
+            "cells": ["0.6 [0.5, 0.7]"],
+        }
+    ]
     assert audit_section(audit=AUDIT.iloc[:0], roc=pd.DataFrame()) is None
     section = audit_section(audit=AUDIT, roc=pd.DataFrame(columns=["seed"]))
     assert section["roc_figure"] is None and section["min_tail"] == 10 and section["group_epsilons"] == ["1"]

@@ -11,18 +11,17 @@ import math
 
 import pytest
 import torch
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
+from dpfair.models import available_models, build_model, get_model
 from dpfair.privacy.clipping import rules
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.rules import unsupported_layers
 from dpfair.privacy.clipping.rules.conv import Conv2dRule
 from dpfair.training.config import TrainConfig
-from dpfair.training.steps import make_private, resolve_mode
-from dpfair.models import available_models, build_model, get_model
 from dpfair.training.loop import train
+from dpfair.training.steps import make_private, resolve_mode
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 SHAPES = {"image": (1, 16, 16), "tabular": (7,)}
 
@@ -58,10 +57,13 @@ def _update(model, mode, x, y, *, clip, sigma, seed=123, expected_batch=None):
     model = copy.deepcopy(model)
     n = expected_batch or len(y)
     trainer = make_private(
-        engine=PrivacyEngine(accountant="prv"), model=model,
+        engine=PrivacyEngine(accountant="prv"),
+        model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
         data_loader=DataLoader(TensorDataset(torch.zeros(n, *x.shape[1:]), torch.zeros(n)), batch_size=n),
-        noise_multiplier=sigma, max_grad_norm=clip, mode=mode,
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        mode=mode,
     )
     torch.manual_seed(seed)  # Opacus draws the noise from the global generator, parameter by parameter
     trainer.step(x, y)
@@ -102,16 +104,28 @@ def test_bookkeeping_update_equals_opacus_hooks_for_every_model(model_name, sigm
 
 
 @pytest.mark.parametrize("strategy", ["ghost", "instantiate", "grouped"])
-@pytest.mark.parametrize("stride,padding,kernel,bias,dilation", [
-    (1, 1, 3, True, 1), (2, 0, 3, False, 1), (2, 3, 7, True, 1), (1, 0, 1, True, 1),
-    ((2, 1), (1, 0), (3, 2), True, 1), (1, 2, 3, True, 2),
-])
+@pytest.mark.parametrize(
+    "stride,padding,kernel,bias,dilation",
+    [
+        (1, 1, 3, True, 1),
+        (2, 0, 3, False, 1),
+        (2, 3, 7, True, 1),
+        (1, 0, 1, True, 1),
+        ((2, 1), (1, 0), (3, 2), True, 1),
+        (1, 2, 3, True, 2),
+    ],
+)
 def test_every_convolution_strategy_equals_opacus(monkeypatch, strategy, stride, padding, kernel, bias, dilation):
     monkeypatch.setattr(Conv2dRule, "force_strategy", strategy)
     torch.manual_seed(1)
     model = nn.Sequential(
-        nn.Conv2d(2, 6, kernel, stride=stride, padding=padding, bias=bias, dilation=dilation), nn.GroupNorm(3, 6), nn.ReLU(),
-        nn.Conv2d(6, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
+        nn.Conv2d(2, 6, kernel, stride=stride, padding=padding, bias=bias, dilation=dilation),
+        nn.GroupNorm(3, 6),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 1),
     )
     x, y = _batch((2, 11, 10), 10, seed=2)  # not square
     _check_against_hooks(model, x, y, sigma=0.5)
@@ -147,7 +161,9 @@ def test_every_sample_is_clipped_to_the_norm():
     per_sample = []
     for i in range(len(y)):  # one-sample batches: the clipped sum is that sample's clipped gradient
         clipper = BookKeepingClipper(model, max_grad_norm=clip)
-        losses = nn.functional.binary_cross_entropy_with_logits(model(x[i : i + 1]).squeeze(-1), y[i : i + 1], reduction="none")
+        losses = nn.functional.binary_cross_entropy_with_logits(
+            model(x[i : i + 1]).squeeze(-1), y[i : i + 1], reduction="none"
+        )
         norm = float(clipper.clip_backward(losses)[0])
         clipper.remove()
         clipped = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters()))
@@ -274,12 +290,29 @@ def test_training_with_bookkeeping_equals_training_with_hooks(model_name, modali
     y = (x.flatten(1)[:, 0] + 0.5 * torch.randn(300, generator=g) > 0).float()
     runs = {}
     for mode in ("bookkeeping", "hooks"):
-        config = TrainConfig(epochs=2, batch_size=50, optimizer="sgd", lr=0.05, max_grad_norm=0.5, clipping_backend=mode)
-        runs[mode] = train(model_name=model_name, modality=modality, x_train=x, y_train=y, epsilon=3.0,
-                           delta=1e-3, config=config, seed=7)
+        config = TrainConfig(
+            epochs=2, batch_size=50, optimizer="sgd", lr=0.05, max_grad_norm=0.5, clipping_backend=mode
+        )
+        runs[mode] = train(
+            model_name=model_name,
+            modality=modality,
+            x_train=x,
+            y_train=y,
+            epsilon=3.0,
+            delta=1e-3,
+            config=config,
+            seed=7,
+        )
     fast, ref = runs["bookkeeping"], runs["hooks"]
     assert fast.record["clipping_backend"] == "bookkeeping" and ref.record["clipping_backend"] == "hooks"
-    for key in ("noise_multiplier", "sample_rate", "accounted_sample_rate", "steps", "epsilon_spent", "expected_batch_size"):
+    for key in (
+        "noise_multiplier",
+        "sample_rate",
+        "accounted_sample_rate",
+        "steps",
+        "epsilon_spent",
+        "expected_batch_size",
+    ):
         assert fast.record[key] == ref.record[key], key
     for p, q in zip(fast.model.parameters(), ref.model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4)
@@ -287,9 +320,25 @@ def test_training_with_bookkeeping_equals_training_with_hooks(model_name, modali
 
 def test_default_training_path_is_bookkeeping():
     x, y = torch.randn(100, 4), (torch.rand(100) < 0.5).float()
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
-                   config=TrainConfig(epochs=1, batch_size=20), seed=0)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=2.0,
+        delta=1e-3,
+        config=TrainConfig(epochs=1, batch_size=20),
+        seed=0,
+    )
     assert result.record["clipping_backend"] == "bookkeeping"
-    inf = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-3,
-                config=TrainConfig(epochs=1, batch_size=20), seed=0)
+    inf = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=math.inf,
+        delta=1e-3,
+        config=TrainConfig(epochs=1, batch_size=20),
+        seed=0,
+    )
     assert inf.record["clipping_backend"] == "nonprivate"

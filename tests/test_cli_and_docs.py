@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from dpfair.pipeline.cli import main
 
 
@@ -24,14 +23,16 @@ def heart_module(repo, tmp_path):
 
 def heart_csv(path, n=400, nan_labels=0):
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "age": rng.integers(30, 95, n),
-        "sex": rng.choice(["F", "M"], n),
-        "ejection_fraction": rng.normal(38, 10, n).round(),
-        "serum_creatinine": rng.lognormal(0.2, 0.4, n).round(2),
-        "smoking": rng.choice(["yes", "no"], n),
-        "time": rng.integers(4, 280, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(30, 95, n),
+            "sex": rng.choice(["F", "M"], n),
+            "ejection_fraction": rng.normal(38, 10, n).round(),
+            "serum_creatinine": rng.lognormal(0.2, 0.4, n).round(2),
+            "smoking": rng.choice(["yes", "no"], n),
+            "time": rng.integers(4, 280, n),
+        }
+    )
     frame["death"] = (rng.uniform(size=n) < 1 / (1 + np.exp((frame["ejection_fraction"] - 30) / 8))).astype(float)
     frame.loc[: nan_labels - 1, "death"] = np.nan
     frame.to_csv(path, index=False)
@@ -86,7 +87,10 @@ MOVED = {
     "What the fairness numbers mean": ("docs/fairness.md", "What the fairness numbers mean"),
     "What the privacy numbers mean": ("docs/privacy.md", "What the privacy numbers mean"),
     "What the privacy numbers mean: the audit": ("docs/audit.md", "The privacy audit"),
-    "Fairness mitigations: DPSGD-F and DPSGD-Global-Adapt": ("docs/mitigations.md", "Fairness mitigations: DPSGD-F and DPSGD-Global-Adapt"),
+    "Fairness mitigations: DPSGD-F and DPSGD-Global-Adapt": (
+        "docs/mitigations.md",
+        "Fairness mitigations: DPSGD-F and DPSGD-Global-Adapt",
+    ),
     "Datasets and benchmark definitions": ("docs/datasets.md", "Datasets"),
     "Datasets and benchmark definitions: the definitions": ("README.md", "Benchmarks"),
     "Adding a dataset": ("docs/adding-a-dataset.md", "Adding a dataset"),

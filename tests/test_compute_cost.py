@@ -5,28 +5,41 @@ import math
 
 import pandas as pd
 import pytest
-
-from dpfair.tables.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
 from dpfair.errors import DpfairError
 from dpfair.report.page import compute_cost_section, speed_section
+from dpfair.tables.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
 from dpfair.tables.summary import read_summary
 from test_summary import run_grid
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
-def write_run(root, *, dataset="d", model="mlp", epsilon="1", seed=0, seconds=8.0, rss="600.00", train_seconds=1.0,
-              **record):
+def write_run(
+    root, *, dataset="d", model="mlp", epsilon="1", seed=0, seconds=8.0, rss="600.00", train_seconds=1.0, **record
+):
     """One run's benchmark record and run.json where the workflow puts them; returns (benchmark, run.json)."""
     bench = root / "results/benchmarks/train" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}.tsv"
     bench.parent.mkdir(parents=True, exist_ok=True)
     # Snakemake's own layout: tab-separated, seconds with two decimals, NA for memory it did not sample
-    bench.write_text(HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n")
+    bench.write_text(
+        HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n"
+    )
     run = root / "results/runs" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}" / "run.json"
     run.parent.mkdir(parents=True, exist_ok=True)
     eps_value = epsilon if epsilon == "inf" else float(epsilon)
-    run.write_text(json.dumps({"dataset": dataset, "model": model, "epsilon": eps_value, "seed": seed,
-                               "train_seconds": train_seconds, "device": "cpu", **record}))
+    run.write_text(
+        json.dumps(
+            {
+                "dataset": dataset,
+                "model": model,
+                "epsilon": eps_value,
+                "seed": seed,
+                "train_seconds": train_seconds,
+                "device": "cpu",
+                **record,
+            }
+        )
+    )
     return bench, run
 
 
@@ -36,18 +49,40 @@ def grid(root, runs):
 
 
 def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
-    benches, records = grid(tmp_path, [
-        {"epsilon": "1", "seed": 0, "seconds": 8.0, "rss": "620.00", "train_seconds": 1.5, "clipping_backend": "bookkeeping"},
-        {"epsilon": "1", "seed": 1, "seconds": 10.0, "rss": "630.00", "train_seconds": 1.7, "clipping_backend": "bookkeeping"},
-        {"epsilon": "10", "seed": 0, "seconds": 7.0, "rss": "610.00", "train_seconds": 1.2},
-        {"epsilon": "inf", "seed": 0, "seconds": 5.0, "rss": "575.00", "train_seconds": 0.3},
-        {"epsilon": "inf", "seed": 1, "seconds": 6.0, "rss": "500.00", "train_seconds": 0.5},
-    ])
+    benches, records = grid(
+        tmp_path,
+        [
+            {
+                "epsilon": "1",
+                "seed": 0,
+                "seconds": 8.0,
+                "rss": "620.00",
+                "train_seconds": 1.5,
+                "clipping_backend": "bookkeeping",
+            },
+            {
+                "epsilon": "1",
+                "seed": 1,
+                "seconds": 10.0,
+                "rss": "630.00",
+                "train_seconds": 1.7,
+                "clipping_backend": "bookkeeping",
+            },
+            {"epsilon": "10", "seed": 0, "seconds": 7.0, "rss": "610.00", "train_seconds": 1.2},
+            {"epsilon": "inf", "seed": 0, "seconds": 5.0, "rss": "575.00", "train_seconds": 0.3},
+            {"epsilon": "inf", "seed": 1, "seconds": 6.0, "rss": "500.00", "train_seconds": 0.5},
+        ],
+    )
     cells, ratios = compute_cost(benchmarks=benches, records=records)
     assert list(cells.columns) == CELL_COLUMNS and list(ratios.columns) == RATIO_COLUMNS
     assert list(cells["epsilon"]) == [1.0, 10.0, math.inf]  # numeric order, inf last (not "1", "10", "inf" as strings)
     one = cells.iloc[0]
-    assert (one["n_seeds"], one["job_seconds_mean"], one["job_seconds_min"], one["job_seconds_max"]) == (2, 9.0, 8.0, 10.0)
+    assert (one["n_seeds"], one["job_seconds_mean"], one["job_seconds_min"], one["job_seconds_max"]) == (
+        2,
+        9.0,
+        8.0,
+        10.0,
+    )
     assert one["train_seconds_mean"] == pytest.approx(1.6) and one["max_rss_mb_max"] == 630.0
     assert one["clipping_backend"] == "bookkeeping" and cells.iloc[1]["clipping_backend"] == ""  # key absent: optional
     assert list(ratios["epsilon"]) == [1.0, 10.0]  # private cells only
@@ -65,11 +100,14 @@ def test_grid_without_nonprivate_runs_gives_nan_ratios(tmp_path):
 
 
 def test_unsampled_memory_and_missing_train_seconds_stay_nan(tmp_path):
-    benches, records = grid(tmp_path, [
-        {"epsilon": "1", "seed": 0, "rss": "NA"},  # Snakemake's NA: job ended before memory was sampled
-        {"epsilon": "3", "seed": 0, "train_seconds": None},  # jsonio writes NaN as null
-        {"epsilon": "inf", "seed": 0, "rss": "0.00"},
-    ])
+    benches, records = grid(
+        tmp_path,
+        [
+            {"epsilon": "1", "seed": 0, "rss": "NA"},  # Snakemake's NA: job ended before memory was sampled
+            {"epsilon": "3", "seed": 0, "train_seconds": None},  # jsonio writes NaN as null
+            {"epsilon": "inf", "seed": 0, "rss": "0.00"},
+        ],
+    )
     # a record written before train_seconds existed
     record = json.loads(records[2].read_text())
     del record["train_seconds"]
@@ -105,19 +143,52 @@ def test_empty_grid_gives_empty_tables_with_columns():
     assert cells.empty and list(cells.columns) == CELL_COLUMNS and list(ratios.columns) == RATIO_COLUMNS
 
 
-SPEED_ROW = {"dataset": "synthetic_lesions", "model": "cnn", "input_size": "1x32x32", "batch": 256, "exact": True,
-             "device": "cpu", "threads": 1, "torch_version": "2.13.0+cpu", "opacus_version": "1.6.0", "timed_steps": 15,
-             "is_default": False, "status": "ok"}
+SPEED_ROW = {
+    "dataset": "synthetic_lesions",
+    "model": "cnn",
+    "input_size": "1x32x32",
+    "batch": 256,
+    "exact": True,
+    "device": "cpu",
+    "threads": 1,
+    "torch_version": "2.13.0+cpu",
+    "opacus_version": "1.6.0",
+    "timed_steps": 15,
+    "is_default": False,
+    "status": "ok",
+}
 
 
 def speed_csv(path):
     rows = [
-        {"mode": "nonprivate", "step_seconds_median": 0.0200, "step_seconds_p25": 0.0190, "step_seconds_p75": 0.0210,
-         "peak_memory_mb": 100.0, "time_ratio": 1.0, "memory_ratio": 1.0},
-        {"mode": "bookkeeping", "step_seconds_median": 0.0230, "step_seconds_p25": 0.0220, "step_seconds_p75": 0.0240,
-         "peak_memory_mb": 110.0, "time_ratio": 1.15, "memory_ratio": 1.1, "is_default": True},
-        {"mode": "hooks", "step_seconds_median": 0.0400, "step_seconds_p25": 0.0390, "step_seconds_p75": 0.0410,
-         "peak_memory_mb": 180.0, "time_ratio": 2.0, "memory_ratio": 1.8},
+        {
+            "mode": "nonprivate",
+            "step_seconds_median": 0.0200,
+            "step_seconds_p25": 0.0190,
+            "step_seconds_p75": 0.0210,
+            "peak_memory_mb": 100.0,
+            "time_ratio": 1.0,
+            "memory_ratio": 1.0,
+        },
+        {
+            "mode": "bookkeeping",
+            "step_seconds_median": 0.0230,
+            "step_seconds_p25": 0.0220,
+            "step_seconds_p75": 0.0240,
+            "peak_memory_mb": 110.0,
+            "time_ratio": 1.15,
+            "memory_ratio": 1.1,
+            "is_default": True,
+        },
+        {
+            "mode": "hooks",
+            "step_seconds_median": 0.0400,
+            "step_seconds_p25": 0.0390,
+            "step_seconds_p75": 0.0410,
+            "peak_memory_mb": 180.0,
+            "time_ratio": 2.0,
+            "memory_ratio": 1.8,
+        },
         {"mode": "ghost", "status": "unsupported: <conv2d> & groups"},
     ]
     table = pd.DataFrame([{**SPEED_ROW, **r} for r in rows])
@@ -129,7 +200,12 @@ def speed_csv(path):
 
 def test_speed_section_marks_the_default_and_the_target(tmp_path):
     section = speed_section(speed_csv(tmp_path / "speed.csv"))
-    assert section["setting"] == {"device": "cpu", "threads": "1", "torch_version": "2.13.0+cpu", "opacus_version": "1.6.0"}
+    assert section["setting"] == {
+        "device": "cpu",
+        "threads": "1",
+        "torch_version": "2.13.0+cpu",
+        "opacus_version": "1.6.0",
+    }
     (cell,) = section["cells"]
     assert (cell["input_size"], cell["batch"]) == ("1x32x32", 256)
     rows = {r["mode"]: r for r in cell["rows"]}
@@ -156,24 +232,44 @@ def test_compute_cost_section_reads_what_aggregate_writes(tmp_path):
     assert [r["epsilon"] for r in section["cells"]] == ["1", "∞"] and section["devices"] == "cpu"
     assert section["cells"][0]["job"] == "12 [12–12]" and section["cells"][0]["mode"] == "—"
     # one method in the grid: the series is named by its model alone (the figures' rule, report_frames.cell_label)
-    assert section["ratios"] == [{"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}]
+    assert section["ratios"] == [
+        {"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}
+    ]
 
 
 def test_report_renders_both_sections_escaped(tmp_path):
     summary = run_grid(tmp_path, attributes=())
-    benches, records = grid(tmp_path, [{"epsilon": "1", "seconds": 12.0, "clipping_backend": "bookkeeping"},
-                                       {"epsilon": "inf", "seconds": 8.0}])
+    benches, records = grid(
+        tmp_path,
+        [{"epsilon": "1", "seconds": 12.0, "clipping_backend": "bookkeeping"}, {"epsilon": "inf", "seconds": 8.0}],
+    )
     cells, ratios = compute_cost(benchmarks=benches, records=records)
     cells.to_csv(tmp_path / "cost.csv", index=False)
     ratios.to_csv(tmp_path / "ratios.csv", index=False)
-    benchmark = {"name": "t", "description": "", "epsilons": [1, "inf"], "seeds": [0, 1], "models": ["m"],
-                 "evaluation": {"min_group_size": 10}}
-    common = {"metrics": summary["metrics"], "subgroups": summary["subgroups"], "dataset_meta": [tmp_path / "dataset.json"],
-              "benchmark": benchmark, "output": tmp_path / "index.html", "gap_changes": summary["gap_changes"],
-              "reliability": summary["reliability"]}
+    benchmark = {
+        "name": "t",
+        "description": "",
+        "epsilons": [1, "inf"],
+        "seeds": [0, 1],
+        "models": ["m"],
+        "evaluation": {"min_group_size": 10},
+    }
+    common = {
+        "metrics": summary["metrics"],
+        "subgroups": summary["subgroups"],
+        "dataset_meta": [tmp_path / "dataset.json"],
+        "benchmark": benchmark,
+        "output": tmp_path / "index.html",
+        "gap_changes": summary["gap_changes"],
+        "reliability": summary["reliability"],
+    }
 
-    html = render(common, compute_cost=tmp_path / "cost.csv", compute_ratios=tmp_path / "ratios.csv",
-                  speed=speed_csv(tmp_path / "speed.csv"))
+    html = render(
+        common,
+        compute_cost=tmp_path / "cost.csv",
+        compute_ratios=tmp_path / "ratios.csv",
+        speed=speed_csv(tmp_path / "speed.csv"),
+    )
     html = " ".join(html.split())  # sentences wrap in the template
     assert '<section id="compute-cost">' in html and "4–5 s of Python start-up and imports" in html
     assert "<td>12 [12–12]</td>" in html and "<td>1.5×</td>" in html and "bookkeeping" in html

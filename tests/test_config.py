@@ -3,11 +3,15 @@
 import copy
 
 import pytest
-
-from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
 from dpfair.errors import ConfigError
+from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
 
-GOOD = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}}, "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0]}
+GOOD = {
+    "datasets": {"synthetic_lesions": {"params": {"n_samples": 100}}},
+    "models": ["cnn"],
+    "epsilons": [1, "inf"],
+    "seeds": [0],
+}
 
 
 def config(**changes):
@@ -31,8 +35,16 @@ def test_default_grid(repo):
     # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18, and dpsgd privately tuned on the
     # images at every ε, its own ε = ∞ arm included (equal effort): 12
     assert len(b.runs()) == 24 + 12 + 2 * 3 * 3 + 12
-    assert b.methods_for("synthetic_lesions") == ["dpsgd", "dpsgd_patient", "dpsgd_f", "dpsgd_global_adapt", "dpsgd-tuned"]
-    assert b.tuning("synthetic_lesions") == {"enabled": True, "expected_trials": 2} and not b.tuning("support2")["enabled"]
+    assert b.methods_for("synthetic_lesions") == [
+        "dpsgd",
+        "dpsgd_patient",
+        "dpsgd_f",
+        "dpsgd_global_adapt",
+        "dpsgd-tuned",
+    ]
+    assert (
+        b.tuning("synthetic_lesions") == {"enabled": True, "expected_trials": 2} and not b.tuning("support2")["enabled"]
+    )
     assert b.methods_for("support2") == ["dpsgd"] and b.mitigation("synthetic_lesions")["attribute"] == "site"
     assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
     assert b.config["privacy"]["accountant"] == "prv"
@@ -63,30 +75,59 @@ def test_defaults_are_filled_but_dataset_overrides_stay_partial():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        (dict(datasets={"mnist3d": None}), r"datasets.mnist3d: unknown dataset 'mnist3d'; allowed: \[.*'synthetic_lesions'"),
-        (dict(models=["cnn", "vit"]), r"models\[1\] = 'vit' is not a known model; allowed: \['cnn', 'densenet121', 'mlp', 'resnet18'\]"),
+        (
+            dict(datasets={"mnist3d": None}),
+            r"datasets.mnist3d: unknown dataset 'mnist3d'; allowed: \[.*'synthetic_lesions'",
+        ),
+        (
+            dict(models=["cnn", "vit"]),
+            r"models\[1\] = 'vit' is not a known model; allowed: \['cnn', 'densenet121', 'mlp', 'resnet18'\]",
+        ),
         (dict(epsilons=[1, 0]), r"epsilons\[1\]: epsilon must be > 0"),
         (dict(epsilons=[-3]), r"epsilons\[0\]: epsilon must be > 0"),
         (dict(epsilons=["three"]), r"epsilons\[0\]: 'three' is not a number"),
         (dict(epsilons=[1, 1.0]), r"epsilons has duplicates"),
-        (dict(privacy={"accountant": "gdp"}), r"^privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$"),
-        (dict(datasets={"synthetic_lesions": {"privacy": {"accountant": "gdp"}}}),
-         r"^datasets.synthetic_lesions.privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$"),
-        (dict(privacy={"clip_policy": "auto"}), r"^privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
-        (dict(datasets={"synthetic_lesions": {"privacy": {"clip_policy": "auto"}}}),
-         r"^datasets.synthetic_lesions.privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
-        (dict(tuning={"search_space": {"clip_policy": ["flat", "nope"]}}),
-         r"^tuning.search_space.clip_policy\[1\] = 'nope' is not a known clip policy; allowed: \['flat', 'normalized'\]$"),
-        (dict(datasets={"synthetic_lesions": {"tuning": {"nonprivate_search_space": {"clip_policy": ["nope"]}}}}),
-         r"^datasets.synthetic_lesions.tuning.nonprivate_search_space.clip_policy\[0\] = 'nope' is not a known clip policy"),
-        (dict(audit={"attacks": ["loss", "lira"]}), r"^audit.attacks\[1\] = 'lira' is not a known attack; allowed: \[.*'loss', 'one_run', 'rmia'"),
+        (
+            dict(privacy={"accountant": "gdp"}),
+            r"^privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$",
+        ),
+        (
+            dict(datasets={"synthetic_lesions": {"privacy": {"accountant": "gdp"}}}),
+            r"^datasets.synthetic_lesions.privacy.accountant = 'gdp' is not a known accountant; allowed: \['prv', 'rdp'\]$",
+        ),
+        (
+            dict(privacy={"clip_policy": "auto"}),
+            r"^privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$",
+        ),
+        (
+            dict(datasets={"synthetic_lesions": {"privacy": {"clip_policy": "auto"}}}),
+            r"^datasets.synthetic_lesions.privacy.clip_policy = 'auto' is not a known clip policy; allowed: \['flat', 'normalized'\]$",
+        ),
+        (
+            dict(tuning={"search_space": {"clip_policy": ["flat", "nope"]}}),
+            r"^tuning.search_space.clip_policy\[1\] = 'nope' is not a known clip policy; allowed: \['flat', 'normalized'\]$",
+        ),
+        (
+            dict(datasets={"synthetic_lesions": {"tuning": {"nonprivate_search_space": {"clip_policy": ["nope"]}}}}),
+            r"^datasets.synthetic_lesions.tuning.nonprivate_search_space.clip_policy\[0\] = 'nope' is not a known clip policy",
+        ),
+        (
+            dict(audit={"attacks": ["loss", "lira"]}),
+            r"^audit.attacks\[1\] = 'lira' is not a known attack; allowed: \[.*'loss', 'one_run', 'rmia'",
+        ),
         (dict(privacy={"delta": 2}), r"privacy.delta"),
-        (dict(training={"epoch": 3}), r"training: Additional properties .*'epoch' was unexpected.*allowed keys: \[.*'batch_size', .*'epochs'"),
+        (
+            dict(training={"epoch": 3}),
+            r"training: Additional properties .*'epoch' was unexpected.*allowed keys: \[.*'batch_size', .*'epochs'",
+        ),
         (dict(models=["mlp"]), r"datasets.synthetic_lesions: no model in models \['mlp'\] accepts 'image'"),
         (dict(epsilons=[0.123456789]), r"epsilons\[0\] = 0.123456789 has more than 6 significant digits"),
         (dict(seeds=[0.0]), r"seeds\[0\] = 0.0: write seeds as whole numbers"),
         (dict(training={"batch_size": 64.0}), r"training.batch_size must be a whole number >= 1, got 64.0"),
-        (dict(evaluation={"intersections": [["site", "agegroup"]]}), r"evaluation.intersections\[0\] names \['agegroup'\]"),
+        (
+            dict(evaluation={"intersections": [["site", "agegroup"]]}),
+            r"evaluation.intersections\[0\] names \['agegroup'\]",
+        ),
         (dict(device="gpu"), r"device: 'gpu' does not match"),
     ],
 )
@@ -115,7 +156,9 @@ def test_parsing_the_workflow_does_not_import_opacus():
     import subprocess
     import sys
 
-    code = "import sys, dpfair.pipeline.benchmark, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
+    code = (
+        "import sys, dpfair.pipeline.benchmark, dpfair.models; print(any(m.startswith('opacus') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -6,11 +6,10 @@ module's ``make_example`` writes in the published layout, so no test needs real 
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-
 from dpfair.data import SENSITIVE_ATTRIBUTES, available_datasets, get_dataset
 from dpfair.data.prepare import prepare_dataset
 from dpfair.data.validate import validate_raw
+from sklearn.metrics import roc_auc_score
 
 #: Loader parameters that keep the contract test fast; datasets not listed load with their defaults.
 SMALL_PARAMS = {"synthetic_lesions": {"n_samples": 300, "image_size": 16}}

@@ -8,7 +8,6 @@ import types
 
 import pytest
 import yaml
-
 from dpfair.pipeline.cli import main
 from dpfair.privacy.ledger import PLD_DISCRETIZATION, event_from_json, replay_epsilon
 from dpfair.training.mechanisms import UNITS, Mechanism, available_mechanisms, base, get_mechanism, register_mechanism
@@ -82,14 +81,22 @@ def test_the_check_block_runs_and_its_ledger_replays_within_epsilon(doc_mechanis
 
 def test_the_nonprivate_arm_trains_the_last_layer_too(doc_mechanism):
     import torch
-
     from dpfair.models import build_model
     from dpfair.training.config import TrainConfig
     from dpfair.training.loop import train
 
     x, y = torch.randn(200, 6), torch.randint(0, 2, (200,)).float()
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-4,
-                   config=TrainConfig(epochs=1, batch_size=50), seed=0, method=NAME)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=math.inf,
+        delta=1e-4,
+        config=TrainConfig(epochs=1, batch_size=50),
+        seed=0,
+        method=NAME,
+    )
     torch.manual_seed(0)
     initial = build_model("mlp", input_shape=(6,), modality="tabular").state_dict()
     changed = [k for k, v in result.model.state_dict().items() if not torch.equal(v, initial[k])]

@@ -21,18 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dpfair.models import build_model
+from dpfair.pipeline.benchmark import load_benchmark
+from dpfair.privacy.ledger import epsilon_for
+from dpfair.privacy.params import resolve_delta
+from dpfair.training.config import TrainConfig
+from dpfair.training.loop import train
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-from dpfair.privacy.ledger import epsilon_for
-from dpfair.pipeline.benchmark import load_benchmark
-from dpfair.training.config import TrainConfig
-from dpfair.models import build_model
-from dpfair.privacy.params import resolve_delta
-from dpfair.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = (1.0, 3.0, 10.0)
@@ -84,11 +83,14 @@ PUBLISHED_N_TRAIN = {
 
 
 def _shipped_cells() -> list[tuple[str, str]]:
-    return [(path.stem, name) for path in sorted((REPO / "benchmarks").glob("*.yaml"))
-            for name in load_benchmark(path).datasets]
+    return [
+        (path.stem, name)
+        for path in sorted((REPO / "benchmarks").glob("*.yaml"))
+        for name in load_benchmark(path).datasets
+    ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped_setting(benchmark: str, dataset: str) -> tuple[str, int, int, int, float]:
     """(accountant, n_train, batch_size, epochs, delta) of a shipped benchmark dataset."""
     b = load_benchmark(REPO / "benchmarks" / f"{benchmark}.yaml")
@@ -101,9 +103,14 @@ def _shipped_setting(benchmark: str, dataset: str) -> tuple[str, int, int, int, 
 
         split = b.config["split"]
         prepared = prepare_dataset(
-            name=dataset, module=b.module(dataset), params=b.dataset_settings(dataset).get("params", {}),
-            val_fraction=split["val_fraction"], test_fraction=split["test_fraction"], split_seed=split["seed"],
-            delta=privacy["delta"], min_group_size=b.config["evaluation"]["min_group_size"],
+            name=dataset,
+            module=b.module(dataset),
+            params=b.dataset_settings(dataset).get("params", {}),
+            val_fraction=split["val_fraction"],
+            test_fraction=split["test_fraction"],
+            split_seed=split["seed"],
+            delta=privacy["delta"],
+            min_group_size=b.config["evaluation"]["min_group_size"],
         )
         n, delta = int(prepared.meta["n"]["train"]), float(prepared.meta["delta"])
     return config.accountant, n, config.batch_size, config.epochs, delta
@@ -132,16 +139,19 @@ def _calibrate(key: tuple, with_rdp: bool) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)  # Opacus's RDP logs non-converging fractional orders
-        sigma = get_noise_multiplier(target_epsilon=target, target_delta=delta, sample_rate=1 / k,
-                                     steps=epochs * k, accountant=accountant)
+        sigma = get_noise_multiplier(
+            target_epsilon=target, target_delta=delta, sample_rate=1 / k, steps=epochs * k, accountant=accountant
+        )
         result = {"sigma": sigma}
         for name in {accountant, "pld", "rdp_google"}:
             result[name] = epsilon_for(name, noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta)
         if with_rdp:
-            result["sigma_rdp"] = get_noise_multiplier(target_epsilon=target, target_delta=delta, sample_rate=q,
-                                                       steps=steps, accountant="rdp")
-            result["pld_of_sigma_rdp"] = epsilon_for("pld", noise_multiplier=result["sigma_rdp"], sample_rate=q,
-                                                     steps=steps, delta=delta)
+            result["sigma_rdp"] = get_noise_multiplier(
+                target_epsilon=target, target_delta=delta, sample_rate=q, steps=steps, accountant="rdp"
+            )
+            result["pld_of_sigma_rdp"] = epsilon_for(
+                "pld", noise_multiplier=result["sigma_rdp"], sample_rate=q, steps=steps, delta=delta
+            )
     return result
 
 
@@ -170,8 +180,9 @@ def calibrations() -> dict:
     # slowest first (large ε, many steps), so the workers finish together
     ordered = sorted(jobs.items(), key=lambda kv: (-kv[0][5], -kv[0][2] * kv[0][3]))
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_one_thread_per_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread_per_worker
+    ) as pool:
         results = list(pool.map(_calibrate_job, ordered))
     return {key: result for (key, _), result in zip(ordered, results)}
 
@@ -194,7 +205,8 @@ def _check_calibration(result: dict, key: tuple) -> None:
         assert result["sigma_rdp"] >= sigma, f"{where}: RDP calibrated less noise ({result['sigma_rdp']:.5f}) than PRV"
         assert result["pld_of_sigma_rdp"] <= target, (
             f"{where}: RDP-calibrated sigma {result['sigma_rdp']:.5f} "
-            f"gives PLD epsilon {result['pld_of_sigma_rdp']:.5f}")
+            f"gives PLD epsilon {result['pld_of_sigma_rdp']:.5f}"
+        )
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -220,8 +232,16 @@ def _train_tabular(n, batch_size, epochs, delta, target, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 6, generator=g)
     y = (x[:, 0] > 0).float()
-    return train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=target, delta=delta,
-                 config=TrainConfig(epochs=epochs, batch_size=batch_size), seed=seed).record
+    return train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=target,
+        delta=delta,
+        config=TrainConfig(epochs=epochs, batch_size=batch_size),
+        seed=seed,
+    ).record
 
 
 def test_train_calibrates_noise_as_these_tests_do():
@@ -232,21 +252,25 @@ def test_train_calibrates_noise_as_these_tests_do():
     assert record["accountant"] == accountant and record["sample_rate"] == 1 / k
     assert record["steps"] == epochs * steps_per_epoch == epochs * k
     assert record["noise_multiplier"] == get_noise_multiplier(
-        target_epsilon=target, target_delta=delta, sample_rate=1 / k, steps=epochs * k, accountant=accountant)
+        target_epsilon=target, target_delta=delta, sample_rate=1 / k, steps=epochs * k, accountant=accountant
+    )
 
 
 def test_train_calibrates_for_every_step_it_takes():
     """k = 75 batches per epoch, 3 epochs: Opacus's make_private_with_epsilon would calibrate for
     int(3 / (1 / 75)) = 224 steps and overspend ε = 1 over the 225 the run takes; train must not."""
     n, batch_size, epochs, delta, target = 9_550, 128, 3, 1e-6, 1.0
-    sigma_224 = get_noise_multiplier(target_epsilon=target, target_delta=delta, sample_rate=1 / 75, epochs=epochs,
-                                     accountant="prv")
+    sigma_224 = get_noise_multiplier(
+        target_epsilon=target, target_delta=delta, sample_rate=1 / 75, epochs=epochs, accountant="prv"
+    )
     assert epsilon_for("prv", noise_multiplier=sigma_224, sample_rate=1 / 75, steps=225, delta=delta) > target
     record = _train_tabular(n, batch_size, epochs, delta, target)
     assert record["steps"] == 225 and record["sample_rate"] == 1 / 75
     assert record["epsilon_spent"] <= target
-    assert epsilon_for("prv", noise_multiplier=record["noise_multiplier"], sample_rate=1 / 75, steps=225,
-                       delta=delta) <= target
+    assert (
+        epsilon_for("prv", noise_multiplier=record["noise_multiplier"], sample_rate=1 / 75, steps=225, delta=delta)
+        <= target
+    )
 
 
 def test_train_accounting_when_the_loader_is_one_batch_short():
@@ -258,13 +282,16 @@ def test_train_accounting_when_the_loader_is_one_batch_short():
     record = _train_tabular(n, batch_size, epochs, delta, target)
     assert record["steps"] == 184 and record["epsilon_spent"] <= target
     assert record["sample_rate"] == 1 / 93 and record["accounted_sample_rate"] == 1 / 92
-    assert epsilon_for("prv", noise_multiplier=record["noise_multiplier"], sample_rate=1 / 93, steps=184,
-                       delta=delta) <= target
+    assert (
+        epsilon_for("prv", noise_multiplier=record["noise_multiplier"], sample_rate=1 / 93, steps=184, delta=delta)
+        <= target
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # 2. Per-sample clipping
 # --------------------------------------------------------------------------------------------------
+
 
 def _per_sample_grads_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
     """Each sample's own loss gradient, one backward pass per sample (independent of Opacus's hooks)."""
@@ -278,10 +305,13 @@ def _per_sample_grads_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     return out
 
 
-@pytest.mark.parametrize("model_name,modality,input_shape", [
-    ("cnn", "image", (1, 16, 16)),
-    ("mlp", "tabular", (6,)),
-])
+@pytest.mark.parametrize(
+    "model_name,modality,input_shape",
+    [
+        ("cnn", "image", (1, 16, 16)),
+        ("mlp", "tabular", (6,)),
+    ],
+)
 def test_each_per_sample_gradient_is_clipped_to_max_grad_norm(model_name, modality, input_shape):
     """update = −lr · Σ_i min(1, C / (‖g_i‖ + 1e-6)) · g_i / B, with ‖g_i‖ the norm over all parameters."""
     torch.manual_seed(0)
@@ -299,9 +329,12 @@ def test_each_per_sample_gradient_is_clipped_to_max_grad_norm(model_name, modali
     before = copy.deepcopy(list(model.parameters()))
     engine = PrivacyEngine(accountant="prv")
     private, optimizer, _ = engine.make_private(
-        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-        data_loader=DataLoader(TensorDataset(x, y), batch_size=batch), noise_multiplier=0.0,
-        max_grad_norm=clip, poisson_sampling=False,
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        data_loader=DataLoader(TensorDataset(x, y), batch_size=batch),
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        poisson_sampling=False,
     )
     assert optimizer.expected_batch_size == batch
     optimizer.zero_grad()
@@ -327,6 +360,7 @@ def test_each_per_sample_gradient_is_clipped_to_max_grad_norm(model_name, modali
 # 3. The Gaussian noise
 # --------------------------------------------------------------------------------------------------
 
+
 def test_noise_is_gaussian_with_std_sigma_c_over_expected_batch_size():
     """With zero gradients, SGD(lr=1, no momentum) moves each coordinate by −noise/B with
     noise ~ N(0, (σ·C)²) and B = expected batch size = int(n·q) (Opacus, loss_reduction="mean"),
@@ -334,12 +368,20 @@ def test_noise_is_gaussian_with_std_sigma_c_over_expected_batch_size():
     sigma, clip, n, batch_size, dim, n_steps = 1.3, 0.7, 640, 64, 999, 200
     torch.manual_seed(0)
     model = nn.Linear(dim, 1)
-    data = DataLoader(TensorDataset(torch.randn(n, dim)), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    data = DataLoader(
+        TensorDataset(torch.randn(n, dim)),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     engine = PrivacyEngine(accountant="prv")
     model, optimizer, loader = engine.make_private(
-        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.0), data_loader=data,
-        noise_multiplier=sigma, max_grad_norm=clip, poisson_sampling=True,
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.0),
+        data_loader=data,
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        poisson_sampling=True,
     )
     assert loader.sample_rate == 0.1 and optimizer.expected_batch_size == 64
     expected_std = sigma * clip / (n * loader.sample_rate)
@@ -373,12 +415,14 @@ def test_noise_is_gaussian_with_std_sigma_c_over_expected_batch_size():
     across_coords = float((standardised[:, 1:] * standardised[:, :-1]).mean())
     assert abs(across_steps) <= Z / math.sqrt(standardised[1:].numel()), f"step-to-step correlation {across_steps:.4f}"
     assert abs(across_coords) <= Z / math.sqrt(standardised[:, 1:].numel()), (
-        f"coordinate-to-coordinate correlation {across_coords:.4f}")
+        f"coordinate-to-coordinate correlation {across_coords:.4f}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # 4. Poisson sampling
 # --------------------------------------------------------------------------------------------------
+
 
 def _check_binomial_batches(sizes: np.ndarray, n: int, q: float) -> None:
     """Batch sizes ~ Binomial(n, q): mean n·q, variance n·q·(1−q), each within 5 standard errors."""
@@ -389,14 +433,16 @@ def _check_binomial_batches(sizes: np.ndarray, n: int, q: float) -> None:
     var_se = math.sqrt((mu4 - var**2) / m)  # standard error of the sample variance
     assert abs(sizes.mean() - n * q) <= Z * mean_se, f"mean batch {sizes.mean():.3f} vs n·q = {n * q:.3f}"
     assert abs(sizes.var(ddof=1) - var) <= Z * var_se, (
-        f"batch variance {sizes.var(ddof=1):.3f} vs n·q·(1−q) = {var:.3f}")
+        f"batch variance {sizes.var(ddof=1):.3f} vs n·q·(1−q) = {var:.3f}"
+    )
 
 
 def test_poisson_loader_batch_sizes_and_inclusions_are_binomial():
     """The ε = ∞ path's loader (``DPDataLoader.from_data_loader``, as in ``train``)."""
     n, batch_size, n_batches = 600, 64, 2000
-    base = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    base = DataLoader(
+        TensorDataset(torch.arange(n)), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     loader = DPDataLoader.from_data_loader(base)
     q = loader.sample_rate
     assert q == 1 / math.ceil(n / batch_size) == 0.1
@@ -421,11 +467,19 @@ def test_private_loader_batch_sizes_are_binomial_with_empty_batches():
     """The loader ``make_private`` returns on train's base loader, at n·q = 1: empty batches at rate (1−q)^n."""
     n, batch_size, n_batches = 12, 1, 2400
     model = nn.Linear(1, 1)
-    base = DataLoader(TensorDataset(torch.zeros(n, 1)), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    base = DataLoader(
+        TensorDataset(torch.zeros(n, 1)),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     _, _, loader = PrivacyEngine(accountant="prv").make_private(
-        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), data_loader=base,
-        noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True,
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        data_loader=base,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
     )
     q = loader.sample_rate
     assert q == 1 / 12
@@ -445,6 +499,7 @@ def test_private_loader_batch_sizes_are_binomial_with_empty_batches():
 # 5. ε = ∞: no clipping
 # --------------------------------------------------------------------------------------------------
 
+
 def test_inf_run_applies_huge_gradients_unclipped():
     """One full-batch step (batch_size = n, so q = 1) of the ∞ run with SGD: the first momentum step is
     −lr·∇L, whose norm is far above max_grad_norm = 1; a clipped update would be at most lr·C."""
@@ -453,8 +508,16 @@ def test_inf_run_applies_huge_gradients_unclipped():
     x = torch.randn(n, 6, generator=g) * 1000.0
     y = torch.tensor([0.0, 1.0] * (n // 2))
     config = TrainConfig(epochs=1, batch_size=n, optimizer="sgd", lr=lr, max_grad_norm=1.0)
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-3,
-                   config=config, seed=seed)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=math.inf,
+        delta=1e-3,
+        config=config,
+        seed=seed,
+    )
     assert result.record["steps"] == 1 and result.record["sample_rate"] == 1.0
 
     torch.manual_seed(seed)  # train seeds the model initialisation the same way

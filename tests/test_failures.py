@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 
-BROKEN = '''
+BROKEN = """
 from dpfair.data import DatasetCard, register_dataset
 
 CARD = DatasetCard(name="broken", modality="image", task="t", outcome="o", sensitive_attributes=("site",),
@@ -26,15 +25,19 @@ CARD = DatasetCard(name="broken", modality="image", task="t", outcome="o", sensi
 @register_dataset(CARD)
 def load():
     raise OSError("scanner archive unreadable")
-'''
+"""
 
 
 def grid(datasets_dir: Path, *names: str, **changes) -> dict:
     config = {
         "name": "failures",
         "datasets_dir": str(datasets_dir),
-        "datasets": {n: {"params": {"n_samples": 300, "image_size": 16}} if n == "synthetic_lesions" else None for n in names},
-        "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0],
+        "datasets": {
+            n: {"params": {"n_samples": 300, "image_size": 16}} if n == "synthetic_lesions" else None for n in names
+        },
+        "models": ["cnn"],
+        "epsilons": [1, "inf"],
+        "seeds": [0],
         "training": {"epochs": 1, "batch_size": 64},
         "evaluation": {"n_bootstrap": 100, "min_group_size": 10},
         "speed": {"enabled": False},
@@ -47,8 +50,14 @@ def snakemake(workdir: Path, config: dict, *args: str, cwd: Path | None = None) 
     path = workdir / "benchmark.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO / "workflow")}
-    result = subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), *args],
-                            capture_output=True, text=True, env=env, timeout=600, cwd=cwd or workdir)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=cwd or workdir,
+    )
     result.out = result.stdout + result.stderr
     return result
 
@@ -98,7 +107,9 @@ def test_fixing_the_failure_redoes_only_what_failed(broken_run):
     # the partial report and summary are dated out of date, so the rerun remakes them (and whatever they
     # need that a failure left unmade) instead of printing "Nothing to be done"
     assert (work / "report/index.html").stat().st_mtime == 0 == (work / "results/summary/metrics.csv").stat().st_mtime
-    assert re.search(r"^(local)?rule report:", result.out, re.M) and re.search(r"^(local)?rule aggregate:", result.out, re.M), result.out[-3000:]
+    assert re.search(r"^(local)?rule report:", result.out, re.M) and re.search(
+        r"^(local)?rule aggregate:", result.out, re.M
+    ), result.out[-3000:]
 
 
 @pytest.mark.integration
@@ -109,7 +120,10 @@ def test_a_refused_delta_deletes_nothing_and_forces_no_retraining(broken_run):
     before = {p: p.stat().st_mtime_ns for p in prepared + runs}
     refused = snakemake(work, grid(datasets, "synthetic_lesions", privacy={"delta": 0.5}))
     assert refused.returncode != 0
-    assert "privacy.delta = 0.5 but this dataset has n_train" in refused.out and "nothing was run or deleted" in refused.out
+    assert (
+        "privacy.delta = 0.5 but this dataset has n_train" in refused.out
+        and "nothing was run or deleted" in refused.out
+    )
     assert {p: p.stat().st_mtime_ns for p in before if p.exists()} == before
     again = snakemake(work, grid(datasets, "synthetic_lesions"), "-n")
     assert again.returncode == 0, again.out[-3000:]
@@ -135,8 +149,9 @@ def test_the_workflow_runs_from_another_directory(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     env.pop("DPFAIR_DATASETS_DIR", None)
-    result = subprocess.run([*SNAKEMAKE, "-d", str(elsewhere), "-n"], cwd=tmp_path, capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-d", str(elsewhere), "-n"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train" in result.stdout and "report" in result.stdout
 
@@ -148,8 +163,9 @@ def test_resuming_after_kill_9_is_the_same_command(tmp_path):
     (tmp_path / "benchmark.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO / "workflow")}
     command = [sys.executable, "-m", "dpfair.pipeline.runlock", "--", *SNAKEMAKE, "--configfile", "benchmark.yaml"]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     locks = tmp_path / ".snakemake/locks"
     deadline = time.monotonic() + 120
     while not (locks.is_dir() and any(locks.iterdir())) and time.monotonic() < deadline:
@@ -161,8 +177,14 @@ def test_resuming_after_kill_9_is_the_same_command(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert any(locks.iterdir())  # the stale lock a killed run leaves
-    plain = subprocess.run(SNAKEMAKE + ["--configfile", "benchmark.yaml"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120)
+    plain = subprocess.run(
+        SNAKEMAKE + ["--configfile", "benchmark.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "LockException" in plain.stdout + plain.stderr  # what a bare rerun says
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

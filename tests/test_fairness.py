@@ -7,10 +7,6 @@ import fairlearn.metrics
 import numpy as np
 import pandas as pd
 import pytest
-from fairlearn.metrics import MetricFrame
-from scipy.stats import norm
-from sklearn.metrics import average_precision_score, roc_auc_score
-
 from dpfair.fairness import (
     FAIRNESS_ALIASES,
     GAP_CHANGE_COLUMNS,
@@ -30,26 +26,55 @@ from dpfair.fairness import (
     weighted_metrics,
 )
 from dpfair.fairness.metrics_registry import reference_functions
+from fairlearn.metrics import MetricFrame
+from scipy.stats import norm
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 # Three groups at threshold 0.5, min_group_size 5 (worked out in the comments below):
 #   a (n=6, two classes), b (n=5, all positive: one class), c (n=2, flagged).
-HAND = pd.DataFrame({
-    "label": [0, 0, 0, 1, 1, 1] + [1, 1, 1, 1, 1] + [0, 1],
-    "score": [0.1, 0.4, 0.6, 0.35, 0.7, 0.9] + [0.2, 0.6, 0.8, 0.9, 0.55] + [0.3, 0.2],
-    "site": ["a"] * 6 + ["b"] * 5 + ["c"] * 2,
-})
+HAND = pd.DataFrame(
+    {
+        "label": [0, 0, 0, 1, 1, 1] + [1, 1, 1, 1, 1] + [0, 1],
+        "score": [0.1, 0.4, 0.6, 0.35, 0.7, 0.9] + [0.2, 0.6, 0.8, 0.9, 0.55] + [0.3, 0.2],
+        "site": ["a"] * 6 + ["b"] * 5 + ["c"] * 2,
+    }
+)
 EXPECTED = {
     # a: pred [0,0,1,0,1,1] -> TP 2, FP 1 of P 3, N 3. AUROC: 0.35 beats 1 negative, 0.7 and 0.9 beat 3 -> 7/9.
     # AP: ranking + + - - + -: 1/3·1 + 1/3·1 + 1/3·3/5 = 13/15. ECE: every score alone in its bin:
     # (0.1 + 0.4 + 0.6 + 0.65 + 0.3 + 0.1) / 6.
-    "a": {"auroc": 7 / 9, "auprc": 13 / 15, "tpr": 2 / 3, "fpr": 1 / 3, "ppv": 2 / 3, "balanced_accuracy": 2 / 3,
-          "selection_rate": 0.5, "ece": 2.15 / 6},
+    "a": {
+        "auroc": 7 / 9,
+        "auprc": 13 / 15,
+        "tpr": 2 / 3,
+        "fpr": 1 / 3,
+        "ppv": 2 / 3,
+        "balanced_accuracy": 2 / 3,
+        "selection_rate": 0.5,
+        "ece": 2.15 / 6,
+    },
     # b: one class. pred [0,1,1,1,1]; ECE (0.8 + 0.4 + 0.2 + 0.1 + 0.45) / 5.
-    "b": {"auroc": math.nan, "auprc": math.nan, "tpr": 0.8, "fpr": math.nan, "ppv": 1.0, "balanced_accuracy": math.nan,
-          "selection_rate": 0.8, "ece": 1.95 / 5},
+    "b": {
+        "auroc": math.nan,
+        "auprc": math.nan,
+        "tpr": 0.8,
+        "fpr": math.nan,
+        "ppv": 1.0,
+        "balanced_accuracy": math.nan,
+        "selection_rate": 0.8,
+        "ece": 1.95 / 5,
+    },
     # c: pred [0,0]; the positive scores below the negative: AUROC 0, AP 1/2; ECE (0.3 + 0.8) / 2.
-    "c": {"auroc": 0.0, "auprc": 0.5, "tpr": 0.0, "fpr": 0.0, "ppv": math.nan, "balanced_accuracy": 0.5,
-          "selection_rate": 0.0, "ece": 0.55},
+    "c": {
+        "auroc": 0.0,
+        "auprc": 0.5,
+        "tpr": 0.0,
+        "fpr": 0.0,
+        "ppv": math.nan,
+        "balanced_accuracy": 0.5,
+        "selection_rate": 0.0,
+        "ece": 0.55,
+    },
 }
 
 
@@ -65,7 +90,7 @@ def test_group_metrics_by_hand_with_one_class_and_flagged_groups():
     for group, metrics in EXPECTED.items():
         for metric, value in metrics.items():
             got = groups.loc[(group, metric), "value"]
-            assert (math.isnan(got) if math.isnan(value) else got == pytest.approx(value)), (group, metric, got)
+            assert math.isnan(got) if math.isnan(value) else got == pytest.approx(value), (group, metric, got)
     sizes = report.groups.drop_duplicates("group").set_index("group")
     assert sizes["n"].to_dict() == {"a": 6, "b": 5, "c": 2}
     assert sizes["n_positive"].to_dict() == {"a": 3, "b": 5, "c": 1}
@@ -105,7 +130,9 @@ def three_groups():
     rng = np.random.default_rng(5)
     n = 600
     y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({"label": y, "group": rng.choice(["x", "y", "z"], n), "score": rng.uniform(size=n) * 0.5 + 0.4 * y})
+    frame = pd.DataFrame(
+        {"label": y, "group": rng.choice(["x", "y", "z"], n), "score": rng.uniform(size=n) * 0.5 + 0.4 * y}
+    )
     report = evaluate_fairness(scores=frame, attributes=["group"], threshold=0.5, n_boot=100, min_group_size=10)
     return frame, report
 
@@ -118,12 +145,18 @@ def test_differences_match_fairlearn_when_no_group_is_excluded(metric, three_gro
     gap = report.gaps.set_index("metric").loc[metric, "gap"]
     entry = get_gap(metric)
     names = entry.parts if isinstance(entry, DerivedGap) else (metric,)
-    by_group = MetricFrame(metrics=reference_functions(threshold=0.5, n_bins=10, names=names), y_true=frame["label"],
-                           y_pred=frame["score"], sensitive_features=frame["group"])
+    by_group = MetricFrame(
+        metrics=reference_functions(threshold=0.5, n_bins=10, names=names),
+        y_true=frame["label"],
+        y_pred=frame["score"],
+        sensitive_features=frame["group"],
+    )
     assert gap == pytest.approx(by_group.difference(method="between_groups").max())
     pred = (frame["score"] >= 0.5).astype(int)
     for alias in (a for a, m in FAIRNESS_ALIASES.items() if m == metric):
-        assert gap == pytest.approx(getattr(fairlearn.metrics, alias)(frame["label"], pred, sensitive_features=frame["group"]))
+        assert gap == pytest.approx(
+            getattr(fairlearn.metrics, alias)(frame["label"], pred, sensitive_features=frame["group"])
+        )
 
 
 def test_overall_metrics_and_calibration_by_hand():
@@ -134,7 +167,9 @@ def test_overall_metrics_and_calibration_by_hand():
     assert overall["auprc"] == pytest.approx(average_precision_score(HAND["label"], HAND["score"]))
     assert overall["tpr"] == pytest.approx(6 / 9)  # 2 + 4 + 0 of 3 + 5 + 1 positives
     # two scores sharing a bin: |mean score − rate| weighted by the bin's share
-    assert expected_calibration_error(y_true=[0, 1, 1, 1], score=[0.2, 0.2, 0.8, 0.8]) == pytest.approx(0.5 * 0.3 + 0.5 * 0.2)
+    assert expected_calibration_error(y_true=[0, 1, 1, 1], score=[0.2, 0.2, 0.8, 0.8]) == pytest.approx(
+        0.5 * 0.3 + 0.5 * 0.2
+    )
     assert expected_calibration_error(y_true=[1, 0], score=[1.0, 0.0]) == 0.0  # 1.0 falls in the last bin
     assert expected_calibration_error(y_true=[1, 1], score=[0.05, 0.15], n_bins=1) == pytest.approx(0.9)
 
@@ -155,13 +190,22 @@ def test_reliability_table():
 
 
 def test_empty_intersection_does_not_appear():
-    frame = pd.DataFrame({
-        "label": [0, 1, 0, 1, 0, 1, 1, 0],
-        "score": [0.2, 0.8, 0.3, 0.6, 0.4, 0.9, 0.7, 0.1],
-        "sex": ["f", "f", "f", "f", "m", "m", "m", "m"],
-        "age": ["young", "young", "old", "old", "young", "young", "young", "young"],  # no (m, old)
-    })
-    report = evaluate_fairness(scores=frame, attributes=["sex", "age"], intersections=[("sex", "age")], threshold=0.5, min_group_size=3, n_boot=50)
+    frame = pd.DataFrame(
+        {
+            "label": [0, 1, 0, 1, 0, 1, 1, 0],
+            "score": [0.2, 0.8, 0.3, 0.6, 0.4, 0.9, 0.7, 0.1],
+            "sex": ["f", "f", "f", "f", "m", "m", "m", "m"],
+            "age": ["young", "young", "old", "old", "young", "young", "young", "young"],  # no (m, old)
+        }
+    )
+    report = evaluate_fairness(
+        scores=frame,
+        attributes=["sex", "age"],
+        intersections=[("sex", "age")],
+        threshold=0.5,
+        min_group_size=3,
+        n_boot=50,
+    )
     cross = report.groups[report.groups["attribute"] == "sex:age"].drop_duplicates("group").set_index("group")
     assert cross["n"].to_dict() == {"f:old": 2, "f:young": 2, "m:young": 4}
     assert cross["flagged"].to_dict() == {"f:old": True, "f:young": True, "m:young": False}
@@ -195,10 +239,15 @@ def test_threshold_comes_from_validation_rows_only():
     rng = np.random.default_rng(3)
     n = 400
     y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({
-        "row": np.arange(n), "split": np.where(np.arange(n) < 150, "val", "test"), "label": y,
-        "site": rng.choice(["A", "B"], n), "score": np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1),
-    })
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "split": np.where(np.arange(n) < 150, "val", "test"),
+            "label": y,
+            "site": rng.choice(["A", "B"], n),
+            "score": np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1),
+        }
+    )
     val = frame[frame["split"] == "val"]
     for method in ("sensitivity", "youden"):
         expected = choose_threshold(y_val=val["label"], score_val=val["score"], method=method)
@@ -206,7 +255,10 @@ def test_threshold_comes_from_validation_rows_only():
         test = altered["split"] == "test"
         altered.loc[test, "score"] = rng.permutation(altered.loc[test, "score"].to_numpy()) ** 3
         altered.loc[test, "label"] = 1 - altered.loc[test, "label"]
-        thresholds = {evaluate_fairness(scores=f, attributes=["site"], threshold_method=method, n_boot=20).threshold for f in (frame, altered)}
+        thresholds = {
+            evaluate_fairness(scores=f, attributes=["site"], threshold_method=method, n_boot=20).threshold
+            for f in (frame, altered)
+        }
         assert thresholds == {expected}
     # but changing validation scores does move it
     moved = frame.assign(score=np.where(frame["split"] == "val", frame["score"] ** 2, frame["score"]))
@@ -243,7 +295,9 @@ def test_kernel_on_case_weights_equals_the_reference_on_the_resampled_rows(metri
     for b in range(len(weights)):
         idx = np.repeat(np.arange(len(y)), weights[b].astype(int))
         assert reps[b] == pytest.approx(reference(y[idx], s[idx]), nan_ok=True)
-        assert reps[b] == pytest.approx(weighted_metrics(y_true=y[idx], score=s[idx], threshold=0.5, metrics=(metric,))[metric][0])
+        assert reps[b] == pytest.approx(
+            weighted_metrics(y_true=y[idx], score=s[idx], threshold=0.5, metrics=(metric,))[metric][0]
+        )
 
 
 @pytest.mark.parametrize("metric", metric_names())
@@ -251,13 +305,17 @@ def test_point_estimates_through_metricframe_equal_the_bootstrap_kernel(metric):
     rng = np.random.default_rng(1)
     n = 300
     y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({"label": y, "site": rng.choice(["A", "B", "C"], n), "score": np.round(rng.uniform(size=n) * 0.6 + 0.3 * y, 2)})
+    frame = pd.DataFrame(
+        {"label": y, "site": rng.choice(["A", "B", "C"], n), "score": np.round(rng.uniform(size=n) * 0.6 + 0.3 * y, 2)}
+    )
     report = evaluate_fairness(scores=frame, attributes=["site"], threshold=0.45, n_boot=50, min_group_size=10)
     groups = report.groups[report.groups["metric"] == metric].set_index("group")["value"]
     assert len(groups) == 3
     for group, value in groups.items():
         part = frame[frame["site"] == group]
-        assert value == pytest.approx(weighted_metrics(y_true=part["label"], score=part["score"], threshold=0.45, metrics=(metric,))[metric][0])
+        assert value == pytest.approx(
+            weighted_metrics(y_true=part["label"], score=part["score"], threshold=0.45, metrics=(metric,))[metric][0]
+        )
 
 
 def test_stratified_weights_keep_cell_counts_and_pair_across_runs():
@@ -272,9 +330,13 @@ def test_stratified_weights_keep_cell_counts_and_pair_across_runs():
     rng = np.random.default_rng(2)
     n = 200
     y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({"row": np.arange(n), "label": y, "site": rng.choice(["A", "B"], n), "score": rng.uniform(size=n)})
+    frame = pd.DataFrame(
+        {"row": np.arange(n), "label": y, "site": rng.choice(["A", "B"], n), "score": rng.uniform(size=n)}
+    )
     first = evaluate_fairness(scores=frame, attributes=["site"], threshold=0.5, n_boot=100, seed=9)
-    shuffled = evaluate_fairness(scores=frame.sample(frac=1, random_state=0), attributes=["site"], threshold=0.5, n_boot=100, seed=9)
+    shuffled = evaluate_fairness(
+        scores=frame.sample(frac=1, random_state=0), attributes=["site"], threshold=0.5, n_boot=100, seed=9
+    )
     pd.testing.assert_frame_equal(first.gap_replicates, shuffled.gap_replicates)
 
 
@@ -285,7 +347,15 @@ def test_planted_gap_is_found():
     site = rng.choice(["A", "B"], n, p=[0.6, 0.4])
     separation = np.where(site == "A", 2.0, 0.5)  # site B: lower AUROC by construction
     score = 1 / (1 + np.exp(-(separation * (2 * y - 1) + rng.normal(0, 1, n))))
-    frame = pd.DataFrame({"row": np.arange(n), "split": np.where(np.arange(n) < 400, "val", "test"), "label": y, "site": site, "score": score})
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "split": np.where(np.arange(n) < 400, "val", "test"),
+            "label": y,
+            "site": site,
+            "score": score,
+        }
+    )
     report = evaluate_fairness(scores=frame, attributes=["site"])
     auroc = report.gaps.set_index("metric").loc["auroc"]
     assert auroc["ci_low"] > 0.1 and auroc["p_value"] < 0.01 and auroc["null_gap"] < 0.1
@@ -339,7 +409,11 @@ def run_gaps(changes: dict, *, seeds=(0, 1, 2), n_rep=400, test_sd=0.01, seed_sd
             gap = base + change + seed_sd * rng.normal()
             keys = {"dataset": "d", "model": "mlp", "epsilon": eps, "seed": s, "attribute": "sex", "metric": "auroc"}
             est.append({**keys, "gap": gap, "null_gap": 0.0})
-            reps.append(pd.DataFrame({**keys, "replicate": np.arange(n_rep), "gap": gap + shared + rng.normal(0, test_sd / 3, n_rep)}))
+            reps.append(
+                pd.DataFrame(
+                    {**keys, "replicate": np.arange(n_rep), "gap": gap + shared + rng.normal(0, test_sd / 3, n_rep)}
+                )
+            )
     return pd.DataFrame(est), pd.concat(reps, ignore_index=True)
 
 

@@ -9,11 +9,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import kstest, norm
-
 from dpfair.fairness import dersimonian_laird_tau, gap_changes, holm, q_profile_interval
-from dpfair.fairness.bootstrap import concat_blocks, permutation_blocks, stratified_bootstrap_weights, weight_blocks, weighted_metrics
+from dpfair.fairness.bootstrap import (
+    concat_blocks,
+    permutation_blocks,
+    stratified_bootstrap_weights,
+    weight_blocks,
+    weighted_metrics,
+)
 from dpfair.fairness.gaps import gap_rows
+from scipy.stats import kstest, norm
 
 REPS = 400
 TOLERANCE = 3 * math.sqrt(0.95 * 0.05 / REPS)
@@ -41,14 +46,22 @@ def evaluate(y, s, g, *, metrics=("auroc",), threshold=None, n_boot=250, n_perm=
     names = [f"g{k}" for k in np.unique(g)]
     masks = {name: g == k for name, k in zip(names, np.unique(g))}
     table = pd.DataFrame(
-        {m: [weighted_metrics(y_true=y[mk], score=s[mk], threshold=threshold, metrics=(m,))[m][0] for mk in masks.values()] for m in metrics},
+        {
+            m: [
+                weighted_metrics(y_true=y[mk], score=s[mk], threshold=threshold, metrics=(m,))[m][0]
+                for mk in masks.values()
+            ]
+            for m in metrics
+        },
         index=names,
     ).assign(n=[mk.sum() for mk in masks.values()])
     strata = pd.DataFrame({"g": g, "y": y}) if label_strata else g
     boot = {name: [] for name in names}
     for w in weight_blocks(strata=strata, n_boot=n_boot, stream=[seed, 1]):
         for name, mk in masks.items():
-            boot[name].append(weighted_metrics(y_true=y[mk], score=s[mk], weights=w[:, mk], threshold=threshold, metrics=metrics))
+            boot[name].append(
+                weighted_metrics(y_true=y[mk], score=s[mk], weights=w[:, mk], threshold=threshold, metrics=metrics)
+            )
     boot = {name: concat_blocks(parts) for name, parts in boot.items()}
     perm = {}
     if n_perm:
@@ -56,10 +69,22 @@ def evaluate(y, s, g, *, metrics=("auroc",), threshold=None, n_boot=250, n_perm=
         parts = {name: [] for name in names}
         for p in permutation_blocks(groups=codes, strata=y if label_strata else None, n_perm=n_perm, stream=[seed, 2]):
             for k, name in enumerate(names):
-                parts[name].append(weighted_metrics(y_true=y, score=s, weights=(p == k).astype(float), threshold=threshold, metrics=metrics))
+                parts[name].append(
+                    weighted_metrics(
+                        y_true=y, score=s, weights=(p == k).astype(float), threshold=threshold, metrics=metrics
+                    )
+                )
         perm = {name: concat_blocks(v) for name, v in parts.items()}
-    rows, reps = gap_rows(attribute="a", table=table, flagged=pd.Series(False, index=names), boot=boot, perm=perm,
-                          q=Q, level=0.95, metrics=metrics)
+    rows, reps = gap_rows(
+        attribute="a",
+        table=table,
+        flagged=pd.Series(False, index=names),
+        boot=boot,
+        perm=perm,
+        q=Q,
+        level=0.95,
+        metrics=metrics,
+    )
     return pd.DataFrame(rows).set_index("metric"), reps
 
 
@@ -84,7 +109,12 @@ def test_permutation_p_value_is_uniform_without_disparity_and_tau_covers_zero():
         y, g, s = binormal_test_set(rng, (250, 120, 80), (0.3, 0.5, 0.6), (1.0, 1.0, 1.0))
         rows, _ = evaluate(y, s, g, n_boot=200, n_perm=199, seed=rep)
         row = rows.loc["auroc"]
-        p_values.append(row["p_value"]), gaps.append(row["gap"]), nulls.append(row["null_gap"]), taus.append(row["spread"])
+        (
+            p_values.append(row["p_value"]),
+            gaps.append(row["gap"]),
+            nulls.append(row["null_gap"]),
+            taus.append(row["spread"]),
+        )
         tau_covers += row["spread_ci_low"] == 0
     p_values = np.array(p_values)
     assert min(gaps) > 0  # max − min is never 0 ...
@@ -109,10 +139,14 @@ def test_selection_rate_and_dpd_intervals_need_group_only_resampling():
         g = np.repeat([0, 1], sizes)
         s = norm.cdf(d * y + rng.normal(size=len(y)) - d / 2)
         for kind, label_strata in (("group", False), ("group_label", True)):
-            row = evaluate(y, s, g, metrics=("selection_rate",), threshold=0.5, seed=rep, label_strata=label_strata)[0].loc["selection_rate"]
+            row = evaluate(y, s, g, metrics=("selection_rate",), threshold=0.5, seed=rep, label_strata=label_strata)[
+                0
+            ].loc["selection_rate"]
             hits[kind] += row["signed_ci_low"] <= truth <= row["signed_ci_high"]
         w = stratified_bootstrap_weights(strata=g, n_boot=250, seed=rep)
-        reps = weighted_metrics(y_true=y[g == 0], score=s[g == 0], weights=w[:, g == 0], threshold=0.5, metrics=("selection_rate",))
+        reps = weighted_metrics(
+            y_true=y[g == 0], score=s[g == 0], weights=w[:, g == 0], threshold=0.5, metrics=("selection_rate",)
+        )
         low, high = np.quantile(reps["selection_rate"], Q)
         rate_hits += low <= true_rate[0] <= high
     assert abs(hits["group"] / REPS - 0.95) <= TOLERANCE, hits
@@ -131,7 +165,9 @@ def paired_gap_changes(rng, separation):
             rows, gap_reps = evaluate(y, s, g, n_perm=200, seed=rep)  # one bootstrap seed per test set: paired
             keys = {"dataset": "d", "model": "m", "epsilon": eps, "seed": 0, "attribute": f"r{rep}", "metric": "auroc"}
             est.append({**keys, "gap": rows.loc["auroc", "gap"], "null_gap": rows.loc["auroc", "null_gap"]})
-            reps.append(pd.DataFrame({**keys, "replicate": np.arange(len(gap_reps["auroc"])), "gap": gap_reps["auroc"]}))
+            reps.append(
+                pd.DataFrame({**keys, "replicate": np.arange(len(gap_reps["auroc"])), "gap": gap_reps["auroc"]})
+            )
     return gap_changes(estimates=pd.DataFrame(est), replicates=pd.concat(reps, ignore_index=True))
 
 

@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
 from dpfair.data import get_dataset
 from dpfair.data.prepare import prepare_dataset
 from dpfair.data.validate import validate_raw
@@ -153,8 +152,13 @@ def test_chexpert_loads_frontal_views_with_patient_ids_and_attributes(chexpert, 
     assert set(attrs["age_group"]) <= {"<40", "40-59", "60-79", "80+", "unknown"} and attrs["age_group"].nunique() >= 2
     assert set(attrs["race"]) == {"white", "black", "asian", "other", "unknown"}
     demo = pd.read_csv(root / "CHEXPERT DEMO.csv").set_index("PATIENT")["PRIMARY_RACE"]
-    expected = {"White": "white", "Black or African American": "black", "Asian, non-Hispanic": "asian",
-                "Other": "other", "Patient Refused": "unknown"}
+    expected = {
+        "White": "white",
+        "Black or African American": "black",
+        "Asian, non-Hispanic": "asian",
+        "Other": "other",
+        "Patient Refused": "unknown",
+    }
     assert attrs["race"].tolist() == [expected[demo[p]] for p in raw.patient_id]
 
 
@@ -189,11 +193,34 @@ def test_chexpert_renamed_root_folder_still_finds_images(chexpert, tmp_path):
 
 def test_chexpert_race_mapping():
     race_group = get_dataset("chexpert").load.__globals__["race_group"]
-    values = pd.Series(["White", "White, Hispanic", "Black, non-Hispanic", "Asian - Historical Conv",
-                        "Native American, non-Hispanic", "Other, Hispanic", "Race and Ethnicity Unknown",
-                        "Declined to State", "Unknown", None, ""])
-    assert race_group(values).tolist() == ["white", "white", "black", "asian", "other", "other",
-                                           "unknown", "unknown", "unknown", "unknown", "unknown"]
+    values = pd.Series(
+        [
+            "White",
+            "White, Hispanic",
+            "Black, non-Hispanic",
+            "Asian - Historical Conv",
+            "Native American, non-Hispanic",
+            "Other, Hispanic",
+            "Race and Ethnicity Unknown",
+            "Declined to State",
+            "Unknown",
+            None,
+            "",
+        ]
+    )
+    assert race_group(values).tolist() == [
+        "white",
+        "white",
+        "black",
+        "asian",
+        "other",
+        "other",
+        "unknown",
+        "unknown",
+        "unknown",
+        "unknown",
+        "unknown",
+    ]
 
 
 def test_chexpert_errors(chexpert, tmp_path):
@@ -283,7 +310,9 @@ def fitzpatrick17k():
 def test_fitzpatrick17k_loads_malignancy_and_skin_type(fitzpatrick17k, tmp_path):
     params = fitzpatrick17k.make_example(tmp_path)
     table = pd.read_csv(tmp_path / "fitzpatrick17k.csv")
-    assert {"md5hash", "fitzpatrick_scale", "label", "nine_partition_label", "three_partition_label", "url"} <= set(table.columns)
+    assert {"md5hash", "fitzpatrick_scale", "label", "nine_partition_label", "three_partition_label", "url"} <= set(
+        table.columns
+    )
     raw = fitzpatrick17k.load(**params)
     validate_raw(raw, fitzpatrick17k.card)
     _check_images(raw, 3, params["image_size"])

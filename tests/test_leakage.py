@@ -5,23 +5,32 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
-from dpfair.pipeline.cli import main
 from dpfair.data import DatasetCard, RawDataset
 from dpfair.data.contract import group_sort_key
 from dpfair.data.leakage import check_leakage, single_feature_aurocs
 from dpfair.data.validate import validate_raw
 from dpfair.errors import DatasetError
+from dpfair.pipeline.cli import main
 
-CARD = DatasetCard(name="toy", modality="tabular", task="t", outcome="o", sensitive_attributes=("sex", "age_group"),
-                   license="CC0", citation="c", homepage="h")
+CARD = DatasetCard(
+    name="toy",
+    modality="tabular",
+    task="t",
+    outcome="o",
+    sensitive_attributes=("sex", "age_group"),
+    license="CC0",
+    citation="c",
+    homepage="h",
+)
 
 
 def cohort(n=600, **columns):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, n)
     inputs = pd.DataFrame({"lab": rng.normal(size=n) + 0.3 * y, **{k: v(y, rng) for k, v in columns.items()}})
-    attrs = pd.DataFrame({"sex": rng.choice(["female", "male"], n), "age_group": rng.choice(["<40", "40-59", "60-79", "80+"], n)})
+    attrs = pd.DataFrame(
+        {"sex": rng.choice(["female", "male"], n), "age_group": rng.choice(["<40", "40-59", "60-79", "80+"], n)}
+    )
     return RawDataset(inputs=inputs, labels=y, attributes=attrs)
 
 
@@ -43,29 +52,45 @@ def test_suspicious_names_warn(name):
 
 
 def test_a_feature_that_predicts_the_label_fails():
-    raw = cohort(risk=lambda y, rng: y + 0.1 * rng.normal(size=len(y)), ward=lambda y, rng: np.where(y == 1, "icu", "ward"))
+    raw = cohort(
+        risk=lambda y, rng: y + 0.1 * rng.normal(size=len(y)), ward=lambda y, rng: np.where(y == 1, "icu", "ward")
+    )
     with pytest.raises(DatasetError, match=r"AUROC above 0.9: \{'risk': 1.0, 'ward': 1.0\}"):
         check_leakage(raw, CARD)
 
 
-@pytest.mark.parametrize("attribute, values, shown", [
-    ("sex", ["1", "2"], "'1' (300 rows), '2' (300 rows)"),
-    ("age_group", ["[40, 60)", "60-79"], "'[40, 60)' (300 rows)"),
-])
+@pytest.mark.parametrize(
+    "attribute, values, shown",
+    [
+        ("sex", ["1", "2"], "'1' (300 rows), '2' (300 rows)"),
+        ("age_group", ["[40, 60)", "60-79"], "'[40, 60)' (300 rows)"),
+    ],
+)
 def test_harmonised_coding_is_enforced(attribute, values, shown):
     raw = cohort()
     raw.attributes[attribute] = values * 300
-    with pytest.raises(DatasetError, match=re.escape(f"sensitive attribute {attribute!r} has value(s) outside its harmonised coding")) as err:
+    with pytest.raises(
+        DatasetError, match=re.escape(f"sensitive attribute {attribute!r} has value(s) outside its harmonised coding")
+    ) as err:
         validate_raw(raw, CARD)
     assert shown in str(err.value)
 
 
 def test_groups_sort_naturally():
-    assert sorted(["unknown", "80+", "40-59", "<40"], key=lambda v: group_sort_key("age_group", v)) == ["<40", "40-59", "80+", "unknown"]
-    assert sorted(["unknown", "white", "asian"], key=lambda v: group_sort_key("race", v)) == ["asian", "white", "unknown"]
+    assert sorted(["unknown", "80+", "40-59", "<40"], key=lambda v: group_sort_key("age_group", v)) == [
+        "<40",
+        "40-59",
+        "80+",
+        "unknown",
+    ]
+    assert sorted(["unknown", "white", "asian"], key=lambda v: group_sort_key("race", v)) == [
+        "asian",
+        "white",
+        "unknown",
+    ]
 
 
-MODULE = '''
+MODULE = """
 import numpy as np, pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 CARD = DatasetCard(name="leaky", modality="tabular", task="t", outcome="o", sensitive_attributes=("sex", "age_group"),
@@ -80,7 +105,7 @@ def load(score_noise: float = 1.0) -> RawDataset:
                            "risk": y + score_noise * rng.normal(size=n)})
     attrs = pd.DataFrame({"sex": rng.choice(["female", "male"], n), "age_group": age_group(rng.integers(20, 95, n))})
     return RawDataset(inputs=inputs, labels=y, attributes=attrs)
-'''
+"""
 
 
 def test_datasets_check_runs_the_leakage_check(tmp_path, capsys):
@@ -92,4 +117,7 @@ def test_datasets_check_runs_the_leakage_check(tmp_path, capsys):
     ages = re.findall(r"^    (<40|40-59|60-79|80\+) ", out, re.M)
     assert ages == ["<40", "40-59", "60-79", "80+"]  # natural order, not string order
     assert main(["datasets", "check", "leaky", "--param", "score_noise=0.05", "--datasets-dir", str(tmp_path)]) == 2
-    assert "error: dataset 'leaky': feature(s) predict the label alone with AUROC above 0.9: {'risk'" in capsys.readouterr().err
+    assert (
+        "error: dataset 'leaky': feature(s) predict the label alone with AUROC above 0.9: {'risk'"
+        in capsys.readouterr().err
+    )

@@ -8,18 +8,26 @@ import numpy as np
 import pytest
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
-
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.privacy.ledger import PLD_DISCRETIZATION, event_from_json, event_to_json, poisson_gaussian, replay_epsilon, supported_accountants
+from dpfair.privacy.ledger import (
+    PLD_DISCRETIZATION,
+    event_from_json,
+    event_to_json,
+    poisson_gaussian,
+    replay_epsilon,
+    supported_accountants,
+)
 from dpfair.training.mechanisms import Mechanism, available_mechanisms, get_mechanism, register_mechanism
 from dpfair.training.mechanisms.label_rr import RR_MARGIN, randomize_labels, rr_event, rr_with_prior_k
 
 EVENTS = [
     poisson_gaussian(noise_multiplier=1.1, sample_rate=1 / 17, steps=255),
-    dp_accounting.ComposedDpEvent([
-        poisson_gaussian(noise_multiplier=0.9, sample_rate=0.01, steps=100),
-        dp_accounting.SelfComposedDpEvent(dp_accounting.LaplaceDpEvent(2.0), 3),
-    ]),
+    dp_accounting.ComposedDpEvent(
+        [
+            poisson_gaussian(noise_multiplier=0.9, sample_rate=0.01, steps=100),
+            dp_accounting.SelfComposedDpEvent(dp_accounting.LaplaceDpEvent(2.0), 3),
+        ]
+    ),
     dp_accounting.RandomizedResponseDpEvent(noise_parameter=0.3, num_buckets=2),
     dp_accounting.NoOpDpEvent(),
 ]
@@ -33,9 +41,13 @@ def test_events_survive_json(event):
 
 def test_json_shape_is_the_documented_one():
     assert event_to_json(EVENTS[0]) == {
-        "type": "SelfComposedDpEvent", "count": 255,
-        "event": {"type": "PoissonSampledDpEvent", "sampling_probability": 1 / 17,
-                  "event": {"type": "GaussianDpEvent", "noise_multiplier": 1.1}},
+        "type": "SelfComposedDpEvent",
+        "count": 255,
+        "event": {
+            "type": "PoissonSampledDpEvent",
+            "sampling_probability": 1 / 17,
+            "event": {"type": "GaussianDpEvent", "noise_multiplier": 1.1},
+        },
     }
 
 
@@ -52,8 +64,12 @@ def test_replay_equals_dp_accounting_composed_directly():
     pld.compose(event)
     rdp = RdpAccountant()
     rdp.compose(event)
-    assert replay_epsilon(event_to_json(event), accountant="pld", delta=delta) == pytest.approx(pld.get_epsilon(delta), rel=1e-9)
-    assert replay_epsilon(event, accountant="rdp_google", delta=delta) == pytest.approx(rdp.get_epsilon(delta), rel=1e-9)
+    assert replay_epsilon(event_to_json(event), accountant="pld", delta=delta) == pytest.approx(
+        pld.get_epsilon(delta), rel=1e-9
+    )
+    assert replay_epsilon(event, accountant="rdp_google", delta=delta) == pytest.approx(
+        rdp.get_epsilon(delta), rel=1e-9
+    )
     # Opacus's PRV agrees with the independent PLD to about 0.01; its RDP is an upper bound on both
     prv = replay_epsilon(event, accountant="prv", delta=delta)
     assert abs(prv - pld.get_epsilon(delta)) < 0.02 and replay_epsilon(event, accountant="rdp", delta=delta) > prv

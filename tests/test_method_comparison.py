@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from dpfair.fairness import evaluate_fairness
 from dpfair.tables.method_comparison import COLUMNS, GROUP_COLUMNS, compare_methods, paired_difference, report_rows
 
@@ -46,8 +45,9 @@ def _runs(tmp_path, *, effect: float):
             folder.mkdir(parents=True)
             table = pd.DataFrame({"split": split, "label": label, "site": site, "score": score})
             table.to_csv(folder / "scores.csv", index=False)
-            (folder / "run.json").write_text(json.dumps(
-                {"dataset": "d", "model": "cnn", "method": method, "epsilon": 1.0, "seed": seed}))
+            (folder / "run.json").write_text(
+                json.dumps({"dataset": "d", "model": "cnn", "method": method, "epsilon": 1.0, "seed": seed})
+            )
             records.append(folder / "run.json")
             scores.append(folder / "scores.csv")
             report = evaluate_fairness(scores=table, attributes=["site"], min_group_size=30, n_boot=200, seed=0)
@@ -65,11 +65,18 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("effect", [0.8, 0.0])
 def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
     records, scores, gaps, reps = runs[effect]
-    table, groups = compare_methods(records=records, scores=scores, gaps=gaps, replicates=reps,
-                                    attributes={"d": "site"}, n_boot=200)
+    table, groups = compare_methods(
+        records=records, scores=scores, gaps=gaps, replicates=reps, attributes={"d": "site"}, n_boot=200
+    )
     assert list(table.columns) == COLUMNS and list(groups.columns) == GROUP_COLUMNS
     row = table.iloc[0]
-    assert (row["method"], row["epsilon"], row["attribute"], row["n_seeds"], row["paired_by_seed"]) == ("dpsgd_f", 1.0, "site", 3, True)
+    assert (row["method"], row["epsilon"], row["attribute"], row["n_seeds"], row["paired_by_seed"]) == (
+        "dpsgd_f",
+        1.0,
+        "site",
+        3,
+        True,
+    )
     # the compared gap is the excess gap: raw gap minus each run's own permutation null
     excess = (row["method_gap"] - row["method_null_gap"]) - (row["baseline_gap"] - row["baseline_null_gap"])
     assert row["gap_diff"] == pytest.approx(excess)

@@ -14,8 +14,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import brier_score_loss
-
 from dpfair.fairness import (
     DerivedGap,
     Metric,
@@ -36,7 +34,7 @@ from dpfair.pipeline.runner import evaluate_run
 from dpfair.report.page import render_report
 from dpfair.tables.columns import metric_columns, metric_rows
 from dpfair.tables.summary import read_summary, summarise
-
+from sklearn.metrics import brier_score_loss
 from test_summary import NAMES, fake_run  # a finished run's files, as train_run writes them
 
 BRIER_COLUMNS = ["brier", "brier_ci_low", "brier_ci_high", "brier_gap", "brier_gap_ci_low", "brier_gap_ci_high"]
@@ -70,29 +68,62 @@ def small_scores(seed=0, n=400):
     y = rng.integers(0, 2, n)
     site = rng.choice(["A", "B"], n)
     score = 1 / (1 + np.exp(-(2 * y - 1) * np.where(site == "A", 1.5, 0.7) - rng.normal(0, 1, n)))
-    return pd.DataFrame({"row": range(n), "split": np.where(np.arange(n) < n // 4, "val", "test"), "label": y,
-                         "site": site, "score": score})
+    return pd.DataFrame(
+        {
+            "row": range(n),
+            "split": np.where(np.arange(n) < n // 4, "val", "test"),
+            "label": y,
+            "site": site,
+            "score": score,
+        }
+    )
 
 
 def run_grid(tmp_path, attributes=("sex",)):
     """Two ε × one seed of small runs through evaluate_run and the summary (as tests/test_summary.py)."""
     meta = tmp_path / "dataset.json"
-    card = {"sensitive_attributes": list(attributes), "task": "t", "outcome": "o", "source": "s", "homepage": "h",
-            "license": "l", "citation": "c"}
-    meta.write_text(json.dumps({
-        "name": "d", "card": card, "min_group_size": 10, "n": {"train": 100, "val": 100, "test": 100},
-        "prevalence": {"train": 0.5, "val": 0.5, "test": 0.5}, "split": "stratified", "privacy_unit": "record",
-        "delta": 1e-5, "preprocessing": "none", "warnings": [],
-        "group_sizes": {a: {"train": {}, "val": {}, "test": {"g1": 50, "g2": 50}} for a in attributes},
-    }))
+    card = {
+        "sensitive_attributes": list(attributes),
+        "task": "t",
+        "outcome": "o",
+        "source": "s",
+        "homepage": "h",
+        "license": "l",
+        "citation": "c",
+    }
+    meta.write_text(
+        json.dumps(
+            {
+                "name": "d",
+                "card": card,
+                "min_group_size": 10,
+                "n": {"train": 100, "val": 100, "test": 100},
+                "prevalence": {"train": 0.5, "val": 0.5, "test": 0.5},
+                "split": "stratified",
+                "privacy_unit": "record",
+                "delta": 1e-5,
+                "preprocessing": "none",
+                "warnings": [],
+                "group_sizes": {a: {"train": {}, "val": {}, "test": {"g1": 50, "g2": 50}} for a in attributes},
+            }
+        )
+    )
     outputs = []
     for eps in (1.0, np.inf):
         folder = tmp_path / f"run-{eps}"
         out = fake_run(folder, epsilon=eps, seed=0, attributes=attributes)
-        evaluate_run(scores=folder / "scores.csv", record=folder / "run.json", meta=meta,
-                     settings={"n_bootstrap": 100}, outputs=out)
+        evaluate_run(
+            scores=folder / "scores.csv",
+            record=folder / "run.json",
+            meta=meta,
+            settings={"n_bootstrap": 100},
+            outputs=out,
+        )
         outputs.append(out)
-    summary = {name: tmp_path / f"summary_{name}.csv" for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")}
+    summary = {
+        name: tmp_path / f"summary_{name}.csv"
+        for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")
+    }
     summarise(inputs={name: [o[name] for o in outputs] for name in NAMES}, outputs=summary)
     return summary, meta
 
@@ -144,10 +175,22 @@ def test_brier_reaches_every_table_and_the_report(brier, tmp_path):
     changes = read_summary(summary["gap_changes"])
     row = changes[changes["metric"] == "brier"].iloc[0]
     assert row["family"] == "exploratory" and "gap in Brier score" in row["verdict"]
-    html = render_report(metrics=summary["metrics"], subgroups=summary["subgroups"], dataset_meta=[meta],
-                         benchmark={"name": "t", "description": "", "epsilons": [1, "inf"], "seeds": [0], "models": ["m"],
-                                    "evaluation": {"min_group_size": 10, "ci_level": 0.95}},
-                         output=tmp_path / "index.html", gap_changes=summary["gap_changes"], gaps=summary["gaps"])
+    html = render_report(
+        metrics=summary["metrics"],
+        subgroups=summary["subgroups"],
+        dataset_meta=[meta],
+        benchmark={
+            "name": "t",
+            "description": "",
+            "epsilons": [1, "inf"],
+            "seeds": [0],
+            "models": ["m"],
+            "evaluation": {"min_group_size": 10, "ci_level": 0.95},
+        },
+        output=tmp_path / "index.html",
+        gap_changes=summary["gap_changes"],
+        gaps=summary["gaps"],
+    )
     assert ">Brier score<" in html  # its gap changes' row in the exploratory table
 
 
@@ -158,22 +201,29 @@ def test_a_new_metric_adds_its_columns_and_moves_none(repo, tmp_path):
     assert metric_columns() == before
     assert [c for c in after if c not in BRIER_COLUMNS] == before
     start = after.index("brier")
-    assert after[start:start + len(BRIER_COLUMNS)] == BRIER_COLUMNS
+    assert after[start : start + len(BRIER_COLUMNS)] == BRIER_COLUMNS
     # a metric of the scores (not the operating point): with the others of its kind, before the threshold
     assert after.index("ece_gap_ci_high") < start < after.index("threshold")
 
 
 def test_an_operating_point_metric_with_a_renamed_gap():
-    fnr = Metric("fnr", "FNR", "lower", True, "label", kernel=lambda c: 1 - c.tpr,
-                 reference=lambda y_true, y_score, **kw: 1 - get_metric("tpr").reference(y_true, y_score, **kw),
-                 wide_gap="fnr_diff")
+    fnr = Metric(
+        "fnr",
+        "FNR",
+        "lower",
+        True,
+        "label",
+        kernel=lambda c: 1 - c.tpr,
+        reference=lambda y_true, y_score, **kw: 1 - get_metric("tpr").reference(y_true, y_score, **kw),
+        wide_gap="fnr_diff",
+    )
     before = metric_columns()
     register_metric(fnr)
     try:
         after = metric_columns()
         assert [c for c in after if not c.startswith("fnr")] == before
         # its value after the other operating-point values, its gap after the other gaps (at the end)
-        assert after[after.index("balanced_accuracy_ci_high") + 1:][:3] == ["fnr", "fnr_ci_low", "fnr_ci_high"]
+        assert after[after.index("balanced_accuracy_ci_high") + 1 :][:3] == ["fnr", "fnr_ci_low", "fnr_ci_high"]
         assert after[-3:] == ["fnr_diff", "fnr_diff_ci_low", "fnr_diff_ci_high"]
         report = evaluate_fairness(scores=small_scores(), attributes=["site"], n_boot=20)
         row = metric_rows(report)[0]
@@ -206,8 +256,13 @@ def test_headline_family_follows_the_registry_flag(brier):
     keys = {"dataset": "d", "model": "m", "seed": 0, "attribute": "site", "metric": "brier"}
     est = pd.DataFrame([{**keys, "epsilon": e, "gap": g, "null_gap": 0.0} for e, g in ((math.inf, 0.02), (1.0, 0.06))])
     noise = np.random.default_rng(0).normal(0, 0.005, 200)
-    rep = pd.concat([pd.DataFrame({**keys, "epsilon": e, "replicate": np.arange(200), "gap": g + noise})
-                     for e, g in zip(est["epsilon"], est["gap"])], ignore_index=True)
+    rep = pd.concat(
+        [
+            pd.DataFrame({**keys, "epsilon": e, "replicate": np.arange(200), "gap": g + noise})
+            for e, g in zip(est["epsilon"], est["gap"])
+        ],
+        ignore_index=True,
+    )
     assert gap_changes(estimates=est, replicates=rep)["family"].tolist() == ["exploratory"]
     assert "brier" not in headline_metrics()
     register_metric(dataclasses.replace(brier, headline=True), force=True)
@@ -229,7 +284,9 @@ def test_each_registered_gap_metric_writes_its_declared_columns(name):
         assert [row[c] for c in entry.gap_columns] == pytest.approx([gap["gap"], gap["ci_low"], gap["ci_high"]])
     if entry.overall_columns:
         overall = report.overall.set_index("metric").loc[name]
-        assert [row[c] for c in entry.overall_columns] == pytest.approx(overall[["value", "ci_low", "ci_high"]].tolist())
+        assert [row[c] for c in entry.overall_columns] == pytest.approx(
+            overall[["value", "ci_low", "ci_high"]].tolist()
+        )
 
 
 def test_every_column_a_run_writes_has_a_place_in_the_order():

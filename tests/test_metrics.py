@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from dpfair.metrics import count, count_positive, safe_auroc
 
 

@@ -9,15 +9,20 @@ import pandas as pd
 import pytest
 import torch
 from dp_accounting.pld import PLDAccountant
-from torch import nn
-
-from dpfair.pipeline.benchmark import validate_config
-from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.privacy.clipping.adaptive import GlobalAdaptiveClip, GroupAdaptiveClip, effective_sigma, joint_ledger, split_noise
+from dpfair.pipeline.benchmark import validate_config
+from dpfair.privacy.clipping.adaptive import (
+    GlobalAdaptiveClip,
+    GroupAdaptiveClip,
+    effective_sigma,
+    joint_ledger,
+    split_noise,
+)
 from dpfair.privacy.ledger import replay_epsilon
+from dpfair.training.config import TrainConfig
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 from synthetic_imbalance import group_accuracy, make_imbalanced
+from torch import nn
 
 METHODS = ("dpsgd_f", "dpsgd_global_adapt")
 
@@ -51,12 +56,26 @@ def test_separately_subsampled_accounting_would_understate_epsilon():
     sigma = 0.741  # about ε = 10 for this schedule
     grad, aux = split_noise(sigma=sigma, aux_share=0.3)
     joint = _pld(joint_ledger(sigma_grad=grad, sigma_aux=aux, sample_rate=q, steps=steps), delta)
-    separate = _pld(dp_accounting.ComposedDpEvent([
-        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(s)), steps)
-        for s in (grad, aux)
-    ]), delta)
-    assert joint == pytest.approx(_pld(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps), delta), abs=1e-6)
+    separate = _pld(
+        dp_accounting.ComposedDpEvent(
+            [
+                dp_accounting.SelfComposedDpEvent(
+                    dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(s)), steps
+                )
+                for s in (grad, aux)
+            ]
+        ),
+        delta,
+    )
+    assert joint == pytest.approx(
+        _pld(
+            dp_accounting.SelfComposedDpEvent(
+                dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps
+            ),
+            delta,
+        ),
+        abs=1e-6,
+    )
     assert separate < joint - 1.0
 
 
@@ -82,8 +101,9 @@ def test_dpsgd_f_bounds_and_sensitivity_match_a_slow_reference(seed):
     k, c0, sigma = 3, 1.0, 2.0
     norms = torch.tensor(rng.gamma(2.0, 0.7, 64), dtype=torch.float32)
     groups = torch.tensor(rng.integers(0, k - 1, 64))  # group k-1 absent from the batch
-    policy = GroupAdaptiveClip(base_norm=c0, n_groups=k, aux_noise_multiplier=sigma,
-                               generator=torch.Generator().manual_seed(seed))
+    policy = GroupAdaptiveClip(
+        base_norm=c0, n_groups=k, aux_noise_multiplier=sigma, generator=torch.Generator().manual_seed(seed)
+    )
     factors = policy.factors(norms, max_grad_norm=policy.bound_cap, groups=groups)
     noise = torch.normal(0.0, sigma, size=(2 * k,), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     expected = _paper_bounds(norms, groups, noise, c0, k)
@@ -101,9 +121,15 @@ def test_dpsgd_f_refuses_rows_without_groups():
 
 def test_global_adapt_scales_by_c_over_z_and_moves_z_with_the_noisy_count():
     c, z, gamma, eta, sigma, batch = 1.0, 4.0, 0.1, 0.5, 3.0, 8.0
-    policy = GlobalAdaptiveClip(max_grad_norm=c, initial_threshold=z, target_exceed=gamma, threshold_lr=eta,
-                                aux_noise_multiplier=sigma, expected_batch_size=batch,
-                                generator=torch.Generator().manual_seed(3))
+    policy = GlobalAdaptiveClip(
+        max_grad_norm=c,
+        initial_threshold=z,
+        target_exceed=gamma,
+        threshold_lr=eta,
+        aux_noise_multiplier=sigma,
+        expected_batch_size=batch,
+        generator=torch.Generator().manual_seed(3),
+    )
     norms = torch.tensor([0.5, 2.0, 3.9, 4.5, 10.0])
     factors = policy.factors(norms, max_grad_norm=c)
     expected = [c / z if n <= z else c / n for n in norms.tolist()]
@@ -121,11 +147,15 @@ def _trainer(method, *, epsilon, seed=0, n=600, dim=5, groups=None, **settings):
     y = (x[:, 0] > 0).float()
     groups = pd.DataFrame({"site": np.where(np.arange(n) % 4 == 0, "B", "A")}) if groups is None else groups
     model = nn.Sequential(nn.Linear(dim, 1))
-    config = TrainConfig(epochs=2, batch_size=60, optimizer="sgd", lr=0.1,
-                         mitigation={"attribute": "site", **settings})
+    config = TrainConfig(epochs=2, batch_size=60, optimizer="sgd", lr=0.1, mitigation={"attribute": "site", **settings})
     return get_mechanism(method).make_trainer(
-        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), data=TrainingData(x=x, y=y, groups=groups),
-        config=config, epsilon=epsilon, delta=1e-4, generator=torch.Generator().manual_seed(seed),
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        data=TrainingData(x=x, y=y, groups=groups),
+        config=config,
+        epsilon=epsilon,
+        delta=1e-4,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -215,51 +245,95 @@ def test_minority_accuracy_improves_over_dpsgd_at_the_same_epsilon():
     over DP-SGD at ε = 1 (mean of two seeds, 20,000 test rows)."""
     x, y, groups = make_imbalanced(n=4000, seed=0)
     x_test, y_test, groups_test = make_imbalanced(n=20000, seed=1)
-    config = TrainConfig(epochs=5, batch_size=200, optimizer="sgd", lr=0.2, max_grad_norm=3.0,
-                         mitigation={"attribute": "group"})
+    config = TrainConfig(
+        epochs=5, batch_size=200, optimizer="sgd", lr=0.2, max_grad_norm=3.0, mitigation={"attribute": "group"}
+    )
     acc = {}
     for method in ("dpsgd", *METHODS):
-        runs = [group_accuracy(method=method, epsilon=1.0, x=x, y=y, groups=groups, x_test=x_test, y_test=y_test,
-                               groups_test=groups_test, config=config, delta=1e-5, seed=s) for s in (0, 1)]
+        runs = [
+            group_accuracy(
+                method=method,
+                epsilon=1.0,
+                x=x,
+                y=y,
+                groups=groups,
+                x_test=x_test,
+                y_test=y_test,
+                groups_test=groups_test,
+                config=config,
+                delta=1e-5,
+                seed=s,
+            )
+            for s in (0, 1)
+        ]
         acc[method] = {g: float(np.mean([r[g] for r in runs])) for g in ("A", "B")}
     for method in METHODS:
         assert acc[method]["B"] > acc["dpsgd"]["B"] + 0.015, acc
         assert acc[method]["A"] < acc["dpsgd"]["A"], acc  # the price, as in the papers: the majority pays
 
 
-GRID = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 100}, "methods": ["dpsgd", "dpsgd_f"],
-                                           "mitigation": {"attribute": "site"}}},
-        "models": ["cnn"], "epsilons": [1, "inf"], "seeds": [0, 1]}
+GRID = {
+    "datasets": {
+        "synthetic_lesions": {
+            "params": {"n_samples": 100},
+            "methods": ["dpsgd", "dpsgd_f"],
+            "mitigation": {"attribute": "site"},
+        }
+    },
+    "models": ["cnn"],
+    "epsilons": [1, "inf"],
+    "seeds": [0, 1],
+}
 
 
 def test_grid_runs_mitigations_at_finite_epsilons_only_beside_dpsgd():
     runs = validate_config(GRID).runs()
-    assert sorted((r.method, r.epsilon) for r in runs if r.seed == 0) == [("dpsgd", "1"), ("dpsgd", "inf"), ("dpsgd_f", "1")]
-    alone = {**GRID, "datasets": {"synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"], "methods": ["dpsgd_f"]}}}
+    assert sorted((r.method, r.epsilon) for r in runs if r.seed == 0) == [
+        ("dpsgd", "1"),
+        ("dpsgd", "inf"),
+        ("dpsgd_f", "1"),
+    ]
+    alone = {
+        **GRID,
+        "datasets": {"synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"], "methods": ["dpsgd_f"]}},
+    }
     assert {r.epsilon for r in validate_config(alone).runs()} == {"1", "inf"}  # its own ∞ arm without dpsgd
     assert validate_config(GRID).training("synthetic_lesions").mitigation["attribute"] == "site"
 
 
 @pytest.mark.parametrize("attribute", [None, "sex"])
 def test_grid_refuses_a_mitigation_without_a_known_target(attribute):
-    bad = {**GRID, "datasets": {"synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"],
-                                                      "mitigation": {"attribute": attribute}}}}
+    bad = {
+        **GRID,
+        "datasets": {
+            "synthetic_lesions": {**GRID["datasets"]["synthetic_lesions"], "mitigation": {"attribute": attribute}}
+        },
+    }
     with pytest.raises(ConfigError, match=r"datasets.synthetic_lesions.mitigation.attribute = .*allowed: \['site'\]"):
         validate_config(bad)
 
 
 def test_card_carries_the_ledger_and_split_and_catches_a_wrong_aux_sigma():
-    from test_privacy_card import card_of
     from dpfair.privacy.card import check_privacy_card
     from dpfair.training.loop import train
+    from test_privacy_card import card_of
 
     n = 400
     x = torch.randn(n, 5)
     y = (x[:, 0] > 0).float()
     groups = pd.DataFrame({"site": np.where(np.arange(n) % 3 == 0, "B", "A")})
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
-                   config=TrainConfig(epochs=1, batch_size=50, mitigation={"attribute": "site"}), seed=0,
-                   method="dpsgd_f", groups=groups)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=2.0,
+        delta=1e-3,
+        config=TrainConfig(epochs=1, batch_size=50, mitigation={"attribute": "site"}),
+        seed=0,
+        method="dpsgd_f",
+        groups=groups,
+    )
     card = card_of({**result.record, "dataset": "d", "model": "mlp"}, {})
     split = card["mitigation"]
     assert card["method"] == "dpsgd_f" and split["attribute"] == "site" and split["groups"] == ["A", "B"]

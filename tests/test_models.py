@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-
-from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError
 from dpfair.models import available_models, build_model, get_model
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import train
 
 SHAPES = {"image": (1, 32, 32), "tabular": (9,)}
@@ -18,8 +17,16 @@ def test_model_takes_a_private_step(name):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, *shape, generator=g)
     y = torch.tensor([0.0, 1.0] * 16)
-    result = train(model_name=name, modality=modality, x_train=x, y_train=y, epsilon=10.0, delta=1e-3,
-                   config=TrainConfig(epochs=1, batch_size=8), seed=0)
+    result = train(
+        model_name=name,
+        modality=modality,
+        x_train=x,
+        y_train=y,
+        epsilon=10.0,
+        delta=1e-3,
+        config=TrainConfig(epochs=1, batch_size=8),
+        seed=0,
+    )
     assert result.record["steps"] == 4 and result.record["epsilon_spent"] <= 10.0
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from dpfair.pipeline.benchmark import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def test_the_map_names_the_rule_adapters():
 
 def benchmark_table() -> dict[str, dict[str, str]]:
     """The README's benchmark table: ``{name: {column: cell}}``."""
-    lines = [l for l in section(README.read_text(), "Benchmarks").splitlines() if l.startswith("|")]
+    lines = [line for line in section(README.read_text(), "Benchmarks").splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for line in lines[2:]:

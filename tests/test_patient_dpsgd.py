@@ -12,15 +12,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
+from dpfair.errors import ConfigError, PrivacyError
+from dpfair.models import available_models, build_model, get_model
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.training.config import TrainConfig
-from dpfair.errors import ConfigError, PrivacyError
+from dpfair.training.loop import train
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 from dpfair.training.mechanisms.dpsgd_patient import PatientBatches
-from dpfair.models import available_models, build_model, get_model
-from dpfair.training.loop import train
+from torch import nn
 
 UNIT_SIZES = [1, 2, 3, 4, 2]  # rows per patient in the test batch
 
@@ -90,9 +89,13 @@ def test_per_patient_clipping_equals_slow_reference_for_every_model(model_name):
     work = copy.deepcopy(model)
     start = [p.detach().clone() for p in work.parameters()]
     trainer = get_mechanism("dpsgd_patient").make_trainer(
-        model=work, optimizer=torch.optim.SGD(work.parameters(), lr=1.0), data=data,
+        model=work,
+        optimizer=torch.optim.SGD(work.parameters(), lr=1.0),
+        data=data,
         config=TrainConfig(epochs=1, batch_size=10, max_grad_norm=clip, optimizer="sgd", accountant="rdp"),
-        epsilon=3.0, delta=1e-3, generator=torch.Generator().manual_seed(0),
+        epsilon=3.0,
+        delta=1e-3,
+        generator=torch.Generator().manual_seed(0),
     )
     sigma, expected = trainer.noise_multiplier, trainer.expected_batch_size
     assert sigma > 0 and expected == pytest.approx(10.0)
@@ -129,8 +132,9 @@ def test_patient_batches_take_whole_patients_at_the_poisson_rate():
     n_patients, sizes = 400, np.resize([1, 2, 3, 4], 400)
     pid = np.repeat([f"p{i}" for i in range(n_patients)], sizes)
     x = torch.arange(len(pid)).float().unsqueeze(1)
-    loader = PatientBatches(x=x, y=torch.zeros(len(pid)), patient_id=pid, batch_size=50,
-                            generator=torch.Generator().manual_seed(0))
+    loader = PatientBatches(
+        x=x, y=torch.zeros(len(pid)), patient_id=pid, batch_size=50, generator=torch.Generator().manual_seed(0)
+    )
     assert loader.sample_rate == 1 / math.ceil(len(pid) / 50) and len(loader) == int(1 / loader.sample_rate)
     counts, batches = [], 0
     for _ in range(20):
@@ -150,8 +154,14 @@ def test_patient_batches_take_whole_patients_at_the_poisson_rate():
 
 def test_row_cap_is_the_first_rows_in_data_order():
     pid = np.array(["a", "b", "a", "a", "b", "c"])
-    loader = PatientBatches(x=torch.arange(6).float(), y=torch.zeros(6), patient_id=pid, batch_size=6,
-                            generator=torch.Generator().manual_seed(0), max_rows=2)
+    loader = PatientBatches(
+        x=torch.arange(6).float(),
+        y=torch.zeros(6),
+        patient_id=pid,
+        batch_size=6,
+        generator=torch.Generator().manual_seed(0),
+        max_rows=2,
+    )
     assert [r.tolist() for r in loader.rows] == [[0, 2], [1, 4], [5]]
 
 
@@ -167,8 +177,18 @@ def _data(n_patients=300, seed=0):
 def test_patient_run_accounts_over_patients_and_infinity_uses_the_same_batches():
     x, y, pid = _data()
     config = TrainConfig(epochs=1, batch_size=40, accountant="rdp")
-    run = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3, config=config,
-                seed=0, method="dpsgd_patient", patient_id=pid)
+    run = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=2.0,
+        delta=1e-3,
+        config=config,
+        seed=0,
+        method="dpsgd_patient",
+        patient_id=pid,
+    )
     r = run.record
     assert r["privacy_unit"] == "patient" and r["n_units"] == 300 and r["n_train"] == len(y)
     assert r["ledger"]["event"]["sampling_probability"] == r["sample_rate"] == 1 / math.ceil(len(y) / 40)
@@ -176,28 +196,64 @@ def test_patient_run_accounts_over_patients_and_infinity_uses_the_same_batches()
     # ε = ∞: the same patient batches (same generator), no clipping or noise
     seen = {}
     for eps in (2.0, math.inf):
-        loader = get_mechanism("dpsgd_patient").make_trainer(
-            model=nn.Linear(5, 1), optimizer=torch.optim.SGD(nn.Linear(5, 1).parameters(), lr=0.1),
-            data=TrainingData(x=x, y=y, patient_id=pid), config=config, epsilon=eps, delta=1e-3,
-            generator=torch.Generator().manual_seed(0),
-        ).loader
+        loader = (
+            get_mechanism("dpsgd_patient")
+            .make_trainer(
+                model=nn.Linear(5, 1),
+                optimizer=torch.optim.SGD(nn.Linear(5, 1).parameters(), lr=0.1),
+                data=TrainingData(x=x, y=y, patient_id=pid),
+                config=config,
+                epsilon=eps,
+                delta=1e-3,
+                generator=torch.Generator().manual_seed(0),
+            )
+            .loader
+        )
         seen[eps] = [b[0].sum().item() for b in loader]
     assert seen[2.0] == seen[math.inf]
     # δ must be below 1 / n_patients, not 1 / n_rows
     with pytest.raises(PrivacyError, match="n_units"):
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1 / 250, config=config,
-              seed=0, method="dpsgd_patient", patient_id=pid)
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=2.0,
+            delta=1 / 250,
+            config=config,
+            seed=0,
+            method="dpsgd_patient",
+            patient_id=pid,
+        )
 
 
 def test_patient_method_needs_ids_and_book_keeping():
     x, y, pid = _data(30)
     with pytest.raises(ConfigError, match="needs patient ids"):
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-4,
-              config=TrainConfig(epochs=1, batch_size=10, accountant="rdp"), seed=0, method="dpsgd_patient")
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=2.0,
+            delta=1e-4,
+            config=TrainConfig(epochs=1, batch_size=10, accountant="rdp"),
+            seed=0,
+            method="dpsgd_patient",
+        )
     with pytest.raises(ConfigError, match="book-keeping"):
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-4,
-              config=TrainConfig(epochs=1, batch_size=10, clipping_backend="hooks", accountant="rdp"), seed=0,
-              method="dpsgd_patient", patient_id=pid)
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=2.0,
+            delta=1e-4,
+            config=TrainConfig(epochs=1, batch_size=10, clipping_backend="hooks", accountant="rdp"),
+            seed=0,
+            method="dpsgd_patient",
+            patient_id=pid,
+        )
 
 
 def test_nonfinite_norm_gets_factor_zero_and_is_counted():
@@ -214,7 +270,9 @@ def test_nonfinite_norm_gets_factor_zero_and_is_counted():
         # equal to the clipped sum of the other units alone
         keep = [0, 1, 3, 4, 5] if units is None else [0, 1, 4, 5]
         ref = BookKeepingClipper(copy.deepcopy(model), max_grad_norm=1.0)
-        ref.clip_backward(_loss(ref.model, x[keep], y[keep]), units=None if units is None else torch.tensor([0, 0, 1, 1]))
+        ref.clip_backward(
+            _loss(ref.model, x[keep], y[keep]), units=None if units is None else torch.tensor([0, 0, 1, 1])
+        )
         for p, q in zip(clipper.model.parameters(), ref.model.parameters()):
             torch.testing.assert_close(p.grad, q.grad)
         clipper.remove()

@@ -3,18 +3,25 @@
 import math
 
 import torch
-
-from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.fairness import evaluate_fairness
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict, train
 
 
 def test_planted_site_gap_is_detected_at_epsilon_inf():
     prepared = prepare_dataset(name="synthetic_lesions", params={"n_samples": 3000, "image_size": 32})
     x, y = prepared.part("train")
-    result = train(model_name="cnn", modality="image", x_train=x, y_train=y, epsilon=math.inf,
-                   delta=prepared.meta["delta"], config=TrainConfig(epochs=15, batch_size=128, lr=0.002), seed=0)
+    result = train(
+        model_name="cnn",
+        modality="image",
+        x_train=x,
+        y_train=y,
+        epsilon=math.inf,
+        delta=prepared.meta["delta"],
+        config=TrainConfig(epochs=15, batch_size=128, lr=0.002),
+        seed=0,
+    )
     held_out = prepared.samples[prepared.samples["split"].isin(["val", "test"])]
     rows = torch.from_numpy(held_out["row"].to_numpy())
     scores = held_out.assign(score=predict(result.model, prepared.x[rows]))

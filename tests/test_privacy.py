@@ -2,19 +2,18 @@
 
 import math
 
+import dpfair.training.loop as training
 import pytest
 import torch
+from dpfair.errors import ConfigError, PrivacyError
+from dpfair.models import build_model
+from dpfair.privacy.params import default_delta, format_epsilon, parse_epsilon, resolve_delta
+from dpfair.training.config import TrainConfig
+from dpfair.training.loop import train
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-import dpfair.training.loop as training
-from dpfair.training.config import TrainConfig
-from dpfair.errors import ConfigError, PrivacyError
-from dpfair.models import build_model
-from dpfair.privacy.params import default_delta, format_epsilon, parse_epsilon, resolve_delta
-from dpfair.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,9 @@ def test_inf_spellings():
 def test_epsilon_spent_is_within_target_and_reproducible_by_an_independent_accountant(data, target, accountant):
     x, y = data
     config = TrainConfig(epochs=2, batch_size=64, accountant=accountant)
-    record = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=target, delta=1e-4,
-                   config=config, seed=0).record
+    record = train(
+        model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=target, delta=1e-4, config=config, seed=0
+    ).record
     assert record["epsilon_spent"] <= target
     assert record["epsilon_spent"] >= 0.9 * target, "noise calibrated far looser than the target"
     assert record["sample_rate"] == pytest.approx(1 / math.ceil(600 / 64))
@@ -73,16 +73,25 @@ def test_epsilon_spent_is_within_target_and_reproducible_by_an_independent_accou
 def test_train_refuses_delta_at_or_above_one_over_n(data):
     x, y = data
     with pytest.raises(PrivacyError, match="delta = 0.002 is not below 1/n_units"):
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=1.0, delta=2e-3,
-              config=TrainConfig(epochs=1), seed=0)
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=1.0,
+            delta=2e-3,
+            config=TrainConfig(epochs=1),
+            seed=0,
+        )
 
 
 def test_inf_run_is_plain_training_on_the_same_poisson_batches(data):
     """ε = ∞ must equal ordinary training (no clipping, no noise) with the same seeded Poisson batches."""
     x, y = data
     config = TrainConfig(epochs=2, batch_size=64, lr=0.01)
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-4,
-                   config=config, seed=7)
+    result = train(
+        model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-4, config=config, seed=7
+    )
     assert result.record["noise_multiplier"] == 0.0 and math.isnan(result.record["max_grad_norm"])
 
     torch.manual_seed(7)
@@ -119,7 +128,9 @@ def test_private_and_inf_runs_see_the_same_batches(data, monkeypatch):
     train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=3.0, delta=1e-4, config=config, seed=1)
     private = list(seen)
     seen.clear()
-    train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-4, config=config, seed=1)
+    train(
+        model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-4, config=config, seed=1
+    )
     assert len(private) == 2 * math.ceil(600 / 64)
     assert private == pytest.approx(seen)
 
@@ -148,8 +159,16 @@ def test_empty_poisson_batches_are_steps_not_crashes(epsilon, monkeypatch):
         return model
 
     monkeypatch.setattr(training, "build_model", build_and_watch)
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=epsilon, delta=1e-3,
-                   config=TrainConfig(epochs=3, batch_size=1), seed=0)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=epsilon,
+        delta=1e-3,
+        config=TrainConfig(epochs=3, batch_size=1),
+        seed=0,
+    )
     assert 0 in seen_sizes, "the test needs at least one empty batch"
     assert result.record["steps"] == 36
     assert all(torch.isfinite(p).all() for p in result.model.parameters())

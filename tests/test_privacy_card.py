@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-
-from dpfair.training.config import TrainConfig
 from dpfair.errors import PrivacyError
 from dpfair.privacy.card import build_privacy_card, check_privacy_card
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import train
 
 META = {"card": {}}
+
 
 def card_of(record: dict, meta: dict) -> dict:
     """The card the runner builds: the run's mechanism states what it covers."""
@@ -21,7 +21,6 @@ def card_of(record: dict, meta: dict) -> dict:
     return build_privacy_card(record, meta, statement=mechanism.statement(meta=meta, record=record))
 
 
-
 @pytest.fixture(scope="module")
 def records():
     g = torch.Generator().manual_seed(0)
@@ -29,18 +28,45 @@ def records():
     y = (x[:, 0] > 0).float()
     out = {}
     for eps in (3.0, math.inf):
-        r = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=eps, delta=1e-4,
-                  config=TrainConfig(epochs=2, batch_size=50), seed=0).record
+        r = train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=eps,
+            delta=1e-4,
+            config=TrainConfig(epochs=2, batch_size=50),
+            seed=0,
+        ).record
         out[eps] = r
     return out
 
 
 def test_private_card_reports_three_accountants_that_agree(records):
     card = card_of(records[3.0], META)
-    for key in ("target_epsilon", "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "clipping",
-                "sampling", "sample_rate", "expected_batch_size", "epochs", "steps", "n_train", "privacy_unit",
-                "privacy_unit_enforcement", "guarantee_covers", "hyperparameter_selection", "accountant_implementation",
-                "method", "unit", "n_units", "ledger"):
+    for key in (
+        "target_epsilon",
+        "epsilon_spent",
+        "delta",
+        "noise_multiplier",
+        "max_grad_norm",
+        "clipping",
+        "sampling",
+        "sample_rate",
+        "expected_batch_size",
+        "epochs",
+        "steps",
+        "n_train",
+        "privacy_unit",
+        "privacy_unit_enforcement",
+        "guarantee_covers",
+        "hyperparameter_selection",
+        "accountant_implementation",
+        "method",
+        "unit",
+        "n_units",
+        "ledger",
+    ):
         assert key in card, key
     assert card["epsilon_spent"] == pytest.approx(card["epsilon_prv"], rel=1e-3)
     assert abs(card["epsilon_pld"] - card["epsilon_prv"]) < 0.05
@@ -66,12 +92,14 @@ def test_patients_with_several_rows_are_stated_with_their_group_privacy(records)
     lesions = card_of(records[3.0], {"card": {"patient_unit": "lesion"}, "train_patients": {"n": 200, "max_rows": 2}})
     assert "a lesion has up to 2 rows" in lesions["privacy_unit_enforcement"]
     images = card_of(records[3.0], {"card": {"row_unit": "image"}})
-    assert "one row per image" in images["privacy_unit_enforcement"] and "no patient ids" in images["privacy_unit_enforcement"]
+    assert (
+        "one row per image" in images["privacy_unit_enforcement"]
+        and "no patient ids" in images["privacy_unit_enforcement"]
+    )
 
 
 def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
     from dp_accounting.pld import PLDAccountant
-
     from dpfair.privacy.ledger import event_from_json
 
     card = card_of(records[3.0], META)
@@ -90,9 +118,20 @@ def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
         ({"accounted_sample_rate": 0.05}, "accounted q 0.05 is below the sampling rate 0.1"),
         ({"noise_multiplier": 0.0}, "noise multiplier 0.0"),
         ({"noise_multiplier": 5.0}, "the ledger charges noise multiplier"),
-        ({"ledger": {"type": "SelfComposedDpEvent", "count": 10, "event": {"type": "PoissonSampledDpEvent",
-          "sampling_probability": 0.1, "event": {"type": "GaussianDpEvent", "noise_multiplier": 1.0}}}},
-         "the ledger charges 10 steps but training took 20"),
+        (
+            {
+                "ledger": {
+                    "type": "SelfComposedDpEvent",
+                    "count": 10,
+                    "event": {
+                        "type": "PoissonSampledDpEvent",
+                        "sampling_probability": 0.1,
+                        "event": {"type": "GaussianDpEvent", "noise_multiplier": 1.0},
+                    },
+                }
+            },
+            "the ledger charges 10 steps but training took 20",
+        ),
         ({"epsilon_pld": 3.4}, "independent PLD accountant gives epsilon 3.4"),
         ({"epsilon_spent": float("nan")}, "epsilon spent nan exceeds the target"),
         ({"epsilon_pld": float("nan")}, "independent PLD accountant gives epsilon nan"),

@@ -9,10 +9,9 @@ such run reported a 4-group AUROC gap with an interval excluding 0.
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
-
 from dpfair.data.prepare import prepare_dataset
 from dpfair.fairness import evaluate_fairness, gap_changes
+from sklearn.linear_model import LogisticRegression
 
 
 @pytest.mark.slow
@@ -29,7 +28,9 @@ def test_random_groups_on_support2_show_no_disparity():
         groups = {"two": rng.choice(["a", "b"], len(samples)), "four": rng.choice(["a", "b", "c", "d"], len(samples))}
         for eps, noise in ((np.inf, 0.0), (1.0, 0.25)):
             for seed in range(3):
-                coef = fitted.coef_[0] + np.random.default_rng(seed).normal(0, noise if noise else 0.02, fitted.coef_.shape[1])
+                coef = fitted.coef_[0] + np.random.default_rng(seed).normal(
+                    0, noise if noise else 0.02, fitted.coef_.shape[1]
+                )
                 score = 1 / (1 + np.exp(-(x[held_out] @ coef + fitted.intercept_[0])))
                 table = samples[held_out].assign(score=score, **{k: v[held_out] for k, v in groups.items()})
                 report = evaluate_fairness(scores=table, attributes=["two", "four"], n_boot=300)
@@ -42,4 +43,6 @@ def test_random_groups_on_support2_show_no_disparity():
     assert (auroc["gap"] > 0).all()  # max − min is positive anyway: the null reference is what tells
     changes = gap_changes(estimates=gaps, replicates=pd.concat(replicates, ignore_index=True))
     headline = changes[changes["family"] == "headline"]
-    assert len(headline) == 3 * 2 * 2 and not headline["verdict"].str.contains("widens|narrows").any(), headline["verdict"]
+    assert len(headline) == 3 * 2 * 2 and not headline["verdict"].str.contains("widens|narrows").any(), headline[
+        "verdict"
+    ]

@@ -10,15 +10,14 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
+from dpfair.errors import ConfigError
+from dpfair.models import build_model
 from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
 from dpfair.privacy.clipping.policy import NORMALIZED_GAMMA, check_sensitivity, get_clip_policy
 from dpfair.training.config import TrainConfig
-from dpfair.errors import ConfigError
-from dpfair.models import build_model
-from dpfair.training.recipe import StepRecipe, augment_images, positive_weight
 from dpfair.training.loop import train
+from dpfair.training.recipe import StepRecipe, augment_images, positive_weight
+from torch import nn
 
 C = 0.7
 
@@ -128,8 +127,12 @@ def test_augmentation_is_a_flip_and_a_shift_of_the_image():
     # the centre 6x6 of every output is a shifted (possibly flipped) window of the input
     for img in out[:, 0]:
         centre = img[1:7, 1:7]
-        found = any(torch.equal(centre, src[1 + dy : 7 + dy, 1 + dx : 7 + dx])
-                    for src in (x[0, 0], x[0, 0].flip(-1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        found = any(
+            torch.equal(centre, src[1 + dy : 7 + dy, 1 + dx : 7 + dx])
+            for src in (x[0, 0], x[0, 0].flip(-1))
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
         assert found
     assert len({tuple(o.flatten()[:10].tolist()) for o in out}) > 3  # copies differ
 
@@ -150,20 +153,40 @@ def tabular():
 def test_select_best_keeps_the_best_validation_epoch(tabular):
     x, y, xv, yv = tabular
     cfg = TrainConfig(epochs=5, batch_size=50, lr=0.3, optimizer="sgd", select_best=True)
-    result = train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=2.0, delta=1e-3,
-                   config=cfg, seed=0, x_val=xv, y_val=yv)
+    result = train(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=2.0,
+        delta=1e-3,
+        config=cfg,
+        seed=0,
+        x_val=xv,
+        y_val=yv,
+    )
     aurocs = [h["val_auroc"] for h in result.history]
     best = max(range(len(aurocs)), key=lambda i: aurocs[i])
     assert result.record["best_epoch"] == best + 1
     from dpfair.metrics import safe_auroc
     from dpfair.training.loop import predict
+
     assert safe_auroc(yv.numpy(), predict(result.model, xv)) == pytest.approx(aurocs[best])
 
 
 def test_ema_and_cosine_schedule(tabular):
     x, y, xv, yv = tabular
-    base = dict(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=math.inf, delta=1e-3,
-                seed=0, x_val=xv, y_val=yv)
+    base = dict(
+        model_name="mlp",
+        modality="tabular",
+        x_train=x,
+        y_train=y,
+        epsilon=math.inf,
+        delta=1e-3,
+        seed=0,
+        x_val=xv,
+        y_val=yv,
+    )
     plain = train(config=TrainConfig(epochs=2, batch_size=50), **base)
     ema = train(config=TrainConfig(epochs=2, batch_size=50, ema_decay=0.9), **base)
     cosine = train(config=TrainConfig(epochs=2, batch_size=50, lr_schedule="cosine"), **base)
@@ -172,6 +195,7 @@ def test_ema_and_cosine_schedule(tabular):
     assert ema.record["ema_decay"] == 0.9 and cosine.record["lr_schedule"] == "cosine"
     # the schedule's last step uses a learning rate near 0
     from dpfair.training.iterates import set_lr
+
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     set_lr(opt, TrainConfig(lr=0.5, lr_schedule="cosine"), step=99, total=100)
     assert opt.param_groups[0]["lr"] < 0.5 * 1e-3
@@ -183,18 +207,39 @@ def test_private_training_with_every_recipe_option_stays_within_budget():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(300, 1, 16, 16, generator=g)
     y = (torch.rand(300, generator=g) < 0.3).float()
-    cfg = TrainConfig(epochs=2, batch_size=60, lr=0.01, augmult=2, class_weight="balanced", clip_policy="normalized",
-                      ema_decay=0.8, select_best=True, lr_schedule="cosine")
-    result = train(model_name="cnn", modality="image", x_train=x, y_train=y, epsilon=3.0, delta=1e-3, config=cfg,
-                   seed=0, x_val=x[:60], y_val=y[:60])
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=60,
+        lr=0.01,
+        augmult=2,
+        class_weight="balanced",
+        clip_policy="normalized",
+        ema_decay=0.8,
+        select_best=True,
+        lr_schedule="cosine",
+    )
+    result = train(
+        model_name="cnn",
+        modality="image",
+        x_train=x,
+        y_train=y,
+        epsilon=3.0,
+        delta=1e-3,
+        config=cfg,
+        seed=0,
+        x_val=x[:60],
+        y_val=y[:60],
+    )
     assert result.record["epsilon_spent"] <= 3.0
     assert result.record["augmult"] == 2 and result.record["clip_policy"] == "normalized"
 
 
 def test_opacus_modes_refuse_what_only_bookkeeping_does():
     x, y = torch.randn(100, 1, 16, 16), (torch.rand(100) < 0.5).float()
-    for cfg in (TrainConfig(epochs=1, clipping_backend="hooks", augmult=2),
-                TrainConfig(epochs=1, clipping_backend="hooks", clip_policy="normalized")):
+    for cfg in (
+        TrainConfig(epochs=1, clipping_backend="hooks", augmult=2),
+        TrainConfig(epochs=1, clipping_backend="hooks", clip_policy="normalized"),
+    ):
         with pytest.raises(ConfigError, match="book-keeping"):
             train(model_name="cnn", modality="image", x_train=x, y_train=y, epsilon=3.0, delta=1e-3, config=cfg, seed=0)
 
@@ -206,5 +251,6 @@ def test_methods_without_the_recipe_refuse_it_instead_of_ignoring_it(method, opt
     from dpfair.training.mechanisms import get_mechanism
 
     with pytest.raises(ConfigError, match=f"method {method} does not implement the recipe options"):
-        get_mechanism(method).make_trainer(model=None, optimizer=None, data=None, config=TrainConfig(**option),
-                                           epsilon=1.0, delta=1e-5, generator=None)
+        get_mechanism(method).make_trainer(
+            model=None, optimizer=None, data=None, config=TrainConfig(**option), epsilon=1.0, delta=1e-5, generator=None
+        )

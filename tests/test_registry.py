@@ -1,11 +1,11 @@
 """Model and dataset registries: known names resolve, unknown or broken ones fail loudly."""
 
 import pytest
-from torch import nn
-
 from dpfair.data import available_datasets, get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.models import available_models, build_model, get_model, register_model
+from torch import nn
+
 from tests.conftest import write_module
 
 MODULE_HEAD = "from dpfair.data import DatasetCard, RawDataset, register_dataset\n"
@@ -78,7 +78,9 @@ def test_card_name_must_match_file(tmp_path):
 
 
 def test_unknown_sensitive_attribute_is_refused(tmp_path):
-    write_module(tmp_path, "gamma", MODULE_HEAD + card("gamma", '("gender",)') + "@register_dataset(CARD)\ndef load(): ...\n")
+    write_module(
+        tmp_path, "gamma", MODULE_HEAD + card("gamma", '("gender",)') + "@register_dataset(CARD)\ndef load(): ...\n"
+    )
     with pytest.raises(DatasetError, match=r"unknown sensitive attribute\(s\) \['gender'\].*'sex'"):
         get_dataset("gamma", tmp_path)
 

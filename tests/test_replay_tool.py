@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from dpfair.data.prepare import PreparedDataset
 from dpfair.pipeline.runner import train_run
 
@@ -19,15 +18,36 @@ def _card(tmp_path: Path, method: str) -> Path:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(600, 5, generator=g)
     y = (x[:, 0] > 0).float()
-    samples = pd.DataFrame({"split": ["train"] * 400 + ["val"] * 100 + ["test"] * 100, "label": y.int().numpy(),
-                            "patient_id": np.arange(600) // 2})
-    meta = {"name": "toy", "modality": "tabular", "delta": 1e-4, "privacy_unit": "record", "preprocessing": {},
-            "card": {"sensitive_attributes": []}}
+    samples = pd.DataFrame(
+        {
+            "split": ["train"] * 400 + ["val"] * 100 + ["test"] * 100,
+            "label": y.int().numpy(),
+            "patient_id": np.arange(600) // 2,
+        }
+    )
+    meta = {
+        "name": "toy",
+        "modality": "tabular",
+        "delta": 1e-4,
+        "privacy_unit": "record",
+        "preprocessing": {},
+        "card": {"sensitive_attributes": []},
+    }
     out = tmp_path / method
     out.mkdir()
-    train_run(prepared=PreparedDataset(x=x, y=y, samples=samples, meta=meta), model_name="mlp", epsilon=1.0, seed=0,
-              method=method, config={"epochs": 2, "batch_size": 50}, device="cpu", model_path=out / "m.pt",
-              scores_path=out / "s.csv", record_path=out / "r.json", card_path=out / "privacy_card.json")
+    train_run(
+        prepared=PreparedDataset(x=x, y=y, samples=samples, meta=meta),
+        model_name="mlp",
+        epsilon=1.0,
+        seed=0,
+        method=method,
+        config={"epochs": 2, "batch_size": 50},
+        device="cpu",
+        model_path=out / "m.pt",
+        scores_path=out / "s.csv",
+        record_path=out / "r.json",
+        card_path=out / "privacy_card.json",
+    )
     return out / "privacy_card.json"
 
 

@@ -8,10 +8,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pandas as pd
 import pytest
-
-from dpfair.report.page import render_report
 from dpfair.report.frames import read_cards, slug
 from dpfair.report.methods import definition_hash
+from dpfair.report.page import render_report
 from dpfair.report.tradeoff import auroc_costs
 from dpfair.report.tradeoff_figures import Styles
 from report_fixtures import DATASETS, EPSILONS, METHODS, SEEDS, WIDENS, write_fixture
@@ -50,9 +49,9 @@ class Page(HTMLParser):
 
 def summary_of(html: str, dataset: str) -> str:
     """The text of one dataset's summary block, tags removed."""
-    block = html[html.index('<section id="summary">'):html.index('<section id="across">')]
-    part = block[block.index(f'<h3><a href="#{dataset}">'):]
-    part = part[:part.index("</div>\n</div>") if "</div>\n</div>" in part else part.index("</div>")]
+    block = html[html.index('<section id="summary">') : html.index('<section id="across">')]
+    part = block[block.index(f'<h3><a href="#{dataset}">') :]
+    part = part[: part.index("</div>\n</div>") if "</div>\n</div>" in part else part.index("</div>")]
     return " ".join(re.sub(r"<[^>]+>", "", part).split())
 
 
@@ -89,11 +88,20 @@ def test_summary_says_what_the_tables_say(new_report):
     html, _ = new_report
     tabular, imaging = summary_of(html, "tabular"), summary_of(html, "imaging")
     # the planted cost: about −0.15 at ε = 1 on imaging, within 0.02 at ε = 10 on tabular
-    cost = re.search(r"cnn \(dpsgd\): test AUROC [\d.]+ \[[\d.]+, [\d.]+\] without privacy \(ε = ∞\); DP changes it by "
-                     r"(−[\d.]+) \[(−[\d.]+), (−[\d.]+)\] at ε = 1", imaging)
+    cost = re.search(
+        r"cnn \(dpsgd\): test AUROC [\d.]+ \[[\d.]+, [\d.]+\] without privacy \(ε = ∞\); DP changes it by "
+        r"(−[\d.]+) \[(−[\d.]+), (−[\d.]+)\] at ε = 1",
+        imaging,
+    )
     assert cost and -0.2 < float(cost.group(1).replace("−", "-")) < -0.1
-    assert "1 of 24 headline gap changes (AUROC and TPR gap per attribute and ε) detected, after multiplicity control" in tabular
-    assert "none of 12 headline gap changes (AUROC and TPR gap per attribute and ε) is detected, after multiplicity control" in imaging
+    assert (
+        "1 of 24 headline gap changes (AUROC and TPR gap per attribute and ε) detected, after multiplicity control"
+        in tabular
+    )
+    assert (
+        "none of 12 headline gap changes (AUROC and TPR gap per attribute and ε) is detected, after multiplicity control"
+        in imaging
+    )
     widened = slug("gc", *WIDENS)
     assert f'href="#{widened}">DP at ε = 1 widens the age_group gap' in html and f'<tr id="{widened}">' in html
     assert "certified ε ≥ 0.4 at claimed ε = 1" in imaging and "(loss, one_run, rmia)" in imaging
@@ -108,7 +116,7 @@ def test_summary_says_what_the_tables_say(new_report):
 def test_each_dataset_has_a_tradeoff_figure_with_its_points(new_report):
     html, _ = new_report
     for dataset, (model, attributes, _) in DATASETS.items():
-        block = html[html.index(f'id="tradeoff-{dataset}"'):]
+        block = html[html.index(f'id="tradeoff-{dataset}"') :]
         img = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', block)
         assert img and img.group(1).startswith("Trade-off of test AUROC") and dataset in img.group(1)
         for method in METHODS:
@@ -132,7 +140,10 @@ def test_methods_list_every_runs_privacy_statement_and_the_definition_hash(new_r
         assert f'<span class="pkg">{package}</span> ' in html
     checklist = dict(re.findall(r'<td class="l"><a href="#[^"]+">([^<]+)</a></td><td class="l">(\w+)</td>', html))
     assert checklist["Multiplicity control for fairness claims"] == "present"
-    assert checklist["Empirical privacy audit"] == "present" and checklist["Privacy cost of hyperparameter tuning stated"] == "present"
+    assert (
+        checklist["Empirical privacy audit"] == "present"
+        and checklist["Privacy cost of hyperparameter tuning stated"] == "present"
+    )
     assert checklist["Several training seeds"] == "present"
 
 
@@ -143,7 +154,9 @@ def test_todays_tables_render_and_say_what_is_missing(old_report):
     assert not set(page.links) - set(page.ids)
     tabular = summary_of(html, "tabular")
     assert "with no multiplicity control" in tabular and "1 of 8 headline gap changes" in tabular
-    assert "Privacy audit (loss-threshold attack)" in tabular and "Best trade-off: one method (dpsgd) ran here" in tabular
+    assert (
+        "Privacy audit (loss-threshold attack)" in tabular and "Best trade-off: one method (dpsgd) ran here" in tabular
+    )
     assert "Tuning cost" not in html
     assert "Not available for this run: the report was rendered without the benchmark definition" in html
     checklist = dict(re.findall(r'<td class="l"><a href="#[^"]+">([^<]+)</a></td><td class="l">(\w+)</td>', html))
@@ -163,8 +176,18 @@ def test_auroc_cost_interval_covers_the_planted_cost():
         for eps, mean in ((1.0, 0.80 + true_cost), (math.inf, 0.80)):
             for s in range(3):
                 auroc = mean + test + seed_effect[s] + rng.normal(0, 0.01) + rng.normal(0, 0.01)
-                rows.append({"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": eps, "seed": s, "auroc": auroc,
-                             "auroc_ci_low": auroc - 1.96 * 0.02, "auroc_ci_high": auroc + 1.96 * 0.02})
+                rows.append(
+                    {
+                        "dataset": "d",
+                        "model": "m",
+                        "method": "dpsgd",
+                        "epsilon": eps,
+                        "seed": s,
+                        "auroc": auroc,
+                        "auroc_ci_low": auroc - 1.96 * 0.02,
+                        "auroc_ci_high": auroc + 1.96 * 0.02,
+                    }
+                )
         cost = auroc_costs(pd.DataFrame(rows)).iloc[0]
         covered += cost["cost_low"] <= true_cost <= cost["cost_high"]
     assert covered / n_sim >= 0.95
@@ -188,7 +211,10 @@ def test_cards_are_keyed_from_the_card_the_record_or_the_folders(tmp_path):
     without.write_text(json.dumps({"target_epsilon": "inf"}))
     recorded.write_text(json.dumps({"target_epsilon": 1}))
     recorded.with_name("run.json").write_text(json.dumps({"dataset": "x", "model": "y", "epsilon": 1, "seed": 4}))
-    keys = [{k: c[k] for k in ("dataset", "model", "method", "epsilon", "seed")} for c in read_cards([with_method, without, recorded])]
+    keys = [
+        {k: c[k] for k in ("dataset", "model", "method", "epsilon", "seed")}
+        for c in read_cards([with_method, without, recorded])
+    ]
     assert keys == [
         {"dataset": "d", "model": "m", "method": "label_rr", "epsilon": 3.0, "seed": 2},
         {"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": math.inf, "seed": 0},
@@ -202,12 +228,20 @@ def test_run_status_heads_the_banner_and_a_card_link_must_be_http(tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["card"]["homepage"] = "javascript:alert(1)"
     meta_path.write_text(json.dumps(meta))
-    status = {"complete": False, "finished": 53, "expected": 54,
-              "failed": [{"run": "d/cnn/dpsgd/eps-1/seed-0", "reason": "<b>out of memory</b>", "log": "results/logs/x.log"}]}
+    status = {
+        "complete": False,
+        "finished": 53,
+        "expected": 54,
+        "failed": [{"run": "d/cnn/dpsgd/eps-1/seed-0", "reason": "<b>out of memory</b>", "log": "results/logs/x.log"}],
+    }
     html = render_report(output=tmp_path / "index.html", status=status, **kwargs)
-    banner = html[html.index('<div id="banner"'):html.index('<section id="summary">')]
+    banner = html[html.index('<div id="banner"') : html.index('<section id="summary">')]
     assert "Benchmark fixture: INCOMPLETE, 53 of 54 runs finished" in banner and 'id="incomplete"' in banner
     assert "&lt;b&gt;out of memory&lt;/b&gt;" in banner and "<code>results/logs/x.log</code>" in banner
     assert "javascript:alert(1)" in html and 'href="javascript:' not in html and 'href="https://example.org"' in html
-    complete = render_report(output=tmp_path / "complete.html", status={"complete": True, "finished": 54, "expected": 54, "failed": []}, **kwargs)
+    complete = render_report(
+        output=tmp_path / "complete.html",
+        status={"complete": True, "finished": 54, "expected": 54, "failed": []},
+        **kwargs,
+    )
     assert "Benchmark fixture: complete, 54 of 54 runs." in complete and 'id="incomplete"' not in complete

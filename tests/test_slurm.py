@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from slurm_cluster import loopback_slurm, missing_reason
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +69,15 @@ def site_profile(folder: Path, partition: str) -> Path:
 def run_snakemake(args: list[str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """Snakemake ignores SIGTERM while it polls: on timeout, SIGKILL its process group and scancel."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO / "workflow")}
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -89,9 +95,18 @@ def test_tiny_grid_runs_through_the_scheduler(cluster, tmp_path):
     profile = site_profile(tmp_path / "profiles" / "slurm_loopback", cluster)
     started = time.monotonic()
     result = run_snakemake(
-        ["-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "benchmark.yaml"),
-         "--workflow-profile", str(profile)],
-        cwd=tmp_path, timeout=900,
+        [
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "benchmark.yaml"),
+            "--workflow-profile",
+            str(profile),
+        ],
+        cwd=tmp_path,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-6000:]
     print(f"loopback SLURM grid: {time.monotonic() - started:.0f} s")

@@ -9,14 +9,19 @@ import numpy as np
 import pytest
 import torch
 from dp_accounting.rdp import RdpAccountant
-
-from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import prepare_dataset
 from dpfair.errors import PrivacyError
-from dpfair.privacy.ledger import event_from_json, poisson_gaussian
 from dpfair.pipeline.runner import train_run
+from dpfair.privacy.ledger import event_from_json, poisson_gaussian
+from dpfair.training.config import TrainConfig
 from dpfair.training.tuning.accounting import (
-    ORDERS, calibrate_dominated, calibrate_reference, check_dominated, procedure_epsilon, procedure_event, rdp_curve,
+    ORDERS,
+    calibrate_dominated,
+    calibrate_reference,
+    check_dominated,
+    procedure_epsilon,
+    procedure_event,
+    rdp_curve,
 )
 from dpfair.training.tuning.procedure import TRIAL_SEED_STRIDE, draw_trials
 from dpfair.training.tuning.search_space import search_space
@@ -33,7 +38,12 @@ def test_repeat_and_select_matches_papernot_steinke_corollary_4():
     checked = 0
     for order, got in zip(ORDERS, curve):
         if order > 1 + math.sqrt(math.log(mean) / rho):
-            paper = rho * (order - 1) + math.log(mean) / (order - 1) + 2 * (1 + eta) * math.sqrt(-rho * math.log(gamma)) - eta * rho
+            paper = (
+                rho * (order - 1)
+                + math.log(mean) / (order - 1)
+                + 2 * (1 + eta) * math.sqrt(-rho * math.log(gamma))
+                - eta * rho
+            )
             assert paper * (1 - 1e-9) <= got <= paper * 1.02, order
             checked += 1
     assert checked > 20
@@ -57,7 +67,8 @@ def test_calibration_reaches_the_target_and_no_more(epsilon, mean):
     q, steps = 0.04, 250
     sigma = calibrate_reference(epsilon=epsilon, delta=1e-5, sample_rate=q, steps=steps, mean_trials=mean)
     spent = lambda s: procedure_epsilon(  # noqa: E731
-        procedure_event(poisson_gaussian(noise_multiplier=s, sample_rate=q, steps=steps), mean_trials=mean), delta=1e-5)
+        procedure_event(poisson_gaussian(noise_multiplier=s, sample_rate=q, steps=steps), mean_trials=mean), delta=1e-5
+    )
     assert 0.97 * epsilon <= spent(sigma) <= epsilon
     assert spent(sigma * 0.99) > epsilon  # not over-noised
 
@@ -85,17 +96,36 @@ def prepared():
 
 
 SEED = 0  # draws K = 2 trials with this space: the selection has a choice to make
-TUNING = {"enabled": True, "expected_trials": 2,
-          "search_space": {"epochs": [2, 3], "expected_batch_size": [50, 100], "augmult": [1, 2]}}
+TUNING = {
+    "enabled": True,
+    "expected_trials": 2,
+    "search_space": {"epochs": [2, 3], "expected_batch_size": [50, 100], "augmult": [1, 2]},
+}
 
 
 def _run(prepared, tmp_path, epsilon, name):
     out = tmp_path / name
     out.mkdir()
-    paths = {k: out / f for k, f in (("model_path", "m.pt"), ("scores_path", "s.csv"), ("record_path", "r.json"),
-                                     ("card_path", "c.json"))}
-    record = train_run(prepared=prepared, model_name="cnn", epsilon=epsilon, seed=SEED, method="dpsgd-tuned",
-                       config=TrainConfig(epochs=2, batch_size=50, lr=0.002), tuning=TUNING, device="cpu", **paths)
+    paths = {
+        k: out / f
+        for k, f in (
+            ("model_path", "m.pt"),
+            ("scores_path", "s.csv"),
+            ("record_path", "r.json"),
+            ("card_path", "c.json"),
+        )
+    }
+    record = train_run(
+        prepared=prepared,
+        model_name="cnn",
+        epsilon=epsilon,
+        seed=SEED,
+        method="dpsgd-tuned",
+        config=TrainConfig(epochs=2, batch_size=50, lr=0.002),
+        tuning=TUNING,
+        device="cpu",
+        **paths,
+    )
     return record, json.loads(paths["card_path"].read_text())
 
 
@@ -144,8 +174,9 @@ def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
 
 def test_selection_never_reads_the_test_split(prepared, tmp_path):
     record, card = _run(prepared, tmp_path, 10.0, "clean")
-    poisoned = type(prepared)(x=prepared.x.clone(), y=prepared.y.clone(), samples=prepared.samples.copy(),
-                              meta=prepared.meta)
+    poisoned = type(prepared)(
+        x=prepared.x.clone(), y=prepared.y.clone(), samples=prepared.samples.copy(), meta=prepared.meta
+    )
     assert record["tuning_trials"] >= 2
     test = torch.from_numpy((prepared.samples["split"] == "test").to_numpy(copy=True))
     poisoned.y[test] = 1 - poisoned.y[test]
@@ -158,20 +189,62 @@ def test_selection_never_reads_the_test_split(prepared, tmp_path):
 
 def test_report_rows_put_the_fixed_recipe_beside_the_tuned_one():
     import pandas as pd
-
     from dpfair.report.tuning import tuning_rows
 
-    base = dict(dataset="d", model="cnn", attribute="site", epsilon_spent=9.9, expected_batch_size=128.0, epochs=15,
-                max_grad_norm=1.0, optimizer="adam", clip_policy="flat", augmult=1, class_weight="none",
-                lr_schedule="constant", ema_decay=float("nan"))
+    base = dict(
+        dataset="d",
+        model="cnn",
+        attribute="site",
+        epsilon_spent=9.9,
+        expected_batch_size=128.0,
+        epochs=15,
+        max_grad_norm=1.0,
+        optimizer="adam",
+        clip_policy="flat",
+        augmult=1,
+        class_weight="none",
+        lr_schedule="constant",
+        ema_decay=float("nan"),
+    )
     rows = []
     for seed in (0, 1):
-        rows.append({**base, "method": "dpsgd", "epsilon": 10.0, "seed": seed, "auroc": 0.6, "lr": 0.002,
-                     "tuning_trials": 0, "epsilon_per_trial": 10.0})
-        rows.append({**base, "method": "dpsgd-tuned", "epsilon": 10.0, "seed": seed, "auroc": 0.7 + 0.1 * seed,
-                     "lr": 0.004, "tuning_trials": 2 + seed, "epsilon_per_trial": 6.5})
-        rows.append({**base, "method": "dpsgd", "epsilon": 10.0, "seed": seed, "auroc": 0.6, "lr": 0.002,
-                     "attribute": "sex", "tuning_trials": 0, "epsilon_per_trial": 10.0})  # a second attribute row
+        rows.append(
+            {
+                **base,
+                "method": "dpsgd",
+                "epsilon": 10.0,
+                "seed": seed,
+                "auroc": 0.6,
+                "lr": 0.002,
+                "tuning_trials": 0,
+                "epsilon_per_trial": 10.0,
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "method": "dpsgd-tuned",
+                "epsilon": 10.0,
+                "seed": seed,
+                "auroc": 0.7 + 0.1 * seed,
+                "lr": 0.004,
+                "tuning_trials": 2 + seed,
+                "epsilon_per_trial": 6.5,
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "method": "dpsgd",
+                "epsilon": 10.0,
+                "seed": seed,
+                "auroc": 0.6,
+                "lr": 0.002,
+                "attribute": "sex",
+                "tuning_trials": 0,
+                "epsilon_per_trial": 10.0,
+            }
+        )  # a second attribute row
     out = tuning_rows(pd.DataFrame(rows))
     assert len(out) == 1
     r = out[0]

@@ -4,17 +4,16 @@ import json
 
 import numpy as np
 import pytest
-
-from dpfair.pipeline.cli import main
-from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
 from dpfair.data import get_dataset
 from dpfair.errors import ConfigError, DatasetError
 from dpfair.logs import error_record_path
+from dpfair.pipeline.benchmark import load_benchmark, load_yaml, validate_config
+from dpfair.pipeline.cli import main
 from dpfair.pipeline.outcome import run_status, write_notice
 from dpfair.pipeline.preflight import check_delta_against_prepared, check_device
 from dpfair.report.page import safe_url
 
-RAISING = '''
+RAISING = """
 from dpfair.data import DatasetCard, register_dataset
 
 CARD = DatasetCard(name="raising", modality="tabular", task="t", outcome="o", sensitive_attributes=(),
@@ -24,7 +23,7 @@ CARD = DatasetCard(name="raising", modality="tabular", task="t", outcome="o", se
 @register_dataset(CARD)
 def load():
     raise FileNotFoundError("/data/raising.csv")
-'''
+"""
 
 
 def one_error_line(err: str) -> str:
@@ -51,17 +50,25 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys):
 
 def test_schema_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bench.yaml"
-    bad.write_text("datasets: {support2: null}\nmodels: [mlp]\nepsilons: [1]\nseeds: [0]\nepochs: 3\ntraining: {lr: fast}\n")
+    bad.write_text(
+        "datasets: {support2: null}\nmodels: [mlp]\nepsilons: [1]\nseeds: [0]\nepochs: 3\ntraining: {lr: fast}\n"
+    )
     assert main(["config", "check", str(bad)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "epochs" in line and "training.lr" in line
 
 
-@pytest.mark.parametrize("section, message", [
-    ("audit: {attacks: [loss, lira]}", "audit.attacks[1] = 'lira' is not a known attack; allowed: ['loss', "),
-    ("privacy: {clip_policy: auto}", "privacy.clip_policy = 'auto' is not a known clip policy; allowed: ['flat', 'normalized']"),
-    ("privacy: {accountant: gdp}", "privacy.accountant = 'gdp' is not a known accountant; allowed: ['prv', 'rdp']"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ("audit: {attacks: [loss, lira]}", "audit.attacks[1] = 'lira' is not a known attack; allowed: ['loss', "),
+        (
+            "privacy: {clip_policy: auto}",
+            "privacy.clip_policy = 'auto' is not a known clip policy; allowed: ['flat', 'normalized']",
+        ),
+        ("privacy: {accountant: gdp}", "privacy.accountant = 'gdp' is not a known accountant; allowed: ['prv', 'rdp']"),
+    ],
+)
 def test_names_unknown_to_their_registry_are_one_line(tmp_path, capsys, section, message):
     bad = tmp_path / "bench.yaml"
     bad.write_text(f"datasets: {{support2: null}}\nmodels: [mlp]\nepsilons: [1]\nseeds: [0]\n{section}\n")
@@ -109,8 +116,16 @@ def test_multilabel_flags_must_be_0_or_1(tmp_path):
 
 def test_homepage_links_only_for_http_urls():
     assert safe_url("https://www.physionet.org/content/x/") == "https://www.physionet.org/content/x/"
-    for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>", "//evil.org", "",
-                "https://a.org\" onmouseover=\"x", "file:///etc/passwd", None):
+    for bad in (
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>",
+        "//evil.org",
+        "",
+        'https://a.org" onmouseover="x',
+        "file:///etc/passwd",
+        None,
+    ):
         assert safe_url(bad) is None, bad
 
 
@@ -127,7 +142,6 @@ def test_cuda_without_a_gpu_is_a_config_error(monkeypatch):
 
 def test_device_auto_picks_cuda_when_present(monkeypatch):
     import torch
-
     from dpfair.models import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -137,13 +151,20 @@ def test_device_auto_picks_cuda_when_present(monkeypatch):
 
 
 def test_delta_is_checked_against_a_prepared_dataset_before_any_job(tmp_path):
-    config = {"datasets": {"synthetic_lesions": {"params": {"n_samples": 300}}}, "models": ["cnn"],
-              "epsilons": [1], "seeds": [0], "privacy": {"delta": 0.01}}
+    config = {
+        "datasets": {"synthetic_lesions": {"params": {"n_samples": 300}}},
+        "models": ["cnn"],
+        "epsilons": [1],
+        "seeds": [0],
+        "privacy": {"delta": 0.01},
+    }
     meta = tmp_path / "dataset.json"
     benchmark = validate_config(json.loads(json.dumps(config)))
     check_delta_against_prepared(benchmark, meta_path=lambda name: meta)  # not prepared yet: the job checks
     meta.write_text(json.dumps({"module": "synthetic_lesions", "params": {"n_samples": 300}, "n": {"train": 210}}))
-    with pytest.raises(ConfigError, match=r"privacy.delta = 0.01 but this dataset has n_train = 210.*nothing was run or deleted"):
+    with pytest.raises(
+        ConfigError, match=r"privacy.delta = 0.01 but this dataset has n_train = 210.*nothing was run or deleted"
+    ):
         check_delta_against_prepared(benchmark, meta_path=lambda name: meta)
     # prepared with other params: its n_train says nothing about this config's
     meta.write_text(json.dumps({"module": "synthetic_lesions", "params": {"n_samples": 5000}, "n": {"train": 3500}}))
@@ -170,9 +191,17 @@ def test_run_status_names_the_failed_job_and_its_error(tmp_path):
     killed.write_text("epoch 1/3")
     runs = [
         {"label": "d/m/eps-1/seed-0", "outputs": [str(done)], "logs": []},
-        {"label": "d/m/eps-1/seed-1", "outputs": [str(tmp_path / "missing.csv")], "logs": [str(tmp_path / "p.log"), str(log)]},
+        {
+            "label": "d/m/eps-1/seed-1",
+            "outputs": [str(tmp_path / "missing.csv")],
+            "logs": [str(tmp_path / "p.log"), str(log)],
+        },
         {"label": "d/m/eps-1/seed-2", "outputs": [str(tmp_path / "missing.csv")], "logs": [str(killed)]},
-        {"label": "d/m/eps-1/seed-3", "outputs": [str(tmp_path / "missing.csv")], "logs": [str(tmp_path / "never.log")]},
+        {
+            "label": "d/m/eps-1/seed-3",
+            "outputs": [str(tmp_path / "missing.csv")],
+            "logs": [str(tmp_path / "never.log")],
+        },
     ]
     status = run_status(runs)
     assert (status["expected"], status["finished"], status["complete"]) == (4, 1, False)
@@ -185,8 +214,12 @@ def test_run_status_names_the_failed_job_and_its_error(tmp_path):
 def test_a_report_that_cannot_render_replaces_the_old_page(tmp_path):
     page = tmp_path / "index.html"
     page.write_text("<h1>dpfair: last-week</h1>")
-    status = {"expected": 2, "finished": 0, "complete": False,
-              "failed": [{"run": "d/<m>", "reason": "OSError: <disk>", "log": "x.log"}]}
+    status = {
+        "expected": 2,
+        "finished": 0,
+        "complete": False,
+        "failed": [{"run": "d/<m>", "reason": "OSError: <disk>", "log": "x.log"}],
+    }
     write_notice(output=page, benchmark={"name": "this-week"}, status=status, error="RuntimeError: no run finished")
     html = page.read_text()
     assert "last-week" not in html and "this-week: no report" in html and "0 of 2 runs" in html
@@ -200,9 +233,19 @@ def test_a_failed_audit_is_listed_although_every_run_finished(tmp_path):
     done.write_text("x")
     train_log = _failed_job_log(tmp_path / "audit_train.log", "ConfigError: mitigation.attribute = 'site' ...")
     runs = [{"label": "d/cnn/dpsgd_f/eps-1/seed-0", "outputs": [str(done)], "logs": []}]
-    audits = [{"label": "audit: d/cnn/dpsgd_f/eps-1", "outputs": [str(tmp_path / "audit.csv")],
-               "logs": [str(train_log), str(tmp_path / "audit.log")]}]
+    audits = [
+        {
+            "label": "audit: d/cnn/dpsgd_f/eps-1",
+            "outputs": [str(tmp_path / "audit.csv")],
+            "logs": [str(train_log), str(tmp_path / "audit.log")],
+        }
+    ]
     status = stage_status(runs, audits)
     assert (status["expected"], status["finished"], status["complete"]) == (1, 1, False)
-    assert status["failed"] == [{"run": "audit: d/cnn/dpsgd_f/eps-1", "reason": "ConfigError: mitigation.attribute = 'site' ...",
-                                 "log": str(train_log)}]
+    assert status["failed"] == [
+        {
+            "run": "audit: d/cnn/dpsgd_f/eps-1",
+            "reason": "ConfigError: mitigation.attribute = 'site' ...",
+            "log": str(train_log),
+        }
+    ]

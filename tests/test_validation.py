@@ -3,15 +3,20 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from dpfair.data import DatasetCard, RawDataset
 from dpfair.data.prepare import prepare_dataset
 from dpfair.data.validate import validate_raw, validate_split
 from dpfair.errors import ConfigError, DatasetError
 
 CARD = DatasetCard(
-    name="toy", modality="tabular", task="t", outcome="o", sensitive_attributes=("sex",),
-    license="CC0", citation="c", homepage="h",
+    name="toy",
+    modality="tabular",
+    task="t",
+    outcome="o",
+    sensitive_attributes=("sex",),
+    license="CC0",
+    citation="c",
+    homepage="h",
 )
 
 
@@ -36,8 +41,14 @@ def test_valid_dataset_passes():
         (dict(labels=np.array([0, 1, np.nan, 1] * 10)), "labels has 10 NaN"),
         (dict(labels=np.array([0, 1, 2, 1] * 10)), "labels must be binary 0/1, found values \\[0, 1, 2\\]"),
         (dict(labels=np.ones(40)), "labels has one class only \\(\\[1\\]\\)"),
-        (dict(attributes=pd.DataFrame({"gender": ["f"] * 40})), "attributes lacks column\\(s\\) \\['sex'\\] that the card declares"),
-        (dict(attributes=pd.DataFrame({"sex": [None, "male"] * 20})), "sensitive attribute 'sex' has 20 missing value\\(s\\); code them as 'unknown'"),
+        (
+            dict(attributes=pd.DataFrame({"gender": ["f"] * 40})),
+            "attributes lacks column\\(s\\) \\['sex'\\] that the card declares",
+        ),
+        (
+            dict(attributes=pd.DataFrame({"sex": [None, "male"] * 20})),
+            "sensitive attribute 'sex' has 20 missing value\\(s\\); code them as 'unknown'",
+        ),
         (dict(inputs=pd.DataFrame({"a": range(39)})), "inputs has 39 rows but labels has 40"),
     ],
 )
@@ -65,23 +76,37 @@ def test_patient_in_two_splits():
     labels = np.array([0, 1, 1, 0, 1, 0, 0, 1] * 5)
     patients = np.arange(40) // 2  # every patient has two rows, in different splits
     with pytest.raises(DatasetError, match="patient\\(s\\) appear in more than one split"):
-        validate_split(name="toy", split=split, labels=labels, attributes=pd.DataFrame({"sex": ["f"] * 40}),
-                       patient_id=patients, min_group_size=1)
+        validate_split(
+            name="toy",
+            split=split,
+            labels=labels,
+            attributes=pd.DataFrame({"sex": ["f"] * 40}),
+            patient_id=patients,
+            min_group_size=1,
+        )
 
 
 def test_split_with_one_class():
     split = np.array(["train"] * 30 + ["val"] * 5 + ["test"] * 5)
     labels = np.array([0, 1] * 15 + [0, 1] * 2 + [0] + [1] * 5)
     with pytest.raises(DatasetError, match="the test split has 5 row\\(s\\) and one class only"):
-        validate_split(name="toy", split=split, labels=labels, attributes=pd.DataFrame({"sex": ["f"] * 40}),
-                       patient_id=None, min_group_size=1)
+        validate_split(
+            name="toy",
+            split=split,
+            labels=labels,
+            attributes=pd.DataFrame({"sex": ["f"] * 40}),
+            patient_id=None,
+            min_group_size=1,
+        )
 
 
 def test_small_groups_warn_instead_of_failing():
     split = np.array(["train", "val", "test", "test"] * 10)
     labels = np.array([0, 1, 0, 1, 1, 0, 1, 0] * 5)
     attrs = pd.DataFrame({"sex": ["f"] * 38 + ["m"] * 2})
-    warnings = validate_split(name="toy", split=split, labels=labels, attributes=attrs, patient_id=None, min_group_size=5)
+    warnings = validate_split(
+        name="toy", split=split, labels=labels, attributes=attrs, patient_id=None, min_group_size=5
+    )
     assert any("sex=m has 2 test rows" in w for w in warnings)
 
 

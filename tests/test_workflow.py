@@ -7,7 +7,6 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from tiny_grid import REPO, TINY, snakemake  # the grid and its runner; the tiny_run fixture is in conftest.py
 
 METRIC_COLUMNS = (
@@ -22,8 +21,17 @@ def test_dry_run_lists_the_grid(tmp_path):
     result = snakemake(tmp_path, TINY, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    for rule, count in (("prepare_dataset", 1), ("train", 2), ("evaluate", 2), ("aggregate", 1), ("speed", 1), ("report", 1),
-                        ("audit_train", 2), ("audit", 2), ("aggregate_audit", 1)):
+    for rule, count in (
+        ("prepare_dataset", 1),
+        ("train", 2),
+        ("evaluate", 2),
+        ("aggregate", 1),
+        ("speed", 1),
+        ("report", 1),
+        ("audit_train", 2),
+        ("audit", 2),
+        ("aggregate_audit", 1),
+    ):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run"
 
 
@@ -37,31 +45,83 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
     private = metrics[metrics["epsilon"] == 1].iloc[0]
     assert 0 < private["epsilon_spent"] <= 1 and private["noise_multiplier"] > 0
     assert private["accountant"] == "prv" and private["delta"] < 1 / private["n_train"]
-    assert abs(private["epsilon_pld"] - private["epsilon_prv"]) < 0.05 and private["epsilon_rdp"] > private["epsilon_pld"]
-    card = json.loads((tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-1/seed-0/privacy_card.json").read_text())
+    assert (
+        abs(private["epsilon_pld"] - private["epsilon_prv"]) < 0.05 and private["epsilon_rdp"] > private["epsilon_pld"]
+    )
+    card = json.loads(
+        (tiny_run / "results/runs/synthetic_lesions/cnn/dpsgd/eps-1/seed-0/privacy_card.json").read_text()
+    )
     assert card["sampling"] == "poisson" and card["target_epsilon"] == 1
     plain = metrics[metrics["epsilon"] == float("inf")].iloc[0]
     assert plain["noise_multiplier"] == 0 and pd.isna(plain["max_grad_norm"])
     assert plain["steps"] == private["steps"] and plain["sample_rate"] == private["sample_rate"]
     assert (metrics["auroc_ci_low"] <= metrics["auroc"]).all() and (metrics["auroc"] <= metrics["auroc_ci_high"]).all()
-    for column in ("auprc", "ece", "eod", "eqodds_diff", "dpd", "threshold", "eod_ci_low", "eod_ci_high",
-                   "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated"):
+    for column in (
+        "auprc",
+        "ece",
+        "eod",
+        "eqodds_diff",
+        "dpd",
+        "threshold",
+        "eod_ci_low",
+        "eod_ci_high",
+        "mia_auroc",
+        "mia_tpr_at_1pct_fpr",
+        "mia_tpr_at_0p1pct_fpr",
+        "mia_bound_violated",
+    ):
         assert column in metrics.columns, column
     assert not metrics["mia_bound_violated"].any()
     changes = pd.read_csv(tiny_run / "results/summary/gap_changes.csv")
-    assert list(changes.columns) == ["dataset", "model", "method", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
-                                     "p_value", "p_adjusted", "family", "verdict", "raw_gap_change"]
+    assert list(changes.columns) == [
+        "dataset",
+        "model",
+        "method",
+        "attribute",
+        "metric",
+        "epsilon",
+        "gap_change",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_adjusted",
+        "family",
+        "verdict",
+        "raw_gap_change",
+    ]
     assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
     assert set(changes["family"]) == {"headline", "exploratory"}
     assert changes.loc[changes["family"] == "exploratory", "verdict"].str.contains("exploratory").all()
     gaps = pd.read_csv(tiny_run / "results/summary/gaps.csv")
-    for column in ("gap", "ci_low", "ci_high", "null_gap", "p_value", "n_groups", "signed_gap", "signed_ci_low",
-                   "signed_ci_high", "reference_group", "spread"):
+    for column in (
+        "gap",
+        "ci_low",
+        "ci_high",
+        "null_gap",
+        "p_value",
+        "n_groups",
+        "signed_gap",
+        "signed_ci_low",
+        "signed_ci_high",
+        "reference_group",
+        "spread",
+    ):
         assert column in gaps.columns, column
     assert ((gaps["p_value"] > 0) & (gaps["p_value"] <= 1)).all() and (gaps["null_gap"] > 0).all()
     subgroups = pd.read_csv(tiny_run / "results/summary/subgroups.csv")
     assert "mia_auroc" in subgroups.columns and "tpr_ci_low" in subgroups.columns
-    assert list(subgroups.columns[:10]) == ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
+    assert list(subgroups.columns[:10]) == [
+        "dataset",
+        "model",
+        "method",
+        "epsilon",
+        "seed",
+        "attribute",
+        "group",
+        "n",
+        "n_positive",
+        "auroc",
+    ]
     assert set(subgroups["group"]) == {"A", "B"} and len(subgroups) == 4
     assert subgroups.groupby("epsilon")["n"].sum().eq(metrics["n_test"].iloc[0]).all()
 
@@ -69,8 +129,21 @@ def test_summary_rows_follow_the_output_contract(tiny_run):
 @pytest.mark.integration
 def test_audit_table_follows_the_output_contract(tiny_run):
     audit = pd.read_csv(tiny_run / "results/summary/audit.csv", keep_default_na=False, na_values=[""])
-    assert list(audit.columns) == ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low",
-                                   "ci_high", "n", "attribute", "group"]
+    assert list(audit.columns) == [
+        "dataset",
+        "model",
+        "method",
+        "epsilon",
+        "seed",
+        "attack",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+        "attribute",
+        "group",
+    ]
     assert set(audit["attack"]) == {"loss", "rmia", "one_run"} and set(audit["method"]) == {"dpsgd"}
     bounds = audit.query("attack == 'one_run' and metric == 'epsilon_lower_bound'").set_index("epsilon")["value"]
     assert set(bounds.index) == {1.0, float("inf")} and bounds[1.0] <= 1.0
@@ -78,7 +151,9 @@ def test_audit_table_follows_the_output_contract(tiny_run):
     # 60 held-out rows: no TPR at 1% or 0.1% FPR (fewer than 10 rows in the tail)
     assert audit.query("metric == 'tpr_at_1pct_fpr'")["value"].isna().all()
     metrics = pd.read_csv(tiny_run / "results/summary/metrics.csv")
-    loss_auroc = audit.query("attack == 'loss' and metric == 'auroc' and attribute.isna()").set_index("epsilon")["value"]
+    loss_auroc = audit.query("attack == 'loss' and metric == 'auroc' and attribute.isna()").set_index("epsilon")[
+        "value"
+    ]
     assert metrics.set_index("epsilon")["mia_auroc"].to_dict() == pytest.approx(loss_auroc.to_dict())
     assert "mia_epsilon_lower_bound" not in metrics.columns and "mia_epsilon_empirical" in metrics.columns
     assert (tiny_run / "results/summary/audit_roc.csv").exists()
@@ -93,7 +168,11 @@ def test_report_is_self_contained(tiny_run):
     assert html.count('<img src="data:image/png;base64,') == 7
     assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html
     # the summary comes first; the methods section has both runs' privacy statements and the definition's hash
-    assert html.index('<section id="summary">') < html.index('<section id="synthetic_lesions">') < html.index('<section id="methods">')
+    assert (
+        html.index('<section id="summary">')
+        < html.index('<section id="synthetic_lesions">')
+        < html.index('<section id="methods">')
+    )
     assert 'id="ps-synthetic_lesions-cnn-dpsgd-1-0"' in html and 'id="ps-synthetic_lesions-cnn-dpsgd-inf-0"' in html
     assert re.search(r'<code class="hash">[0-9a-f]{64}</code>', html) and 'id="tradeoff-synthetic_lesions"' in html
     for needle in ("<script src", "<link ", 'src="http', "@import"):

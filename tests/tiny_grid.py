@@ -29,5 +29,10 @@ def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedPr
     path = workdir / "benchmark.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args, "--configfile", str(path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), *args, "--configfile", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
-
-from dpfair.pipeline.benchmark import load_benchmark
 from dpfair.data.prepare import load_prepared
+from dpfair.pipeline.benchmark import load_benchmark
 from dpfair.pipeline.runner import train_run
+from sklearn.metrics import roc_auc_score
 
 
 def main() -> None:
@@ -38,8 +37,9 @@ def main() -> None:
     ap.add_argument("--expected-trials", type=float, default=2.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    prepared = load_prepared(data=args.prepared / "data.pt", samples=args.prepared / "samples.csv",
-                             meta=args.prepared / "dataset.json")
+    prepared = load_prepared(
+        data=args.prepared / "data.pt", samples=args.prepared / "samples.csv", meta=args.prepared / "dataset.json"
+    )
     fixed = load_benchmark(args.benchmark).training(args.dataset).params()
     for eps in args.epsilons.split(","):
         for method in ("dpsgd", "dpsgd-tuned"):
@@ -47,21 +47,50 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             start = time.time()
             record = train_run(
-                prepared=prepared, model_name=args.model, epsilon=eps, seed=args.seed, method=method, config=fixed,
-                tuning={"enabled": True, "expected_trials": args.expected_trials}, device="cpu",
-                model_path=out / "model.pt", scores_path=out / "scores.csv", record_path=out / "run.json",
+                prepared=prepared,
+                model_name=args.model,
+                epsilon=eps,
+                seed=args.seed,
+                method=method,
+                config=fixed,
+                tuning={"enabled": True, "expected_trials": args.expected_trials},
+                device="cpu",
+                model_path=out / "model.pt",
+                scores_path=out / "scores.csv",
+                record_path=out / "run.json",
                 card_path=out / "privacy_card.json",
             )
             scores = pd.read_csv(out / "scores.csv")
             test = scores[scores["split"] == "test"]
-            print(json.dumps({
-                "method": method, "epsilon": eps, "test_auroc": round(float(roc_auc_score(test["label"], test["score"])), 4),
-                "test_score_sd": round(float(test["score"].std()), 4), "trials": record.get("tuning_trials"),
-                "epsilon_per_trial": record.get("epsilon_per_trial"), "epsilon_spent": record.get("epsilon_spent"),
-                **{k: record.get(k) for k in ("optimizer", "lr", "expected_batch_size", "epochs", "max_grad_norm",
-                                              "clip_policy", "class_weight", "augmult", "best_epoch")},
-                "wall_seconds": round(time.time() - start),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "method": method,
+                        "epsilon": eps,
+                        "test_auroc": round(float(roc_auc_score(test["label"], test["score"])), 4),
+                        "test_score_sd": round(float(test["score"].std()), 4),
+                        "trials": record.get("tuning_trials"),
+                        "epsilon_per_trial": record.get("epsilon_per_trial"),
+                        "epsilon_spent": record.get("epsilon_spent"),
+                        **{
+                            k: record.get(k)
+                            for k in (
+                                "optimizer",
+                                "lr",
+                                "expected_batch_size",
+                                "epochs",
+                                "max_grad_norm",
+                                "clip_policy",
+                                "class_weight",
+                                "augmult",
+                                "best_epoch",
+                            )
+                        },
+                        "wall_seconds": round(time.time() - start),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -64,17 +64,23 @@ def main(argv: list[str]) -> int:
         card = json.loads(path.read_text())
         if not card.get("ledger"):
             continue  # a non-private run claims nothing
-        epsilon, accountant = replay(build(card["ledger"]), float(card["delta"]),
-                                     card.get("neighboring_relation", "add_or_remove_one"))
+        epsilon, accountant = replay(
+            build(card["ledger"]), float(card["delta"]), card.get("neighboring_relation", "add_or_remove_one")
+        )
         target = float(card["target_epsilon"])
         replayed += 1
         ok = epsilon <= target * (1 + 1e-9)
-        print(f"{'ok  ' if ok else 'OVER'} {path}: {card.get('method', '?')}, unit {card.get('unit', '?')} "
-              f"(n = {card.get('n_units', '?')}), delta {card['delta']:g}: {accountant} epsilon {epsilon:.4f} <= target {target:g}"
-              if ok else f"OVER {path}: {accountant} epsilon {epsilon:.4f} > target {target:g}")
+        print(
+            f"{'ok  ' if ok else 'OVER'} {path}: {card.get('method', '?')}, unit {card.get('unit', '?')} "
+            f"(n = {card.get('n_units', '?')}), delta {card['delta']:g}: {accountant} epsilon {epsilon:.4f} <= target {target:g}"
+            if ok
+            else f"OVER {path}: {accountant} epsilon {epsilon:.4f} > target {target:g}"
+        )
         if not ok:
             over.append(path)
-    print(f"{replayed} ledgers replayed with dp-accounting {metadata.version('dp-accounting')}; {len(over)} over target")
+    print(
+        f"{replayed} ledgers replayed with dp-accounting {metadata.version('dp-accounting')}; {len(over)} over target"
+    )
     return 1 if over else 0
 
 

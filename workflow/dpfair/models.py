@@ -7,8 +7,8 @@ grad-sample hooks without ``ModuleValidator`` noticing).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from monai.networks.blocks import Convolution
@@ -105,8 +105,13 @@ def small_cnn(*, input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 
     for ch in channels:
         blocks.append(
             Convolution(
-                spatial_dims=len(spatial), in_channels=prev, out_channels=ch, strides=2, kernel_size=3,
-                act=_ACT, norm=("group", {"num_groups": min(8, ch)}),
+                spatial_dims=len(spatial),
+                in_channels=prev,
+                out_channels=ch,
+                strides=2,
+                kernel_size=3,
+                act=_ACT,
+                norm=("group", {"num_groups": min(8, ch)}),
             )
         )
         prev = ch
@@ -126,9 +131,14 @@ def resnet18_gn(*, input_shape: Sequence[int]) -> nn.Module:
     """MONAI ResNet-18 (2D or 3D), GroupNorm in place of BatchNorm, trained from scratch."""
     in_channels, *spatial = input_shape
     return ResNet(
-        block=_OutOfPlaceResNetBlock, layers=[2, 2, 2, 2], block_inplanes=get_inplanes(),
-        spatial_dims=len(spatial), n_input_channels=in_channels, num_classes=1,
-        act=_ACT, norm=("group", {"num_groups": 32}),
+        block=_OutOfPlaceResNetBlock,
+        layers=[2, 2, 2, 2],
+        block_inplanes=get_inplanes(),
+        spatial_dims=len(spatial),
+        n_input_channels=in_channels,
+        num_classes=1,
+        act=_ACT,
+        norm=("group", {"num_groups": 32}),
     )
 
 
@@ -149,8 +159,11 @@ def densenet121_gn(*, input_shape: Sequence[int]) -> nn.Module:
     """MONAI DenseNet-121, GroupNorm in place of BatchNorm, trained from scratch (inputs ≥ 32 px)."""
     in_channels, *spatial = input_shape
     return DenseNet121(
-        spatial_dims=len(spatial), in_channels=in_channels, out_channels=1,
-        act=_ACT, norm=("group", {"num_groups": 32}),
+        spatial_dims=len(spatial),
+        in_channels=in_channels,
+        out_channels=1,
+        act=_ACT,
+        norm=("group", {"num_groups": 32}),
     )
 
 

@@ -16,20 +16,20 @@ rule audit_train:
         references=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['reference_models'].file}",
         canaries=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['canaries'].file}",
         record=f"{AUDIT_DIR}/seed-{{seed}}/models.json",
-    params:
-        settings=get_audit_training_config,
-        device=config["device"],
-    wildcard_constraints:
-        method="|".join(AUDIT.methods),
-    threads: 1
-    resources:
-        gpu=get_train_gpus,
     log:
         "results/logs/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.tsv"
+    wildcard_constraints:
+        method="|".join(AUDIT.methods),
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        gpu=get_train_gpus,
+    params:
+        settings=get_audit_training_config,
+        device=config["device"],
     script:
         "../scripts/audit_train.py"
 
@@ -41,17 +41,17 @@ rule audit:
     output:
         table=f"{AUDIT_DIR}/audit.csv",
         roc=f"{AUDIT_DIR}/roc.csv",
-    params:
-        settings=get_audit_settings(),
-        intersections=config["evaluation"]["intersections"],
-    wildcard_constraints:
-        method="|".join(AUDIT.methods),
     log:
         "results/logs/audit/{dataset}/{model}/{method}/eps-{epsilon}.log",
     benchmark:
         "results/benchmarks/audit/{dataset}/{model}/{method}/eps-{epsilon}.tsv"
+    wildcard_constraints:
+        method="|".join(AUDIT.methods),
     conda:
         "../../environment.yml"
+    params:
+        settings=get_audit_settings(),
+        intersections=config["evaluation"]["intersections"],
     script:
         "../scripts/audit.py"
 

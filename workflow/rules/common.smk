@@ -13,7 +13,6 @@ from snakemake.exceptions import WorkflowError
 from dpfair.pipeline.benchmark import load_yaml, validate_config
 from dpfair.data.registry import datasets_dir
 
-
 DEFAULT_BENCHMARK = Path(workflow.basedir) / "benchmarks" / "default.yaml"
 
 if not config:
@@ -137,8 +136,11 @@ def get_train_gpu_mem_mb(wildcards):
     if not get_train_gpus(wildcards):
         return 0
     params = BENCHMARK.dataset_settings(wildcards.dataset).get("params", {})
-    claim = train_gpu_memory_mb(model=wildcards.model, batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
-                                image_size=params.get("image_size") or params.get("size"))
+    claim = train_gpu_memory_mb(
+        model=wildcards.model,
+        batch_size=BENCHMARK.training(wildcards.dataset).batch_size,
+        image_size=params.get("image_size") or params.get("size"),
+    )
     # a job claiming more than the card's limit would never start: it gets the whole card instead
     limit = getattr(workflow.global_resources.get("gpu_mem_mb"), "value", workflow.global_resources.get("gpu_mem_mb"))
     return min(claim, int(limit)) if isinstance(limit, (int, float)) and limit > 0 else claim
@@ -160,8 +162,12 @@ def get_speed_cells():
     for dataset, model in BENCHMARK.cells():
         training = BENCHMARK.training(dataset)
         cells.append(
-            {"dataset": dataset, "model": model, "batch_size": training.batch_size,
-             "clipping_backend": training.clipping_backend}
+            {
+                "dataset": dataset,
+                "model": model,
+                "batch_size": training.batch_size,
+                "clipping_backend": training.clipping_backend,
+            }
         )
     return cells
 
@@ -183,10 +189,14 @@ from dpfair.audit.plan import audit_plan  # noqa: E402
 from dpfair.training.tuning.names import split_method  # noqa: E402
 
 AUDIT = audit_plan(
-    config, seeds=BENCHMARK.seeds, epsilons=BENCHMARK.epsilons,
+    config,
+    seeds=BENCHMARK.seeds,
+    epsilons=BENCHMARK.epsilons,
     # a tuned arm (m-tuned) is not audited on its own: its reference and canary models would need the
     # tuning rerun per model; the audit of m (same mechanism, fixed recipe) stands for the mechanism
-    cells=[(d, m, meth) for d, m in BENCHMARK.cells() for meth in BENCHMARK.methods_for(d) if not split_method(meth)[1]],
+    cells=[
+        (d, m, meth) for d, m in BENCHMARK.cells() for meth in BENCHMARK.methods_for(d) if not split_method(meth)[1]
+    ],
 )
 # audit only the (dataset, model, method, ε) cells the grid trains (mitigations share dpsgd's ε = ∞ arm)
 _TRAINED_CELLS = {(r.dataset, r.model, r.method, r.epsilon) for r in BENCHMARK.runs()}
@@ -230,15 +240,29 @@ def get_run_entries():
     for run in BENCHMARK.runs():
         values = asdict(run)
         run_dir = fill(RUN_DIR, values)
-        tables = {name: fill(getattr(rules.evaluate.output, name), values) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")}
-        tables.update(record=fill(rules.train.output.record, values), card=fill(rules.train.output.card, values),
-                      benchmark=fill(rules.train.benchmark, values))
-        entries.append({
-            "label": run_dir.removeprefix("results/runs/"),
-            "outputs": [tables[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability", "card")],
-            "logs": [fill(rules.prepare_dataset.log[0], values), fill(rules.train.log[0], values), fill(rules.evaluate.log[0], values)],
-            "tables": tables,
-        })
+        tables = {
+            name: fill(getattr(rules.evaluate.output, name), values)
+            for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")
+        }
+        tables.update(
+            record=fill(rules.train.output.record, values),
+            card=fill(rules.train.output.card, values),
+            benchmark=fill(rules.train.benchmark, values),
+        )
+        entries.append(
+            {
+                "label": run_dir.removeprefix("results/runs/"),
+                "outputs": [
+                    tables[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability", "card")
+                ],
+                "logs": [
+                    fill(rules.prepare_dataset.log[0], values),
+                    fill(rules.train.log[0], values),
+                    fill(rules.evaluate.log[0], values),
+                ],
+                "tables": tables,
+            }
+        )
     return entries
 
 
@@ -247,12 +271,16 @@ def get_audit_entries():
     entries = []
     for cell in AUDIT.cells:
         seeds = AUDIT.trained_seeds
-        entries.append({
-            "label": f"audit: {AUDIT_DIR.format(**cell).removeprefix('results/audit/')}",
-            "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
-            "logs": [*(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
-                     str(rules.audit.log[0]).format(**cell)],
-        })
+        entries.append(
+            {
+                "label": f"audit: {AUDIT_DIR.format(**cell).removeprefix('results/audit/')}",
+                "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
+                "logs": [
+                    *(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
+                    str(rules.audit.log[0]).format(**cell),
+                ],
+            }
+        )
     return entries
 
 

@@ -7,13 +7,13 @@ rule prepare_dataset:
         data=f"{PREPARED_DIR}/data.pt",
         samples=f"{PREPARED_DIR}/samples.csv",
         meta=f"{PREPARED_DIR}/dataset.json",
-    params:
-        settings=get_prepare_settings,
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
     conda:
         "../../environment.yml"
+    params:
+        settings=get_prepare_settings,
     script:
         "../scripts/prepare_dataset.py"

@@ -9,14 +9,14 @@ rule evaluate:
         gaps=f"{RUN_DIR}/gaps.csv",
         replicates=f"{RUN_DIR}/gap_replicates.csv.gz",
         reliability=f"{RUN_DIR}/reliability.csv",
-    params:
-        evaluation=config["evaluation"],
     log:
         f"results/logs/evaluate/{RUN_STEM}.log",
     benchmark:
         f"results/benchmarks/evaluate/{RUN_STEM}.tsv"
     conda:
         "../../environment.yml"
+    params:
+        evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"
 
@@ -35,18 +35,20 @@ rule aggregate:
         metrics=report("results/summary/metrics.csv", caption="../report/metrics.rst", category="Summary tables"),
         subgroups="results/summary/subgroups.csv",
         gaps="results/summary/gaps.csv",
-        gap_changes=report("results/summary/gap_changes.csv", caption="../report/gap_changes.rst", category="Summary tables"),
+        gap_changes=report(
+            "results/summary/gap_changes.csv", caption="../report/gap_changes.rst", category="Summary tables"
+        ),
         reliability="results/summary/reliability.csv",
         compute_cost="results/summary/compute_cost.csv",
         compute_ratios="results/summary/compute_ratios.csv",
-    params:
-        level=config["evaluation"]["ci_level"],
     log:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
     conda:
         "../../environment.yml"
+    params:
+        level=config["evaluation"]["ci_level"],
     script:
         "../scripts/aggregate.py"
 
@@ -60,14 +62,14 @@ rule compare_methods:
     output:
         table="results/summary/method_comparison.csv",
         groups="results/summary/method_comparison_groups.csv",
-    params:
-        attributes=get_mitigation_attributes(),
-        evaluation=config["evaluation"],
     log:
         "results/logs/compare_methods.log",
     benchmark:
         "results/benchmarks/compare_methods.tsv"
     conda:
         "../../environment.yml"
+    params:
+        attributes=get_mitigation_attributes(),
+        evaluation=config["evaluation"],
     script:
         "../scripts/compare_methods.py"

@@ -16,16 +16,16 @@ rule report:
         audit_roc=rules.aggregate_audit.output.roc,
     output:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
-    params:
-        benchmark=get_report_settings(),
-        # the whole validated definition: the methods section prints it with its sha256
-        definition=BENCHMARK.config,
-        runs=get_run_entries(),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
     conda:
         "../../environment.yml"
+    params:
+        benchmark=get_report_settings(),
+        # the whole validated definition: the methods section prints it with its sha256
+        definition=BENCHMARK.config,
+        runs=get_run_entries(),
     script:
         "../scripts/report.py"

@@ -7,12 +7,14 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.tables.compute_cost import compute_cost  # noqa: E402
 from dpfair.tables.columns import join_audit_columns  # noqa: E402
+from dpfair.tables.compute_cost import compute_cost  # noqa: E402
 from dpfair.tables.summary import summarise  # noqa: E402
 
 summarise(
-    inputs={name: list(snakemake.input[name]) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")},
+    inputs={
+        name: list(snakemake.input[name]) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")
+    },
     outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
     level=snakemake.params.level,
 )

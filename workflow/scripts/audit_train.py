@@ -9,7 +9,6 @@ from dpfair.logs import log_to_file
 log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
-
 from dpfair.audit.train_models import train_audit_models  # noqa: E402
 from dpfair.audit.training_adapter import run_delta, run_settings  # noqa: E402
 from dpfair.data.prepare import load_prepared  # noqa: E402
@@ -20,8 +19,15 @@ prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samp
 w, p = snakemake.wildcards, snakemake.params.settings
 train_audit_models(
     prepared=prepared,
-    settings=run_settings(model=w.model, modality=prepared.meta["modality"], epsilon=w.epsilon, delta=run_delta(prepared, w.method),
-                          training=p["training"], device=str(resolve_device(snakemake.params.device)), method=w.method),
+    settings=run_settings(
+        model=w.model,
+        modality=prepared.meta["modality"],
+        epsilon=w.epsilon,
+        delta=run_delta(prepared, w.method),
+        training=p["training"],
+        device=str(resolve_device(snakemake.params.device)),
+        method=w.method,
+    ),
     seed=int(w.seed),
     n_reference=p["n_reference"],
     n_canaries=p["n_canaries"],

@@ -5,7 +5,6 @@ from dpfair.logs import log_to_file
 log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
-
 from dpfair.training.speed import benchmark_cells  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)

@@ -5,7 +5,6 @@ from dpfair.logs import log_to_file
 log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
-
 from dpfair.data.prepare import load_prepared  # noqa: E402
 from dpfair.pipeline.runner import train_run  # noqa: E402
 

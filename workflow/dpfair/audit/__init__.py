@@ -24,8 +24,23 @@ from dpfair.audit.membership import (
 from dpfair.audit.one_run import OneRunResult, epsilon_one_run, one_run_audit, one_run_p_value
 
 __all__ = [
-    "DEFAULT_CONFIDENCE", "DEFAULT_FPR_TARGETS", "MIN_TAIL", "BoundCheck", "OneRunResult", "attack_metrics",
-    "audit_membership", "balanced_member_sample", "check_privacy_bound", "clopper_pearson", "dp_max_auroc",
-    "epsilon_one_run", "loss_scores", "loss_scores_from_logits", "membership_by_group", "one_run_audit",
-    "one_run_p_value", "operating_points", "tpr_at_fpr",
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_FPR_TARGETS",
+    "MIN_TAIL",
+    "BoundCheck",
+    "OneRunResult",
+    "attack_metrics",
+    "audit_membership",
+    "balanced_member_sample",
+    "check_privacy_bound",
+    "clopper_pearson",
+    "dp_max_auroc",
+    "epsilon_one_run",
+    "loss_scores",
+    "loss_scores_from_logits",
+    "membership_by_group",
+    "one_run_audit",
+    "one_run_p_value",
+    "operating_points",
+    "tpr_at_fpr",
 ]

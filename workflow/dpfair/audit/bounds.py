@@ -104,14 +104,25 @@ def check_privacy_bound(
     else:
         e = math.exp(min(epsilon, 700.0))
         violated = (tpr_low > e * fpr_high + delta) | (tnr_low > e * fnr_high + delta)
-    points = pd.DataFrame({
-        "tp": tp, "fp": fp, "n_members": n_m, "n_nonmembers": n_n, "tpr": tp / n_m, "fpr": fp / n_n,
-        "tpr_low": tpr_low, "fpr_high": fpr_high, "epsilon_lower": np.maximum(np.maximum(eps_tpr, eps_tnr), 0.0),
-        "violated": violated,
-    })
+    points = pd.DataFrame(
+        {
+            "tp": tp,
+            "fp": fp,
+            "n_members": n_m,
+            "n_nonmembers": n_n,
+            "tpr": tp / n_m,
+            "fpr": fp / n_n,
+            "tpr_low": tpr_low,
+            "fpr_high": fpr_high,
+            "epsilon_lower": np.maximum(np.maximum(eps_tpr, eps_tnr), 0.0),
+            "violated": violated,
+        }
+    )
     return BoundCheck(
-        violated=bool(violated.any()), epsilon_empirical=float(points["epsilon_lower"].max()),
-        confidence=confidence, points=points,
+        violated=bool(violated.any()),
+        epsilon_empirical=float(points["epsilon_lower"].max()),
+        confidence=confidence,
+        points=points,
     )
 
 
@@ -140,4 +151,3 @@ def dp_max_auroc(*, epsilon: float, delta: float) -> float:
     x = np.unique(np.clip(kinks, 0.0, 1.0))
     y = ceiling(x)
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
-

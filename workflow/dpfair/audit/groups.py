@@ -23,7 +23,9 @@ def _auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return u / (n1 * n0)
 
 
-def auroc_with_interval(*, membership, scores, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def auroc_with_interval(
+    *, membership, scores, n_boot: int = 200, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """Attack AUROC and its percentile-bootstrap interval (resampling members and non-members separately).
 
     Example:
@@ -40,12 +42,16 @@ def auroc_with_interval(*, membership, scores, n_boot: int = 200, level: float =
         return np.nan, np.nan, np.nan
     value = float(_auroc_rows(pos[None], neg[None])[0])
     rng = np.random.default_rng(seed)
-    boot = _auroc_rows(pos[rng.integers(0, len(pos), (n_boot, len(pos)))], neg[rng.integers(0, len(neg), (n_boot, len(neg)))])
+    boot = _auroc_rows(
+        pos[rng.integers(0, len(pos), (n_boot, len(pos)))], neg[rng.integers(0, len(neg), (n_boot, len(neg)))]
+    )
     alpha = (1 - level) / 2
     return value, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
 
 
-def auroc_by_group(*, membership, scores, groups: pd.DataFrame, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def auroc_by_group(
+    *, membership, scores, groups: pd.DataFrame, n_boot: int = 200, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """Attack AUROC with an interval for every (attribute, group); ``groups`` has one column per attribute.
 
     Example:
@@ -64,8 +70,17 @@ def auroc_by_group(*, membership, scores, groups: pd.DataFrame, n_boot: int = 20
         labels = groups[attribute].astype(str).to_numpy()
         for group in sorted(set(labels)):
             mask = labels == group
-            value, low, high = auroc_with_interval(membership=membership[mask], scores=scores[mask], n_boot=n_boot,
-                                                   level=level, seed=seed)
-            rows.append({"attribute": attribute, "group": group, "value": value, "ci_low": low, "ci_high": high,
-                         "n": int(mask.sum())})
+            value, low, high = auroc_with_interval(
+                membership=membership[mask], scores=scores[mask], n_boot=n_boot, level=level, seed=seed
+            )
+            rows.append(
+                {
+                    "attribute": attribute,
+                    "group": group,
+                    "value": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": int(mask.sum()),
+                }
+            )
     return pd.DataFrame(rows, columns=GROUP_ROW_COLUMNS)

@@ -119,7 +119,13 @@ def roc_counts(membership, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     if n_members == 0 or n_nonmembers == 0:
         raise ValueError(f"need members and non-members, got {n_members} and {n_nonmembers}")
     fpr, tpr, thresholds = roc_curve(membership, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
-    return thresholds, np.rint(tpr * n_members).astype(int), np.rint(fpr * n_nonmembers).astype(int), n_members, n_nonmembers
+    return (
+        thresholds,
+        np.rint(tpr * n_members).astype(int),
+        np.rint(fpr * n_nonmembers).astype(int),
+        n_members,
+        n_nonmembers,
+    )
 
 
 def max_count(rate: float, n: int) -> int:
@@ -171,8 +177,17 @@ def operating_points(*, membership, scores, fpr_targets=DEFAULT_FPR_TARGETS) -> 
         ok = np.flatnonzero(n_members - tp <= max_count(target, n_members))
         fnr_pick = ok[np.lexsort((-tp[ok], fp[ok]))[0]]  # lowest fp, then highest tp
         for side, i in (("fpr", fpr_pick), ("fnr", fnr_pick)):
-            rows.append({"side": side, "target": float(target), "threshold": float(thresholds[i]),
-                         "tp": int(tp[i]), "fp": int(fp[i]), "n_members": n_members, "n_nonmembers": n_nonmembers})
+            rows.append(
+                {
+                    "side": side,
+                    "target": float(target),
+                    "threshold": float(thresholds[i]),
+                    "tp": int(tp[i]),
+                    "fp": int(fp[i]),
+                    "n_members": n_members,
+                    "n_nonmembers": n_nonmembers,
+                }
+            )
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
@@ -200,7 +215,9 @@ def membership_by_group(*, membership, scores, groups) -> pd.DataFrame:
         raise ValueError(f"groups has {len(groups)} entries for {len(membership)} examples")
     frame = MetricFrame(
         metrics={"n_members": _n_members, "n_nonmembers": _n_nonmembers, "mia_auroc": safe_auroc},
-        y_true=membership, y_pred=np.asarray(scores, dtype=np.float64), sensitive_features=groups,
+        y_true=membership,
+        y_pred=np.asarray(scores, dtype=np.float64),
+        sensitive_features=groups,
     )
     table = frame.by_group.reset_index()
     table["n_members"] = table["n_members"].astype(int)
@@ -210,8 +227,14 @@ def membership_by_group(*, membership, scores, groups) -> pd.DataFrame:
 
 
 def attack_metrics(
-    *, membership, scores, epsilon: float, delta: float, confidence: float = DEFAULT_CONFIDENCE,
-    fpr_targets=DEFAULT_FPR_TARGETS, min_tail: int = MIN_TAIL,
+    *,
+    membership,
+    scores,
+    epsilon: float,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    fpr_targets=DEFAULT_FPR_TARGETS,
+    min_tail: int = MIN_TAIL,
 ) -> dict:
     """AUROC, TPR at 1% and 0.1% FPR, the (ε, δ) check and the empirical ε of any attack's scores.
 
@@ -228,8 +251,13 @@ def attack_metrics(
     n_members, n_nonmembers = int(membership.sum()), int((membership == 0).sum())
     points = operating_points(membership=membership, scores=scores, fpr_targets=fpr_targets)
     check = check_privacy_bound(
-        tp=points["tp"], fp=points["fp"], n_members=n_members, n_nonmembers=n_nonmembers, epsilon=float(epsilon),
-        delta=float(delta), confidence=confidence,
+        tp=points["tp"],
+        fp=points["fp"],
+        n_members=n_members,
+        n_nonmembers=n_nonmembers,
+        epsilon=float(epsilon),
+        delta=float(delta),
+        confidence=confidence,
     )
     return {
         "mia_auroc": safe_auroc(membership, scores),
@@ -290,8 +318,15 @@ def audit_membership(
     n = len(member_idx)
     membership = np.r_[np.ones(n, dtype=int), np.zeros(n, dtype=int)]
     scores = np.r_[member_scores[member_idx], nonmember_scores[nonmember_idx]]
-    summary = attack_metrics(membership=membership, scores=scores, epsilon=epsilon, delta=delta,
-                             confidence=confidence, fpr_targets=fpr_targets, min_tail=min_tail)
+    summary = attack_metrics(
+        membership=membership,
+        scores=scores,
+        epsilon=epsilon,
+        delta=delta,
+        confidence=confidence,
+        fpr_targets=fpr_targets,
+        min_tail=min_tail,
+    )
 
     if member_groups is None:
         return summary, pd.DataFrame(columns=GROUP_COLUMNS)

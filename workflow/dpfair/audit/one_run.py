@@ -106,8 +106,13 @@ class OneRunResult:
 
 
 def one_run_audit(
-    *, scores, included, delta: float, confidence: float = DEFAULT_CONFIDENCE,
-    guess_counts=DEFAULT_GUESS_COUNTS, seed: int = 0,
+    *,
+    scores,
+    included,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    guess_counts=DEFAULT_GUESS_COUNTS,
+    seed: int = 0,
 ) -> OneRunResult:
     """Certified ε lower bound from canary scores (higher = "in") and the canaries' inclusion bits.
 
@@ -126,7 +131,9 @@ def one_run_audit(
     scores = np.asarray(scores, dtype=np.float64)
     included = np.asarray(included).astype(int)
     if scores.shape != included.shape or scores.ndim != 1 or len(scores) == 0:
-        raise ValueError(f"scores and included must be 1-D, non-empty and of one length, got {scores.shape}, {included.shape}")
+        raise ValueError(
+            f"scores and included must be 1-D, non-empty and of one length, got {scores.shape}, {included.shape}"
+        )
     if not np.all((included == 0) | (included == 1)):
         raise ValueError("included must hold 0 or 1 per canary")
     if not np.all(np.isfinite(scores)):
@@ -147,8 +154,12 @@ def one_run_audit(
     table = pd.DataFrame(rows)
     best = table.loc[table["epsilon_lower_bound"].idxmax()]
     return OneRunResult(
-        epsilon_lower_bound=float(best["epsilon_lower_bound"]), n_guesses=int(best["n_guesses"]),
-        n_correct=int(best["n_correct"]), m=m, confidence=confidence, by_guesses=table,
+        epsilon_lower_bound=float(best["epsilon_lower_bound"]),
+        n_guesses=int(best["n_guesses"]),
+        n_correct=int(best["n_correct"]),
+        m=m,
+        confidence=confidence,
+        by_guesses=table,
     )
 
 

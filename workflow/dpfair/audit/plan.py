@@ -44,8 +44,14 @@ class AuditPlan:
         return {need.parameter: self.settings[name] if name in self.needs else 0 for name, need in NEEDS.items()}
 
 
-def audit_plan(config: dict, *, seeds: list[int], epsilons: list[str], cells: list[tuple],
-               methods: tuple[str, ...] = (DEFAULT_METHOD,)) -> AuditPlan:
+def audit_plan(
+    config: dict,
+    *,
+    seeds: list[int],
+    epsilons: list[str],
+    cells: list[tuple],
+    methods: tuple[str, ...] = (DEFAULT_METHOD,),
+) -> AuditPlan:
     """The audit's schedule from a validated config (schema defaults filled).
 
     Args:
@@ -70,13 +76,18 @@ def audit_plan(config: dict, *, seeds: list[int], epsilons: list[str], cells: li
     check_attack_names(settings["attacks"])
     for i, seed in enumerate(settings["reference_seeds"]):
         if seed not in seeds:
-            raise ConfigError(f"audit.reference_seeds[{i}] = {seed} is not one of seeds {seeds}; pick seeds the benchmark trains")
+            raise ConfigError(
+                f"audit.reference_seeds[{i}] = {seed} is not one of seeds {seeds}; pick seeds the benchmark trains"
+            )
     needs = needs_of(settings["attacks"])
     # a cell is (dataset, model) run by every method, or (dataset, model, method) as the benchmark pairs them
     triples = [c if len(c) == 3 else (*c, meth) for c in cells for meth in ((None,) if len(c) == 3 else methods)]
     audited = [{"dataset": d, "model": m, "method": meth, "epsilon": e} for d, m, meth in triples for e in epsilons]
     methods = tuple(dict.fromkeys(t[2] for t in triples)) or tuple(methods)
     return AuditPlan(
-        settings=settings, cells=audited if settings["attacks"] else [],
-        trained_seeds=list(settings["reference_seeds"]) if needs else [], methods=list(methods), needs=needs,
+        settings=settings,
+        cells=audited if settings["attacks"] else [],
+        trained_seeds=list(settings["reference_seeds"]) if needs else [],
+        methods=list(methods),
+        needs=needs,
     )

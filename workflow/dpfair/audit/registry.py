@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -116,7 +116,9 @@ class Attack:
 _ATTACKS: dict[str, Attack] = {}
 
 
-def register_attack(name: str, *, label: str = "", needs: Iterable[str] = (), description: str = "", force: bool = False):
+def register_attack(
+    name: str, *, label: str = "", needs: Iterable[str] = (), description: str = "", force: bool = False
+):
     """Decorator registering ``fn(context) -> AttackResult`` as attack ``name`` (an ``audit.attacks`` entry).
 
     Args:
@@ -143,8 +145,9 @@ def register_attack(name: str, *, label: str = "", needs: Iterable[str] = (), de
     def decorate(fn):
         if name in _ATTACKS and not force:
             raise ValueError(f"attack {name!r} is already registered")
-        _ATTACKS[name] = Attack(name=name, label=label or name, needs=needs, run=fn,
-                                description=description or (fn.__doc__ or "").strip())
+        _ATTACKS[name] = Attack(
+            name=name, label=label or name, needs=needs, run=fn, description=description or (fn.__doc__ or "").strip()
+        )
         return fn
 
     return decorate

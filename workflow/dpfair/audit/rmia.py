@@ -36,9 +36,7 @@ def true_label_log_prob(*, logits, labels) -> np.ndarray:
     return -np.logaddexp(0.0, np.where(y == 1, -z, z))
 
 
-def rmia_scores(
-    *, target_logits, reference_logits, labels, population: np.ndarray, gamma: float = 1.0
-) -> np.ndarray:
+def rmia_scores(*, target_logits, reference_logits, labels, population: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     """RMIA score of every row: the fraction of population rows z with LR(x, z) ≥ ``gamma``.
 
     Args:
@@ -64,8 +62,10 @@ def rmia_scores(
     population = np.asarray(population, dtype=bool)
     n = len(labels)
     if refs.shape[1] != n or len(target_logits) != n or len(population) != n:
-        raise ValueError(f"target ({len(target_logits)}), references {refs.shape}, population ({len(population)}) "
-                         f"and labels ({n}) must cover the same rows")
+        raise ValueError(
+            f"target ({len(target_logits)}), references {refs.shape}, population ({len(population)}) "
+            f"and labels ({n}) must cover the same rows"
+        )
     if not population.any():
         raise ValueError("the population (z rows) is empty")
     if gamma < 1:

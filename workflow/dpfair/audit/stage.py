@@ -21,14 +21,33 @@ from dpfair.errors import PrivacyError
 
 log = logging.getLogger(__name__)
 
-AUDIT_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "metric", "value", "ci_low", "ci_high", "n",
-                 "attribute", "group"]
+AUDIT_COLUMNS = [
+    "dataset",
+    "model",
+    "method",
+    "epsilon",
+    "seed",
+    "attack",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "attribute",
+    "group",
+]
 ROC_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "fpr", "tpr", "n_nonmembers"]
 
 
 def audit_cell(
-    *, runs: list[dict], meta: str | Path, settings: dict, outputs: dict[str, str | Path],
-    trained: dict[str, dict[int, str | Path]] | None = None, intersections=(), method: str = DEFAULT_METHOD,
+    *,
+    runs: list[dict],
+    meta: str | Path,
+    settings: dict,
+    outputs: dict[str, str | Path],
+    trained: dict[str, dict[int, str | Path]] | None = None,
+    intersections=(),
+    method: str = DEFAULT_METHOD,
 ) -> pd.DataFrame:
     """Run the configured attacks on every run of a cell and write ``table`` (long) and ``roc``.
 
@@ -56,10 +75,22 @@ def audit_cell(
         card = json.loads(Path(run["card"]).read_text())
         table = pd.read_csv(run["scores"], dtype={a: str for a in attrs}, keep_default_na=False)
         seed = int(record["seed"])
-        keys = {"dataset": record["dataset"], "model": record["model"], "method": method,
-                "epsilon": float(card["target_epsilon"]), "seed": seed}
-        ctx = AuditContext(keys=keys, table=table, epsilon=float(card["target_epsilon"]), delta=float(card["delta"]), unit=card.get("unit", "record"),
-                           attributes=attributes, settings=settings)
+        keys = {
+            "dataset": record["dataset"],
+            "model": record["model"],
+            "method": method,
+            "epsilon": float(card["target_epsilon"]),
+            "seed": seed,
+        }
+        ctx = AuditContext(
+            keys=keys,
+            table=table,
+            epsilon=float(card["target_epsilon"]),
+            delta=float(card["delta"]),
+            unit=card.get("unit", "record"),
+            attributes=attributes,
+            settings=settings,
+        )
         for name in settings.get("attacks", []):
             attack = get_attack(name)
             if any(seed not in trained[need] for need in attack.needs):
@@ -68,31 +99,43 @@ def audit_cell(
                 setattr(ctx, NEEDS[need].field, pd.read_csv(trained[need][seed]))
             result = attack.run(ctx)
             for r in result.rows:
-                rows.append({**keys, "attack": name, "ci_low": math.nan, "ci_high": math.nan, "attribute": "", "group": "", **r})
+                rows.append(
+                    {**keys, "attack": name, "ci_low": math.nan, "ci_high": math.nan, "attribute": "", "group": "", **r}
+                )
             if result.roc is not None:
                 rocs.append(result.roc.assign(**keys, attack=name))
             bound = next((r["value"] for r in result.rows if r["metric"] == "epsilon_lower_bound"), None)
             if bound is not None:
-                log.info("%s audit %s seed %d: certified epsilon >= %.3f (target %s)", name, keys, seed, bound, ctx.epsilon)
+                log.info(
+                    "%s audit %s seed %d: certified epsilon >= %.3f (target %s)", name, keys, seed, bound, ctx.epsilon
+                )
                 if math.isfinite(ctx.epsilon) and bound > ctx.epsilon:
-                    violations.append(f"{keys['dataset']}/{keys['model']}/{method} at epsilon={ctx.epsilon:g}, seed {seed}: "
-                                      f"{name}'s certified lower bound {bound:.3f} exceeds the target")
+                    violations.append(
+                        f"{keys['dataset']}/{keys['model']}/{method} at epsilon={ctx.epsilon:g}, seed {seed}: "
+                        f"{name}'s certified lower bound {bound:.3f} exceeds the target"
+                    )
     table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     table.to_csv(outputs["table"], index=False)
     roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=ROC_COLUMNS)
     roc[ROC_COLUMNS].to_csv(outputs["roc"], index=False)
     if violations:
-        raise PrivacyError("the audit's certified bound refutes the claimed privacy (a DP bug): " + "; ".join(violations))
+        raise PrivacyError(
+            "the audit's certified bound refutes the claimed privacy (a DP bug): " + "; ".join(violations)
+        )
     return table
 
 
 def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.DataFrame:
     """Stack the cells' audit tables (header-only when nothing was audited) into the summary tables."""
     for key, paths, columns in (("table", tables, AUDIT_COLUMNS), ("roc", rocs, ROC_COLUMNS)):
-        frames = [pd.read_csv(p, keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
-                  for p in paths]
+        frames = [
+            pd.read_csv(p, keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
+            for p in paths
+        ]
         frames = [f for f in frames if not f.empty]
         stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         stacked[columns].to_csv(outputs[key], index=False)
-    return pd.read_csv(outputs["table"], keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
+    return pd.read_csv(
+        outputs["table"], keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str}
+    )

@@ -16,8 +16,8 @@ import torch
 
 from dpfair.audit.membership import loss_scores_from_logits
 from dpfair.audit.training_adapter import derived_seed, train_like
-from dpfair.training.loop import predict_logits
 from dpfair.jsonio import write_json
+from dpfair.training.loop import predict_logits
 
 HELD_OUT = ("val", "test")
 
@@ -36,8 +36,9 @@ def choose_canaries(*, splits: pd.Series, m: int, seed: int) -> tuple[np.ndarray
     return rows, rng.integers(0, 2, len(rows))
 
 
-def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int, n_canaries: int,
-                       outputs: dict[str, str | Path]) -> dict:
+def train_audit_models(
+    *, prepared, settings: dict, seed: int, n_reference: int, n_canaries: int, outputs: dict[str, str | Path]
+) -> dict:
     """Train the reference models and the canary run of one audit seed; write ``references``, ``canaries``, ``record``.
 
     ``n_reference`` / ``n_canaries`` of 0 (no configured attack needs them, :class:`dpfair.audit.plan.AuditPlan`)
@@ -57,8 +58,14 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
         pair, side = divmod(k, 2)  # models 2p and 2p+1 train on complementary halves
         inside = _half(units, seed=derived_seed(seed, 1, pair), side=side)
         mask = torch.from_numpy(inside)
-        trained = train_like(settings=settings, x=x[mask], y=y[mask], seed=derived_seed(seed, 1, 100 + k),
-                             patient_id=None if patients is None else patients[inside], groups=groups[inside])
+        trained = train_like(
+            settings=settings,
+            x=x[mask],
+            y=y[mask],
+            seed=derived_seed(seed, 1, 100 + k),
+            patient_id=None if patients is None else patients[inside],
+            groups=groups[inside],
+        )
         columns[f"in_{k}"] = inside.astype(int)
         columns[f"logit_{k}"] = predict_logits(trained.model, x, device=settings.get("device", "cpu"))
         records["references"].append(_brief(trained.record))
@@ -78,12 +85,20 @@ def train_audit_models(*, prepared, settings: dict, seed: int, n_reference: int,
     if patients is not None:  # each canary is a new patient of its own, so a patient-level guarantee covers it
         run_patients = np.concatenate([patients[train_mask.numpy()], [f"canary-{r}" for r in chosen.numpy()]])
     run_groups = pd.concat([groups[train_mask.numpy()], groups.iloc[chosen.numpy()]])
-    trained = train_like(settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3), patient_id=run_patients,
-                         groups=run_groups)
+    trained = train_like(
+        settings=settings, x=x_run, y=y_run, seed=derived_seed(seed, 3), patient_id=run_patients, groups=run_groups
+    )
     logits = predict_logits(trained.model, x[torch.from_numpy(rows)], device=settings.get("device", "cpu"))
     labels = flipped.numpy().astype(int)
-    pd.DataFrame({"row": rows, "included": included, "label": labels, "logit": logits,
-                  "score": loss_scores_from_logits(logits=logits, labels=labels)}).to_csv(outputs["canaries"], index=False)
+    pd.DataFrame(
+        {
+            "row": rows,
+            "included": included,
+            "label": labels,
+            "logit": logits,
+            "score": loss_scores_from_logits(logits=logits, labels=labels),
+        }
+    ).to_csv(outputs["canaries"], index=False)
     records["canary_run"] = {**_brief(trained.record), "n_canaries": int(len(rows)), "n_included": int(included.sum())}
     write_json(outputs["record"], records)
     return records
@@ -104,6 +119,17 @@ def _half(units: np.ndarray, *, seed: int, side: int) -> np.ndarray:
 
 
 def _brief(record: dict) -> dict:
-    keys = ("epsilon", "epsilon_spent", "delta", "noise_multiplier", "sample_rate", "steps", "n_train", "seed", "train_seconds",
-            "method", "mitigation_groups")
+    keys = (
+        "epsilon",
+        "epsilon_spent",
+        "delta",
+        "noise_multiplier",
+        "sample_rate",
+        "steps",
+        "n_train",
+        "seed",
+        "train_seconds",
+        "method",
+        "mitigation_groups",
+    )
     return {k: record[k] for k in keys if k in record}

@@ -18,8 +18,8 @@ from torch import nn
 __all__ = ["AuditModel", "derived_seed", "predict_logits", "run_delta", "run_settings", "train_like"]
 
 from dpfair.audit.registry import DEFAULT_METHOD
-from dpfair.training.config import TrainConfig
 from dpfair.privacy.params import parse_epsilon
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict_logits, train
 
 
@@ -31,15 +31,37 @@ class AuditModel:
     record: dict
 
 
-def run_settings(*, model: str, modality: str, epsilon, delta: float, training: dict, device: str = "cpu",
-                 method: str = DEFAULT_METHOD) -> dict:
+def run_settings(
+    *,
+    model: str,
+    modality: str,
+    epsilon,
+    delta: float,
+    training: dict,
+    device: str = "cpu",
+    method: str = DEFAULT_METHOD,
+) -> dict:
     """The settings of an audited run that audit models copy (a plain dict, so rules can pass it)."""
-    return {"model": model, "modality": modality, "epsilon": parse_epsilon(epsilon), "delta": float(delta),
-            "training": dict(training), "device": device, "method": method}
+    return {
+        "model": model,
+        "modality": modality,
+        "epsilon": parse_epsilon(epsilon),
+        "delta": float(delta),
+        "training": dict(training),
+        "device": device,
+        "method": method,
+    }
 
 
-def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
-               patient_id: np.ndarray | None = None, groups: pd.DataFrame | None = None) -> AuditModel:
+def train_like(
+    *,
+    settings: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    patient_id: np.ndarray | None = None,
+    groups: pd.DataFrame | None = None,
+) -> AuditModel:
     """Train a model on ``(x, y)`` with the audited run's mechanism, ε, δ and hyperparameters, from ``seed``.
 
     ``patient_id``: each row's unit for patient-level mechanisms (ignored by record-level ones).
@@ -56,9 +78,17 @@ def train_like(*, settings: dict, x: torch.Tensor, y: torch.Tensor, seed: int,
 
     method = settings.get("method", DEFAULT_METHOD)
     result = train(
-        model_name=settings["model"], modality=settings["modality"], x_train=x, y_train=y,
-        epsilon=settings["epsilon"], delta=settings["delta"], config=TrainConfig(**settings["training"]),
-        seed=seed, device=settings.get("device", "cpu"), method=method, patient_id=patient_id,
+        model_name=settings["model"],
+        modality=settings["modality"],
+        x_train=x,
+        y_train=y,
+        epsilon=settings["epsilon"],
+        delta=settings["delta"],
+        config=TrainConfig(**settings["training"]),
+        seed=seed,
+        device=settings.get("device", "cpu"),
+        method=method,
+        patient_id=patient_id,
         groups=groups.reset_index(drop=True) if groups is not None and get_mechanism(method).uses_groups else None,
     )
     return AuditModel(model=result.model, record=result.record)

@@ -77,11 +77,13 @@ def check_leakage(raw: RawDataset, card: DatasetCard) -> list[str]:
     warnings = [
         f"dataset {card.name!r}: feature {c!r} predicts the label alone with AUROC {a:.3f} (above {WARN_AUROC}); "
         "check it is a baseline measurement and not the outcome, a follow-up time or a score fitted on this cohort"
-        for c, a in aurocs.items() if a > WARN_AUROC
+        for c, a in aurocs.items()
+        if a > WARN_AUROC
     ]
     warnings += [
         f"dataset {card.name!r}: feature {c!r} is named like a follow-up time, status, censoring flag or row id; "
         "drop it unless it is known at prediction time"
-        for c in raw.inputs.columns if SUSPICIOUS_NAMES.search(str(c))
+        for c in raw.inputs.columns
+        if SUSPICIOUS_NAMES.search(str(c))
     ]
     return warnings

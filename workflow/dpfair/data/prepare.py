@@ -91,13 +91,21 @@ def prepare_dataset(
         split_source = "official"
     else:
         split = stratified_split(
-            labels=labels, attributes=attributes, patient_id=raw.patient_id,
-            val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed,
+            labels=labels,
+            attributes=attributes,
+            patient_id=raw.patient_id,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
         )
         split_source = f"stratified by label and {list(card.sensitive_attributes)}, seed {split_seed}"
     warnings = validate_split(
-        name=name, split=split, labels=labels, attributes=attributes,
-        patient_id=raw.patient_id, min_group_size=min_group_size,
+        name=name,
+        split=split,
+        labels=labels,
+        attributes=attributes,
+        patient_id=raw.patient_id,
+        min_group_size=min_group_size,
     )
     warnings = [*leakage_warnings, *warnings]
     train_patients = None
@@ -139,7 +147,9 @@ def prepare_dataset(
         "split": split_source,
         # the unit of the default method (dpsgd samples rows); each run records its own mechanism's unit
         "privacy_unit": "record",
-        "max_records_per_patient": int(pd.Series(raw.patient_id).value_counts().max()) if raw.patient_id is not None else 1,
+        "max_records_per_patient": int(pd.Series(raw.patient_id).value_counts().max())
+        if raw.patient_id is not None
+        else 1,
         "n": {s: int((split == s).sum()) for s in SPLITS},
         "prevalence": {s: float(labels[split == s].mean()) for s in SPLITS},
         "group_sizes": {
@@ -162,7 +172,9 @@ def _in_natural_order(attribute: str, counts: pd.Series) -> dict:
 
 def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> tuple[torch.Tensor, list[str]]:
     frame = frame.reset_index(drop=True)
-    categorical = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    categorical = [
+        c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+    ]
     numeric = [c for c in frame.columns if c not in categorical]
     frame = frame.copy()
     for c in categorical:

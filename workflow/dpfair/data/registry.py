@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from dpfair.data.contract import MODALITIES, SENSITIVE_ATTRIBUTES, DatasetCard, RawDataset
 from dpfair.errors import DatasetError
@@ -84,7 +84,9 @@ def available_datasets(directory: str | os.PathLike | None = None) -> list[str]:
     """Names of the dataset modules in the directory (file stems, without importing them)."""
     root = datasets_dir(directory)
     if not root.is_dir():
-        raise DatasetError(f"datasets directory {root} does not exist; run from the repository root or set DPFAIR_DATASETS_DIR")
+        raise DatasetError(
+            f"datasets directory {root} does not exist; run from the repository root or set DPFAIR_DATASETS_DIR"
+        )
     return sorted(p.stem for p in root.glob("*.py") if not p.name.startswith("_"))
 
 

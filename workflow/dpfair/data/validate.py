@@ -18,21 +18,31 @@ def validate_raw(raw: RawDataset, card: DatasetCard) -> None:
     """Check what a loader returned against its card (before splitting)."""
     name = card.name
     if not isinstance(raw, RawDataset):
-        raise DatasetError(f"dataset {name!r}: the loader returned {type(raw).__name__}; return a dpfair.data.RawDataset")
+        raise DatasetError(
+            f"dataset {name!r}: the loader returned {type(raw).__name__}; return a dpfair.data.RawDataset"
+        )
     n = len(raw.labels)
     if n == 0:
-        raise DatasetError(f"dataset {name!r} is empty: the loader returned no rows; check its data source or parameters")
+        raise DatasetError(
+            f"dataset {name!r} is empty: the loader returned no rows; check its data source or parameters"
+        )
     labels = pd.to_numeric(pd.Series(np.asarray(raw.labels).ravel()), errors="coerce")
     if labels.isna().any():
         bad = int(labels.isna().sum())
-        raise DatasetError(f"dataset {name!r}: labels has {bad} NaN or non-numeric value(s); drop those rows or define the outcome for them")
+        raise DatasetError(
+            f"dataset {name!r}: labels has {bad} NaN or non-numeric value(s); drop those rows or define the outcome for them"
+        )
     values = {float(v) if v % 1 else int(v) for v in np.unique(labels)}
     if not values <= {0, 1}:
-        raise DatasetError(f"dataset {name!r}: labels must be binary 0/1, found values {sorted(values)[:10]}; map the outcome to 0/1")
+        raise DatasetError(
+            f"dataset {name!r}: labels must be binary 0/1, found values {sorted(values)[:10]}; map the outcome to 0/1"
+        )
     if len(values) < 2:
         raise DatasetError(f"dataset {name!r}: labels has one class only ({sorted(values)}); a binary task needs both")
     if len(raw.inputs) != n:
-        raise DatasetError(f"dataset {name!r}: inputs has {len(raw.inputs)} rows but labels has {n}; they must be row-aligned")
+        raise DatasetError(
+            f"dataset {name!r}: inputs has {len(raw.inputs)} rows but labels has {n}; they must be row-aligned"
+        )
     if card.modality == "image":
         if not isinstance(raw.inputs, np.ndarray) or raw.inputs.ndim not in (4, 5):
             shape = getattr(raw.inputs, "shape", None)
@@ -56,7 +66,9 @@ def validate_raw(raw: RawDataset, card: DatasetCard) -> None:
         )
     extra = [c for c in attrs.columns if c not in card.sensitive_attributes]
     if extra:
-        raise DatasetError(f"dataset {name!r}: attributes has column(s) {extra} not declared in card.sensitive_attributes")
+        raise DatasetError(
+            f"dataset {name!r}: attributes has column(s) {extra} not declared in card.sensitive_attributes"
+        )
     for col in card.sensitive_attributes:
         if attrs[col].isna().any():
             raise DatasetError(
@@ -80,8 +92,13 @@ def validate_raw(raw: RawDataset, card: DatasetCard) -> None:
 
 
 def validate_split(
-    *, name: str, split: np.ndarray, labels: np.ndarray, attributes: pd.DataFrame,
-    patient_id: np.ndarray | None, min_group_size: int,
+    *,
+    name: str,
+    split: np.ndarray,
+    labels: np.ndarray,
+    attributes: pd.DataFrame,
+    patient_id: np.ndarray | None,
+    min_group_size: int,
 ) -> list[str]:
     """Check a split; returns warnings about subgroups below ``min_group_size`` in the test split."""
     unknown = set(np.unique(split)) - set(SPLITS)

@@ -2,12 +2,14 @@
 
 One job per module: :mod:`~dpfair.fairness.threshold` (the operating point, from validation rows),
 :mod:`~dpfair.fairness.calibration` (ECE, reliability bins), :mod:`~dpfair.fairness.metrics_registry`
-(one definition per metric), :mod:`~dpfair.fairness.bootstrap` (vectorised resampling and permutation
+(one definition per metric; the shipped ones in :mod:`~dpfair.fairness.builtin_metrics`), :mod:`~dpfair.fairness.bootstrap` (vectorised resampling and permutation
 kernels), :mod:`~dpfair.fairness.subgroups` (one run's evaluation), :mod:`~dpfair.fairness.gaps` (gap,
 null reference, signed gap, τ) and :mod:`~dpfair.fairness.gap_changes` (gap changes across ε with
 multiplicity control).
 """
 
+# the built-in metrics register first: every other module iterates the registry
+from dpfair.fairness import builtin_metrics  # noqa: F401  isort: skip
 from dpfair.fairness.bootstrap import BOOTSTRAP_BLOCK, permuted_groups, stratified_bootstrap_weights, weighted_metrics
 from dpfair.fairness.calibration import expected_calibration_error, reliability_table
 from dpfair.fairness.gap_changes import GAP_CHANGE_COLUMNS, gap_changes, holm
@@ -63,11 +65,44 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BOOTSTRAP_BLOCK", "EQUALIZED_ODDS", "FAIRNESS_ALIASES", "GAP_CHANGE_COLUMNS", "GAP_COLUMNS", "GAP_METRICS",
-    "GROUP_COLUMNS", "INTERSECTION_SEP", "METRICS", "OVERALL", "OVERALL_COLUMNS", "RELIABILITY_COLUMNS",
-    "REPLICATE_COLUMNS", "DerivedGap", "FairnessReport", "Metric", "choose_threshold", "derived_gaps",
-    "dersimonian_laird_tau", "evaluate_fairness", "expected_calibration_error", "gap_changes", "gap_label",
-    "gap_metric_names", "get_gap", "get_metric", "headline_metrics", "holm", "is_headline", "metric_label",
-    "metric_names", "permuted_groups", "q_profile_interval", "register_derived_gap", "register_metric",
-    "reliability_table", "stratified_bootstrap_weights", "unregister_metric", "weighted_metrics", "with_interval",
+    "BOOTSTRAP_BLOCK",
+    "EQUALIZED_ODDS",
+    "FAIRNESS_ALIASES",
+    "GAP_CHANGE_COLUMNS",
+    "GAP_COLUMNS",
+    "GAP_METRICS",
+    "GROUP_COLUMNS",
+    "INTERSECTION_SEP",
+    "METRICS",
+    "OVERALL",
+    "OVERALL_COLUMNS",
+    "RELIABILITY_COLUMNS",
+    "REPLICATE_COLUMNS",
+    "DerivedGap",
+    "FairnessReport",
+    "Metric",
+    "choose_threshold",
+    "derived_gaps",
+    "dersimonian_laird_tau",
+    "evaluate_fairness",
+    "expected_calibration_error",
+    "gap_changes",
+    "gap_label",
+    "gap_metric_names",
+    "get_gap",
+    "get_metric",
+    "headline_metrics",
+    "holm",
+    "is_headline",
+    "metric_label",
+    "metric_names",
+    "permuted_groups",
+    "q_profile_interval",
+    "register_derived_gap",
+    "register_metric",
+    "reliability_table",
+    "stratified_bootstrap_weights",
+    "unregister_metric",
+    "weighted_metrics",
+    "with_interval",
 ]

@@ -10,7 +10,7 @@ runs scored on the same test set get the same resamples (replicate b pairs acros
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,13 @@ def permuted_groups(*, groups, strata=None, n_perm: int = 1000, seed: int | Sequ
 
 
 def weighted_metrics(
-    *, y_true, score, weights=None, threshold: float | None = None, n_bins: int = 10, metrics: Sequence[str] | None = None,
+    *,
+    y_true,
+    score,
+    weights=None,
+    threshold: float | None = None,
+    n_bins: int = 10,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every metric (default: the registry's) for every row of ``weights`` at once (row = case weights).
 
@@ -103,13 +109,17 @@ def weighted_metrics(
 def weight_blocks(*, strata, n_boot: int, stream: list[int]) -> Iterator[np.ndarray]:
     """Bootstrap weights in blocks of :data:`BOOTSTRAP_BLOCK`; block i comes from ``[*stream, i]``."""
     for i, start in enumerate(range(0, n_boot, BOOTSTRAP_BLOCK)):
-        yield stratified_bootstrap_weights(strata=strata, n_boot=min(BOOTSTRAP_BLOCK, n_boot - start), seed=[*stream, i])
+        yield stratified_bootstrap_weights(
+            strata=strata, n_boot=min(BOOTSTRAP_BLOCK, n_boot - start), seed=[*stream, i]
+        )
 
 
 def permutation_blocks(*, groups, strata, n_perm: int, stream: list[int]) -> Iterator[np.ndarray]:
     """Permuted group codes in blocks of :data:`BOOTSTRAP_BLOCK`; block i comes from ``[*stream, i]``."""
     for i, start in enumerate(range(0, n_perm, BOOTSTRAP_BLOCK)):
-        yield permuted_groups(groups=groups, strata=strata, n_perm=min(BOOTSTRAP_BLOCK, n_perm - start), seed=[*stream, i])
+        yield permuted_groups(
+            groups=groups, strata=strata, n_perm=min(BOOTSTRAP_BLOCK, n_perm - start), seed=[*stream, i]
+        )
 
 
 def concat_blocks(parts) -> dict[str, np.ndarray]:

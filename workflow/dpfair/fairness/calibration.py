@@ -37,7 +37,9 @@ def expected_calibration_error(*, y_true, score, n_bins: int = 10) -> float:
     if len(y) == 0:
         return math.nan
     bins = bin_index(s, n_bins)
-    gap = np.abs(np.bincount(bins, weights=s, minlength=n_bins) - np.bincount(bins, weights=y.astype(float), minlength=n_bins))
+    gap = np.abs(
+        np.bincount(bins, weights=s, minlength=n_bins) - np.bincount(bins, weights=y.astype(float), minlength=n_bins)
+    )
     return float(gap.sum() / len(y))
 
 
@@ -60,7 +62,13 @@ def reliability_table(*, y_true, score, n_bins: int = 10) -> pd.DataFrame:
         mean_pred = np.bincount(bins, weights=s, minlength=n_bins) / counts
         observed = np.bincount(bins, weights=y.astype(float), minlength=n_bins) / counts
     edges = np.arange(n_bins + 1) / n_bins
-    return pd.DataFrame({
-        "bin": np.arange(n_bins), "bin_low": edges[:-1], "bin_high": edges[1:], "count": counts.astype(int),
-        "mean_predicted": mean_pred, "observed_frequency": observed,
-    })
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "count": counts.astype(int),
+            "mean_predicted": mean_pred,
+            "observed_frequency": observed,
+        }
+    )

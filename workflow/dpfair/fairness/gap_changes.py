@@ -45,8 +45,19 @@ log = logging.getLogger(__name__)
 #: Key columns in order; ``method`` is used when the inputs have it.
 KEY_COLUMNS = ("dataset", "model", "method", "attribute", "metric")
 GAP_CHANGE_COLUMNS = [
-    "dataset", "model", "attribute", "metric", "epsilon", "gap_change", "ci_low", "ci_high",
-    "p_value", "p_adjusted", "family", "verdict", "raw_gap_change",
+    "dataset",
+    "model",
+    "attribute",
+    "metric",
+    "epsilon",
+    "gap_change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "family",
+    "verdict",
+    "raw_gap_change",
 ]
 HEADLINE, EXPLORATORY = "headline", "exploratory"
 
@@ -69,7 +80,13 @@ def holm(p_values) -> np.ndarray:
 
 
 def gap_changes(
-    *, estimates: pd.DataFrame, replicates: pd.DataFrame, level: float = 0.95, alpha: float = 0.05, digits: int = 2, seed: int = 0,
+    *,
+    estimates: pd.DataFrame,
+    replicates: pd.DataFrame,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    digits: int = 2,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Gap changes vs ε = ∞ (see the module docstring) from the runs' gaps and gap replicates.
 
@@ -89,8 +106,10 @@ def gap_changes(
     require(estimates, [*keys, "epsilon", "seed", "gap", "null_gap"], "estimates")
     require(replicates, [*keys, "epsilon", "seed", "replicate", "gap"], "replicates")
     q = ((1 - level) / 2, 1 - (1 - level) / 2)
-    estimates = estimates.assign(epsilon=estimates["epsilon"].astype(float),
-                                 excess=estimates["gap"].astype(float) - estimates["null_gap"].astype(float))
+    estimates = estimates.assign(
+        epsilon=estimates["epsilon"].astype(float),
+        excess=estimates["gap"].astype(float) - estimates["null_gap"].astype(float),
+    )
     replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
     if estimates.duplicated([*keys, "epsilon", "seed"]).any():
         raise ValueError(f"estimates has more than one row for a ({', '.join(keys)}, epsilon, seed)")
@@ -107,16 +126,25 @@ def gap_changes(
             raise ValueError(f"no replicates for {named}")
         base_nulls = base.set_index("seed")["null_gap"].astype(float)
         base_point = base.set_index("seed")["excess"]
-        base_reps = _seed_by_replicate(cell_reps[np.isinf(cell_reps["epsilon"])], base_point.index, named).sub(base_nulls, axis=0)
+        base_reps = _seed_by_replicate(cell_reps[np.isinf(cell_reps["epsilon"])], base_point.index, named).sub(
+            base_nulls, axis=0
+        )
         for eps in sorted(e for e in cell["epsilon"].unique() if not math.isinf(e)):
             arm = cell[cell["epsilon"] == eps].set_index("seed")
             arm_point = arm["excess"]
-            arm_reps = _seed_by_replicate(cell_reps[cell_reps["epsilon"] == eps], arm_point.index, named).sub(arm["null_gap"].astype(float), axis=0)
+            arm_reps = _seed_by_replicate(cell_reps[cell_reps["epsilon"] == eps], arm_point.index, named).sub(
+                arm["null_gap"].astype(float), axis=0
+            )
             common = arm_reps.columns.intersection(base_reps.columns)
-            d_test = (arm_reps[common].mean(axis=0, skipna=False) - base_reps[common].mean(axis=0, skipna=False)).to_numpy()
+            d_test = (
+                arm_reps[common].mean(axis=0, skipna=False) - base_reps[common].mean(axis=0, skipna=False)
+            ).to_numpy()
             d_test = d_test[~np.isnan(d_test)]
             change = float(arm_point.mean(skipna=False) - base_point.mean(skipna=False))
-            raw = float(arm["gap"].astype(float).mean(skipna=False) - base.set_index("seed")["gap"].astype(float).mean(skipna=False))
+            raw = float(
+                arm["gap"].astype(float).mean(skipna=False)
+                - base.set_index("seed")["gap"].astype(float).mean(skipna=False)
+            )
             se, df = _seed_error(arm_point, base_point)
             rng = np.random.default_rng(stream(seed, "|".join(map(str, (*key, eps)))))
             z = d_test - d_test.mean() if len(d_test) else d_test
@@ -128,16 +156,37 @@ def gap_changes(
                 low, high = (change + float(v) for v in np.quantile(z, q))
                 p = float((1 + np.sum(np.abs(z) >= abs(change) - 1e-12)) / (1 + len(z)))
             family = HEADLINE if is_headline(named["metric"]) else EXPLORATORY
-            rows.append({**named, "epsilon": eps, "gap_change": change, "ci_low": low, "ci_high": high,
-                         "p_value": p, "family": family, "raw_gap_change": raw})
+            rows.append(
+                {
+                    **named,
+                    "epsilon": eps,
+                    "gap_change": change,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_value": p,
+                    "family": family,
+                    "raw_gap_change": raw,
+                }
+            )
     columns = [*keys, *GAP_CHANGE_COLUMNS[4:]]
     table = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_adjusted", "verdict")])
     table["p_adjusted"] = np.nan
     for _, part in table.groupby(["dataset", "family"], sort=False):
         table.loc[part.index, "p_adjusted"] = holm(part["p_value"].to_numpy())
     table["verdict"] = [
-        _verdict(r["attribute"], r["metric"], r["epsilon"], r["gap_change"], r["ci_low"], r["ci_high"],
-                 r["p_value"], r["p_adjusted"], r["family"], alpha, digits)
+        _verdict(
+            r["attribute"],
+            r["metric"],
+            r["epsilon"],
+            r["gap_change"],
+            r["ci_low"],
+            r["ci_high"],
+            r["p_value"],
+            r["p_adjusted"],
+            r["family"],
+            alpha,
+            digits,
+        )
         for r in table.to_dict("records")
     ]
     return table[columns]
@@ -158,7 +207,11 @@ def _seed_error(arm: pd.Series, base: pd.Series) -> tuple[float, float]:
         if len(d) < 2 or np.isnan(d).any():
             return 0.0, 1.0
         return float(np.std(d, ddof=1) / math.sqrt(len(d))), float(len(d) - 1)
-    parts = [(np.var(x, ddof=1) / len(x), len(x)) for x in (arm.to_numpy(dtype=float), base.to_numpy(dtype=float)) if len(x) > 1]
+    parts = [
+        (np.var(x, ddof=1) / len(x), len(x))
+        for x in (arm.to_numpy(dtype=float), base.to_numpy(dtype=float))
+        if len(x) > 1
+    ]
     if not parts or any(np.isnan(v) for v, _ in parts):
         return 0.0, 1.0
     var = sum(v for v, _ in parts)
@@ -173,8 +226,10 @@ def _verdict(attribute, metric, epsilon, change, low, high, p, p_adj, family, al
         return f"{where}: the {attribute} gap in {label} could not be estimated"
     f = lambda x: _number(x, digits=digits)  # noqa: E731
     if family == EXPLORATORY:
-        return (f"{where}: exploratory, the {attribute} gap in {label} changed by {f(change)} "
-                f"[{f(low)}, {f(high)}] (unadjusted p = {_p(p)})")
+        return (
+            f"{where}: exploratory, the {attribute} gap in {label} changed by {f(change)} "
+            f"[{f(low)}, {f(high)}] (unadjusted p = {_p(p)})"
+        )
     if p_adj < alpha and change > 0:
         return f"{where} widens the {attribute} gap in {label} by {f(change)} [{f(low)}, {f(high)}] (Holm-adjusted p = {_p(p_adj)})"
     if p_adj < alpha and change < 0:

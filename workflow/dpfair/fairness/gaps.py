@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from functools import reduce
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,10 +44,29 @@ from dpfair.fairness._inputs import interval
 from dpfair.fairness.metrics_registry import derived_gaps, get_metric, metric_names
 
 GAP_COLUMNS = [
-    "attribute", "metric", "gap", "ci_low", "ci_high", "null_gap", "p_value", "n_groups",
-    "ratio", "ratio_ci_low", "ratio_ci_high", "worst_group", "worst_group_ci_low", "worst_group_ci_high",
-    "signed_gap", "signed_ci_low", "signed_ci_high", "reference_group", "comparison_group",
-    "spread", "spread_ci_low", "spread_ci_high", "caveat",
+    "attribute",
+    "metric",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "null_gap",
+    "p_value",
+    "n_groups",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "worst_group",
+    "worst_group_ci_low",
+    "worst_group_ci_high",
+    "signed_gap",
+    "signed_ci_low",
+    "signed_ci_high",
+    "reference_group",
+    "comparison_group",
+    "spread",
+    "spread_ci_low",
+    "spread_ci_high",
+    "caveat",
 ]
 
 
@@ -65,7 +84,12 @@ def spread(values: np.ndarray) -> dict[str, np.ndarray]:
         low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
         ratio = np.where(high > 0, low / np.where(high > 0, high, 1), np.nan)
     comparable = np.sum(~np.isnan(values), axis=1) >= 2
-    return {"gap": np.where(comparable, high - low, np.nan), "ratio": np.where(comparable, ratio, np.nan), "min": low, "max": high}
+    return {
+        "gap": np.where(comparable, high - low, np.nan),
+        "ratio": np.where(comparable, ratio, np.nan),
+        "min": low,
+        "max": high,
+    }
 
 
 def dersimonian_laird_tau(values: np.ndarray, variances: np.ndarray) -> np.ndarray:
@@ -116,7 +140,14 @@ def q_profile_interval(values: np.ndarray, variances: np.ndarray, level: float =
 
 
 def gap_rows(
-    *, attribute: str, table: pd.DataFrame, flagged: pd.Series, boot: dict, perm: dict, q, level: float,
+    *,
+    attribute: str,
+    table: pd.DataFrame,
+    flagged: pd.Series,
+    boot: dict,
+    perm: dict,
+    q,
+    level: float,
     metrics: Sequence[str] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Rows of :data:`GAP_COLUMNS` for one attribute, and each metric's bootstrap replicates of the gap.
@@ -141,7 +172,9 @@ def gap_rows(
         point, rep, null = parts[m]
         row = _common(attribute, m, point, rep, null, q, len(usable))
         row["worst_group"] = float(point[worst][0]) if worst else math.nan
-        row["worst_group_ci_low"], row["worst_group_ci_high"] = interval(rep[worst], q) if worst else (math.nan, math.nan)
+        row["worst_group_ci_low"], row["worst_group_ci_high"] = (
+            interval(rep[worst], q) if worst else (math.nan, math.nan)
+        )
         row.update(_signed(usable, table, m, reps, q))
         variances = np.nanvar(reps, axis=0, ddof=1) if len(usable) >= 2 else np.full(len(usable), np.nan)
         row["spread"] = float(dersimonian_laird_tau(values[None, :], variances)[0]) if len(usable) >= 2 else math.nan
@@ -165,7 +198,10 @@ def gap_rows(
 
 def _combine(spreads: list[dict]) -> dict[str, np.ndarray]:
     """A derived gap from its parts' :func:`spread` results: the largest gap and the smallest ratio."""
-    return {"gap": reduce(np.fmax, (s["gap"] for s in spreads)), "ratio": reduce(np.fmin, (s["ratio"] for s in spreads))}
+    return {
+        "gap": reduce(np.fmax, (s["gap"] for s in spreads)),
+        "ratio": reduce(np.fmin, (s["ratio"] for s in spreads)),
+    }
 
 
 def _stack(reps: dict, usable: list, metric: str) -> np.ndarray:
@@ -185,9 +221,19 @@ def _common(attribute, metric, point, rep, null, q, n_groups) -> dict:
         p_value = float((1 + np.sum(null_gaps >= gap - 1e-12)) / (1 + len(null_gaps)))
     low, high = interval(rep["gap"], q)
     r_low, r_high = interval(rep["ratio"], q)
-    return {"attribute": attribute, "metric": metric, "gap": gap, "ci_low": low, "ci_high": high,
-            "null_gap": null_gap, "p_value": p_value, "n_groups": n_groups,
-            "ratio": float(point["ratio"][0]), "ratio_ci_low": r_low, "ratio_ci_high": r_high}
+    return {
+        "attribute": attribute,
+        "metric": metric,
+        "gap": gap,
+        "ci_low": low,
+        "ci_high": high,
+        "null_gap": null_gap,
+        "p_value": p_value,
+        "n_groups": n_groups,
+        "ratio": float(point["ratio"][0]),
+        "ratio_ci_low": r_low,
+        "ratio_ci_high": r_high,
+    }
 
 
 def _signed(usable: list, table: pd.DataFrame, metric: str, reps: np.ndarray, q) -> dict:
@@ -199,5 +245,10 @@ def _signed(usable: list, table: pd.DataFrame, metric: str, reps: np.ndarray, q)
     other = 1 - ref
     diff = float(table.at[usable[other], metric] - table.at[usable[ref], metric])
     low, high = interval(reps[:, other] - reps[:, ref], q)
-    return {"signed_gap": diff, "signed_ci_low": low, "signed_ci_high": high,
-            "reference_group": usable[ref], "comparison_group": usable[other]}
+    return {
+        "signed_gap": diff,
+        "signed_ci_low": low,
+        "signed_ci_high": high,
+        "reference_group": usable[ref],
+        "comparison_group": usable[other],
+    }

@@ -26,8 +26,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,16 @@ from dpfair.metrics import count, count_positive
 INTERSECTION_SEP = ":"
 OVERALL_COLUMNS = ["metric", "value", "ci_low", "ci_high"]
 GROUP_COLUMNS = ["attribute", "group", "n", "n_positive", "flagged", "metric", "value", "ci_low", "ci_high"]
-RELIABILITY_COLUMNS = ["attribute", "group", "bin", "bin_low", "bin_high", "count", "mean_predicted", "observed_frequency"]
+RELIABILITY_COLUMNS = [
+    "attribute",
+    "group",
+    "bin",
+    "bin_low",
+    "bin_high",
+    "count",
+    "mean_predicted",
+    "observed_frequency",
+]
 REPLICATE_COLUMNS = ["attribute", "metric", "replicate", "gap"]
 #: ``attribute`` and ``group`` of the whole test set in the reliability table.
 OVERALL = "overall"
@@ -139,16 +148,23 @@ def evaluate_fairness(
     by_kind = {kind: [m for m in metric_names() if get_metric(m).stratify == kind] for kind in ("label", "none")}
     ones = np.zeros(len(y), dtype=int)
 
-    point = MetricFrame(metrics=functions, y_true=y, y_pred=s, sensitive_features=pd.Series(np.full(len(y), OVERALL), name=OVERALL)).overall
+    point = MetricFrame(
+        metrics=functions, y_true=y, y_pred=s, sensitive_features=pd.Series(np.full(len(y), OVERALL), name=OVERALL)
+    ).overall
     reps = {}
     for kind, names in by_kind.items():
         strata, name = (y, OVERALL) if kind == "label" else (ones, f"{OVERALL}|unstratified")
-        reps.update(concat_blocks(
-            weighted_metrics(y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names)
-            for w in weight_blocks(strata=strata, n_boot=n_boot, stream=stream(seed, name))
-        ))
+        reps.update(
+            concat_blocks(
+                weighted_metrics(y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names)
+                for w in weight_blocks(strata=strata, n_boot=n_boot, stream=stream(seed, name))
+            )
+        )
     overall = pd.DataFrame(
-        [{"metric": m, "value": float(point[m]), **dict(zip(("ci_low", "ci_high"), interval(reps[m], q)))} for m in metric_names()]
+        [
+            {"metric": m, "value": float(point[m]), **dict(zip(("ci_low", "ci_high"), interval(reps[m], q)))}
+            for m in metric_names()
+        ]
         + [{"metric": "threshold", "value": float(threshold), "ci_low": math.nan, "ci_high": math.nan}]
     )[OVERALL_COLUMNS]
     reliability = [reliability_table(y_true=y, score=s, n_bins=n_bins).assign(attribute=OVERALL, group=OVERALL)]
@@ -159,7 +175,9 @@ def evaluate_fairness(
         name = INTERSECTION_SEP.join(columns)
         features = test[columns].astype(str)
         table = MetricFrame(
-            metrics=functions, y_true=y, y_pred=s,
+            metrics=functions,
+            y_true=y,
+            y_pred=s,
             sensitive_features=features[columns[0]] if len(columns) == 1 else features,
         ).by_group
         table = table[table["n"].fillna(0) > 0]  # an empty intersection does not appear
@@ -182,32 +200,65 @@ def evaluate_fairness(
         for kind, names in by_kind.items():
             strata = pd.DataFrame({"group": row_group, "label": y}) if kind == "label" else row_group
             blocks = {g: [] for g in groups}
-            for w in weight_blocks(strata=strata, n_boot=n_boot, stream=stream(seed, name if kind == "label" else f"{name}|group")):
+            for w in weight_blocks(
+                strata=strata, n_boot=n_boot, stream=stream(seed, name if kind == "label" else f"{name}|group")
+            ):
                 for g, mask in masks.items():
-                    blocks[g].append(weighted_metrics(y_true=y[mask], score=s[mask], weights=w[:, mask], threshold=threshold, n_bins=n_bins, metrics=names))
+                    blocks[g].append(
+                        weighted_metrics(
+                            y_true=y[mask],
+                            score=s[mask],
+                            weights=w[:, mask],
+                            threshold=threshold,
+                            n_bins=n_bins,
+                            metrics=names,
+                        )
+                    )
             for g in groups:
                 boot[g].update(concat_blocks(blocks[g]))
             if len(perm) < 2:
                 continue
             nulls = {g: [] for g in perm}
-            for p in permutation_blocks(groups=codes, strata=y if kind == "label" else None, n_perm=n_perm, stream=stream(seed, f"{name}|null|{kind}")):
+            for p in permutation_blocks(
+                groups=codes,
+                strata=y if kind == "label" else None,
+                n_perm=n_perm,
+                stream=stream(seed, f"{name}|null|{kind}"),
+            ):
                 for g in perm:
                     w = (p == groups.index(g)).astype(float)
-                    nulls[g].append(weighted_metrics(y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names))
+                    nulls[g].append(
+                        weighted_metrics(
+                            y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names
+                        )
+                    )
             for g in perm:
                 perm[g].update(concat_blocks(nulls[g]))
         for g, mask in masks.items():
             for m in metric_names():
                 low, high = interval(boot[g][m], q)
-                group_rows.append({
-                    "attribute": name, "group": g, "n": int(table.at[g, "n"]), "n_positive": int(table.at[g, "n_positive"]),
-                    "flagged": bool(flagged[g]), "metric": m, "value": float(table.at[g, m]), "ci_low": low, "ci_high": high,
-                })
-            reliability.append(reliability_table(y_true=y[mask], score=s[mask], n_bins=n_bins).assign(attribute=name, group=g))
+                group_rows.append(
+                    {
+                        "attribute": name,
+                        "group": g,
+                        "n": int(table.at[g, "n"]),
+                        "n_positive": int(table.at[g, "n_positive"]),
+                        "flagged": bool(flagged[g]),
+                        "metric": m,
+                        "value": float(table.at[g, m]),
+                        "ci_low": low,
+                        "ci_high": high,
+                    }
+                )
+            reliability.append(
+                reliability_table(y_true=y[mask], score=s[mask], n_bins=n_bins).assign(attribute=name, group=g)
+            )
         rows, gap_reps = gap_rows(attribute=name, table=table, flagged=flagged, boot=boot, perm=perm, q=q, level=level)
         all_gaps.extend(rows)
         for m, r in gap_reps.items():
-            replicate_frames.append(pd.DataFrame({"attribute": name, "metric": m, "replicate": np.arange(len(r)), "gap": r}))
+            replicate_frames.append(
+                pd.DataFrame({"attribute": name, "metric": m, "replicate": np.arange(len(r)), "gap": r})
+            )
 
     return FairnessReport(
         threshold=float(threshold),
@@ -216,5 +267,9 @@ def evaluate_fairness(
         groups=pd.DataFrame(group_rows, columns=GROUP_COLUMNS),
         gaps=pd.DataFrame(all_gaps, columns=GAP_COLUMNS),
         reliability=pd.concat(reliability, ignore_index=True)[RELIABILITY_COLUMNS],
-        gap_replicates=(pd.concat(replicate_frames, ignore_index=True) if replicate_frames else pd.DataFrame(columns=REPLICATE_COLUMNS)),
+        gap_replicates=(
+            pd.concat(replicate_frames, ignore_index=True)
+            if replicate_frames
+            else pd.DataFrame(columns=REPLICATE_COLUMNS)
+        ),
     )

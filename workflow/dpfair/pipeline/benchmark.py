@@ -8,7 +8,7 @@ schema and checked here against their registries, so adding one to its registry 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -102,7 +102,10 @@ class Benchmark:
         """
         return [
             Run(d, m, method, e, s)
-            for d, m in self.cells() for method in self.methods_for(d) for e in self.epsilons for s in self.seeds
+            for d, m in self.cells()
+            for method in self.methods_for(d)
+            for e in self.epsilons
+            for s in self.seeds
             if not (e == "inf" and _nonprivate_arm_of(method) in self.methods_for(d))
         ]
 
@@ -122,9 +125,14 @@ class Benchmark:
         """
         merged = {**self.config["training"], **self.dataset_settings(dataset).get("training", {})}
         privacy = self.privacy(dataset)
-        return TrainConfig(**merged, max_grad_norm=privacy["max_grad_norm"], accountant=privacy["accountant"],
-                           max_rows_per_patient=privacy.get("max_rows_per_patient"),
-                           clip_policy=privacy.get("clip_policy", "flat"), mitigation=self.mitigation(dataset))
+        return TrainConfig(
+            **merged,
+            max_grad_norm=privacy["max_grad_norm"],
+            accountant=privacy["accountant"],
+            max_rows_per_patient=privacy.get("max_rows_per_patient"),
+            clip_policy=privacy.get("clip_policy", "flat"),
+            mitigation=self.mitigation(dataset),
+        )
 
     def tuning(self, dataset: str) -> dict:
         """The dataset's ``tuning:`` block merged over the benchmark's (``enabled: false`` when neither sets one)."""
@@ -198,7 +206,8 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
 
     known_methods = available_mechanisms()
     method_lists = [("methods", config["methods"])] + [
-        (f"datasets.{name}.methods", (settings or {}).get("methods", [])) for name, settings in config["datasets"].items()
+        (f"datasets.{name}.methods", (settings or {}).get("methods", []))
+        for name, settings in config["datasets"].items()
     ]
     for where, methods in method_lists:
         for i, m in enumerate(methods):
@@ -227,7 +236,9 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
             if m not in known_models:
                 raise ConfigError(f"datasets.{name}.models[{i}] = {m!r} is not a known model; allowed: {known_models}")
     benchmark = Benchmark(config=config, modalities=modalities)
-    attributes = {a for name in benchmark.datasets for a in get_dataset(benchmark.module(name), root).card.sensitive_attributes}
+    attributes = {
+        a for name in benchmark.datasets for a in get_dataset(benchmark.module(name), root).card.sensitive_attributes
+    }
     for i, combo in enumerate(config["evaluation"]["intersections"]):
         unknown = [a for a in combo if a not in attributes]
         if unknown:
@@ -253,7 +264,6 @@ def load_benchmark(path: str | Path) -> Benchmark:
 
 def _nonprivate_arm_of(method: str) -> str | None:
     from dpfair.training.mechanisms import get_mechanism
-
 
     base, tuned = split_method(method)
     if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
@@ -309,7 +319,8 @@ def _check_renamed_keys(config: dict) -> None:
     """Keys that were renamed get an error naming the new key, not a generic 'unexpected key'."""
     places = [("training", config.get("training"))] + [
         (f"datasets.{name}.training", (settings or {}).get("training"))
-        for name, settings in (config.get("datasets") or {}).items() if isinstance(settings, dict)
+        for name, settings in (config.get("datasets") or {}).items()
+        if isinstance(settings, dict)
     ]
     for where, section in places:
         if isinstance(section, dict) and "grad_sample_mode" in section:

@@ -33,12 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     datasets = sub.add_parser("datasets", help="dataset modules").add_subparsers(dest="command", required=True)
     ls = datasets.add_parser("list", help="list dataset modules and their cards")
     ls.add_argument("--datasets-dir", default=None, help="folder of dataset modules (default ./datasets)")
-    check = datasets.add_parser("check", help="load, validate (coding, leakage) and split a dataset; print its card and group sizes")
+    check = datasets.add_parser(
+        "check", help="load, validate (coding, leakage) and split a dataset; print its card and group sizes"
+    )
     check.add_argument("name")
-    check.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="loader parameter (value parsed as YAML), e.g. --param root=/data/chexpert")
-    check.add_argument("--example", action="store_true",
-                       help="check against the tiny copy the module's make_example writes (no real data needed)")
+    check.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader parameter (value parsed as YAML), e.g. --param root=/data/chexpert",
+    )
+    check.add_argument(
+        "--example",
+        action="store_true",
+        help="check against the tiny copy the module's make_example writes (no real data needed)",
+    )
     check.add_argument("--min-group-size", type=int, default=30)
     check.add_argument("--datasets-dir", default=None)
     config = sub.add_parser("config", help="benchmark definitions").add_subparsers(dest="command", required=True)
@@ -55,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - anything else is still one line, never a traceback
-        where = f" ({args.path})" if getattr(args, "path", None) else f" (dataset {args.name!r})" if getattr(args, "name", None) else ""
+        where = (
+            f" ({args.path})"
+            if getattr(args, "path", None)
+            else f" (dataset {args.name!r})"
+            if getattr(args, "name", None)
+            else ""
+        )
         print(f"error{where}: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
 
@@ -71,7 +87,9 @@ def _list(args) -> int:
     for name in available_datasets(args.datasets_dir):
         try:
             card = get_dataset(name, args.datasets_dir).card
-            print(f"{name:20s} {card.modality:8s} {', '.join(card.sensitive_attributes) or '-':28s} {card.outcome[:70]}")
+            print(
+                f"{name:20s} {card.modality:8s} {', '.join(card.sensitive_attributes) or '-':28s} {card.outcome[:70]}"
+            )
         except DpfairError as exc:
             print(f"{name:20s} BROKEN   {exc}")
     return 0
@@ -95,20 +113,25 @@ def _check(args) -> int:
             if spec.make_example is None:
                 raise DpfairError(f"{spec.path} defines no make_example(root); run without --example")
             params = {**spec.make_example(Path(tmp)), **params}
-        prepared = prepare_dataset(name=args.name, params=params, min_group_size=args.min_group_size,
-                                   datasets_dir=args.datasets_dir)
+        prepared = prepare_dataset(
+            name=args.name, params=params, min_group_size=args.min_group_size, datasets_dir=args.datasets_dir
+        )
     meta = prepared.meta
     card = spec.card
     print(f"{card.name}: OK ({spec.path})")
     for field in ("modality", "task", "outcome", "license", "citation", "homepage", "source"):
         print(textwrap.fill(f"{field}: {getattr(card, field)}", width=100, subsequent_indent="    "))
-    print(f"input shape: {tuple(meta['input_shape'])}   privacy unit: {meta['privacy_unit']}   delta (auto): {meta['delta']:g}")
+    print(
+        f"input shape: {tuple(meta['input_shape'])}   privacy unit: {meta['privacy_unit']}   delta (auto): {meta['delta']:g}"
+    )
     print(f"split: {meta['split']}")
     print("rows:       " + "   ".join(f"{s} {meta['n'][s]}" for s in ("train", "val", "test")))
     print("prevalence: " + "   ".join(f"{s} {meta['prevalence'][s]:.3f}" for s in ("train", "val", "test")))
     for attr, sizes in meta["group_sizes"].items():
         print(f"{attr} (train / val / test):")
-        for group in sorted(sizes["train"].keys() | sizes["val"].keys() | sizes["test"].keys(), key=lambda v: group_sort_key(attr, v)):
+        for group in sorted(
+            sizes["train"].keys() | sizes["val"].keys() | sizes["test"].keys(), key=lambda v: group_sort_key(attr, v)
+        ):
             print(f"    {group:16s} " + " / ".join(str(sizes[s].get(group, 0)) for s in ("train", "val", "test")))
     for warning in meta["warnings"]:
         print(f"warning: {warning}")
@@ -121,7 +144,9 @@ def _config_check(args) -> int:
     benchmark = load_benchmark(args.path)
     print(f"{args.path}: OK, benchmark {benchmark.name!r}")
     for dataset, model in benchmark.cells():
-        print(f"    {dataset} x {model}: epsilons {benchmark.epsilons}, seeds {benchmark.seeds}, {benchmark.training(dataset)}")
+        print(
+            f"    {dataset} x {model}: epsilons {benchmark.epsilons}, seeds {benchmark.seeds}, {benchmark.training(dataset)}"
+        )
     print(f"{len(benchmark.runs())} training runs")
     print(json.dumps({k: benchmark.config[k] for k in ("privacy", "split", "evaluation")}))
     return 0

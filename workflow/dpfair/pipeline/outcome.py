@@ -52,8 +52,11 @@ def run_status(runs: list[dict]) -> dict:
         if reason is None:
             started = [p for p in run["logs"] if Path(p).exists()]
             where = started[-1] if started else None
-            reason = ("did not finish and recorded no error (killed, out of memory or out of time?)"
-                      if started else "not run (an earlier job it needs failed or the run was interrupted)")
+            reason = (
+                "did not finish and recorded no error (killed, out of memory or out of time?)"
+                if started
+                else "not run (an earlier job it needs failed or the run was interrupted)"
+            )
         failed.append({"run": run["label"], "reason": reason, "log": str(where) if where else ""})
     return {"expected": len(runs), "finished": len(runs) - len(failed), "complete": not failed, "failed": failed}
 
@@ -71,12 +74,23 @@ def stage_status(runs: list[dict], stages: list[dict]) -> dict:
     """
     status = run_status(runs)
     later = run_status(stages)
-    return {**status, "complete": status["complete"] and later["complete"], "failed": status["failed"] + later["failed"]}
+    return {
+        **status,
+        "complete": status["complete"] and later["complete"],
+        "failed": status["failed"] + later["failed"],
+    }
 
 
 def report_what_exists(
-    *, runs: list[dict], dataset_meta: list[str], benchmark: dict, summary: dict[str, str],
-    output: str | Path, level: float = 0.95, speed: str | Path | None = None, stages: list[dict] | None = None,
+    *,
+    runs: list[dict],
+    dataset_meta: list[str],
+    benchmark: dict,
+    summary: dict[str, str],
+    output: str | Path,
+    level: float = 0.95,
+    speed: str | Path | None = None,
+    stages: list[dict] | None = None,
 ) -> dict:
     """Aggregate the finished runs and render the report with the status banner; return the status.
 
@@ -87,8 +101,8 @@ def report_what_exists(
     """
     status = stage_status(runs, stages or [])
     try:
-        from dpfair.tables.compute_cost import compute_cost
         from dpfair.report.page import render_report
+        from dpfair.tables.compute_cost import compute_cost
         from dpfair.tables.summary import summarise
 
         done = [r for r in runs if all(Path(p).exists() for p in r["outputs"])]
@@ -100,16 +114,24 @@ def report_what_exists(
             level=level,
         )
         with_benchmark = [r for r in done if Path(r["tables"]["benchmark"]).exists()]
-        cells, ratios = compute_cost(benchmarks=[r["tables"]["benchmark"] for r in with_benchmark],
-                                     records=[r["tables"]["record"] for r in with_benchmark])
+        cells, ratios = compute_cost(
+            benchmarks=[r["tables"]["benchmark"] for r in with_benchmark],
+            records=[r["tables"]["record"] for r in with_benchmark],
+        )
         cells.to_csv(summary["compute_cost"], index=False)
         ratios.to_csv(summary["compute_ratios"], index=False)
         render_report(
-            metrics=summary["metrics"], subgroups=summary["subgroups"],
-            dataset_meta=[p for p in dataset_meta if Path(p).exists()], benchmark=benchmark, output=output,
-            privacy_cards=[r["tables"]["card"] for r in done], gap_changes=summary["gap_changes"],
-            reliability=summary["reliability"], compute_cost=summary["compute_cost"],
-            compute_ratios=summary["compute_ratios"], speed=speed if speed and Path(speed).exists() else None,
+            metrics=summary["metrics"],
+            subgroups=summary["subgroups"],
+            dataset_meta=[p for p in dataset_meta if Path(p).exists()],
+            benchmark=benchmark,
+            output=output,
+            privacy_cards=[r["tables"]["card"] for r in done],
+            gap_changes=summary["gap_changes"],
+            reliability=summary["reliability"],
+            compute_cost=summary["compute_cost"],
+            compute_ratios=summary["compute_ratios"],
+            speed=speed if speed and Path(speed).exists() else None,
             status=status,
         )
     except Exception as exc:  # noqa: BLE001 - whatever broke, the old page must not stay unmarked
@@ -139,13 +161,14 @@ def write_notice(*, output: str | Path, benchmark: dict, status: dict, error: st
     """Replace the report with a page that says no report could be rendered, and why (no dependencies)."""
     rows = "".join(
         f"<li><code>{html.escape(f['run'])}</code>: {html.escape(f['reason'])}"
-        + (f" (log: <code>{html.escape(f['log'])}</code>)" if f["log"] else "") + "</li>"
+        + (f" (log: <code>{html.escape(f['log'])}</code>)" if f["log"] else "")
+        + "</li>"
         for f in status["failed"]
     )
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     name = html.escape(str(benchmark.get("name", "?")))
     page = (
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>dpfair: {name} (no report)</title></head>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>dpfair: {name} (no report)</title></head>'
         f"<body><h1>dpfair: {name}: no report</h1><p>Run of {when}: {status['finished']} of {status['expected']} runs "
         f"finished, and the report could not be rendered ({html.escape(error)}). Earlier results were removed from "
         f"this page so they are not mistaken for this benchmark's.</p><ul>{rows}</ul></body></html>"

@@ -30,7 +30,9 @@ def check_delta_against_prepared(benchmark, *, meta_path) -> None:
         try:
             meta = json.loads(path.read_text())
             n_train = int(meta["n"]["train"])
-            same = meta.get("module", name) == benchmark.module(name) and meta.get("params", {}) == benchmark.dataset_settings(name).get("params", {})
+            same = meta.get("module", name) == benchmark.module(name) and meta.get(
+                "params", {}
+            ) == benchmark.dataset_settings(name).get("params", {})
         except (ValueError, KeyError, TypeError):
             continue  # an unreadable record is rewritten by the prepare job, which checks δ itself
         if same:

@@ -30,12 +30,17 @@ def run_guarded(command: list[str], *, workdir: str | Path = ".") -> int:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"error: another `make run` is running in {workdir.resolve()}; wait for it to finish", file=sys.stderr)
+            print(
+                f"error: another `make run` is running in {workdir.resolve()}; wait for it to finish", file=sys.stderr
+            )
             return 75
         locks = workdir / ".snakemake" / "locks"
         if locks.is_dir() and any(locks.iterdir()):
-            print("dpfair: removing the lock an interrupted run left behind (no other run holds it); "
-                  "finished runs are kept, the rest resumes", file=sys.stderr)
+            print(
+                "dpfair: removing the lock an interrupted run left behind (no other run holds it); "
+                "finished runs are kept, the rest resumes",
+                file=sys.stderr,
+            )
             unlocked = subprocess.run([*command, "--unlock"], cwd=workdir)
             if unlocked.returncode:
                 return unlocked.returncode

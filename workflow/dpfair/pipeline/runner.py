@@ -9,25 +9,25 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from dpfair.training.config import TrainConfig
 from dpfair.data.prepare import PreparedDataset
 from dpfair.fairness import evaluate_fairness
 from dpfair.jsonio import write_json
+from dpfair.models import resolve_device
+from dpfair.privacy.card import build_privacy_card
+from dpfair.privacy.params import format_epsilon, parse_epsilon
 from dpfair.tables.columns import SUBGROUP_COLUMNS, metric_columns, subgroup_rows
 from dpfair.tables.columns import metric_rows as wide_metric_rows
-from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
-from dpfair.models import resolve_device
-from dpfair.privacy.params import format_epsilon, parse_epsilon
-from dpfair.privacy.card import build_privacy_card
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict, predict_logits, train
+from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
 from dpfair.training.tuning.names import split_method
 from dpfair.training.tuning.procedure import tune_and_train
 
 log = logging.getLogger(__name__)
+
 
 def train_run(
     *,
@@ -61,17 +61,37 @@ def train_run(
     base_method, tuned = split_method(method)
     mechanism = get_mechanism(base_method)
     data = training_data(prepared, groups=mechanism.uses_groups)
-    delta, n_units = run_delta(prepared, mechanism,
-                               where=f"datasets.{prepared.meta['name']}.delta ({method}: {{n_units}} {mechanism.unit}s)")
+    delta, n_units = run_delta(
+        prepared, mechanism, where=f"datasets.{prepared.meta['name']}.delta ({method}: {{n_units}} {mechanism.unit}s)"
+    )
     log.info(
         "train %s / %s / %s at epsilon=%s seed=%d on %s: n_train=%d, n_units=%d, delta=%g, %s",
-        prepared.meta["name"], model_name, method, format_epsilon(eps), seed, torch_device, len(y_train), n_units,
-        delta, config,
+        prepared.meta["name"],
+        model_name,
+        method,
+        format_epsilon(eps),
+        seed,
+        torch_device,
+        len(y_train),
+        n_units,
+        delta,
+        config,
     )
     common = dict(
-        model_name=model_name, modality=prepared.meta["modality"], x_train=x_train, y_train=y_train,
-        epsilon=eps, delta=delta, config=config, seed=seed, device=torch_device,
-        x_val=x_val, y_val=y_val, method=method, patient_id=data.patient_id, groups=data.groups,
+        model_name=model_name,
+        modality=prepared.meta["modality"],
+        x_train=x_train,
+        y_train=y_train,
+        epsilon=eps,
+        delta=delta,
+        config=config,
+        seed=seed,
+        device=torch_device,
+        x_val=x_val,
+        y_val=y_val,
+        method=method,
+        patient_id=data.patient_id,
+        groups=data.groups,
     )
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it
@@ -131,12 +151,18 @@ def evaluate_run(
         level=settings.get("ci_level", 0.95),
         seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
     )
-    keys = {"dataset": run["dataset"], "model": run["model"], "method": run.get("method", "dpsgd"),
-            "epsilon": float(run["epsilon"]), "seed": run["seed"]}
+    keys = {
+        "dataset": run["dataset"],
+        "model": run["model"],
+        "method": run.get("method", "dpsgd"),
+        "epsilon": float(run["epsilon"]),
+        "seed": run["seed"],
+    }
     metric_rows = wide_metric_rows(report)
     columns = metric_columns()  # read now: a metric registered after import has its columns too
     metrics = pd.DataFrame(metric_rows).assign(
-        **keys, n_test=int((table["split"] == "test").sum()),
+        **keys,
+        n_test=int((table["split"] == "test").sum()),
         **{k: run[k] for k in columns if k in run and k not in keys},
     )
     metrics = metrics[[c for c in columns if c in metrics.columns]]
@@ -145,7 +171,13 @@ def evaluate_run(
     gaps = report.gaps.assign(**keys)
     replicates = report.gap_replicates.assign(**keys)
     reliability = report.reliability.assign(**keys)
-    tables = {"metrics": metrics, "subgroups": subgroups, "gaps": gaps, "replicates": replicates, "reliability": reliability}
+    tables = {
+        "metrics": metrics,
+        "subgroups": subgroups,
+        "gaps": gaps,
+        "replicates": replicates,
+        "reliability": reliability,
+    }
     for name, frame in tables.items():
         frame.to_csv(outputs[name], index=False)
     return tables

@@ -8,5 +8,21 @@ from dpfair.faces import lazy_face
 
 __all__, __getattr__, __dir__ = lazy_face(
     __name__,
-    {"default_delta": "params", "resolve_delta": "params", "check_accountant": "params", "is_private": "params", "format_epsilon": "params", "parse_epsilon": "params", "ACCOUNTANTS": "ledger", "event_to_json": "ledger", "event_from_json": "ledger", "poisson_gaussian": "ledger", "replay_epsilon": "ledger", "supported_accountants": "ledger", "epsilon_for": "ledger", "build_privacy_card": "card", "check_privacy_card": "card"},
+    {
+        "default_delta": "params",
+        "resolve_delta": "params",
+        "check_accountant": "params",
+        "is_private": "params",
+        "format_epsilon": "params",
+        "parse_epsilon": "params",
+        "ACCOUNTANTS": "ledger",
+        "event_to_json": "ledger",
+        "event_from_json": "ledger",
+        "poisson_gaussian": "ledger",
+        "replay_epsilon": "ledger",
+        "supported_accountants": "ledger",
+        "epsilon_for": "ledger",
+        "build_privacy_card": "card",
+        "check_privacy_card": "card",
+    },
 )

@@ -44,8 +44,10 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
         "epsilon_spent": float(record["epsilon_spent"]),
         "accountant": record["accountant"],
         "accountant_implementation": (
-            "none (non-private)" if not private
-            else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant (RepeatAndSelectDpEvent)" if tuning
+            "none (non-private)"
+            if not private
+            else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant (RepeatAndSelectDpEvent)"
+            if tuning
             else f"opacus {record['opacus_version']}"
         ),
         "delta": delta,
@@ -77,7 +79,9 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
     if tuning:
         card["tuning"] = tuning
         card["independent_accountants"] = {**CARD_ACCOUNTANTS, "rdp_google": ACCOUNTANTS["rdp_google"]}
-    if "aux_noise_multiplier" in record:  # a mitigation: its auxiliary release and the budget split (dpfair.privacy.clipping.adaptive)
+    if (
+        "aux_noise_multiplier" in record
+    ):  # a mitigation: its auxiliary release and the budget split (dpfair.privacy.clipping.adaptive)
         card["mitigation"] = {
             "attribute": record.get("mitigation_attribute"),
             "groups": record.get("mitigation_groups"),
@@ -94,10 +98,14 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
     if private:
         if card["ledger"] is None:
             raise PrivacyError(f"private run of method {method!r} recorded no ledger")
-        card.update({
-            f"epsilon_{name}": replay_epsilon(card["ledger"], accountant=name, delta=delta, relation=card["neighboring_relation"])
-            for name in card["independent_accountants"]
-        })
+        card.update(
+            {
+                f"epsilon_{name}": replay_epsilon(
+                    card["ledger"], accountant=name, delta=delta, relation=card["neighboring_relation"]
+                )
+                for name in card["independent_accountants"]
+            }
+        )
     else:
         card.update({f"epsilon_{name}": math.inf for name in card["independent_accountants"]})
     check_privacy_card(card)
@@ -108,8 +116,10 @@ def _selection_text(tuning: dict | None, private: bool) -> str:
     if not tuning:
         return "none on private data: hyperparameters are fixed in the benchmark definition; no budget spent"
     if not private:
-        return (f"random search over {tuning['trials_run']} trials (same expected number as the private arm), "
-                "selected on validation AUROC; non-private")
+        return (
+            f"random search over {tuning['trials_run']} trials (same expected number as the private arm), "
+            "selected on validation AUROC; non-private"
+        )
     return (
         f"private random search (Papernot & Steinke 2022): {tuning['trials_run']} trials run, their number drawn "
         f"{tuning['number_of_trials']} with mean {tuning['expected_trials']:g}; each trial ε {tuning['epsilon_per_trial']:.3g} "
@@ -120,7 +130,9 @@ def _selection_text(tuning: dict | None, private: bool) -> str:
 def check_privacy_card(card: dict) -> None:
     """Raise :class:`PrivacyError` if the card's settings contradict its accounting."""
     if not card["delta_below_one_over_n"]:
-        raise PrivacyError(f"delta {card['delta']:g} is not below 1/n_units = {card['one_over_n_units']:.3g} ({card['unit']}s)")
+        raise PrivacyError(
+            f"delta {card['delta']:g} is not below 1/n_units = {card['one_over_n_units']:.3g} ({card['unit']}s)"
+        )
     if card["sampling"] != "poisson":
         raise PrivacyError(f"sampling is {card['sampling']!r} but the accountants assume Poisson sampling")
     expected_steps = card["epochs"] * int(1 / card["sample_rate"])  # Opacus's Poisson sampler: int(1/q) batches
@@ -136,11 +148,17 @@ def check_privacy_card(card: dict) -> None:
         if ledger_steps != card["steps"]:
             raise PrivacyError(f"the ledger charges {ledger_steps} steps but training took {card['steps']}")
         if min(rates) < card["sample_rate"]:
-            raise PrivacyError(f"the ledger charges q {min(rates):.6g}, below the sampling rate {card['sample_rate']:.6g}")
+            raise PrivacyError(
+                f"the ledger charges q {min(rates):.6g}, below the sampling rate {card['sample_rate']:.6g}"
+            )
         if card["accounted_sample_rate"] < card["sample_rate"]:
-            raise PrivacyError(f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}")
+            raise PrivacyError(
+                f"accounted q {card['accounted_sample_rate']:.6g} is below the sampling rate {card['sample_rate']:.6g}"
+            )
         if not card["noise_multiplier"] > 0:
-            raise PrivacyError(f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}")
+            raise PrivacyError(
+                f"target epsilon {card['target_epsilon']} but noise multiplier {card['noise_multiplier']}"
+            )
         sigmas = {sigma for sigma, _, _ in ledger_gaussians(ledger)}
         charged = card["noise_multiplier"]
         if card.get("mitigation"):  # the gradient and the noisy counts of one batch: one Gaussian at σ_eff
@@ -148,7 +166,9 @@ def check_privacy_card(card: dict) -> None:
 
             charged = effective_sigma(card["noise_multiplier"], card["mitigation"]["noise_multiplier_aux"])
         if len(sigmas) != 1 or not math.isclose(next(iter(sigmas)), charged, rel_tol=1e-9):
-            raise PrivacyError(f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {charged}")
+            raise PrivacyError(
+                f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {charged}"
+            )
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     rel, absolute = PLD_TOLERANCE

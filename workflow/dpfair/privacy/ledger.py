@@ -42,7 +42,8 @@ RELATIONS = {
 _EVENT_TYPES = {
     name: getattr(dp_event, name)
     for name in dir(dp_event)
-    if name.endswith("DpEvent") and isinstance(getattr(dp_event, name), type)
+    if name.endswith("DpEvent")
+    and isinstance(getattr(dp_event, name), type)
     and issubclass(getattr(dp_event, name), dp_accounting.DpEvent)
 }
 
@@ -111,7 +112,9 @@ def _poisson_gaussian_parts(event) -> list[tuple[float, float, int]] | None:
     count = 1
     if isinstance(event, dp_accounting.SelfComposedDpEvent):
         event, count = event.event, int(event.count)
-    if isinstance(event, dp_accounting.PoissonSampledDpEvent) and isinstance(event.event, dp_accounting.GaussianDpEvent):
+    if isinstance(event, dp_accounting.PoissonSampledDpEvent) and isinstance(
+        event.event, dp_accounting.GaussianDpEvent
+    ):
         return [(float(event.event.noise_multiplier), float(event.sampling_probability), count)]
     return None
 
@@ -134,8 +137,9 @@ def _google(name: str, relation: str):
     return RdpAccountant(neighboring_relation=rel)
 
 
-def replay_epsilon(ledger: dp_accounting.DpEvent | dict, *, accountant: str, delta: float,
-                   relation: str = "add_or_remove_one") -> float:
+def replay_epsilon(
+    ledger: dp_accounting.DpEvent | dict, *, accountant: str, delta: float, relation: str = "add_or_remove_one"
+) -> float:
     """ε at ``delta`` of the ledger under ``accountant`` (``rdp``, ``prv``, ``pld``, ``rdp_google``).
 
     NaN where the accountant cannot replay these events (Opacus's need Poisson-subsampled Gaussians).
@@ -210,6 +214,8 @@ def epsilon_for(accountant: str, *, noise_multiplier: float, sample_rate: float,
 def epsilons_for_card(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> dict[str, float]:
     """``{"epsilon_rdp": …, "epsilon_prv": …, "epsilon_pld": …}`` for one run."""
     return {
-        f"epsilon_{name}": epsilon_for(name, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta)
+        f"epsilon_{name}": epsilon_for(
+            name, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta
+        )
         for name in CARD_ACCOUNTANTS
     }

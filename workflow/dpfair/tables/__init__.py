@@ -1,9 +1,23 @@
-"""The summary tables: tidy tables stacked per run, their wide views derived, costs and comparisons.
-"""
+"""The summary tables: tidy tables stacked per run, their wide views derived, costs and comparisons."""
 
 from dpfair.faces import lazy_face
 
 __all__, __getattr__, __dir__ = lazy_face(
     __name__,
-    {"summarise": "summary", "read_summary": "summary", "concat_csvs": "summary", "NA_VALUES": "summary", "metric_columns": "columns", "metric_rows": "columns", "subgroup_rows": "columns", "join_audit_columns": "columns", "compute_cost": "compute_cost", "cost_tables": "compute_cost", "compare_methods": "method_comparison", "paired_difference": "method_comparison", "mean_interval": "seeds", "seed_summary": "seeds"},
+    {
+        "summarise": "summary",
+        "read_summary": "summary",
+        "concat_csvs": "summary",
+        "NA_VALUES": "summary",
+        "metric_columns": "columns",
+        "metric_rows": "columns",
+        "subgroup_rows": "columns",
+        "join_audit_columns": "columns",
+        "compute_cost": "compute_cost",
+        "cost_tables": "compute_cost",
+        "compare_methods": "method_comparison",
+        "paired_difference": "method_comparison",
+        "mean_interval": "seeds",
+        "seed_summary": "seeds",
+    },
 )

@@ -22,7 +22,6 @@ Within sections 5 and 6 entries keep registration order, so a new metric lands n
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -44,13 +43,42 @@ KEY_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute"]
 PRIMARY_METRIC = "auroc"
 #: metrics.csv columns that are not metrics: copied from the run record, or joined from the audit.
 RUN_COLUMNS = [
-    "epsilon_spent", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "expected_batch_size",
+    "epsilon_spent",
+    "delta",
+    "noise_multiplier",
+    "max_grad_norm",
+    "sample_rate",
+    "expected_batch_size",
     # recipe: what produced the row (chosen by tuning for a tuned arm; tuning_trials 0 for a fixed recipe)
-    "tuning_trials", "epsilon_per_trial", "lr", "optimizer", "lr_schedule", "ema_decay", "select_best", "best_epoch",
-    "class_weight", "clip_policy", "augmult",
-    "sampling", "epochs", "steps", "accountant", "n_train", "n_test", "train_seconds", "privacy_unit", "n_units", "device",
-    "epsilon_rdp", "epsilon_prv", "epsilon_pld",
-    "mia_auroc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_bound_violated", "mia_epsilon_empirical",
+    "tuning_trials",
+    "epsilon_per_trial",
+    "lr",
+    "optimizer",
+    "lr_schedule",
+    "ema_decay",
+    "select_best",
+    "best_epoch",
+    "class_weight",
+    "clip_policy",
+    "augmult",
+    "sampling",
+    "epochs",
+    "steps",
+    "accountant",
+    "n_train",
+    "n_test",
+    "train_seconds",
+    "privacy_unit",
+    "n_units",
+    "device",
+    "epsilon_rdp",
+    "epsilon_prv",
+    "epsilon_pld",
+    "mia_auroc",
+    "mia_tpr_at_1pct_fpr",
+    "mia_tpr_at_0p1pct_fpr",
+    "mia_bound_violated",
+    "mia_epsilon_empirical",
 ]
 SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute", "group", "n", "n_positive", "auroc"]
 
@@ -58,9 +86,15 @@ SUBGROUP_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute"
 def _primary_extras() -> dict[str, str]:
     """The primary metric's gap statistics beyond gap and interval: gaps-table field -> metrics.csv column."""
     name, gap = PRIMARY_METRIC, get_metric(PRIMARY_METRIC).gap_name
-    return {"worst_group": f"worst_group_{name}", "n_groups": "n_groups_in_gap", "null_gap": f"{name}_null_gap",
-            "p_value": f"{gap}_p_value", "worst_group_ci_low": f"worst_group_{name}_ci_low",
-            "worst_group_ci_high": f"worst_group_{name}_ci_high", "ratio": f"{name}_ratio"}
+    return {
+        "worst_group": f"worst_group_{name}",
+        "n_groups": "n_groups_in_gap",
+        "null_gap": f"{name}_null_gap",
+        "p_value": f"{gap}_p_value",
+        "worst_group_ci_low": f"worst_group_{name}_ci_low",
+        "worst_group_ci_high": f"worst_group_{name}_ci_high",
+        "ratio": f"{name}_ratio",
+    }
 
 
 def _primary_columns() -> tuple[list[str], list[str]]:
@@ -98,8 +132,16 @@ def metric_columns() -> list[str]:
     entries = [e for e in _wide_order() if e.name != PRIMARY_METRIC]
     scores = [c for e in entries if not e.needs_threshold for c in (*e.overall_columns, *e.gap_columns)]
     operating = [e for e in entries if e.needs_threshold]
-    columns = [*KEY_COLUMNS, *head, *RUN_COLUMNS, *tail, *scores, "threshold",
-               *(c for e in operating for c in e.overall_columns), *(c for e in operating for c in e.gap_columns)]
+    columns = [
+        *KEY_COLUMNS,
+        *head,
+        *RUN_COLUMNS,
+        *tail,
+        *scores,
+        "threshold",
+        *(c for e in operating for c in e.overall_columns),
+        *(c for e in operating for c in e.gap_columns),
+    ]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise ValueError(f"metrics.csv would have repeated columns {repeated}: rename the metric or its wide_gap")
@@ -168,8 +210,11 @@ def subgroup_rows(groups: pd.DataFrame) -> pd.DataFrame:
 
 #: metrics.csv columns taken from the loss attack's overall rows of audit.csv.
 LOSS_METRIC_COLUMNS = {
-    "auroc": "mia_auroc", "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr": "mia_tpr_at_0p1pct_fpr",
-    "bound_violated": "mia_bound_violated", "epsilon_empirical": "mia_epsilon_empirical",
+    "auroc": "mia_auroc",
+    "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr",
+    "tpr_at_0p1pct_fpr": "mia_tpr_at_0p1pct_fpr",
+    "bound_violated": "mia_bound_violated",
+    "epsilon_empirical": "mia_epsilon_empirical",
 }
 
 
@@ -189,7 +234,9 @@ def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, 
     merged = metrics.drop(columns=drop).merge(wide[[*keys, *LOSS_METRIC_COLUMNS.values()]], on=keys, how="left")
     if subgroups is None:
         return merged, None
-    per_group = loss[loss["attribute"].fillna("") != ""][[*keys, "attribute", "group", "value"]].rename(columns={"value": "mia_auroc"})
+    per_group = loss[loss["attribute"].fillna("") != ""][[*keys, "attribute", "group", "value"]].rename(
+        columns={"value": "mia_auroc"}
+    )
     sub = subgroups.drop(columns=[c for c in ("mia_auroc",) if c in subgroups.columns])
     sub = sub.merge(per_group, on=[*keys, "attribute", "group"], how="left")
     return merged, sub
@@ -197,6 +244,7 @@ def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, 
 
 def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str | Path) -> None:
     """Rewrite the summary's metrics.csv and subgroups.csv with the loss attack's columns from audit.csv."""
+
     def read(path):
         return pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
 

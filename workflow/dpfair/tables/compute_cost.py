@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,22 @@ from dpfair.errors import DpfairError
 
 KEYS = ["dataset", "model", "method", "epsilon"]
 CELL_COLUMNS = [
-    *KEYS, "n_seeds", "job_seconds_mean", "job_seconds_min", "job_seconds_max", "train_seconds_mean",
-    "max_rss_mb_max", "clipping_backend", "device",
+    *KEYS,
+    "n_seeds",
+    "job_seconds_mean",
+    "job_seconds_min",
+    "job_seconds_max",
+    "train_seconds_mean",
+    "max_rss_mb_max",
+    "clipping_backend",
+    "device",
 ]
 #: ratio column -> the cell column it divides (private cell / the same (dataset, model) at ε = ∞)
-RATIOS = {"job_seconds_ratio": "job_seconds_mean", "train_seconds_ratio": "train_seconds_mean", "max_rss_ratio": "max_rss_mb_max"}
+RATIOS = {
+    "job_seconds_ratio": "job_seconds_mean",
+    "train_seconds_ratio": "train_seconds_mean",
+    "max_rss_ratio": "max_rss_mb_max",
+}
 RATIO_COLUMNS = [*KEYS, *RATIOS]
 RUN_COLUMNS = [*KEYS, "seed", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
 
@@ -69,17 +80,25 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
     for path in benchmarks:
         run_id = _run_id(Path(path).with_suffix(""))
         if run_id not in by_run:
-            raise DpfairError(f"{path}: no run.json of run {'/'.join(run_id)} among the {len(by_run)} run records given")
+            raise DpfairError(
+                f"{path}: no run.json of run {'/'.join(run_id)} among the {len(by_run)} run records given"
+            )
         seen.add(run_id)
         record = by_run[run_id]
-        rows.append({
-            "dataset": record["dataset"], "model": record["model"], "method": record.get("method", "dpsgd"),
-            "epsilon": float(record["epsilon"]),
-            "seed": int(record["seed"]), **read_benchmark(path),
-            # null where the run wrote NaN (jsonio), absent in records older than the key
-            "train_seconds": math.nan if record.get("train_seconds") is None else float(record["train_seconds"]),
-            "clipping_backend": record.get("clipping_backend"), "device": record.get("device"),
-        })
+        rows.append(
+            {
+                "dataset": record["dataset"],
+                "model": record["model"],
+                "method": record.get("method", "dpsgd"),
+                "epsilon": float(record["epsilon"]),
+                "seed": int(record["seed"]),
+                **read_benchmark(path),
+                # null where the run wrote NaN (jsonio), absent in records older than the key
+                "train_seconds": math.nan if record.get("train_seconds") is None else float(record["train_seconds"]),
+                "clipping_backend": record.get("clipping_backend"),
+                "device": record.get("device"),
+            }
+        )
     if unmatched := sorted("/".join(r) for r in set(by_run) - seen):
         raise DpfairError(f"no benchmark record for runs {unmatched}; expected results/benchmarks/train/<run>.tsv")
     return cost_tables(pd.DataFrame(rows, columns=RUN_COLUMNS))
@@ -112,9 +131,14 @@ def cost_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     cells = (
         runs.groupby(KEYS, sort=True)
         .agg(
-            n_seeds=("seed", "nunique"), job_seconds_mean=("job_seconds", "mean"), job_seconds_min=("job_seconds", "min"),
-            job_seconds_max=("job_seconds", "max"), train_seconds_mean=("train_seconds", "mean"),
-            max_rss_mb_max=("max_rss_mb", "max"), clipping_backend=("clipping_backend", _distinct), device=("device", _distinct),
+            n_seeds=("seed", "nunique"),
+            job_seconds_mean=("job_seconds", "mean"),
+            job_seconds_min=("job_seconds", "min"),
+            job_seconds_max=("job_seconds", "max"),
+            train_seconds_mean=("train_seconds", "mean"),
+            max_rss_mb_max=("max_rss_mb", "max"),
+            clipping_backend=("clipping_backend", _distinct),
+            device=("device", _distinct),
         )
         .reset_index()[CELL_COLUMNS]
     )

@@ -25,8 +25,8 @@ import json
 import logging
 import math
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -37,20 +37,50 @@ log = logging.getLogger(__name__)
 
 BASELINE = "dpsgd"
 COLUMNS = [
-    "dataset", "model", "attribute", "epsilon", "method",
-    "auroc_diff", "auroc_diff_ci_low", "auroc_diff_ci_high", "gap_diff", "gap_diff_ci_low", "gap_diff_ci_high",
-    "baseline", "n_seeds", "paired_by_seed", "method_auroc", "baseline_auroc", "method_gap", "baseline_gap",
-    "method_null_gap", "baseline_null_gap", "raw_gap_diff", "verdict",
+    "dataset",
+    "model",
+    "attribute",
+    "epsilon",
+    "method",
+    "auroc_diff",
+    "auroc_diff_ci_low",
+    "auroc_diff_ci_high",
+    "gap_diff",
+    "gap_diff_ci_low",
+    "gap_diff_ci_high",
+    "baseline",
+    "n_seeds",
+    "paired_by_seed",
+    "method_auroc",
+    "baseline_auroc",
+    "method_gap",
+    "baseline_gap",
+    "method_null_gap",
+    "baseline_null_gap",
+    "raw_gap_diff",
+    "verdict",
 ]
 GROUP_COLUMNS = [
-    "dataset", "model", "attribute", "epsilon", "method", "group", "n_test",
-    "auroc_diff", "auroc_diff_ci_low", "auroc_diff_ci_high", "method_auroc", "baseline_auroc", "verdict",
+    "dataset",
+    "model",
+    "attribute",
+    "epsilon",
+    "method",
+    "group",
+    "n_test",
+    "auroc_diff",
+    "auroc_diff_ci_low",
+    "auroc_diff_ci_high",
+    "method_auroc",
+    "baseline_auroc",
+    "verdict",
 ]
 _KEYS = ["dataset", "model", "method", "epsilon", "seed"]
 
 
-def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0.95,
-                      rng: np.random.Generator) -> tuple[float, float, float, bool]:
+def paired_difference(
+    arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0.95, rng: np.random.Generator
+) -> tuple[float, float, float, bool]:
     """(difference of seed means, interval low, high, paired by seed) of two arms.
 
     ``arm``/``base``: one row per seed (index), column ``point`` the run's estimate and columns 0..B-1 its
@@ -70,9 +100,17 @@ def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0
     paired = set(arm.index) == set(base.index)
     if paired:
         d = (arm["point"] - base["point"].reindex(arm.index)).to_numpy(dtype=float)
-        se, df = (float(np.std(d, ddof=1) / math.sqrt(len(d))), len(d) - 1) if len(d) > 1 and not np.isnan(d).any() else (0.0, 1)
+        se, df = (
+            (float(np.std(d, ddof=1) / math.sqrt(len(d))), len(d) - 1)
+            if len(d) > 1 and not np.isnan(d).any()
+            else (0.0, 1)
+        )
     else:  # Welch
-        parts = [(np.var(x, ddof=1) / len(x), len(x)) for x in (arm["point"].to_numpy(), base["point"].to_numpy()) if len(x) > 1]
+        parts = [
+            (np.var(x, ddof=1) / len(x), len(x))
+            for x in (arm["point"].to_numpy(), base["point"].to_numpy())
+            if len(x) > 1
+        ]
         var = sum(v for v, _ in parts)
         se = math.sqrt(var) if parts and not np.isnan(var) else 0.0
         df = var**2 / sum(v**2 / (k - 1) for v, k in parts) if se > 0 else 1.0
@@ -85,8 +123,15 @@ def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0
 
 
 def compare_methods(
-    *, records: Iterable[str | Path], scores: Iterable[str | Path], gaps: pd.DataFrame, replicates: pd.DataFrame,
-    attributes: dict[str, str], n_boot: int = 1000, bootstrap_seed: int = 0, min_group_size: int = 30,
+    *,
+    records: Iterable[str | Path],
+    scores: Iterable[str | Path],
+    gaps: pd.DataFrame,
+    replicates: pd.DataFrame,
+    attributes: dict[str, str],
+    n_boot: int = 1000,
+    bootstrap_seed: int = 0,
+    min_group_size: int = 30,
     level: float = 0.95,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The comparison tables (``method_comparison.csv`` and its per-group companion).
@@ -111,8 +156,9 @@ def compare_methods(
     replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
     for (dataset, model), cell in runs.groupby(["dataset", "model"], sort=True):
         attribute = attributes[dataset]
-        utility, per_group = _score_replicates(cell, attribute, n_boot=n_boot, seed=bootstrap_seed,
-                                               min_group_size=min_group_size)
+        utility, per_group = _score_replicates(
+            cell, attribute, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size
+        )
         gap_table = _gap_table(gaps, replicates, dataset, model, attribute)
         for eps in sorted(e for e in cell["epsilon"].unique() if math.isfinite(e)):
             here = cell[cell["epsilon"] == eps]
@@ -132,26 +178,51 @@ def compare_methods(
                 else:
                     g_diff = g_low = g_high = method_gap = base_gap = method_null = base_null = math.nan
                 row = {
-                    "dataset": dataset, "model": model, "attribute": attribute, "epsilon": eps, "method": method,
-                    "auroc_diff": a_diff, "auroc_diff_ci_low": a_low, "auroc_diff_ci_high": a_high,
-                    "gap_diff": g_diff, "gap_diff_ci_low": g_low, "gap_diff_ci_high": g_high,
-                    "baseline": BASELINE, "n_seeds": len(arm), "paired_by_seed": paired,
-                    "method_auroc": float(arm["point"].mean()), "baseline_auroc": float(base["point"].mean()),
-                    "method_gap": method_gap, "baseline_gap": base_gap,
-                    "method_null_gap": method_null, "baseline_null_gap": base_null,
+                    "dataset": dataset,
+                    "model": model,
+                    "attribute": attribute,
+                    "epsilon": eps,
+                    "method": method,
+                    "auroc_diff": a_diff,
+                    "auroc_diff_ci_low": a_low,
+                    "auroc_diff_ci_high": a_high,
+                    "gap_diff": g_diff,
+                    "gap_diff_ci_low": g_low,
+                    "gap_diff_ci_high": g_high,
+                    "baseline": BASELINE,
+                    "n_seeds": len(arm),
+                    "paired_by_seed": paired,
+                    "method_auroc": float(arm["point"].mean()),
+                    "baseline_auroc": float(base["point"].mean()),
+                    "method_gap": method_gap,
+                    "baseline_gap": base_gap,
+                    "method_null_gap": method_null,
+                    "baseline_null_gap": base_null,
                     "raw_gap_diff": method_gap - base_gap,
                 }
                 row["verdict"] = verdict(row)
                 rows.append(row)
                 for group, (n_test, reps) in per_group.items():
-                    d, low, high, _ = paired_difference(reps[(method, eps)], reps[(BASELINE, eps)], level=level, rng=rng)
-                    group_rows.append({
-                        "dataset": dataset, "model": model, "attribute": attribute, "epsilon": eps, "method": method,
-                        "group": group, "n_test": n_test, "auroc_diff": d, "auroc_diff_ci_low": low,
-                        "auroc_diff_ci_high": high, "method_auroc": float(reps[(method, eps)]["point"].mean()),
-                        "baseline_auroc": float(reps[(BASELINE, eps)]["point"].mean()),
-                        "verdict": _direction(low, high, up="gained", down="lost"),
-                    })
+                    d, low, high, _ = paired_difference(
+                        reps[(method, eps)], reps[(BASELINE, eps)], level=level, rng=rng
+                    )
+                    group_rows.append(
+                        {
+                            "dataset": dataset,
+                            "model": model,
+                            "attribute": attribute,
+                            "epsilon": eps,
+                            "method": method,
+                            "group": group,
+                            "n_test": n_test,
+                            "auroc_diff": d,
+                            "auroc_diff_ci_low": low,
+                            "auroc_diff_ci_high": high,
+                            "method_auroc": float(reps[(method, eps)]["point"].mean()),
+                            "baseline_auroc": float(reps[(BASELINE, eps)]["point"].mean()),
+                            "verdict": _direction(low, high, up="gained", down="lost"),
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(group_rows, columns=GROUP_COLUMNS)
 
 
@@ -161,8 +232,16 @@ def _load_runs(records, scores, attributes: dict[str, str]) -> pd.DataFrame:
         run = json.loads(Path(record).read_text())
         if run["dataset"] not in attributes or not attributes[run["dataset"]]:
             continue
-        rows.append({"dataset": run["dataset"], "model": run["model"], "method": run.get("method", BASELINE),
-                     "epsilon": float(run["epsilon"]), "seed": int(run["seed"]), "scores": str(score)})
+        rows.append(
+            {
+                "dataset": run["dataset"],
+                "model": run["model"],
+                "method": run.get("method", BASELINE),
+                "epsilon": float(run["epsilon"]),
+                "seed": int(run["seed"]),
+                "scores": str(score),
+            }
+        )
     return pd.DataFrame(rows, columns=[*_KEYS, "scores"])
 
 
@@ -192,9 +271,14 @@ def _score_replicates(cell: pd.DataFrame, attribute: str, *, n_boot: int, seed: 
         for g in levels:
             rows = group == g
             point = weighted_metrics(y_true=y[rows], score=score[rows], metrics=("auroc",))["auroc"][0]
-            greps = weighted_metrics(y_true=y[rows], score=score[rows], weights=group_weights[:, rows], metrics=("auroc",))["auroc"]
+            greps = weighted_metrics(
+                y_true=y[rows], score=score[rows], weights=group_weights[:, rows], metrics=("auroc",)
+            )["auroc"]
             per_group[g][1].setdefault((method, eps), {})[s] = np.r_[point, greps]
-    frame = lambda d: {k: pd.DataFrame.from_dict(v, orient="index", columns=["point", *range(n_boot)]) for k, v in d.items()}
+
+    def frame(d):
+        return {k: pd.DataFrame.from_dict(v, orient="index", columns=["point", *range(n_boot)]) for k, v in d.items()}
+
     return frame(overall), {g: (int(n), frame(d)) for g, (n, d) in per_group.items()}
 
 
@@ -204,12 +288,18 @@ def _gap_table(gaps: pd.DataFrame, replicates: pd.DataFrame, dataset: str, model
     Each run's null gap is a constant of that run (its permutation mean), so it shifts the point and every
     replicate alike.
     """
-    pick = lambda t: t[(t["dataset"] == dataset) & (t["model"] == model) & (t["attribute"] == attribute) & (t["metric"] == "auroc")]
+
+    def pick(t):
+        return t[
+            (t["dataset"] == dataset) & (t["model"] == model) & (t["attribute"] == attribute) & (t["metric"] == "auroc")
+        ]
+
     est, reps = pick(gaps), pick(replicates)
     out = {}
     for (method, eps), part in est.groupby(["method", "epsilon"]):
         wide = reps[(reps["method"] == method) & (reps["epsilon"] == eps)].pivot_table(
-            index="seed", columns="replicate", values="gap", aggfunc="first", dropna=False)
+            index="seed", columns="replicate", values="gap", aggfunc="first", dropna=False
+        )
         point = part.set_index("seed")["gap"].astype(float)
         null = part.set_index("seed")["null_gap"].astype(float)
         table = pd.concat([point.rename("point"), wide.reindex(point.index)], axis=1)
@@ -234,12 +324,18 @@ def verdict(row: dict) -> str:
     gap = _direction(row["gap_diff_ci_low"], row["gap_diff_ci_high"], up="widened", down="narrowed")
     auroc = _direction(row["auroc_diff_ci_low"], row["auroc_diff_ci_high"], up="gained", down="lost")
     eps = f"{row['epsilon']:g}"
-    gap_text = (f"{gap} the excess {row['attribute']} AUROC gap by {abs(row['gap_diff']):.3f}" if gap != "no change detected"
-                else f"did not change the excess {row['attribute']} AUROC gap detectably")
+    gap_text = (
+        f"{gap} the excess {row['attribute']} AUROC gap by {abs(row['gap_diff']):.3f}"
+        if gap != "no change detected"
+        else f"did not change the excess {row['attribute']} AUROC gap detectably"
+    )
     gap_text += f" ({_num(row['gap_diff'])} [{_num(row['gap_diff_ci_low'])}, {_num(row['gap_diff_ci_high'])}])"
     auroc_text = {"gained": "gained", "lost": "cost", "no change detected": "changed"}[auroc]
-    auroc_text = (f"{auroc_text} {abs(row['auroc_diff']):.3f} AUROC" if auroc != "no change detected"
-                  else "no detectable AUROC change")
+    auroc_text = (
+        f"{auroc_text} {abs(row['auroc_diff']):.3f} AUROC"
+        if auroc != "no change detected"
+        else "no detectable AUROC change"
+    )
     auroc_text += f" ({_num(row['auroc_diff'])} [{_num(row['auroc_diff_ci_low'])}, {_num(row['auroc_diff_ci_high'])}])"
     return f"At ε = {eps}, {row['method']} {gap_text} against {row['baseline']}, with {auroc_text}"
 
@@ -248,9 +344,16 @@ def report_rows(table: pd.DataFrame, groups: pd.DataFrame) -> list[dict]:
     """Rows of the report's method-comparison section: the verdict and which group gained or lost."""
     out = []
     for row in table.to_dict("records"):
-        g = groups[(groups["dataset"] == row["dataset"]) & (groups["model"] == row["model"])
-                   & (groups["method"] == row["method"]) & (groups["epsilon"] == row["epsilon"])]
-        moves = [f"{r['group']} {r['verdict']} ({_num(r['auroc_diff'])} [{_num(r['auroc_diff_ci_low'])}, "
-                 f"{_num(r['auroc_diff_ci_high'])}])" for r in g.to_dict("records")]
+        g = groups[
+            (groups["dataset"] == row["dataset"])
+            & (groups["model"] == row["model"])
+            & (groups["method"] == row["method"])
+            & (groups["epsilon"] == row["epsilon"])
+        ]
+        moves = [
+            f"{r['group']} {r['verdict']} ({_num(r['auroc_diff'])} [{_num(r['auroc_diff_ci_low'])}, "
+            f"{_num(r['auroc_diff_ci_high'])}])"
+            for r in g.to_dict("records")
+        ]
         out.append({**row, "groups_text": "; ".join(moves) or "—"})
     return out

@@ -8,7 +8,9 @@ import pandas as pd
 from scipy import stats
 
 
-def mean_interval(values: pd.Series, level: float = 0.95, *, test_se: pd.Series | None = None) -> tuple[float, float, float]:
+def mean_interval(
+    values: pd.Series, level: float = 0.95, *, test_se: pd.Series | None = None
+) -> tuple[float, float, float]:
     """Mean over seeds with an interval for it.
 
     The seed term is a t-interval half-width over the seeds. All seeds share one test set, so the spread
@@ -49,5 +51,13 @@ def seed_summary(table: pd.DataFrame, value: str, by: list[str], level: float = 
     for key, part in table.groupby(by, sort=True, dropna=False):
         test_se = (part[f"{value}_ci_high"] - part[f"{value}_ci_low"]) / (2 * z) if has_ci else None
         m, lo, hi = mean_interval(part[value], level, test_se=test_se)
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "mean": m, "low": lo, "high": hi, "n_seeds": int(part[value].notna().sum())})
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                "mean": m,
+                "low": lo,
+                "high": hi,
+                "n_seeds": int(part[value].notna().sum()),
+            }
+        )
     return pd.DataFrame(rows)

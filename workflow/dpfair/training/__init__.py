@@ -8,5 +8,18 @@ from dpfair.faces import lazy_face
 
 __all__, __getattr__, __dir__ = lazy_face(
     __name__,
-    {"TrainConfig": "config", "RECIPE_FIELDS": "config", "StepRecipe": "recipe", "step_recipe": "recipe", "Trainer": "steps", "resolve_mode": "steps", "TrainResult": "loop", "train": "loop", "predict": "loop", "predict_logits": "loop", "Ema": "iterates", "set_lr": "iterates"},
+    {
+        "TrainConfig": "config",
+        "RECIPE_FIELDS": "config",
+        "StepRecipe": "recipe",
+        "step_recipe": "recipe",
+        "Trainer": "steps",
+        "resolve_mode": "steps",
+        "TrainResult": "loop",
+        "train": "loop",
+        "predict": "loop",
+        "predict_logits": "loop",
+        "Ema": "iterates",
+        "set_lr": "iterates",
+    },
 )

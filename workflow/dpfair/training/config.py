@@ -23,8 +23,15 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: The recipe options (issue "a fair fight"): a run that leaves them at their defaults ran the recipe of
 #: earlier releases, so its rule params omit them (:meth:`TrainConfig.params`).
-RECIPE_FIELDS: tuple[str, ...] = ("lr_schedule", "ema_decay", "select_best", "class_weight", "clip_policy", "augmult",
-                                  "noise_multiplier")
+RECIPE_FIELDS: tuple[str, ...] = (
+    "lr_schedule",
+    "ema_decay",
+    "select_best",
+    "class_weight",
+    "clip_policy",
+    "augmult",
+    "noise_multiplier",
+)
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,26 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import pandas as pd
 import opacus
+import pandas as pd
 import torch
 from opacus.data_loader import DPDataLoader
 from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dpfair.training.config import TrainConfig
-from dpfair.training.iterates import Ema, clone_state, set_lr
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.privacy.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
-from dpfair.training.mechanisms import TrainingData, get_mechanism
 from dpfair.metrics import safe_auroc
 from dpfair.models import build_model, count_parameters
+from dpfair.privacy.ledger import event_to_json, ledger_steps_and_rates, replay_epsilon
 from dpfair.privacy.params import is_private
+from dpfair.training.config import TrainConfig
+from dpfair.training.iterates import Ema, clone_state, set_lr
+from dpfair.training.mechanisms import TrainingData, get_mechanism
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,20 @@ def train(
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
         return _train(
-            model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=epsilon,
-            delta=delta, config=config, seed=seed, device=device, x_val=x_val, y_val=y_val, method=method,
-            patient_id=patient_id, groups=groups,
+            model_name=model_name,
+            modality=modality,
+            x_train=x_train,
+            y_train=y_train,
+            epsilon=epsilon,
+            delta=delta,
+            config=config,
+            seed=seed,
+            device=device,
+            x_val=x_val,
+            y_val=y_val,
+            method=method,
+            patient_id=patient_id,
+            groups=groups,
         )
 
 
@@ -107,11 +118,29 @@ def replayed_epsilon(mechanism, event, *, accountant: str, delta: float) -> floa
     return eps
 
 
-def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, seed, device, x_val, y_val, method,
-           patient_id, groups=None) -> TrainResult:
+def _train(
+    *,
+    model_name,
+    modality,
+    x_train,
+    y_train,
+    epsilon,
+    delta,
+    config,
+    seed,
+    device,
+    x_val,
+    y_val,
+    method,
+    patient_id,
+    groups=None,
+) -> TrainResult:
     mechanism = get_mechanism(method)
     data = TrainingData(
-        x=x_train, y=y_train, patient_id=patient_id, groups=groups,
+        x=x_train,
+        y=y_train,
+        patient_id=patient_id,
+        groups=groups,
         label_prior=float(y_val.float().mean()) if y_val is not None and len(y_val) else None,
     )
     n_units = mechanism.n_units(data)
@@ -127,7 +156,13 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
     generator = torch.Generator().manual_seed(seed)
     trainer = mechanism.make_trainer(
-        model=model, optimizer=optimizer, data=data, config=config, epsilon=epsilon, delta=delta, generator=generator,
+        model=model,
+        optimizer=optimizer,
+        data=data,
+        config=config,
+        epsilon=epsilon,
+        delta=delta,
+        generator=generator,
     )
     loader = trainer.loader
     private = is_private(epsilon)
@@ -166,17 +201,23 @@ def _train(*, model_name, modality, x_train, y_train, epsilon, delta, config, se
         train_seconds += time.perf_counter() - start
         entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
         entry["epsilon_so_far"] = (
-            replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta) if private else math.inf
+            replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta)
+            if private
+            else math.inf
         )
         if x_val is not None and y_val is not None:
-            with (ema.swapped(module) if ema is not None else contextlib.nullcontext()):
+            with ema.swapped(module) if ema is not None else contextlib.nullcontext():
                 entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
                 # the first epoch is kept until one beats it (a NaN AUROC never does)
                 if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
                     best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": clone_state(module)}
         history.append(entry)
         log.info(
-            "epoch %d/%d loss %.4f epsilon %.3f%s", epoch, config.epochs, entry["loss"], entry["epsilon_so_far"],
+            "epoch %d/%d loss %.4f epsilon %.3f%s",
+            epoch,
+            config.epochs,
+            entry["loss"],
+            entry["epsilon_so_far"],
             f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
         )
     trainer.close()
@@ -259,11 +300,15 @@ def _forward(model: nn.Module, x: torch.Tensor, to_output: Callable, *, device, 
     return torch.cat(out).numpy() if out else np.empty(0)
 
 
-def predict(model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+def predict(
+    model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024
+) -> np.ndarray:
     """Predicted probabilities of label 1."""
     return _forward(model, x, torch.sigmoid, device=device, batch_size=batch_size)
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> np.ndarray:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024
+) -> np.ndarray:
     """The model's logit of label 1 for every row (float64): what the audit's attacks read."""
     return _forward(model, x, lambda logits: logits.double(), device=device, batch_size=batch_size)

@@ -100,5 +100,8 @@ def step_recipe(config, *, label_prior: float | None, generator: torch.Generator
     the same augmentations.
     """
     aug_gen = torch.Generator().manual_seed(generator.initial_seed() + 7919)
-    return StepRecipe(pos_weight=positive_weight(config.class_weight, label_prior=label_prior),
-                      augmult=config.augmult, generator=aug_gen)
+    return StepRecipe(
+        pos_weight=positive_weight(config.class_weight, label_prior=label_prior),
+        augmult=config.augmult,
+        generator=aug_gen,
+    )

@@ -25,8 +25,8 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import opacus
@@ -35,15 +35,31 @@ import torch
 from opacus import PrivacyEngine
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.training.steps import PRIVATE_MODES, Trainer, make_nonprivate, make_private, resolve_mode
 from dpfair.models import build_model, resolve_device
+from dpfair.training.steps import PRIVATE_MODES, Trainer, make_nonprivate, make_private, resolve_mode
 
 log = logging.getLogger(__name__)
 
 SPEED_COLUMNS = [
-    "dataset", "model", "input_size", "batch", "mode", "exact", "device", "threads", "torch_version",
-    "opacus_version", "timed_steps", "step_seconds_median", "step_seconds_p25", "step_seconds_p75",
-    "peak_memory_mb", "time_ratio", "memory_ratio", "is_default", "status",
+    "dataset",
+    "model",
+    "input_size",
+    "batch",
+    "mode",
+    "exact",
+    "device",
+    "threads",
+    "torch_version",
+    "opacus_version",
+    "timed_steps",
+    "step_seconds_median",
+    "step_seconds_p25",
+    "step_seconds_p75",
+    "peak_memory_mb",
+    "time_ratio",
+    "memory_ratio",
+    "is_default",
+    "status",
 ]
 
 
@@ -89,16 +105,29 @@ def measure_speed(
     for path in paths:
         ok = status[path] == "ok"
         q25, q50, q75 = np.percentile(times[path], [25, 50, 75]) if ok else (math.nan,) * 3
-        rows.append({
-            "dataset": dataset, "model": model_name, "input_size": "x".join(map(str, input_shape)),
-            "batch": batch_size, "mode": path, "exact": True, "device": _device_name(device),
-            "threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "opacus_version": opacus.__version__, "timed_steps": timed_steps if ok else 0,
-            "step_seconds_median": q50, "step_seconds_p25": q25, "step_seconds_p75": q75,
-            "peak_memory_mb": memory[path], "time_ratio": _ratio(q50, base_time),
-            "memory_ratio": _ratio(memory[path], memory["nonprivate"]), "is_default": path == default,
-            "status": status[path],
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model_name,
+                "input_size": "x".join(map(str, input_shape)),
+                "batch": batch_size,
+                "mode": path,
+                "exact": True,
+                "device": _device_name(device),
+                "threads": torch.get_num_threads(),
+                "torch_version": torch.__version__,
+                "opacus_version": opacus.__version__,
+                "timed_steps": timed_steps if ok else 0,
+                "step_seconds_median": q50,
+                "step_seconds_p25": q25,
+                "step_seconds_p75": q75,
+                "peak_memory_mb": memory[path],
+                "time_ratio": _ratio(q50, base_time),
+                "memory_ratio": _ratio(memory[path], memory["nonprivate"]),
+                "is_default": path == default,
+                "status": status[path],
+            }
+        )
     return pd.DataFrame(rows, columns=SPEED_COLUMNS)
 
 
@@ -126,11 +155,20 @@ def benchmark_cells(
         input_shape, modality = shapes[cell["dataset"]]
         log.info("speed: %s / %s, input %s, batch %d", cell["dataset"], cell["model"], input_shape, cell["batch_size"])
         table = measure_speed(
-            model_name=cell["model"], modality=modality, input_shape=input_shape, batch_size=cell["batch_size"],
-            modes=settings["modes"], default_mode=cell["clipping_backend"], warmup_steps=settings["warmup_steps"],
-            timed_steps=settings["timed_steps"], device=resolve_device(device), dataset=cell["dataset"],
+            model_name=cell["model"],
+            modality=modality,
+            input_shape=input_shape,
+            batch_size=cell["batch_size"],
+            modes=settings["modes"],
+            default_mode=cell["clipping_backend"],
+            warmup_steps=settings["warmup_steps"],
+            timed_steps=settings["timed_steps"],
+            device=resolve_device(device),
+            dataset=cell["dataset"],
         )
-        log.info("\n%s", table[["mode", "step_seconds_median", "peak_memory_mb", "time_ratio", "memory_ratio", "status"]])
+        log.info(
+            "\n%s", table[["mode", "step_seconds_median", "peak_memory_mb", "time_ratio", "memory_ratio", "status"]]
+        )
         tables.append(table)
     result = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=SPEED_COLUMNS)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +198,13 @@ class _Case:
         if mode == "nonprivate":
             return make_nonprivate(model=model, optimizer=optimizer, data_loader=loader)
         return make_private(
-            engine=PrivacyEngine(), model=model, optimizer=optimizer, data_loader=loader,
-            noise_multiplier=1.0, max_grad_norm=1.0, mode=mode,
+            engine=PrivacyEngine(),
+            model=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            mode=mode,
         )
 
 
@@ -169,11 +212,24 @@ def _cpu_memory_in_fresh_process(model_name, modality, input_shape, batch_size, 
     # A process of its own, where glibc returns every large block when it is freed: in the timing
     # process, heap pages one path freed would hide the next path's peak (and the setting that prevents
     # it slows every later step, so it must not touch the timings).
-    job = {"model_name": model_name, "modality": modality, "input_shape": list(input_shape),
-           "batch_size": batch_size, "seed": seed, "paths": list(paths), "threads": torch.get_num_threads()}
+    job = {
+        "model_name": model_name,
+        "modality": modality,
+        "input_shape": list(input_shape),
+        "batch_size": batch_size,
+        "seed": seed,
+        "paths": list(paths),
+        "threads": torch.get_num_threads(),
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "dpfair.training.speed", json.dumps(job)], capture_output=True, text=True, timeout=3600,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")]))},
+        [sys.executable, "-m", "dpfair.training.speed", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")])),
+        },
     )
     if result.returncode != 0:
         log.warning("memory measurement failed: %s", result.stderr[-2000:])
@@ -187,7 +243,14 @@ def _memory_main(job: dict) -> dict[str, float]:
     except OSError:
         pass
     torch.set_num_threads(job["threads"])
-    case = _Case(job["model_name"], job["modality"], tuple(job["input_shape"]), job["batch_size"], torch.device("cpu"), job["seed"])
+    case = _Case(
+        job["model_name"],
+        job["modality"],
+        tuple(job["input_shape"]),
+        job["batch_size"],
+        torch.device("cpu"),
+        job["seed"],
+    )
     for path in job["paths"]:  # one-off costs (kernel caches, thread pools) must not land on the first path
         trainer = case.build(path)
         trainer.step(case.x, case.y)

@@ -16,23 +16,24 @@ batch size, and the engine's accountant charged at q = 1/len(loader) on every st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import dp_accounting
-
 import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizerFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
-from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
-from dpfair.privacy.clipping.rules import unsupported_layers
-from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip
 from dpfair.errors import ConfigError
+from dpfair.privacy.clipping.bookkeeping import BookKeepingClipper
+from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip
+from dpfair.privacy.clipping.rules import unsupported_layers
 from dpfair.training.recipe import StepRecipe
+
 
 @dataclass
 class Trainer:
@@ -59,7 +60,6 @@ class Trainer:
     check: Callable[[int], None] = field(default=lambda steps: None)
 
 
-
 #: Private paths, fastest-first preference for ``auto``; all compute the same clipped update.
 PRIVATE_MODES: tuple[str, ...] = ("bookkeeping", "hooks", "functorch", "ew", "ghost")
 
@@ -80,12 +80,14 @@ def resolve_mode(mode: str, model: nn.Module) -> str:
     return mode
 
 
-def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
-                    recipe: StepRecipe | None = None) -> Trainer:
+def make_nonprivate(
+    *, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader, recipe: StepRecipe | None = None
+) -> Trainer:
     """The ε = ∞ reference: the same Poisson batches, mean loss, no clipping, no noise.
 
     ``recipe``: class weight and augmentation multiplicity, as in the private step (the mean over a
-    sample's augmented copies is its loss)."""
+    sample's augmented copies is its loss).
+    """
     loader = DPDataLoader.from_data_loader(data_loader)
     recipe = recipe or StepRecipe()
 
@@ -98,8 +100,15 @@ def make_nonprivate(*, model: nn.Module, optimizer: torch.optim.Optimizer, data_
         optimizer.step()  # on an empty batch too, as a DP step would (momentum still moves)
         return float(losses.detach().sum())
 
-    return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=step,
-                   sample_rate=float(loader.sample_rate), expected_batch_size=float(loader.sample_rate) * len(loader.dataset))
+    return Trainer(
+        mode="nonprivate",
+        module=model,
+        optimizer=optimizer,
+        loader=loader,
+        step=step,
+        sample_rate=float(loader.sample_rate),
+        expected_batch_size=float(loader.sample_rate) * len(loader.dataset),
+    )
 
 
 def make_private(
@@ -134,21 +143,36 @@ def make_private(
             raise ValueError("Module parameters are different than optimizer Parameters")
         loader = DPDataLoader.from_data_loader(data_loader, generator=engine.secure_rng, distributed=False)
         return make_bookkeeping_trainer(
-            model=model, optimizer=optimizer, loader=loader, noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm, expected_batch_size=int(len(loader.dataset) * (1 / len(loader))),
-            recipe=recipe, clip_policy=clip_policy, engine=engine,
+            model=model,
+            optimizer=optimizer,
+            loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=int(len(loader.dataset) * (1 / len(loader))),
+            recipe=recipe,
+            clip_policy=clip_policy,
+            engine=engine,
         )
     # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
     # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
     if clip_policy is not None and not isinstance(clip_policy, FlatClip):
-        raise ConfigError(f"privacy.clip_policy {clip_policy.name!r} needs the book-keeping backend; "
-                          f"training.clipping_backend resolves to {mode!r}")
+        raise ConfigError(
+            f"privacy.clip_policy {clip_policy.name!r} needs the book-keeping backend; "
+            f"training.clipping_backend resolves to {mode!r}"
+        )
     if recipe.augmult > 1 or (mode == "ghost" and not recipe.plain):
-        raise ConfigError(f"training.augmult > 1{' or class_weight' if mode == 'ghost' else ''} needs the "
-                          f"book-keeping backend; training.clipping_backend resolves to {mode!r}")
+        raise ConfigError(
+            f"training.augmult > 1{' or class_weight' if mode == 'ghost' else ''} needs the "
+            f"book-keeping backend; training.clipping_backend resolves to {mode!r}"
+        )
     wrapped = engine.make_private(
-        module=model, optimizer=optimizer, data_loader=data_loader, noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm, poisson_sampling=True, grad_sample_mode=mode,
+        module=model,
+        optimizer=optimizer,
+        data_loader=data_loader,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        poisson_sampling=True,
+        grad_sample_mode=mode,
         criterion=nn.BCEWithLogitsLoss(),
     )
     if mode == "ghost":
@@ -178,8 +202,13 @@ def make_private(
             return float(losses.detach().sum())
 
     return Trainer(
-        mode=mode, module=dp_model._module, optimizer=dp_optimizer, loader=loader, step=step,
-        close=dp_model._close, **_private_fields(dp_optimizer, loader),
+        mode=mode,
+        module=dp_model._module,
+        optimizer=dp_optimizer,
+        loader=loader,
+        step=step,
+        close=dp_model._close,
+        **_private_fields(dp_optimizer, loader),
     )
 
 
@@ -200,6 +229,7 @@ class ClippedSumDPOptimizer(DPOptimizerFastGradientClipping):
     it because its own ghost path reuses ``p.grad``, which cost the mlp's step 15% here.
     """
 
+    @override
     def accumulate(self):
         for p in self.params:
             if p.summed_grad is None:
@@ -281,8 +311,9 @@ def make_bookkeeping_trainer(
     )
     if engine is not None:
         dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=1 / len(loader)))
-    clipper = BookKeepingClipper(model, max_grad_norm=max_grad_norm if clip_cap is None else clip_cap,
-                                 clip_policy=clip_policy)
+    clipper = BookKeepingClipper(
+        model, max_grad_norm=max_grad_norm if clip_cap is None else clip_cap, clip_policy=clip_policy
+    )
     recipe = recipe or StepRecipe()
 
     def step(x, y, ids=None):
@@ -300,7 +331,12 @@ def make_bookkeeping_trainer(
         return float(losses.detach().sum())
 
     trainer = Trainer(
-        mode="bookkeeping", module=model, optimizer=dp_optimizer, loader=loader, step=step, close=clipper.remove,
+        mode="bookkeeping",
+        module=model,
+        optimizer=dp_optimizer,
+        loader=loader,
+        step=step,
+        close=clipper.remove,
         stats=lambda: {"nonfinite_units": clipper.nonfinite_units, **(stats() if stats else {})},
         **_private_fields(dp_optimizer, loader),
     )

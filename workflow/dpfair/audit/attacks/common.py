@@ -7,7 +7,7 @@ import pandas as pd
 
 from dpfair.audit.bounds import clopper_pearson
 from dpfair.audit.groups import auroc_by_group, auroc_with_interval
-from dpfair.audit.membership import max_count, roc_counts, attack_metrics, balanced_member_sample
+from dpfair.audit.membership import attack_metrics, balanced_member_sample, max_count, roc_counts
 from dpfair.audit.registry import AttackResult, AuditContext
 
 HELD_OUT = ("val", "test")
@@ -18,7 +18,10 @@ ROC_GRID = np.logspace(-3, 0, 31)
 def group_frame(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
     """One column per attribute (an intersection 'a:b' joins its parts' values with ':')."""
     return pd.DataFrame(
-        {a: table[a.split(":")].astype(str).agg(":".join, axis=1) if ":" in a else table[a].astype(str) for a in attributes},
+        {
+            a: table[a.split(":")].astype(str).agg(":".join, axis=1) if ":" in a else table[a].astype(str)
+            for a in attributes
+        },
         index=table.index,
     )
 
@@ -26,13 +29,22 @@ def group_frame(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
 def roc_points(membership, scores) -> pd.DataFrame:
     """Highest TPR at each FPR of :data:`ROC_GRID` that the non-members can resolve (≥ 1 false positive allowed)."""
     _, tp, fp, n_m, n_n = roc_counts(membership, scores)
-    rows = [{"fpr": float(g), "tpr": float(tp[fp <= max_count(g, n_n)].max() / n_m), "n_nonmembers": n_n}
-            for g in ROC_GRID if max_count(g, n_n) >= 1]
+    rows = [
+        {"fpr": float(g), "tpr": float(tp[fp <= max_count(g, n_n)].max() / n_m), "n_nonmembers": n_n}
+        for g in ROC_GRID
+        if max_count(g, n_n) >= 1
+    ]
     return pd.DataFrame(rows, columns=["fpr", "tpr", "n_nonmembers"])
 
 
-def membership_attack_rows(ctx: AuditContext, *, member_scores: np.ndarray, nonmember_scores: np.ndarray,
-                           members: pd.DataFrame, nonmembers: pd.DataFrame) -> AttackResult:
+def membership_attack_rows(
+    ctx: AuditContext,
+    *,
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    members: pd.DataFrame,
+    nonmembers: pd.DataFrame,
+) -> AttackResult:
     """Balanced members vs non-members: AUROC, TPR at 1% / 0.1% FPR, the (ε, δ) check, per-group AUROC, ROC."""
     seed = int(ctx.keys["seed"])
     level = float(ctx.settings.get("confidence", 0.95))
@@ -41,7 +53,9 @@ def membership_attack_rows(ctx: AuditContext, *, member_scores: np.ndarray, nonm
     n = len(m_idx)
     membership = np.r_[np.ones(n, dtype=int), np.zeros(n, dtype=int)]
     scores = np.r_[member_scores[m_idx], nonmember_scores[n_idx]]
-    summary = attack_metrics(membership=membership, scores=scores, epsilon=ctx.epsilon, delta=ctx.delta, confidence=level)
+    summary = attack_metrics(
+        membership=membership, scores=scores, epsilon=ctx.epsilon, delta=ctx.delta, confidence=level
+    )
     auc, low, high = auroc_with_interval(membership=membership, scores=scores, n_boot=n_boot, level=level, seed=seed)
     rows = [{"metric": "auroc", "value": auc, "ci_low": low, "ci_high": high, "n": 2 * n}]
     for metric in ("tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr"):
@@ -54,9 +68,13 @@ def membership_attack_rows(ctx: AuditContext, *, member_scores: np.ndarray, nonm
     rows.append({"metric": "bound_violated", "value": float(summary["mia_bound_violated"]), "n": 2 * n})
     rows.append({"metric": "epsilon_empirical", "value": summary["mia_epsilon_empirical"], "n": 2 * n})
     if ctx.attributes:
-        groups = pd.concat([group_frame(members, ctx.attributes).iloc[m_idx], group_frame(nonmembers, ctx.attributes).iloc[n_idx]],
-                           ignore_index=True)
-        by_group = auroc_by_group(membership=membership, scores=scores, groups=groups, n_boot=n_boot, level=level, seed=seed)
+        groups = pd.concat(
+            [group_frame(members, ctx.attributes).iloc[m_idx], group_frame(nonmembers, ctx.attributes).iloc[n_idx]],
+            ignore_index=True,
+        )
+        by_group = auroc_by_group(
+            membership=membership, scores=scores, groups=groups, n_boot=n_boot, level=level, seed=seed
+        )
         rows += [{"metric": "auroc", **r} for r in by_group.to_dict("records")]
     return AttackResult(rows=rows, roc=roc_points(membership, scores))
 

@@ -15,18 +15,30 @@ def run_loss_scores(frame):
     return loss_scores(probs=frame["score"].to_numpy(), labels=labels)
 
 
-@register_attack("loss", label="loss threshold", description="loss threshold (Yeom et al. 2018) on the run's own scores")
+@register_attack(
+    "loss", label="loss threshold", description="loss threshold (Yeom et al. 2018) on the run's own scores"
+)
 def loss_attack(ctx: AuditContext) -> AttackResult:
     """Training rows against held-out rows, scored by minus the loss of the true label (per patient for patient-level runs)."""
     table = ctx.table
     if ctx.unit == "patient" and "patient_id" in table.columns:
         table = per_patient(table)  # the guarantee is per patient: patients are the members
         members, nonmembers = split_members(table)
-        return membership_attack_rows(ctx, member_scores=members["_score"].to_numpy(),
-                                      nonmember_scores=nonmembers["_score"].to_numpy(), members=members, nonmembers=nonmembers)
+        return membership_attack_rows(
+            ctx,
+            member_scores=members["_score"].to_numpy(),
+            nonmember_scores=nonmembers["_score"].to_numpy(),
+            members=members,
+            nonmembers=nonmembers,
+        )
     members, nonmembers = split_members(table)
-    return membership_attack_rows(ctx, member_scores=run_loss_scores(members), nonmember_scores=run_loss_scores(nonmembers),
-                                  members=members, nonmembers=nonmembers)
+    return membership_attack_rows(
+        ctx,
+        member_scores=run_loss_scores(members),
+        nonmember_scores=run_loss_scores(nonmembers),
+        members=members,
+        nonmembers=nonmembers,
+    )
 
 
 def per_patient(table):

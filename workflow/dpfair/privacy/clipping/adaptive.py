@@ -43,8 +43,8 @@ import dp_accounting
 import torch
 from typing_extensions import override
 
-from dpfair.privacy.clipping.policy import CLIP_EPSILON, ClipPolicy, register_clip_policy
 from dpfair.errors import ConfigError, PrivacyError
+from dpfair.privacy.clipping.policy import CLIP_EPSILON, ClipPolicy, register_clip_policy
 
 
 def split_noise(*, sigma: float, aux_share: float) -> tuple[float, float]:
@@ -64,7 +64,7 @@ def split_noise(*, sigma: float, aux_share: float) -> tuple[float, float]:
 
 def effective_sigma(sigma_grad: float, sigma_aux: float) -> float:
     """The one noise multiplier equivalent to two Gaussian releases of the same batch (sensitivities normalised)."""
-    return 1.0 / math.sqrt(sigma_grad ** -2 + sigma_aux ** -2)
+    return 1.0 / math.sqrt(sigma_grad**-2 + sigma_aux**-2)
 
 
 def joint_ledger(*, sigma_grad: float, sigma_aux: float, sample_rate: float, steps: int) -> dp_accounting.DpEvent:
@@ -99,8 +99,14 @@ class GroupAdaptiveClip(ClipPolicy):
 
     name = "group_adaptive"
 
-    def __init__(self, *, base_norm: float = 1.0, n_groups: int = 2, aux_noise_multiplier: float = 1.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        base_norm: float = 1.0,
+        n_groups: int = 2,
+        aux_noise_multiplier: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
         if n_groups < 1:
             raise ConfigError(f"DPSGD-F needs at least one group, got {n_groups}")
         self.base_norm, self.n_groups = float(base_norm), int(n_groups)
@@ -124,14 +130,18 @@ class GroupAdaptiveClip(ClipPolicy):
         groups = groups.to(torch.long).cpu()
         if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= self.n_groups):
             raise PrivacyError(f"group codes must lie in 0..{self.n_groups - 1}")
-        over = (norms.detach().cpu() > self.base_norm)
-        counts = torch.cat([
-            torch.bincount(groups[over], minlength=self.n_groups),
-            torch.bincount(groups[~over], minlength=self.n_groups),
-        ]).double()
-        noisy = (counts + _gaussian(counts.shape, sigma=self.aux_noise_multiplier, generator=self.generator)).clamp(min=0)
+        over = norms.detach().cpu() > self.base_norm
+        counts = torch.cat(
+            [
+                torch.bincount(groups[over], minlength=self.n_groups),
+                torch.bincount(groups[~over], minlength=self.n_groups),
+            ]
+        ).double()
+        noisy = (counts + _gaussian(counts.shape, sigma=self.aux_noise_multiplier, generator=self.generator)).clamp(
+            min=0
+        )
         self.releases += 1
-        clipped, kept = noisy[: self.n_groups], noisy[self.n_groups:]
+        clipped, kept = noisy[: self.n_groups], noisy[self.n_groups :]
         total = clipped + kept
         share = torch.where(total > 0, clipped / total.clamp(min=1e-12), torch.zeros_like(total))
         # a_k / mean(a) ≤ K, so C_k ≤ C0 (1 + K); the 1e-8 keeps an all-zero round at C0
@@ -161,9 +171,17 @@ class GlobalAdaptiveClip(ClipPolicy):
 
     name = "global_adaptive"
 
-    def __init__(self, *, max_grad_norm: float = 1.0, initial_threshold: float = 1.0, target_exceed: float = 0.1,
-                 threshold_lr: float = 0.5, aux_noise_multiplier: float = 1.0, expected_batch_size: float = 1.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        max_grad_norm: float = 1.0,
+        initial_threshold: float = 1.0,
+        target_exceed: float = 0.1,
+        threshold_lr: float = 0.5,
+        aux_noise_multiplier: float = 1.0,
+        expected_batch_size: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
         if not 0 <= target_exceed < 1:
             raise ConfigError(f"mitigation.global_target_exceed must be in [0, 1), got {target_exceed!r}")
         self.c = float(max_grad_norm)

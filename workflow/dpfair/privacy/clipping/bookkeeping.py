@@ -24,10 +24,8 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dpfair.privacy.clipping.policy import ClipPolicy, FlatClip, safe_factors
@@ -64,7 +62,7 @@ class BookKeepingClipper:
         self.clip_policy = clip_policy or FlatClip()
         #: Units (rows or patients) whose gradient norm was NaN or infinite: given clip factor 0, counted here.
         self.nonfinite_units = 0
-        self._records: list["_Record"] = []
+        self._records: list[_Record] = []
         self._layers = [m for m in model.modules() if trainable_parameters(m)]
         self._names = {id(m): name or "<root>" for name, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._record) for m in self._layers]
@@ -103,7 +101,7 @@ class BookKeepingClipper:
         output.register_hook(functools.partial(self._on_output_grad, record))
         self._records.append(record)
 
-    def _on_output_grad(self, record: "_Record", g: torch.Tensor) -> None:
+    def _on_output_grad(self, record: _Record, g: torch.Tensor) -> None:
         # Runs during the backward pass, so each layer's input can be let go as soon as its gradient
         # arrives, the way plain backward frees activations.
         rule = get_layer_rule(record.module)
@@ -127,8 +125,9 @@ class BookKeepingClipper:
             handle.remove()
         self._handles = []
 
-    def clip_backward(self, per_sample_losses: torch.Tensor, *, units: torch.Tensor | None = None,
-                      groups: torch.Tensor | None = None) -> torch.Tensor:
+    def clip_backward(
+        self, per_sample_losses: torch.Tensor, *, units: torch.Tensor | None = None, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Backward pass, per-unit clipping and summing; returns the per-unit gradient norms.
 
         Args:
@@ -145,12 +144,14 @@ class BookKeepingClipper:
             for r in records:
                 r.root_output = r.a = r.state = None
 
-    def _clip_backward(self, records: list["_Record"], per_sample_losses: torch.Tensor, units, groups) -> torch.Tensor:
+    def _clip_backward(self, records: list[_Record], per_sample_losses: torch.Tensor, units, groups) -> torch.Tensor:
         names = self._names
         seen = [id(r.module) for r in records]
         ran = set(seen)
         if len(ran) != len(seen):
-            raise ValueError("a layer ran twice in one forward pass (shared weights); use training.clipping_backend 'hooks'")
+            raise ValueError(
+                "a layer ran twice in one forward pass (shared weights); use training.clipping_backend 'hooks'"
+            )
         params = [p for m in self._layers for _, p in trainable_parameters(m)]
         for p in params:
             p.grad = None
@@ -199,7 +200,6 @@ class BookKeepingClipper:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         return norms
-
 
     @staticmethod
     def _unit_norms_sq(records, units: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ registering a policy and a mechanism that passes groups.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from typing_extensions import override
@@ -111,8 +111,9 @@ class FlatClip(ClipPolicy):
         return (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
 
 
-def safe_factors(policy: ClipPolicy, norms: torch.Tensor, *, max_grad_norm: float,
-                 groups: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+def safe_factors(
+    policy: ClipPolicy, norms: torch.Tensor, *, max_grad_norm: float, groups: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
     """The policy's factors with non-finite norms given factor 0; returns (factors, how many were dropped).
 
     A NaN or infinite per-unit gradient (a corrupt row, an overflow) would otherwise turn the whole

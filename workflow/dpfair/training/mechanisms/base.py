@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
-import dp_accounting
 import numpy as np
 import pandas as pd
 import torch
@@ -77,8 +76,15 @@ class Mechanism:
         return len(data.y)
 
     def make_trainer(
-        self, *, model: nn.Module, optimizer: torch.optim.Optimizer, data: TrainingData, config: TrainConfig,
-        epsilon: float, delta: float, generator: torch.Generator,
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: TrainingData,
+        config: TrainConfig,
+        epsilon: float,
+        delta: float,
+        generator: torch.Generator,
     ) -> Trainer:
         """Calibrate (for a finite ``epsilon``) and wire the loader and step; ε = ∞: same loop, nothing private.
 
@@ -104,7 +110,9 @@ class Mechanism:
             "unit": self.unit,
             "relation": self.relation,
             **self.card_text(meta=meta, record=record),
-            "group_privacy": self.group_privacy(meta=meta, epsilon=float(record["epsilon"]), delta=float(record["delta"])),
+            "group_privacy": self.group_privacy(
+                meta=meta, epsilon=float(record["epsilon"]), delta=float(record["delta"])
+            ),
         }
 
 
@@ -193,8 +201,12 @@ def training_data(prepared, *, groups: bool = False) -> TrainingData:
     x_train, y_train = prepared.part("train")
     patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
     attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
-    return TrainingData(x=x_train, y=y_train, patient_id=patient_id,
-                        groups=prepared.samples.loc[train_rows, attributes].reset_index(drop=True) if groups else None)
+    return TrainingData(
+        x=x_train,
+        y=y_train,
+        patient_id=patient_id,
+        groups=prepared.samples.loc[train_rows, attributes].reset_index(drop=True) if groups else None,
+    )
 
 
 def run_delta(prepared, mechanism: Mechanism, *, where: str | None = None) -> tuple[float, int]:

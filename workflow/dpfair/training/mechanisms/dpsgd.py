@@ -13,14 +13,14 @@ from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-from dpfair.privacy.clipping.policy import get_clip_policy
-from dpfair.training.steps import Trainer, make_nonprivate, make_private
 from dpfair.errors import PrivacyError
+from dpfair.privacy.clipping.policy import get_clip_policy
 from dpfair.privacy.ledger import poisson_gaussian
+from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, register_mechanism
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, COVERS_ROWS, group_privacy_text, record_unit_text
-from dpfair.privacy.params import is_private
 from dpfair.training.recipe import step_recipe
+from dpfair.training.steps import Trainer, make_nonprivate, make_private
 
 
 def calibrate_sigma(*, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
@@ -52,13 +52,22 @@ class DPSGD(Mechanism):
         batches_per_epoch = len(DPDataLoader.from_data_loader(base_loader))
         # a tuning trial brings its σ, calibrated for the whole procedure (dpfair.training.tuning)
         sigma = config.noise_multiplier or calibrate_sigma(
-            epsilon=epsilon, delta=delta, sample_rate=1.0 / batches_per_epoch,
-            steps=config.epochs * batches_per_epoch, accountant=config.accountant,
+            epsilon=epsilon,
+            delta=delta,
+            sample_rate=1.0 / batches_per_epoch,
+            steps=config.epochs * batches_per_epoch,
+            accountant=config.accountant,
         )
         trainer = make_private(
-            engine=engine, model=model, optimizer=optimizer, data_loader=base_loader,
-            noise_multiplier=sigma, max_grad_norm=config.max_grad_norm, mode=config.clipping_backend,
-            recipe=recipe, clip_policy=get_clip_policy(config.clip_policy),
+            engine=engine,
+            model=model,
+            optimizer=optimizer,
+            data_loader=base_loader,
+            noise_multiplier=sigma,
+            max_grad_norm=config.max_grad_norm,
+            mode=config.clipping_backend,
+            recipe=recipe,
+            clip_policy=get_clip_policy(config.clip_policy),
         )
 
         # Opacus charges q = 1/len(loader) (at least the sampling rate 1/k): the ledger holds what is charged
@@ -96,4 +105,3 @@ class DPSGD(Mechanism):
     @override
     def group_privacy(self, *, meta: dict, epsilon: float, delta: float) -> dict | None:
         return group_privacy_text(meta=meta, epsilon=epsilon, delta=delta)
-

@@ -23,8 +23,9 @@ class DPSGDF(MitigationMechanism):
 
     @override
     def make_policy(self, *, config, settings, n_groups, sigma_aux, expected_batch_size, generator):
-        policy = GroupAdaptiveClip(base_norm=config.max_grad_norm, n_groups=n_groups, aux_noise_multiplier=sigma_aux,
-                                   generator=generator)
+        policy = GroupAdaptiveClip(
+            base_norm=config.max_grad_norm, n_groups=n_groups, aux_noise_multiplier=sigma_aux, generator=generator
+        )
         return policy, policy.bound_cap
 
     def policy_stats(self, policy):
@@ -35,11 +36,15 @@ class DPSGDF(MitigationMechanism):
     def card_text(self, *, meta, record):
         attribute = record.get("mitigation_attribute")
         groups = ", ".join(map(str, record.get("mitigation_groups") or []))
-        text = self._common_card(meta=meta, record=record, clipping=(
-            f"DPSGD-F group-adaptive per-sample clipping for attribute {attribute!r} (groups {groups}): group k is "
-            "clipped at C_k = C·(1 + a_k/mean a), a_k the noisy share of group k's batch samples whose norm exceeds C "
-            "(2K Gaussian counts per step, sensitivity 1); Gaussian noise σ_grad·max_k C_k over all groups"
-        ))
+        text = self._common_card(
+            meta=meta,
+            record=record,
+            clipping=(
+                f"DPSGD-F group-adaptive per-sample clipping for attribute {attribute!r} (groups {groups}): group k is "
+                "clipped at C_k = C·(1 + a_k/mean a), a_k the noisy share of group k's batch samples whose norm exceeds C "
+                "(2K Gaussian counts per step, sensitivity 1); Gaussian noise σ_grad·max_k C_k over all groups"
+            ),
+        )
         text["guarantee_covers"] = (
             f"the model's parameters with respect to one training row, its {attribute} label included: the rows' "
             f"{attribute} reaches training only through the noisy per-group counts, which the ledger charges; the "

@@ -27,24 +27,34 @@ class DPSGDGlobalAdapt(MitigationMechanism):
     def make_policy(self, *, config, settings, n_groups, sigma_aux, expected_batch_size, generator):
         z0 = settings["global_initial_threshold"]
         policy = GlobalAdaptiveClip(
-            max_grad_norm=config.max_grad_norm, initial_threshold=config.max_grad_norm if z0 is None else float(z0),
-            target_exceed=float(settings["global_target_exceed"]), threshold_lr=float(settings["global_threshold_lr"]),
-            aux_noise_multiplier=sigma_aux, expected_batch_size=expected_batch_size, generator=generator,
+            max_grad_norm=config.max_grad_norm,
+            initial_threshold=config.max_grad_norm if z0 is None else float(z0),
+            target_exceed=float(settings["global_target_exceed"]),
+            threshold_lr=float(settings["global_threshold_lr"]),
+            aux_noise_multiplier=sigma_aux,
+            expected_batch_size=expected_batch_size,
+            generator=generator,
         )
         return policy, config.max_grad_norm
 
     def policy_stats(self, policy):
         """The threshold Z after the last step and its mean over the steps, for the run record."""
         z = policy.history
-        return {"global_threshold_final": float(policy.threshold),
-                "global_threshold_mean": float(sum(z) / len(z)) if z else float("nan")}
+        return {
+            "global_threshold_final": float(policy.threshold),
+            "global_threshold_mean": float(sum(z) / len(z)) if z else float("nan"),
+        }
 
     @override
     def card_text(self, *, meta, record):
-        text = self._common_card(meta=meta, record=record, clipping=(
-            "DPSGD-Global-Adapt global scaling: every per-sample gradient is scaled by C/Z and those above Z are "
-            "clipped to C (factor min(C/Z, C/‖g‖), Z ≥ C); Z follows a noisy count of norms above Z (one Gaussian "
-            "count per step, sensitivity 1), Z ← Z·exp(η(b̃ − γ)); Gaussian noise σ_grad·C. No group labels are used"
-        ))
+        text = self._common_card(
+            meta=meta,
+            record=record,
+            clipping=(
+                "DPSGD-Global-Adapt global scaling: every per-sample gradient is scaled by C/Z and those above Z are "
+                "clipped to C (factor min(C/Z, C/‖g‖), Z ≥ C); Z follows a noisy count of norms above Z (one Gaussian "
+                "count per step, sensitivity 1), Z ← Z·exp(η(b̃ − γ)); Gaussian noise σ_grad·C. No group labels are used"
+            ),
+        )
         text["guarantee_covers"] = COVERS_ROWS
         return text

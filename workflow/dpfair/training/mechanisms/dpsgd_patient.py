@@ -22,16 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from typing_extensions import override
 
-from dpfair.privacy.clipping.policy import get_clip_policy
-from dpfair.training.steps import Trainer, make_bookkeeping_trainer
 from dpfair.errors import ConfigError
+from dpfair.privacy.clipping.policy import get_clip_policy
 from dpfair.privacy.ledger import poisson_gaussian
-from dpfair.training.mechanisms.base import Mechanism, require_bookkeeping, register_mechanism
+from dpfair.privacy.params import is_private
+from dpfair.training.mechanisms.base import Mechanism, register_mechanism, require_bookkeeping
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import patient_word
-from dpfair.privacy.params import is_private
 from dpfair.training.recipe import step_recipe
+from dpfair.training.steps import Trainer, make_bookkeeping_trainer
 
 
 class PatientBatches:
@@ -41,8 +42,16 @@ class PatientBatches:
     ``UniformWithReplacementSampler`` over patients, ``int(1/q)`` batches per epoch.
     """
 
-    def __init__(self, *, x: torch.Tensor, y: torch.Tensor, patient_id, batch_size: int, generator: torch.Generator,
-                 max_rows: int | None = None):
+    def __init__(
+        self,
+        *,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        patient_id,
+        batch_size: int,
+        generator: torch.Generator,
+        max_rows: int | None = None,
+    ):
         codes, _ = pd.factorize(pd.Series(np.asarray(patient_id)).astype(str), sort=False)
         order = np.argsort(codes, kind="stable")  # rows of a patient in data order
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -76,8 +85,15 @@ class PatientBatches:
 
 @register_mechanism("dpsgd_patient")
 class PatientDPSGD(Mechanism):
+    """Patient-level DP-SGD: Poisson sampling of patients, every patient's rows clipped together as one unit.
+
+    Neighbouring datasets differ in one patient's rows, so the guarantee holds per patient however many
+    rows (images, visits) each has.
+    """
+
     unit = "patient"
 
+    @override
     def n_units(self, data):
         if data.patient_id is None:
             raise ConfigError(
@@ -86,14 +102,22 @@ class PatientDPSGD(Mechanism):
             )
         return int(pd.Series(np.asarray(data.patient_id)).nunique())
 
+    @override
     def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
         self.n_units(data)
-        loader = PatientBatches(x=data.x, y=data.y.float(), patient_id=data.patient_id, batch_size=config.batch_size,
-                                generator=generator, max_rows=config.max_rows_per_patient)
+        loader = PatientBatches(
+            x=data.x,
+            y=data.y.float(),
+            patient_id=data.patient_id,
+            batch_size=config.batch_size,
+            generator=generator,
+            max_rows=config.max_rows_per_patient,
+        )
         q = loader.sample_rate
         expected_units = q * loader.n_patients
         recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
+
             def plain_step(x, y, units):
                 optimizer.zero_grad(set_to_none=False)
                 xs, ys, _ = recipe.expand(x, y, units)
@@ -103,21 +127,36 @@ class PatientDPSGD(Mechanism):
                 optimizer.step()
                 return float(losses.detach().sum())
 
-            return Trainer(mode="nonprivate", module=model, optimizer=optimizer, loader=loader, step=plain_step,
-                           sample_rate=q, expected_batch_size=expected_units)
+            return Trainer(
+                mode="nonprivate",
+                module=model,
+                optimizer=optimizer,
+                loader=loader,
+                step=plain_step,
+                sample_rate=q,
+                expected_batch_size=expected_units,
+            )
 
         require_bookkeeping(model, config, method="dpsgd_patient", why="clips each patient's summed gradient")
         steps = config.epochs * len(loader)
         sigma = config.noise_multiplier or calibrate_sigma(
-            epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant)
+            epsilon=epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant
+        )
         # no Opacus engine: the ledger, at q over patients, is the whole account
         return make_bookkeeping_trainer(
-            model=model, optimizer=optimizer, loader=loader, noise_multiplier=sigma,
-            max_grad_norm=config.max_grad_norm, expected_batch_size=expected_units, row_ids="units", recipe=recipe,
+            model=model,
+            optimizer=optimizer,
+            loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=config.max_grad_norm,
+            expected_batch_size=expected_units,
+            row_ids="units",
+            recipe=recipe,
             clip_policy=get_clip_policy(config.clip_policy),
             ledger=lambda n: poisson_gaussian(noise_multiplier=float(sigma), sample_rate=q, steps=n),
         )
 
+    @override
     def card_text(self, *, meta, record):
         who = patient_word(meta)
         cap = record.get("max_rows_per_patient")

@@ -30,11 +30,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-from dpfair.training.steps import Trainer, make_nonprivate
 from dpfair.privacy.ledger import PLD_DISCRETIZATION
-from dpfair.training.mechanisms.base import Mechanism, register_mechanism, require_plain_recipe
 from dpfair.privacy.params import is_private
-
+from dpfair.training.mechanisms.base import Mechanism, register_mechanism, require_plain_recipe
+from dpfair.training.steps import Trainer, make_nonprivate
 
 #: RR runs this far below the target so that the pessimistic PLD replay of its event stays at or below it.
 RR_MARGIN = 2 * PLD_DISCRETIZATION
@@ -97,7 +96,9 @@ class LabelRR(Mechanism):
             flips = int((noisy != y.cpu().numpy().astype(int)).sum())
             y = torch.from_numpy(noisy.astype(np.float32))
             event = rr_event(epsilon=eps_rr, prior=prior)
-        base_loader = DataLoader(TensorDataset(data.x, y.float()), batch_size=config.batch_size, shuffle=True, generator=generator)
+        base_loader = DataLoader(
+            TensorDataset(data.x, y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
+        )
         trainer = make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader)
         if is_private(epsilon):
             trainer.mode = "label_rr"

@@ -1,5 +1,6 @@
-"""What the DP fairness mitigations (``dpsgd_f``, ``dpsgd_global_adapt``) share: batches that carry each
-row's group code, the budget split between the gradient and the auxiliary counts, and the per-step noise
+"""The base of the DP fairness mitigations (``dpsgd_f``, ``dpsgd_global_adapt``).
+
+What they share: batches that carry each row's group code, the budget split between the gradient and the auxiliary counts, and the per-step noise
 bound; the step is :func:`dpfair.training.steps.make_bookkeeping_trainer`'s.
 
 Record-level DP-SGD otherwise: Poisson sampling of rows at q = 1/len(loader) from the same seeded
@@ -23,15 +24,16 @@ import pandas as pd
 import torch
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
-from dpfair.privacy.clipping.policy import ClipPolicy
-from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
 from dpfair.errors import ConfigError
 from dpfair.privacy.clipping.adaptive import joint_ledger, split_noise
+from dpfair.privacy.clipping.policy import ClipPolicy
+from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_bookkeeping, require_plain_recipe
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, record_unit_text
-from dpfair.privacy.params import is_private
+from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
 
 #: Defaults of the ``mitigation:`` settings (the schema documents them).
 DEFAULTS = {
@@ -68,7 +70,9 @@ def group_codes(groups: pd.DataFrame | None, attribute: str | None, *, method: s
     parts = attribute.split(":")
     if groups is None or any(p not in groups.columns for p in parts):
         have = [] if groups is None else list(groups.columns)
-        raise ConfigError(f"mitigation.attribute = {attribute!r} is not a sensitive attribute of this dataset; it has {have}")
+        raise ConfigError(
+            f"mitigation.attribute = {attribute!r} is not a sensitive attribute of this dataset; it has {have}"
+        )
     labels = groups[parts].astype(str).agg(":".join, axis=1)
     levels = sorted(labels.unique())
     codes = pd.Categorical(labels, categories=levels).codes.astype(np.int64)
@@ -84,34 +88,59 @@ class MitigationMechanism(Mechanism):
     #: ε = ∞ is dpsgd's non-private arm exactly, so a grid that runs dpsgd does not train it twice.
     nonprivate_arm_of = "dpsgd"
 
-    def make_policy(self, *, config, settings: dict, n_groups: int, sigma_aux: float, expected_batch_size: float,
-                    generator: torch.Generator) -> tuple[ClipPolicy, float]:
+    def make_policy(
+        self,
+        *,
+        config,
+        settings: dict,
+        n_groups: int,
+        sigma_aux: float,
+        expected_batch_size: float,
+        generator: torch.Generator,
+    ) -> tuple[ClipPolicy, float]:
         """The clip policy and the clipper's static cap on every unit's clipped norm."""
         raise NotImplementedError
 
+    @override
     def make_trainer(self, *, model, optimizer, data: TrainingData, config, epsilon, delta, generator) -> Trainer:
         require_plain_recipe(config, method=self.name)  # the mitigations clip with their own policies
         settings = mitigation_settings(config)
         if not is_private(epsilon):  # dpsgd's non-private arm: same loop and batches, no groups
-            base = DataLoader(TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True,
-                              generator=generator)
+            base = DataLoader(
+                TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
+            )
             return make_nonprivate(model=model, optimizer=optimizer, data_loader=base)
         if self.uses_groups:
             codes, levels = group_codes(data.groups, settings["attribute"], method=self.name)
         else:
             codes, levels = torch.zeros(len(data.y), dtype=torch.long), ["all"]
         require_bookkeeping(model, config, method=self.name, why="clips with a clip policy")
-        base = DataLoader(TensorDataset(data.x, data.y.float(), codes), batch_size=config.batch_size, shuffle=True,
-                          generator=generator)
+        base = DataLoader(
+            TensorDataset(data.x, data.y.float(), codes),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=generator,
+        )
         loader = DPDataLoader.from_data_loader(base, distributed=False)
         charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
-        sigma = _calibrate(epsilon=epsilon, delta=delta, sample_rate=charged_q,
-                           steps=config.epochs * len(loader), accountant=config.accountant)
+        sigma = _calibrate(
+            epsilon=epsilon,
+            delta=delta,
+            sample_rate=charged_q,
+            steps=config.epochs * len(loader),
+            accountant=config.accountant,
+        )
         sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
         expected = float(loader.sample_rate) * len(data.y)
         aux_generator = _aux_generator(generator)
-        policy, cap = self.make_policy(config=config, settings=settings, n_groups=len(levels), sigma_aux=sigma_aux,
-                                       expected_batch_size=expected, generator=aux_generator)
+        policy, cap = self.make_policy(
+            config=config,
+            settings=settings,
+            n_groups=len(levels),
+            sigma_aux=sigma_aux,
+            expected_batch_size=expected,
+            generator=aux_generator,
+        )
         bounds: list[float] = []
 
         def noise_bound() -> float:
@@ -133,16 +162,25 @@ class MitigationMechanism(Mechanism):
 
         # no Opacus engine: the joint ledger of gradient and counts is the whole account
         return make_bookkeeping_trainer(
-            model=model, optimizer=optimizer, loader=loader, noise_multiplier=sigma_grad,
-            max_grad_norm=config.max_grad_norm, expected_batch_size=int(expected), row_ids="groups",
-            clip_policy=policy, clip_cap=cap, noise_bound=noise_bound,
+            model=model,
+            optimizer=optimizer,
+            loader=loader,
+            noise_multiplier=sigma_grad,
+            max_grad_norm=config.max_grad_norm,
+            expected_batch_size=int(expected),
+            row_ids="groups",
+            clip_policy=policy,
+            clip_cap=cap,
+            noise_bound=noise_bound,
             ledger=lambda n: joint_ledger(sigma_grad=sigma_grad, sigma_aux=sigma_aux, sample_rate=charged_q, steps=n),
             stats=stats,
         )
 
     def policy_stats(self, policy) -> dict:
+        """Counts the policy adds to the run record (none by default)."""
         return {}
 
+    @override
     def card_text(self, *, meta, record):
         raise NotImplementedError
 

@@ -7,7 +7,9 @@ import math
 #: How each clipping backend computes the norms (all give the same clipped sum).
 CLIPPING_PATHS = {
     "bookkeeping": "dpfair book-keeping (one backward pass; equal to Opacus hooks, tested)",
-    "hooks": "Opacus hooks", "functorch": "Opacus functorch", "ew": "Opacus expanded weights",
+    "hooks": "Opacus hooks",
+    "functorch": "Opacus functorch",
+    "ew": "Opacus expanded weights",
     "ghost": "Opacus ghost clipping",
 }
 
@@ -61,9 +63,15 @@ def group_privacy_text(*, meta: dict, epsilon: float, delta: float) -> dict | No
         delta_k = math.inf
     meaningful = delta_k < 1.0 / n
     who = patient_word(meta)
-    statement = (
-        f"a {who} with {k} rows is protected at (ε, δ) = ({k * epsilon:g}, {delta_k:.3g})"
-        + ("" if meaningful else f": δ is not below 1/n_{who}s = {1.0 / n:.3g}, so no meaningful {who}-level guarantee")
+    statement = f"a {who} with {k} rows is protected at (ε, δ) = ({k * epsilon:g}, {delta_k:.3g})" + (
+        "" if meaningful else f": δ is not below 1/n_{who}s = {1.0 / n:.3g}, so no meaningful {who}-level guarantee"
     )
-    return {"k": k, "epsilon": k * epsilon, "delta": delta_k, "n_patients": n, "meaningful": meaningful,
-            "unit": who, "statement": statement}
+    return {
+        "k": k,
+        "epsilon": k * epsilon,
+        "delta": delta_k,
+        "n_patients": n,
+        "meaningful": meaningful,
+        "unit": who,
+        "statement": statement,
+    }

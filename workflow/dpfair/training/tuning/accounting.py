@@ -82,9 +82,11 @@ def calibrate_reference(*, epsilon: float, delta: float, sample_rate: float, ste
         >>> 2.9 < procedure_epsilon(e, delta=1e-5) <= 3.0
         True
     """
+
     def ok(sigma):
-        event = procedure_event(poisson_gaussian(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps),
-                                mean_trials=mean_trials)
+        event = procedure_event(
+            poisson_gaussian(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps), mean_trials=mean_trials
+        )
         return procedure_epsilon(event, delta=delta) <= epsilon
 
     return _bisect_sigma(ok)
@@ -92,9 +94,14 @@ def calibrate_reference(*, epsilon: float, delta: float, sample_rate: float, ste
 
 def calibrate_dominated(reference: np.ndarray, *, sample_rate: float, steps: int) -> float:
     """Smallest σ (to 0.1%) whose DP-SGD event's RDP is at or below ``reference`` at every order."""
+
     def ok(sigma):
-        return bool(np.all(rdp_curve(poisson_gaussian(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps))
-                           <= reference * (1 + 1e-12)))
+        return bool(
+            np.all(
+                rdp_curve(poisson_gaussian(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps))
+                <= reference * (1 + 1e-12)
+            )
+        )
 
     return _bisect_sigma(ok)
 

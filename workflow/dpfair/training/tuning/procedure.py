@@ -27,14 +27,19 @@ import torch
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpfair.training.config import TrainConfig
 from dpfair.errors import ConfigError, PrivacyError
-from dpfair.privacy.ledger import event_from_json, event_to_json, poisson_gaussian, replay_epsilon
 from dpfair.metrics import safe_auroc
+from dpfair.privacy.ledger import event_from_json, event_to_json, poisson_gaussian, replay_epsilon
 from dpfair.privacy.params import is_private
+from dpfair.training.config import TrainConfig
 from dpfair.training.loop import TrainResult, predict, train
 from dpfair.training.tuning.accounting import (
-    DISTRIBUTION, calibrate_dominated, calibrate_reference, check_dominated, procedure_epsilon, procedure_event,
+    DISTRIBUTION,
+    calibrate_dominated,
+    calibrate_reference,
+    check_dominated,
+    procedure_epsilon,
+    procedure_event,
     rdp_curve,
 )
 from dpfair.training.tuning.names import TUNABLE, split_method
@@ -66,14 +71,29 @@ def draw_trials(*, seed: int, expected_trials: float, space: dict) -> list[dict]
 
 def planned_rate_and_steps(n_rows: int, *, batch_size: int, epochs: int) -> tuple[float, int]:
     """The q dpsgd charges per step and its step count (Opacus's Poisson loader over ``n_rows``)."""
-    batches = len(DPDataLoader.from_data_loader(DataLoader(TensorDataset(torch.zeros(n_rows, 1)), batch_size=batch_size)))
+    batches = len(
+        DPDataLoader.from_data_loader(DataLoader(TensorDataset(torch.zeros(n_rows, 1)), batch_size=batch_size))
+    )
     return 1.0 / batches, epochs * batches
 
 
 def tune_and_train(
-    *, method: str, model_name: str, modality: str, x_train: torch.Tensor, y_train: torch.Tensor,
-    x_val: torch.Tensor, y_val: torch.Tensor, epsilon: float, delta: float, config: TrainConfig, tuning: dict,
-    seed: int, device="cpu", patient_id=None, groups=None,
+    *,
+    method: str,
+    model_name: str,
+    modality: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    epsilon: float,
+    delta: float,
+    config: TrainConfig,
+    tuning: dict,
+    seed: int,
+    device="cpu",
+    patient_id=None,
+    groups=None,
 ) -> TrainResult:
     """Privately tune ``method`` (``m-tuned``) at ``epsilon``; return the selected trial with the procedure recorded.
 
@@ -88,15 +108,21 @@ def tune_and_train(
     mean = float(tuning.get("expected_trials", 3))
     private = is_private(epsilon)
     # same K for every arm of a seed (drawn first); each arm's recipes come from its own space
-    space = search_space(modality, tuning.get("search_space"), private=private,
-                         nonprivate_overrides=tuning.get("nonprivate_search_space"))
+    space = search_space(
+        modality,
+        tuning.get("search_space"),
+        private=private,
+        nonprivate_overrides=tuning.get("nonprivate_search_space"),
+    )
     draws = draw_trials(seed=seed, expected_trials=mean, space=space)
     n = len(y_train)
     reference = ref_curve = None
     sigmas: dict[tuple[float, int], float] = {}
     if private:
         ref_q, ref_steps = planned_rate_and_steps(n, batch_size=config.batch_size, epochs=config.epochs)
-        ref_sigma = calibrate_reference(epsilon=epsilon, delta=delta, sample_rate=ref_q, steps=ref_steps, mean_trials=mean)
+        ref_sigma = calibrate_reference(
+            epsilon=epsilon, delta=delta, sample_rate=ref_q, steps=ref_steps, mean_trials=mean
+        )
         reference = poisson_gaussian(noise_multiplier=ref_sigma, sample_rate=ref_q, steps=ref_steps)
         ref_curve = rdp_curve(reference)
         sigmas[(ref_q, ref_steps)] = ref_sigma
@@ -115,15 +141,28 @@ def tune_and_train(
             cfg = replace(cfg, noise_multiplier=sigma)
             entry.update(noise_multiplier=sigma, sample_rate=q, steps=steps, epsilon_alone=trial_eps)
         result = train(
-            model_name=model_name, modality=modality, x_train=x_train, y_train=y_train, epsilon=trial_eps,
-            delta=delta, config=cfg, seed=seed + TRIAL_SEED_STRIDE * i, device=device, x_val=x_val, y_val=y_val,
-            method=base, patient_id=patient_id, groups=groups,
+            model_name=model_name,
+            modality=modality,
+            x_train=x_train,
+            y_train=y_train,
+            epsilon=trial_eps,
+            delta=delta,
+            config=cfg,
+            seed=seed + TRIAL_SEED_STRIDE * i,
+            device=device,
+            x_val=x_val,
+            y_val=y_val,
+            method=base,
+            patient_id=patient_id,
+            groups=groups,
         )
         if private:  # what the trial actually charged must be what was calibrated
             check_dominated(event_from_json(result.record["ledger"]), ref_curve)
         score = safe_auroc(y_val.cpu().numpy(), predict(result.model, x_val, device=device))
         seconds += result.record["train_seconds"]
-        entry.update(val_auroc=score, best_epoch=result.record["best_epoch"], train_seconds=result.record["train_seconds"])
+        entry.update(
+            val_auroc=score, best_epoch=result.record["best_epoch"], train_seconds=result.record["train_seconds"]
+        )
         trials.append(entry)
         log.info("tuning trial %d/%d: %s -> val_auroc %.4f", i + 1, len(draws), recipe, score)
         if best is None or score > best_score:  # NaN never wins over a number
@@ -135,20 +174,28 @@ def tune_and_train(
         raise PrivacyError(f"the tuning procedure's ledger replays to epsilon {spent:.4f}, above the target {epsilon}")
     record.update(
         # the run's seed, not the selected trial's training seed: tables pair runs across methods and ε by it
-        seed=seed, trial_seed=best.record["seed"],
-        method=method, epsilon=epsilon, epsilon_spent=spent, accountant="rdp_google" if private else "none",
+        seed=seed,
+        trial_seed=best.record["seed"],
+        method=method,
+        epsilon=epsilon,
+        epsilon_spent=spent,
+        accountant="rdp_google" if private else "none",
         ledger=event_to_json(ledger) if private else None,
         tuning_trials=len(draws),
         epsilon_per_trial=procedure_epsilon(reference, delta=delta) if private else math.inf,
-        train_seconds=seconds, selected_trial=chosen,
+        train_seconds=seconds,
+        selected_trial=chosen,
         tuning={
             "procedure": "random search with private selection (Papernot & Steinke, ICLR 2022)",
-            "number_of_trials": DISTRIBUTION, "expected_trials": mean, "trials_run": len(draws),
+            "number_of_trials": DISTRIBUTION,
+            "expected_trials": mean,
+            "trials_run": len(draws),
             "selection": "best validation AUROC (the validation split is outside the guarantee; the test split is not read)",
             "accountant": "dp-accounting RdpAccountant: RepeatAndSelectDpEvent (not supported by its PLD accountant)",
             "reference_trial_event": event_to_json(reference) if private else None,
             "epsilon_per_trial": procedure_epsilon(reference, delta=delta) if private else math.inf,
-            "selected_trial": chosen, "trials": trials,
+            "selected_trial": chosen,
+            "trials": trials,
         },
     )
     return TrainResult(model=best.model, record=record, history=best.history)

@@ -29,9 +29,16 @@ from dpfair.errors import ConfigError
 
 #: Search-space keys and the training-config field each sets.
 FIELDS = {
-    "lr": "lr", "expected_batch_size": "batch_size", "epochs": "epochs", "max_grad_norm": "max_grad_norm",
-    "optimizer": "optimizer", "augmult": "augmult", "clip_policy": "clip_policy", "class_weight": "class_weight",
-    "lr_schedule": "lr_schedule", "ema_decay": "ema_decay",
+    "lr": "lr",
+    "expected_batch_size": "batch_size",
+    "epochs": "epochs",
+    "max_grad_norm": "max_grad_norm",
+    "optimizer": "optimizer",
+    "augmult": "augmult",
+    "clip_policy": "clip_policy",
+    "class_weight": "class_weight",
+    "lr_schedule": "lr_schedule",
+    "ema_decay": "ema_decay",
 }
 
 _NONPRIVATE = {
@@ -67,8 +74,9 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, list]]] = {
 }
 
 
-def search_space(modality: str, overrides: dict | None = None, *, private: bool = True,
-                 nonprivate_overrides: dict | None = None) -> dict[str, list]:
+def search_space(
+    modality: str, overrides: dict | None = None, *, private: bool = True, nonprivate_overrides: dict | None = None
+) -> dict[str, list]:
     """The space of one arm for ``modality``: the arm's default with the benchmark's keys replacing it.
 
     ``overrides`` (``tuning.search_space``) apply to both arms; ``nonprivate_overrides``
@@ -82,7 +90,10 @@ def search_space(modality: str, overrides: dict | None = None, *, private: bool 
     """
     base = DEFAULT_SPACES["private" if private else "nonprivate"]
     space = {k: list(v) for k, v in base.get(modality, base["tabular"]).items()}
-    for name, given in (("search_space", overrides), ("nonprivate_search_space", None if private else nonprivate_overrides)):
+    for name, given in (
+        ("search_space", overrides),
+        ("nonprivate_search_space", None if private else nonprivate_overrides),
+    ):
         for key, values in (given or {}).items():
             if key not in FIELDS:
                 raise ConfigError(f"tuning.{name}.{key}: not tunable; allowed: {sorted(FIELDS)}")

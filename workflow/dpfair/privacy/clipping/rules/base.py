@@ -6,7 +6,7 @@ and the clipped gradient sum, as Opacus's ``grad_sample/`` holds one file per la
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -79,7 +79,8 @@ class Conv2dRule(LayerRule):
         o = module.out_channels
         cost = {  # (flops, elements held) per strategy
             "ghost": (b * (p * p * module.in_channels + t * t * o), b * (p * p + 2 * t * t))
-            if module.dilation == (1, 1) else (b * t * t * (d + o), b * (t * d + 2 * t * t)),  # via patches
+            if module.dilation == (1, 1)
+            else (b * t * t * (d + o), b * (t * d + 2 * t * t)),  # via patches
             "instantiate": (b * t * d * o, b * (t * d + o * d)),
             "grouped": (b * t * d * o, b * o * d),
         }
@@ -99,9 +100,13 @@ class Conv2dRule(LayerRule):
             return MatmulState(None, None, None, 0, bias)
         if strategy == "grouped":
             per_sample = torch.nn.grad.conv2d_weight(
-                a.reshape(1, -1, *a.shape[2:]), (b * module.out_channels, *module.weight.shape[1:]),
-                g.reshape(1, -1, *g.shape[2:]), stride=module.stride, padding=module.padding,
-                dilation=module.dilation, groups=b,
+                a.reshape(1, -1, *a.shape[2:]),
+                (b * module.out_channels, *module.weight.shape[1:]),
+                g.reshape(1, -1, *g.shape[2:]),
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                groups=b,
             ).view(b, module.out_channels, -1)
             return MatmulState(None, None, per_sample, per_sample.pow(2).sum(dim=(1, 2)), bias)
         g_rows = g.flatten(2).transpose(1, 2)
@@ -126,8 +131,12 @@ class Conv2dRule(LayerRule):
                 grads["weight"] = torch.einsum("b,bod->od", clip, state.per_sample).reshape(module.weight.shape)
             else:
                 grads["weight"] = torch.nn.grad.conv2d_weight(
-                    state.a_raw, module.weight.shape, state.g_raw * clip.view(-1, 1, 1, 1),
-                    stride=module.stride, padding=module.padding, dilation=module.dilation,
+                    state.a_raw,
+                    module.weight.shape,
+                    state.g_raw * clip.view(-1, 1, 1, 1),
+                    stride=module.stride,
+                    padding=module.padding,
+                    dilation=module.dilation,
                 )
         if state.bias_grads is not None:
             grads["bias"] = clip @ state.bias_grads
@@ -141,9 +150,13 @@ class Conv2dRule(LayerRule):
             if per_sample is None:  # ghost kept only a and g: one grouped convolution gives them
                 b = state.a_raw.shape[0]
                 per_sample = torch.nn.grad.conv2d_weight(
-                    state.a_raw.reshape(1, -1, *state.a_raw.shape[2:]), (b * module.out_channels, *module.weight.shape[1:]),
-                    state.g_raw.reshape(1, -1, *state.g_raw.shape[2:]), stride=module.stride, padding=module.padding,
-                    dilation=module.dilation, groups=b,
+                    state.a_raw.reshape(1, -1, *state.a_raw.shape[2:]),
+                    (b * module.out_channels, *module.weight.shape[1:]),
+                    state.g_raw.reshape(1, -1, *state.g_raw.shape[2:]),
+                    stride=module.stride,
+                    padding=module.padding,
+                    dilation=module.dilation,
+                    groups=b,
                 ).view(b, module.out_channels, -1)
             out.append(per_sample)
         if state.bias_grads is not None:

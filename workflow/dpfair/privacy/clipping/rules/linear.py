@@ -95,8 +95,11 @@ class LinearRule(LayerRule):
     def per_sample_grads(self, module, state):
         out = []
         if module.weight.requires_grad:
-            out.append(state.per_sample if state.per_sample is not None
-                       else torch.bmm(state.g_rows.transpose(1, 2), state.a_rows))
+            out.append(
+                state.per_sample
+                if state.per_sample is not None
+                else torch.bmm(state.g_rows.transpose(1, 2), state.a_rows)
+            )
         if state.bias_grads is not None:
             out.append(state.bias_grads)
         return out
