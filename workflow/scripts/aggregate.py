@@ -7,7 +7,6 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.tables.columns import join_audit_columns  # noqa: E402
 from dpfair.tables.compute_cost import compute_cost  # noqa: E402
 from dpfair.tables.summary import summarise  # noqa: E402
 
@@ -17,8 +16,8 @@ summarise(
     },
     outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
     level=snakemake.params.level,
+    audit=snakemake.input.audit,
 )
-join_audit_columns(audit=snakemake.input.audit, metrics=snakemake.output.metrics, subgroups=snakemake.output.subgroups)
 cells, ratios = compute_cost(benchmarks=snakemake.input.train_benchmarks, records=snakemake.input.records)
 cells.to_csv(snakemake.output.compute_cost, index=False)
 ratios.to_csv(snakemake.output.compute_ratios, index=False)

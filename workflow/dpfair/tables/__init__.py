@@ -12,7 +12,6 @@ __all__, __getattr__, __dir__ = lazy_face(
         "metric_columns": "columns",
         "metric_rows": "columns",
         "subgroup_rows": "columns",
-        "join_audit_columns": "columns",
         "compute_cost": "compute_cost",
         "cost_tables": "compute_cost",
         "compare_methods": "method_comparison",

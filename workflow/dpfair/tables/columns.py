@@ -22,7 +22,6 @@ Within sections 5 and 6 entries keep registration order, so a new metric lands n
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
@@ -35,7 +34,6 @@ from dpfair.fairness import (
     with_interval,
 )
 from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.tables.summary import NA_VALUES
 
 #: The run's keys, the first columns of metrics.csv.
 KEY_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attribute"]
@@ -240,21 +238,3 @@ def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, 
     sub = subgroups.drop(columns=[c for c in ("mia_auroc",) if c in subgroups.columns])
     sub = sub.merge(per_group, on=[*keys, "attribute", "group"], how="left")
     return merged, sub
-
-
-def join_audit_columns(*, audit: str | Path, metrics: str | Path, subgroups: str | Path) -> None:
-    """Rewrite the summary's metrics.csv and subgroups.csv with the loss attack's columns from audit.csv."""
-
-    def read(path):
-        return pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
-
-    audit_df = read(audit)
-    audit_df["epsilon"] = audit_df["epsilon"].astype(float)
-    metrics_df, subgroups_df = read(metrics), read(subgroups)
-    for frame in (metrics_df, subgroups_df):
-        if "epsilon" in frame:
-            frame["epsilon"] = frame["epsilon"].astype(float)
-    merged, sub = join_loss_columns(metrics=metrics_df, subgroups=subgroups_df, audit=audit_df)
-    ordered = [c for c in metric_columns() if c in merged.columns]
-    merged[[*ordered, *(c for c in merged.columns if c not in ordered)]].to_csv(metrics, index=False)
-    sub.to_csv(subgroups, index=False)

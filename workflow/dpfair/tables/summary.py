@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dpfair.fairness import GAP_CHANGE_COLUMNS, gap_changes
+from dpfair.tables.columns import join_loss_columns, metric_columns
 
 NA_VALUES = ["", "nan", "NaN"]
 
@@ -28,10 +29,20 @@ def concat_csvs(paths: Iterable[str | Path], output: str | Path | None = None) -
     return table
 
 
-def summarise(*, inputs: dict[str, list], outputs: dict[str, str | Path], level: float = 0.95) -> None:
-    """Stack every run's tables and compute ``gap_changes.csv`` (each gap at ε vs ε = ∞, with a verdict)."""
-    for name in ("metrics", "subgroups", "gaps", "reliability"):
-        concat_csvs(inputs[name], outputs[name])
+def summarise(
+    *, inputs: dict[str, list], outputs: dict[str, str | Path], level: float = 0.95, audit: str | Path | None = None
+) -> None:
+    """Stack every run's tables and compute ``gap_changes.csv`` (each gap at ε vs ε = ∞, with a verdict).
+
+    With ``audit`` (the audit stage's ``audit.csv``), metrics.csv's ``mia_*`` columns and subgroups.csv's
+    ``mia_auroc`` are joined in from its loss attack before either table is written, so each is written once.
+    """
+    stacked = {name: concat_csvs(inputs[name]) for name in ("metrics", "subgroups", "gaps", "reliability")}
+    if audit is not None:
+        stacked["metrics"], stacked["subgroups"] = _with_audit(stacked["metrics"], stacked["subgroups"], audit)
+    for name, table in stacked.items():
+        Path(outputs[name]).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(outputs[name], index=False)
     estimates = read_summary(outputs["gaps"])
     replicates = concat_csvs(inputs["replicates"])
     if estimates.empty:
@@ -48,3 +59,17 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     if "epsilon" in table.columns:
         table["epsilon"] = table["epsilon"].astype(float)
     return table
+
+
+def _with_audit(metrics: pd.DataFrame, subgroups: pd.DataFrame, audit: str | Path):
+    """Metrics and subgroups with the loss attack's columns of ``audit.csv``, in metrics.csv's column order."""
+    table = pd.read_csv(audit, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
+    table["epsilon"] = table["epsilon"].astype(float)
+    metrics = metrics.astype({"attribute": str}) if "attribute" in metrics else metrics
+    subgroups = subgroups.astype({"group": str, "attribute": str}) if "group" in subgroups else subgroups
+    for frame in (metrics, subgroups):
+        if "epsilon" in frame:
+            frame["epsilon"] = frame["epsilon"].astype(float)
+    merged, sub = join_loss_columns(metrics=metrics, subgroups=subgroups, audit=table)
+    ordered = [c for c in metric_columns() if c in merged.columns]
+    return merged[[*ordered, *(c for c in merged.columns if c not in ordered)]], sub
