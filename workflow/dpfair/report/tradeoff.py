@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dpfair.report.figures import seed_summary
+from dpfair.tables.columns import PRIMARY_METRIC
+from dpfair.tables.seeds import seed_summary
 from dpfair.report.frames import CELL_KEYS, RUN_KEYS
 
-#: The gap on the trade-off figures' x axis: the AUROC gap of each attribute.
-HEADLINE_METRIC = "auroc"
 TRADEOFF_COLUMNS = [
     *CELL_KEYS, "attribute", "epsilon", "auroc", "auroc_low", "auroc_high", "gap", "gap_low", "gap_high",
     "n_seeds", "pareto",
@@ -34,7 +33,7 @@ def headline_gaps(metrics: pd.DataFrame, gaps: pd.DataFrame | None = None) -> tu
     is preferred; older runs give ``auroc_gap`` and its interval from ``metrics.csv``.
     """
     if gaps is not None and {"ci_low", "ci_high", "gap", "metric"} <= set(gaps.columns):
-        part = gaps[gaps["metric"] == HEADLINE_METRIC]
+        part = gaps[gaps["metric"] == PRIMARY_METRIC]
         table = part[[*RUN_KEYS, "attribute", "gap", "ci_low", "ci_high"]].rename(
             columns={"ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
         return table.reset_index(drop=True), "gaps.csv (AUROC gap)"

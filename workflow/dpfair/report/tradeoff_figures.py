@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dpfair.report.figures import epsilon_label  # noqa: E402
+from dpfair.report.fmt import epsilon_label  # noqa: E402
 
 #: Markers of the known methods, then the rest in order.
 METHOD_MARKERS = {"dpsgd": "o", "dpsgd_patient": "s", "label_rr": "D", "dpsgd_f": "^", "dpsgd_global_adapt": "v"}
