@@ -27,11 +27,13 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # config check first: a YAML syntax error is reported with its file and line (Snakemake's own message has
-# neither); runlock resumes after a killed run by clearing Snakemake's stale lock when no other run holds it.
+# neither); runlock refuses while a Snakemake runs in the folder, stops the jobs a killed run left running,
+# then clears its stale lock.
 run: install
 	$(BIN)/dpfair config check $(BENCHMARK) > /dev/null
 	$(BIN)/python -m dpfair.pipeline.runlock -- $(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK)
 
+# results/speed.csv by name: the speed job runs whatever the benchmark's speed.enabled (which adds it to make run)
 bench: install
 	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed
 
