@@ -30,6 +30,8 @@ import pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 from dpfair.errors import DatasetError
 
+DROPPED = ["pidnum", "days", "cd420", "cd496", "r", "cd820", "offtrt", "treat", "zprior", "cens"]
+
 CARD = DatasetCard(
     name="actg175",
     modality="tabular",
@@ -46,11 +48,11 @@ CARD = DatasetCard(
     ),
     homepage="https://archive.ics.uci.edu/dataset/890/aids+clinical+trials+group+study+175",
     source="lifelines 0.30.3 wheel (lifelines/datasets/ACTG175.csv), read as a zip without installing lifelines",
+    dropped=tuple(DROPPED),
 )
 
 WHEEL = "lifelines-0.30.3-py3-none-any.whl"
 MEMBER = "lifelines/datasets/ACTG175.csv"
-DROPPED = ["pidnum", "days", "cd420", "cd496", "r", "cd820", "offtrt", "treat", "zprior", "cens"]
 
 
 @register_dataset(CARD)

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
+ID_OUTCOME_OR_COPY_COLUMNS = ("pid", "event", "time", "fac_chapter", "fac_sample_yr")
+
 CARD = DatasetCard(
     name="flchain",
     modality="tabular",
@@ -43,9 +45,8 @@ CARD = DatasetCard(
     ),
     homepage="https://stat.ethz.ch/R-manual/R-devel/library/survival/html/flchain.html",
     source="survset package: SurvSet.data.SurvLoader().load_dataset('flchain')",
+    dropped=tuple(ID_OUTCOME_OR_COPY_COLUMNS),
 )
-
-ID_OUTCOME_OR_COPY_COLUMNS = ("pid", "event", "time", "fac_chapter", "fac_sample_yr")
 
 
 @register_dataset(CARD)

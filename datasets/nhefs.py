@@ -37,26 +37,6 @@ import numpy as np
 import pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
-CARD = DatasetCard(
-    name="nhefs",
-    modality="tabular",
-    task="binary classification: death by 1992 from 1971-75 baseline data of adult smokers",
-    outcome=(
-        "death from any cause by the end of 1992 (deaths fall in 1983-1992, ~10 years after the 1982 "
-        "interview that every member of the cohort attended; ~20 years after baseline); causaldata column `death`"
-    ),
-    sensitive_attributes=("sex", "race", "age_group"),
-    license="data: US public domain (CDC/NCHS NHEFS); causaldata package: MIT",
-    citation=(
-        "Hernán MA, Robins JM. Causal Inference: What If. Boca Raton: Chapman & Hall/CRC, 2020. "
-        "National Center for Health Statistics. NHANES I Epidemiologic Follow-up Study (NHEFS). "
-        "Huntington-Klein N. causaldata: Example Data Sets for Causal Inference (Python package)"
-    ),
-    homepage="https://www.hsph.harvard.edu/miguel-hernan/causal-inference-book/",
-    source="causaldata package: causaldata.nhefs.load_pandas().data",
-    notes="race is the source's binary white vs black-or-other; only 215 people are in the second group",
-)
-
 ID_OUTCOME_OR_FOLLOW_UP_COLUMNS = (
     "seqn",
     "id",
@@ -78,6 +58,28 @@ ID_OUTCOME_OR_FOLLOW_UP_COLUMNS = (
     "censored",
     "older",
 )
+
+CARD = DatasetCard(
+    name="nhefs",
+    modality="tabular",
+    task="binary classification: death by 1992 from 1971-75 baseline data of adult smokers",
+    outcome=(
+        "death from any cause by the end of 1992 (deaths fall in 1983-1992, ~10 years after the 1982 "
+        "interview that every member of the cohort attended; ~20 years after baseline); causaldata column `death`"
+    ),
+    sensitive_attributes=("sex", "race", "age_group"),
+    license="data: US public domain (CDC/NCHS NHEFS); causaldata package: MIT",
+    citation=(
+        "Hernán MA, Robins JM. Causal Inference: What If. Boca Raton: Chapman & Hall/CRC, 2020. "
+        "National Center for Health Statistics. NHANES I Epidemiologic Follow-up Study (NHEFS). "
+        "Huntington-Klein N. causaldata: Example Data Sets for Causal Inference (Python package)"
+    ),
+    homepage="https://www.hsph.harvard.edu/miguel-hernan/causal-inference-book/",
+    source="causaldata package: causaldata.nhefs.load_pandas().data",
+    notes="race is the source's binary white vs black-or-other; only 215 people are in the second group",
+    dropped=tuple(ID_OUTCOME_OR_FOLLOW_UP_COLUMNS),
+)
+
 #: Codes that name categories (or use 2 for "missing"), not quantities.
 CATEGORICAL_COLUMNS = (
     "marital",

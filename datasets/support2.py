@@ -26,6 +26,18 @@ import numpy as np
 import pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
+LEAKY_OR_ID_COLUMNS = (
+    "pid",
+    "event",
+    "time",
+    "fac_sfdm2",
+    "fac_dnr",
+    "fac_num_co",
+    "num_surv2m",
+    "num_surv6m",
+    "num_sps",  # fitted or derived on this cohort's outcomes
+)
+
 CARD = DatasetCard(
     name="support2",
     modality="tabular",
@@ -39,18 +51,7 @@ CARD = DatasetCard(
     ),
     homepage="https://hbiostat.org/data/repo/Csupport2.html",
     source="survset package: SurvSet.data.SurvLoader().load_dataset('support2')",
-)
-
-LEAKY_OR_ID_COLUMNS = (
-    "pid",
-    "event",
-    "time",
-    "fac_sfdm2",
-    "fac_dnr",
-    "fac_num_co",
-    "num_surv2m",
-    "num_surv6m",
-    "num_sps",  # fitted or derived on this cohort's outcomes
+    dropped=tuple(LEAKY_OR_ID_COLUMNS),
 )
 
 

@@ -1,4 +1,8 @@
-"""Logging for rule scripts: everything (our log lines, library warnings, tracebacks) goes to the job's log."""
+"""Logging for rule scripts: everything (our log lines, library warnings, tracebacks) goes to the job's log.
+
+What a person must see while the workflow runs (a dataset's leak and coding warnings) also goes to the
+terminal, through :func:`to_terminal`.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +43,15 @@ def log_to_file(path: str | Path, *, level: int = logging.INFO) -> None:
             traceback.print_exception(kind, exc, tb, file=stream)
 
     sys.excepthook = record_error
+
+
+def to_terminal(message: str) -> None:
+    """Print ``message``, on one line, on the job's original stderr: the terminal Snakemake runs in.
+
+    :func:`log_to_file` sends stderr to the job's log, where nobody looks until something fails; a
+    warning that asks a person to decide something (a feature that may leak the outcome), which the
+    caller has logged, is printed here as well, so it is seen when the dataset is prepared.
+    """
+    terminal = sys.__stderr__
+    if terminal is not None and terminal is not sys.stderr:
+        print(" ".join(message.split()), file=terminal, flush=True)

@@ -73,6 +73,9 @@ class DatasetCard:
             the source has no patient ids): the unit that patient-level DP protects, named on privacy cards.
         row_unit: what one row is when there are no patient ids (``person``, ``image``): record-level cards
             say "one row per <row_unit>".
+        dropped: the source's columns the loader leaves out of the features (ids, the outcome in other
+            forms, follow-up times, scores fitted on the cohort); the module docstring says why. Listed on
+            the report's data card, so a reader sees what the model never saw.
     """
 
     name: str
@@ -87,11 +90,13 @@ class DatasetCard:
     notes: str = ""
     patient_unit: str = "patient"
     row_unit: str = "person"
+    dropped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """The card's fields as JSON-ready values (the attribute tuple as a list)."""
+        """The card's fields as JSON-ready values (the tuples as lists)."""
         d = asdict(self)
         d["sensitive_attributes"] = list(self.sensitive_attributes)
+        d["dropped"] = list(self.dropped)
         return d
 
 

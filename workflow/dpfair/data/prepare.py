@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from dpfair.data.contract import DatasetCard, group_sort_key
+from dpfair.data.contract import DatasetCard, RawDataset, group_sort_key
 from dpfair.data.leakage import check_leakage
 from dpfair.data.registry import get_dataset
 from dpfair.data.split import SPLITS, stratified_split
@@ -62,8 +65,12 @@ def prepare_dataset(
     delta: float | str = "auto",
     min_group_size: int = 30,
     datasets_dir: str | Path | None = None,
+    min_split_events: int | None = None,
 ) -> PreparedDataset:
     """Load dataset ``name`` (through ``module``, default the same name) into a validated, split artifact.
+
+    Every check's error names the module's file. ``min_split_events`` is the number of rows of each
+    class every split must hold (default ``min(10, min_group_size)``, see :mod:`dpfair.data.validate`).
 
     Example:
         >>> prepared = prepare_dataset(name="synthetic_lesions", params={"n_samples": 200, "image_size": 16})
@@ -80,6 +87,57 @@ def prepare_dataset(
         raise DatasetError(f"{spec.path}: the loader rejected params {params}: {exc}") from exc
     except Exception as exc:  # a loader's own failure names the module and what it raised
         raise DatasetError(f"{spec.path}: the loader raised {type(exc).__name__}: {exc}") from exc
+    with _naming_module(spec.path):
+        prepared = _prepare(
+            raw,
+            card,
+            name=name,
+            module=module,
+            params=params,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            delta=delta,
+            min_group_size=min_group_size,
+            min_split_events=min_split_events,
+        )
+    return prepared
+
+
+@contextmanager
+def _naming_module(path: Path) -> Iterator[None]:
+    """Add the dataset module's file to a :class:`DatasetError` that does not name it yet."""
+    try:
+        yield
+    except DatasetError as exc:
+        shown = _shown_path(path)
+        if str(path) in str(exc) or shown in str(exc):
+            raise
+        raise DatasetError(f"{exc} (dataset module: {shown})") from exc
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else as it is."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+    except ValueError:  # another drive
+        return str(path)
+
+
+def _prepare(
+    raw: RawDataset,
+    card: DatasetCard,
+    *,
+    name: str,
+    module: str | None,
+    params: dict | None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    delta: float | str,
+    min_group_size: int,
+    min_split_events: int | None,
+) -> PreparedDataset:
     validate_raw(raw, card)
     leakage_warnings = check_leakage(raw, card)
     if not card.sensitive_attributes:
@@ -90,14 +148,24 @@ def prepare_dataset(
         split = np.asarray(raw.split).astype(str)
         split_source = "official"
     else:
-        split = stratified_split(
-            labels=labels,
-            attributes=attributes,
-            patient_id=raw.patient_id,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=split_seed,
-        )
+        try:
+            split = stratified_split(
+                labels=labels,
+                attributes=attributes,
+                patient_id=raw.patient_id,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                seed=split_seed,
+            )
+        except ValueError as exc:  # sklearn's words for too few rows, classes or patients to split
+            n_pos = int(labels.sum())
+            units = f", {len(set(np.asarray(raw.patient_id).tolist()))} patients" if raw.patient_id is not None else ""
+            raise DatasetError(
+                f"dataset {name!r}: {len(labels)} rows ({n_pos} positive, {len(labels) - n_pos} negative{units}) "
+                f"are too few to split with val_fraction {val_fraction} and test_fraction {test_fraction} "
+                f"({' '.join(str(exc).split())}); give the dataset more rows, or raise split.val_fraction / "
+                "split.test_fraction in the benchmark definition"
+            ) from exc
         split_source = f"stratified by label and {list(card.sensitive_attributes)}, seed {split_seed}"
     warnings = validate_split(
         name=name,
@@ -106,6 +174,7 @@ def prepare_dataset(
         attributes=attributes,
         patient_id=raw.patient_id,
         min_group_size=min_group_size,
+        min_events=min_split_events,
     )
     warnings = [*leakage_warnings, *warnings]
     train_patients = None
@@ -156,6 +225,11 @@ def prepare_dataset(
             col: {s: _in_natural_order(col, attributes[col][split == s].value_counts()) for s in SPLITS}
             for col in attributes.columns
         },
+        # events (label 1) per group and split, in the same order: a group's AUROC rests on these
+        "group_positives": {
+            col: {s: _in_natural_order(col, _positives(attributes[col], labels, split == s)) for s in SPLITS}
+            for col in attributes.columns
+        },
         "delta": delta_value,
         # the configured δ ('auto' or a number): each run resolves it against its mechanism's unit count
         "delta_setting": delta if delta in (None, "auto") else float(delta),
@@ -164,6 +238,12 @@ def prepare_dataset(
         "warnings": warnings,
     }
     return PreparedDataset(x=x, y=torch.from_numpy(labels.astype(np.float32)), samples=samples, meta=meta)
+
+
+def _positives(groups: pd.Series, labels: np.ndarray, rows: np.ndarray) -> pd.Series:
+    """Rows with label 1 per group among ``rows``; a group present there without any counts 0."""
+    present = groups[rows].value_counts().index
+    return groups[rows & (labels == 1)].value_counts().reindex(present, fill_value=0)
 
 
 def _in_natural_order(attribute: str, counts: pd.Series) -> dict:
@@ -191,7 +271,14 @@ def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> 
     )
     transformer.fit(frame.loc[fit_rows])
     x = transformer.transform(frame).astype(np.float32)
-    return torch.from_numpy(x), [str(f) for f in transformer.get_feature_names_out()]
+    names = [str(f) for f in transformer.get_feature_names_out()]
+    bad = [f for f, ok in zip(names, np.isfinite(x).all(axis=0), strict=True) if not ok]
+    if bad:
+        raise DatasetError(
+            f"dataset {name!r}: feature(s) {bad[:10]} are not finite after standardisation (values beyond float32's "
+            "range, about 3.4e38); rescale or clip them in the loader"
+        )
+    return torch.from_numpy(x), names
 
 
 def save_prepared(prepared: PreparedDataset, *, data: str | Path, samples: str | Path, meta: str | Path) -> None:

@@ -73,6 +73,37 @@ def _check_card(card: DatasetCard, path: Path) -> None:
         )
     if path.suffix == ".py" and card.name != path.stem:
         raise DatasetError(f"{path}: card.name is {card.name!r} but the file is {path.name}; make them match")
+    if isinstance(card.dropped, str) or not all(isinstance(c, str) for c in card.dropped):
+        raise DatasetError(
+            f"{path}: card.dropped is {card.dropped!r}; give the dropped columns' names as a tuple of strings, "
+            "e.g. dropped=('pid', 'time')"
+        )
+
+
+def missing_package(exc: BaseException) -> str | None:
+    """The package a failure comes from, if it (or an exception it was raised from) is a missing import.
+
+    How an optional data package shows itself: the module imports it (at the top or in its loader), the
+    import fails where the package's extra is not installed, and :func:`get_dataset` or
+    :func:`dpfair.data.prepare.prepare_dataset` wraps the :class:`ModuleNotFoundError` in a
+    :class:`DatasetError`. The contract test skips such modules instead of failing.
+
+    Example:
+        >>> try:
+        ...     import surely_not_installed_here
+        ... except ImportError as exc:
+        ...     missing_package(exc)
+        'surely_not_installed_here'
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            top = exc.name.split(".")[0]
+            if importlib.util.find_spec(top) is None:
+                return top
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def datasets_dir(directory: str | os.PathLike | None = None) -> Path:

@@ -31,6 +31,7 @@ from markupsafe import Markup
 
 import dpfair
 from dpfair.report.audit import audit_section
+from dpfair.report.datacard import data_card
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.report.frames import RUN_KEYS, cell_label, epsilon_order, read_cards, read_optional, slug, with_method
 from dpfair.report import methods as report_methods, summary as report_summary
@@ -68,7 +69,8 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, au
         "name": name,
         "anchor": slug(name),
         "meta": meta,
-        "group_sizes": {attr: sorted(sizes["test"].items()) for attr, sizes in meta["group_sizes"].items()},
+        # the data card: test groups in natural order with their events, dropped columns, blank gaps explained
+        "data_card": data_card(meta),
         "summary": summary_rows(m, epsilons, level),
         "attributes": sorted(g["attribute"].unique()),
         "tradeoff": {
@@ -131,7 +133,9 @@ def render_report(
             sha256 (:func:`dpfair.report.methods.definition_hash`).
         banner: trusted HTML rendered above the summary, or None.
         status: :func:`dpfair.pipeline.outcome.run_status`'s account of the grid, shown in the banner: how many of the
-            grid's runs the page shows and, for an incomplete grid, which runs failed and why.
+            grid's runs finished under the current definition (the page shows only those, each with its definition
+            hash) and, for an incomplete grid, which preparations and runs failed and why, and which are stale.
+            "complete" only when ``status["complete"]``; the tables given must hold only the current runs.
 
     Raises:
         DpfairError: ``compute_cost`` without ``compute_ratios`` or the other way round.
