@@ -33,6 +33,7 @@ from dpfair.errors import DatasetError
 DROPPED = ["pidnum", "days", "cd420", "cd496", "r", "cd820", "offtrt", "treat", "zprior", "cens"]
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="actg175",
     modality="tabular",
     task="binary classification: primary trial event during follow-up from baseline data",

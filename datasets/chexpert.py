@@ -51,6 +51,7 @@ from dpfair.data.images import check_image_params, read_images, read_table, subs
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
+    patient_ids=True,
     name="chexpert",
     modality="image",
     task="binary classification of one CheXpert observation (default Pleural Effusion) from a chest radiograph",

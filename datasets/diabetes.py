@@ -26,6 +26,7 @@ import pandas as pd
 from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="diabetes",
     modality="tabular",
     task="binary classification: above-median one-year disease progression from baseline data",

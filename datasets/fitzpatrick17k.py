@@ -33,6 +33,7 @@ from dpfair.data.images import check_image_params, read_images, read_table, subs
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="fitzpatrick17k",
     modality="image",
     task="binary classification: malignant vs non-malignant skin condition from a clinical photograph",

@@ -29,6 +29,7 @@ from dpfair.data import DatasetCard, RawDataset, age_group, register_dataset
 ID_OUTCOME_OR_COPY_COLUMNS = ("pid", "event", "time", "fac_chapter", "fac_sample_yr")
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="flchain",
     modality="tabular",
     task="binary classification: death during follow-up from serum free light chain and baseline data",

@@ -37,6 +37,7 @@ from dpfair.data.images import check_image_params, read_images, read_table, subs
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
+    patient_ids=True,
     name="ham10000",
     modality="image",
     task="binary classification: malignant vs benign pigmented skin lesion from a dermatoscopic image",

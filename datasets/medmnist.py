@@ -36,6 +36,7 @@ from dpfair.data import DatasetCard, RawDataset, register_dataset
 from dpfair.errors import DatasetError
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="medmnist",
     modality="image",
     task="binary classification of one MedMNIST v2 2D dataset (chosen by `flag`), classes grouped by `positive_labels`",

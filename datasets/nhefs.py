@@ -60,6 +60,7 @@ ID_OUTCOME_OR_FOLLOW_UP_COLUMNS = (
 )
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="nhefs",
     modality="tabular",
     task="binary classification: death by 1992 from 1971-75 baseline data of adult smokers",

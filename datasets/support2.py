@@ -39,6 +39,7 @@ LEAKY_OR_ID_COLUMNS = (
 )
 
 CARD = DatasetCard(
+    patient_ids=False,
     name="support2",
     modality="tabular",
     task="binary classification: death during follow-up from baseline ICU-stay data",

@@ -129,11 +129,52 @@ def test_defaults_are_filled_but_dataset_overrides_stay_partial():
             r"evaluation.intersections\[0\] names \['agegroup'\]",
         ),
         (dict(device="gpu"), r"device: 'gpu' does not match"),
+        (
+            dict(evaluation={"intersections": [["site", "site"]]}),
+            r"^evaluation.intersections\[0\] = \['site', 'site'\] names \['site'\] more than once; an intersection "
+            r"combines two or more different attributes",
+        ),
+        (
+            dict(
+                datasets={"synthetic_lesions": None, "support2": None},
+                models=["cnn", "mlp"],
+                evaluation={"intersections": [["sex", "age_group"], ["age_group", "sex"]]},
+            ),
+            r"^evaluation.intersections\[1\] = \['age_group', 'sex'\] repeats evaluation.intersections\[0\] = "
+            r"\['sex', 'age_group'\] \(the same groups\); list each intersection once$",
+        ),
+        (
+            dict(seeds=[0, 1], audit={"reference_seeds": [1, 7]}),
+            r"^audit.reference_seeds\[1\] = 7 is not one of seeds \[0, 1\]; pick seeds the benchmark trains, or "
+            r"leave audit.reference_seeds unset \(the first seed, 0\)$",
+        ),
+        (dict(audit={"reference_seeds": [0, 0]}), r"^audit.reference_seeds has duplicates: \[0, 0\]"),
     ],
 )
 def test_bad_config_names_the_key(changes, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(config(**changes))
+
+
+def test_audit_defaults_follow_the_seeds_and_are_not_checked_with_the_audit_off():
+    """Seeds without 0 were refused through audit.reference_seeds, a key the user never set (issue 27)."""
+    b = validate_config(config(seeds=[3, 4]))
+    assert b.seeds == [3, 4] and b.config["audit"]["reference_seeds"] == [3]
+    assert validate_config(config(seeds=[3, 4], audit={"reference_seeds": [4]})).config["audit"]["reference_seeds"] == [
+        4
+    ]
+    # the audit off (either way): a reference seed that is not trained is never used, so it is not refused
+    for off in ({"evaluation": {"membership_inference": False}}, {"audit": {"attacks": []}}):
+        changes = {**off, "audit": {**off.get("audit", {}), "reference_seeds": [7]}}
+        validate_config(config(seeds=[3, 4], **changes))
+
+
+def test_speed_runs_only_when_a_benchmark_asks(repo):
+    assert validate_config(config()).config["speed"]["enabled"] is False
+    asking = [
+        p.stem for p in sorted((repo / "benchmarks").glob("*.yaml")) if load_benchmark(p).config["speed"]["enabled"]
+    ]
+    assert asking == ["speed"]
 
 
 @pytest.mark.parametrize("key", ["datasets", "models", "epsilons", "seeds"])

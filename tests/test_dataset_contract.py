@@ -73,6 +73,11 @@ def test_loader_output_passes_validation(spec, params):
     if spec.card.modality == "tabular":
         kept = sorted(set(spec.card.dropped) & {str(c) for c in raw.inputs.columns})
         assert not kept, f"{spec.path}: card.dropped lists {kept}, but the loader keeps them as features"
+    if spec.card.patient_ids is not None:  # what config check reads instead of loading the data
+        has_ids = raw.patient_id is not None
+        assert has_ids == spec.card.patient_ids, (
+            f"{spec.path}: card.patient_ids = {spec.card.patient_ids}, loader: {has_ids}"
+        )
 
 
 def test_prepared_artifact_is_consistent(spec, params):

@@ -19,7 +19,7 @@ TINY = {
     "seeds": [0],
     "training": {"epochs": 1, "batch_size": 64},
     "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
-    "speed": {"warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
+    "speed": {"enabled": True, "warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
     # a small one-run canary audit: the audit tests read results/summary/audit.csv
     "audit": {"canaries": 100, "n_bootstrap": 50},
 }

@@ -1,3 +1,5 @@
+# The speed benchmark (dpfair.training.speed): in a benchmark's grid only when it asks for it (speed.enabled,
+# default off: the report's input, get_speed_table); `make bench` asks for results/speed.csv by name.
 rule speed:
     input:
         data=expand(f"{PREPARED_DIR}/data.pt", dataset=BENCHMARK.datasets),

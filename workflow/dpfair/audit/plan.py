@@ -62,7 +62,7 @@ def audit_plan(
         methods: the methods of (dataset, model) cells.
 
     Raises:
-        ConfigError: an unknown attack, or a reference seed the benchmark does not train.
+        ConfigError: an unknown attack, or (with the audit on) a reference seed the benchmark does not train.
 
     Example:
         >>> plan = audit_plan({"audit": {"attacks": ["loss", "rmia"], "reference_seeds": [0], "reference_models": 2,
@@ -71,14 +71,11 @@ def audit_plan(
         ([{'dataset': 'd', 'model': 'mlp', 'method': 'dpsgd', 'epsilon': '1'}], [0], {'n_reference': 2, 'n_canaries': 0})
     """
     settings = dict(config["audit"])
-    if not config.get("evaluation", {}).get("membership_inference", True):
+    if not audit_is_on(config):
         settings["attacks"] = []
     check_attack_names(settings["attacks"])
-    for i, seed in enumerate(settings["reference_seeds"]):
-        if seed not in seeds:
-            raise ConfigError(
-                f"audit.reference_seeds[{i}] = {seed} is not one of seeds {seeds}; pick seeds the benchmark trains"
-            )
+    settings["reference_seeds"] = reference_seeds(config, seeds)
+    check_reference_seeds(config, seeds)
     needs = needs_of(settings["attacks"])
     # a cell is (dataset, model) run by every method, or (dataset, model, method) as the benchmark pairs them
     triples = [c if len(c) == 3 else (*c, meth) for c in cells for meth in ((None,) if len(c) == 3 else methods)]
@@ -91,3 +88,51 @@ def audit_plan(
         methods=list(methods),
         needs=needs,
     )
+
+
+def audit_is_on(config: dict) -> bool:
+    """Whether the benchmark audits anything: ``evaluation.membership_inference`` true and ``audit.attacks`` not empty.
+
+    Example:
+        >>> audit_is_on({"audit": {"attacks": ["loss"]}, "evaluation": {"membership_inference": False}})
+        False
+    """
+    attacks = (config.get("audit") or {}).get("attacks", True)
+    return bool((config.get("evaluation") or {}).get("membership_inference", True)) and bool(attacks)
+
+
+def reference_seeds(config: dict, seeds: list[int]) -> list[int]:
+    """``audit.reference_seeds`` as set, else the benchmark's first seed (the schema sets no fixed default).
+
+    Example:
+        >>> reference_seeds({"audit": {}}, [3, 4]), reference_seeds({"audit": {"reference_seeds": [4]}}, [3, 4])
+        ([3], [4])
+    """
+    audit = config.get("audit") or {}
+    return list(audit["reference_seeds"]) if "reference_seeds" in audit else list(seeds[:1])
+
+
+def check_reference_seeds(config: dict, seeds: list[int]) -> None:
+    """Refuse reference seeds the benchmark does not train, or listed twice; nothing is checked with the audit off.
+
+    Raises:
+        ConfigError: one line naming ``audit.reference_seeds[i]``, its value and the benchmark's seeds.
+
+    Example:
+        >>> check_reference_seeds({"audit": {"attacks": [], "reference_seeds": [7]}}, [0, 1])  # audit off
+        >>> check_reference_seeds({"audit": {"attacks": ["loss"], "reference_seeds": [7]}}, [0, 1])
+        Traceback (most recent call last):
+        ...
+        dpfair.errors.ConfigError: audit.reference_seeds[0] = 7 is not one of seeds [0, 1]; pick seeds the benchmark trains, or leave audit.reference_seeds unset (the first seed, 0)
+    """
+    if not audit_is_on(config):
+        return
+    chosen = reference_seeds(config, seeds)
+    for i, seed in enumerate(chosen):
+        if seed not in seeds:
+            raise ConfigError(
+                f"audit.reference_seeds[{i}] = {seed} is not one of seeds {list(seeds)}; pick seeds the benchmark "
+                f"trains, or leave audit.reference_seeds unset (the first seed, {seeds[0]})"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"audit.reference_seeds has duplicates: {chosen}; list each seed once")

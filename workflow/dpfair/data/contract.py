@@ -73,6 +73,8 @@ class DatasetCard:
             the source has no patient ids): the unit that patient-level DP protects, named on privacy cards.
         row_unit: what one row is when there are no patient ids (``person``, ``image``): record-level cards
             say "one row per <row_unit>".
+        patient_ids: whether the loader returns patient ids (``patient_id``); None when it depends on the
+            params. Declared, it lets ``dpfair config check`` refuse a patient-level method without loading the data.
         dropped: the source's columns the loader leaves out of the features (ids, the outcome in other
             forms, follow-up times, scores fitted on the cohort); the module docstring says why. Listed on
             the report's data card, so a reader sees what the model never saw.
@@ -91,6 +93,7 @@ class DatasetCard:
     patient_unit: str = "patient"
     row_unit: str = "person"
     dropped: tuple[str, ...] = ()
+    patient_ids: bool | None = None
 
     def to_dict(self) -> dict:
         """The card's fields as JSON-ready values (the tuples as lists)."""

@@ -200,6 +200,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         raise ConfigError(f"epsilons has duplicates: {config['epsilons']}")
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds has duplicates: {config['seeds']}")
+    _fill_and_check_reference_seeds(config)
 
     # the mechanisms import Opacus, which configures the root logger: load them when validating, not on import
     from dpfair.training.mechanisms import available_mechanisms
@@ -239,13 +240,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
     attributes = {
         a for name in benchmark.datasets for a in get_dataset(benchmark.module(name), root).card.sensitive_attributes
     }
-    for i, combo in enumerate(config["evaluation"]["intersections"]):
-        unknown = [a for a in combo if a not in attributes]
-        if unknown:
-            raise ConfigError(
-                f"evaluation.intersections[{i}] names {unknown}, which no dataset of this benchmark has; "
-                f"its datasets' attributes: {sorted(attributes)}"
-            )
+    _check_intersections(config["evaluation"]["intersections"], attributes)
     for name in benchmark.datasets:
         if not benchmark.models_for(name):
             raise ConfigError(
@@ -269,6 +264,40 @@ def _nonprivate_arm_of(method: str) -> str | None:
     if tuned:  # a tuned arm's ε = ∞ run is its own search (equal effort), never another method's
         return None
     return get_mechanism(base).nonprivate_arm_of
+
+
+def _fill_and_check_reference_seeds(config: dict) -> None:
+    """``audit.reference_seeds`` defaults to the first seed; set ones must be trained (unchecked with the audit off)."""
+    # the audit plan imports the attack registry (scikit-learn, fairlearn): load it when validating, not on import
+    from dpfair.audit.plan import check_reference_seeds, reference_seeds
+
+    config["audit"]["reference_seeds"] = reference_seeds(config, config["seeds"])
+    check_reference_seeds(config, config["seeds"])
+
+
+def _check_intersections(intersections: list[list[str]], attributes: set[str]) -> None:
+    """Each intersection names distinct attributes some dataset has, and no two name the same attributes."""
+    seen: dict[frozenset, int] = {}
+    for i, combo in enumerate(intersections):
+        unknown = [a for a in combo if a not in attributes]
+        if unknown:
+            raise ConfigError(
+                f"evaluation.intersections[{i}] names {unknown}, which no dataset of this benchmark has; "
+                f"its datasets' attributes: {sorted(attributes)}"
+            )
+        repeated = sorted({a for a in combo if combo.count(a) > 1})
+        if repeated:
+            raise ConfigError(
+                f"evaluation.intersections[{i}] = {combo} names {repeated} more than once; an intersection "
+                f"combines two or more different attributes, e.g. [sex, age_group]"
+            )
+        key = frozenset(combo)
+        if key in seen:
+            raise ConfigError(
+                f"evaluation.intersections[{i}] = {combo} repeats evaluation.intersections[{seen[key]}] = "
+                f"{intersections[seen[key]]} (the same groups); list each intersection once"
+            )
+        seen[key] = i
 
 
 def _check_registered_names(config: dict) -> None:

@@ -52,8 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--min-group-size", type=int, default=30)
     check.add_argument("--datasets-dir", default=None)
     config = sub.add_parser("config", help="benchmark definitions").add_subparsers(dest="command", required=True)
-    cfg = config.add_parser("check", help="validate a benchmark definition and print its grid")
+    cfg = config.add_parser(
+        "check", help="make every check the workflow makes before its first job, and print the grid"
+    )
     cfg.add_argument("path")
+    cfg.add_argument(
+        "-d",
+        "--directory",
+        default=".",
+        help="the workflow's working directory (snakemake -d; default here): δ and patient ids are checked against "
+        "the datasets prepared there",
+    )
+    cfg.add_argument(
+        "--no-device-check",
+        action="store_true",
+        help="skip the CUDA check: on a cluster's submitting host, whose jobs check on their GPU nodes",
+    )
     args = parser.parse_args(argv)
     try:
         if args.group == "datasets" and args.command == "list":
@@ -114,7 +128,12 @@ def _check(args) -> int:
                 raise DpfairError(f"{spec.path} defines no make_example(root); run without --example")
             params = {**spec.make_example(Path(tmp)), **params}
         prepared = prepare_dataset(
-            name=args.name, params=params, min_group_size=args.min_group_size, datasets_dir=args.datasets_dir
+            name=args.name,
+            params=params,
+            min_group_size=args.min_group_size,
+            datasets_dir=args.datasets_dir,
+            # the shipped example files are a handful of rows: check the format, not the split's size
+            min_split_events=1 if args.example else None,
         )
     meta = prepared.meta
     card = spec.card
@@ -139,15 +158,32 @@ def _check(args) -> int:
 
 
 def _config_check(args) -> int:
+    """The Snakefile's checks (validate_config, then check_benchmark, as common.smk makes them), and the grid."""
+    from dpfair.audit.plan import audit_is_on
     from dpfair.pipeline.benchmark import load_benchmark
+    from dpfair.pipeline.preflight import PREPARED_META, check_benchmark
 
     benchmark = load_benchmark(args.path)
+    workdir = Path(args.directory)
+    check_benchmark(
+        benchmark,
+        meta_path=lambda name: workdir / PREPARED_META.format(dataset=name),
+        check_cuda=not args.no_device_check,
+    )
+    config = benchmark.config
     print(f"{args.path}: OK, benchmark {benchmark.name!r}")
     for dataset, model in benchmark.cells():
         print(
             f"    {dataset} x {model}: epsilons {benchmark.epsilons}, seeds {benchmark.seeds}, {benchmark.training(dataset)}"
         )
     print(f"{len(benchmark.runs())} training runs")
+    audit = config["audit"]
+    print(
+        f"audit: {audit['attacks']}, reference seeds {audit['reference_seeds']}"
+        if audit_is_on(config)
+        else "audit: off"
+    )
+    print(f"speed benchmark: {'on' if config['speed']['enabled'] else 'off (make bench runs it)'}")
     print(json.dumps({k: benchmark.config[k] for k in ("privacy", "split", "evaluation")}))
     return 0
 
