@@ -91,6 +91,8 @@ def test_a_failing_dataset_leaves_the_other_and_the_report_says_what_failed(brok
     assert "Benchmark failures: INCOMPLETE, 2 of 4 runs finished" in html
     assert "broken/cnn/dpsgd/eps-1/seed-0" in html and "OSError: scanner archive unreadable" in html
     assert "results/logs/prepare_dataset/broken.log" in html
+    # the failed preparation is named itself, in the banner and on the terminal, not only through its runs
+    assert "<li><code>prepare: broken</code>: " in html and "failed: prepare: broken (" in result.out
     metrics = pd.read_csv(work / "results/summary/metrics.csv")
     assert set(metrics["dataset"]) == {"synthetic_lesions"} and len(metrics) == 2
     # a dataset card's homepage is a link only when it is an http(s) URL

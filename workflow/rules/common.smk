@@ -1,6 +1,8 @@
 import os
 import re
 import sys
+from dataclasses import asdict
+from types import SimpleNamespace
 
 # Two torch jobs side by side collapse under libgomp's default spin-wait (0.015 s -> 0.60 s per step
 # measured on 2 cores); passive waiting costs nothing solo. Jobs inherit this environment.
@@ -39,15 +41,18 @@ wildcard_constraints:
 
 
 def run_preflight_checks():
-    """Refuse before any job what would otherwise fail inside one (dpfair.pipeline.preflight)."""
-    from dpfair.pipeline.preflight import check_delta_against_prepared, check_device
+    """Refuse before any job what would otherwise fail inside one: dpfair.pipeline.preflight.check_benchmark,
+    the same checks `dpfair config check` makes after validate_config."""
+    from dpfair.pipeline.preflight import check_benchmark
 
-    check_delta_against_prepared(BENCHMARK, meta_path=get_prepared_meta)
-    # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
-    if config["device"].startswith("cuda") and (workflow.local_exec or workflow.remote_exec):
-        import torch
-
-        check_device(config["device"], cuda_available=torch.cuda.is_available())
+    check_benchmark(
+        BENCHMARK,
+        meta_path=get_prepared_meta,
+        # a cluster job's submitting process has checked the data already
+        load_data=not workflow.remote_exec,
+        # the submitting host of a cluster may have no GPU; its jobs check on their node (remote execution)
+        check_cuda=workflow.local_exec or workflow.remote_exec,
+    )
 
 
 def get_prepared_meta(dataset):
@@ -226,12 +231,46 @@ def get_audit_training_config(wildcards):
     return {"training": BENCHMARK.training(wildcards.dataset).params(), **AUDIT.training_settings}
 
 
+def get_preparation_entry(dataset):
+    """A dataset's preparation as a dpfair.pipeline.outcome entry: its files, its log, its module (stale when newer)."""
+    wildcards = SimpleNamespace(dataset=dataset)
+    return {
+        "label": f"prepare: {dataset}",
+        "outputs": [str(p).format(dataset=dataset) for p in rules.prepare_dataset.output],
+        "logs": [str(rules.prepare_dataset.log[0]).format(dataset=dataset)],
+        "inputs": [get_dataset_module_file(wildcards)],
+    }
+
+
+def get_run_definition(run):
+    """The definition hash the run's run.json must record to be current (dpfair.pipeline.outcome.run_definition).
+
+    Computed from the train rule's own params functions, as the train job hashes its params, so the two agree
+    exactly when the job ran with what the workflow would give it now.
+    """
+    from dpfair.pipeline.outcome import run_definition
+
+    wildcards = SimpleNamespace(**asdict(run))
+    return run_definition(
+        dataset=run.dataset,
+        module_name=BENCHMARK.module(run.dataset),
+        module_file=get_dataset_module_file(wildcards),
+        params=BENCHMARK.dataset_settings(run.dataset).get("params", {}),
+        training=get_training_config(wildcards),
+        model=run.model,
+        method=run.method,
+        epsilon=run.epsilon,
+        seed=run.seed,
+    )
+
+
 def get_run_entries():
     """Every run of the grid with its files and its jobs' logs, for dpfair.pipeline.outcome (what finished, what failed).
 
-    Paths come from the rules' own patterns, so they follow any change of the run folder layout.
+    Paths come from the rules' own patterns, so they follow any change of the run folder layout. Each entry
+    names its preparation and the definition hash its run.json must record, so a run left from an earlier
+    definition (whose preparation failed or whose settings changed) is stale, not finished.
     """
-    from dataclasses import asdict
 
     def fill(pattern, values):
         return str(pattern).format(**values)
@@ -261,6 +300,9 @@ def get_run_entries():
                     fill(rules.evaluate.log[0], values),
                 ],
                 "tables": tables,
+                "preparation": get_preparation_entry(run.dataset),
+                "record": tables["record"],
+                "definition": get_run_definition(run),
             }
         )
     return entries
@@ -279,6 +321,9 @@ def get_audit_entries():
                     *(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
                     str(rules.audit.log[0]).format(**cell),
                 ],
+                # made from the cell's runs: stale when one of them is gone or newer, or the preparation is
+                "inputs": get_audit_run_inputs(cell)["run.json"],
+                "preparation": get_preparation_entry(cell["dataset"]),
             }
         )
     return entries
@@ -286,7 +331,7 @@ def get_audit_entries():
 
 def report_what_exists():
     """onerror: summary and report from the runs that finished, listing what failed (dpfair.pipeline.outcome)."""
-    from dpfair.pipeline.outcome import report_what_exists as render
+    from dpfair.pipeline.outcome import report_what_exists as render, status_line
 
     status = render(
         runs=get_run_entries(),
@@ -298,11 +343,7 @@ def report_what_exists():
         speed=get_speed_table()[0] if get_speed_table() else None,
         stages=get_audit_entries(),
     )
-    print(
-        f"dpfair: {status['finished']} of {status['expected']} runs finished; "
-        f"{rules.report.output.html} shows them and lists what failed",
-        file=sys.stderr,
-    )
+    print(status_line(status, rules.report.output.html), file=sys.stderr)
 
 
 run_preflight_checks()

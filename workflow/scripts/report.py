@@ -4,9 +4,15 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.pipeline.outcome import run_status  # noqa: E402
+from dpfair.errors import DpfairError  # noqa: E402
+from dpfair.pipeline.outcome import run_status, status_line  # noqa: E402
 from dpfair.report.page import render_report  # noqa: E402
 
+status = run_status(snakemake.params.runs)
+if not status["complete"]:
+    # Snakemake reran what it would, yet a run is not of the current definition (a rerun trigger switched off,
+    # a module edited mid-run): the summary tables hold it, so fail and let onerror render the current runs only
+    raise DpfairError(status_line(status, snakemake.output.html))
 render_report(
     metrics=snakemake.input.metrics,
     subgroups=snakemake.input.subgroups,
@@ -26,5 +32,5 @@ render_report(
     audit=snakemake.input.audit,
     audit_roc=snakemake.input.audit_roc,
     definition=dict(snakemake.params.definition),
-    status=run_status(snakemake.params.runs),
+    status=status,
 )

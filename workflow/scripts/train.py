@@ -18,6 +18,9 @@ train_run(
     seed=int(snakemake.wildcards.seed),
     config=snakemake.params.training,
     device=snakemake.params.device,
+    # where the workflow found the dataset module, so run.json's definition hash is the workflow's (read from
+    # config, not added to params: a new param would retrain every finished run)
+    datasets_dir=snakemake.config["datasets_dir"],
     model_path=snakemake.output.model,
     scores_path=snakemake.output.scores,
     record_path=snakemake.output.record,

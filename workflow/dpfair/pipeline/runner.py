@@ -13,9 +13,11 @@ import pandas as pd
 import torch
 
 from dpfair.data.prepare import PreparedDataset
+from dpfair.data.registry import datasets_dir as registry_datasets_dir
 from dpfair.fairness import evaluate_fairness
 from dpfair.jsonio import write_json
 from dpfair.models import resolve_device
+from dpfair.pipeline.outcome import run_definition
 from dpfair.privacy.card import build_privacy_card
 from dpfair.privacy.params import format_epsilon, parse_epsilon
 from dpfair.tables.columns import SUBGROUP_COLUMNS, metric_columns, subgroup_rows
@@ -39,6 +41,7 @@ def train_run(
     method: str = "dpsgd",
     device: str = "auto",
     tuning: dict | None = None,
+    datasets_dir: str | Path | None = None,
     model_path: str | Path,
     scores_path: str | Path,
     record_path: str | Path,
@@ -49,7 +52,22 @@ def train_run(
     Scores (probability and logit) cover every row (training rows too: the audit's attacks compare them
     with the held-out rows). The privacy card is checked before anything is written, so a run whose settings
     contradict its accounting leaves no outputs.
+
+    The run record's ``definition`` is the hash of what the run is made from
+    (:func:`dpfair.pipeline.outcome.run_definition`: the dataset module in ``datasets_dir``, default
+    :func:`dpfair.data.registry.datasets_dir`'s, its params as prepared, and the training settings as given), so
+    the report can leave out a run of an earlier definition; ``None`` when the module file is not there.
     """
+    definition = _definition(
+        prepared,
+        config=config,
+        tuning=tuning,
+        datasets_dir=datasets_dir,
+        model=model_name,
+        method=method,
+        epsilon=epsilon,
+        seed=seed,
+    )
     eps = parse_epsilon(epsilon)
     if isinstance(config, dict) and "tuning" in config:  # a tuned arm's rule params carry its tuning block
         config = dict(config)
@@ -108,12 +126,37 @@ def train_run(
     }
     card = build_privacy_card(record, prepared.meta, statement=mechanism.statement(meta=prepared.meta, record=record))
     record.update({k: card[k] for k in ("epsilon_rdp", "epsilon_prv", "epsilon_pld")}, history=result.history)
+    record["definition"] = definition  # after the card is built: the card is the same with or without it
     log.info("privacy card: %s", {k: v for k, v in card.items() if k != "independent_accountants"})
     write_json(card_path, card)
     torch.save(result.model.state_dict(), model_path)
     scores.to_csv(scores_path, index=False)
     write_json(record_path, record)
     return record
+
+
+def _definition(prepared: PreparedDataset, *, config, tuning, datasets_dir, **run) -> str | None:
+    """The run's :func:`~dpfair.pipeline.outcome.run_definition` from what it is given, as the workflow computes it.
+
+    ``training`` is the train rule's ``training`` params as they came (a tuned arm's carry its ``tuning``
+    block), so it hashes to what the workflow's ``get_training_config`` gives for the run.
+    """
+    training = config.params() if isinstance(config, TrainConfig) else dict(config)
+    if tuning:
+        training["tuning"] = {**training.get("tuning", {}), **tuning}
+    module = prepared.meta.get("module", prepared.meta.get("name"))
+    module_file = registry_datasets_dir(datasets_dir) / f"{module}.py"
+    if not module_file.is_file():
+        log.warning("no dataset module %s to hash: run.json records no definition", module_file)
+        return None
+    return run_definition(
+        dataset=prepared.meta["name"],
+        module_name=module,
+        module_file=module_file,
+        params=prepared.meta.get("params", {}),
+        training=training,
+        **run,
+    )
 
 
 def evaluate_run(

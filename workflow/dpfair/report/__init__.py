@@ -1,5 +1,4 @@
-"""The HTML report: one self-contained page from the summary tables, summary first.
-"""
+"""The HTML report: one self-contained page from the summary tables, summary first."""
 
 from dpfair.faces import lazy_face
 

@@ -70,14 +70,19 @@ def claim_rows(audit: pd.DataFrame, level: float = 0.95) -> list[dict]:
             else:
                 auroc = "—"
             violated = int((wide.get("bound_violated", pd.Series(dtype=float)) > 0).sum())
-            row["attacks"].append({
-                "name": attack_label(attack), "n_seeds": len(wide),
-                "auroc": auroc,
-                "tpr1": number(wide["tpr_at_1pct_fpr"].mean()) if "tpr_at_1pct_fpr" in wide else "—",
-                "tpr01": number(wide["tpr_at_0p1pct_fpr"].mean()) if "tpr_at_0p1pct_fpr" in wide else "—",
-                "eps_empirical": number(wide["epsilon_empirical"].mean(), 2) if "epsilon_empirical" in wide else "—",
-                "violated": f"{violated} of {len(wide)}",
-            })
+            row["attacks"].append(
+                {
+                    "name": attack_label(attack),
+                    "n_seeds": len(wide),
+                    "auroc": auroc,
+                    "tpr1": number(wide["tpr_at_1pct_fpr"].mean()) if "tpr_at_1pct_fpr" in wide else "—",
+                    "tpr01": number(wide["tpr_at_0p1pct_fpr"].mean()) if "tpr_at_0p1pct_fpr" in wide else "—",
+                    "eps_empirical": number(wide["epsilon_empirical"].mean(), 2)
+                    if "epsilon_empirical" in wide
+                    else "—",
+                    "violated": f"{violated} of {len(wide)}",
+                }
+            )
         rows.append(row)
     return rows
 
@@ -102,8 +107,13 @@ def roc_figure(roc: pd.DataFrame) -> plt.Figure | None:
             for attack, style in styles.items():
                 line = part[(part["epsilon"] == eps) & (part["attack"] == attack)].sort_values("fpr")
                 if not line.empty:
-                    ax.plot(line["fpr"], line["tpr"].clip(lower=1e-4), linestyle=style, color=colour,
-                            label=f"ε = {epsilon_label(eps)}, {attack_label(attack)}")
+                    ax.plot(
+                        line["fpr"],
+                        line["tpr"].clip(lower=1e-4),
+                        linestyle=style,
+                        color=colour,
+                        label=f"ε = {epsilon_label(eps)}, {attack_label(attack)}",
+                    )
         grid = np.logspace(-3, 0, 50)
         ax.plot(grid, grid, ":", color="grey", linewidth=1)
         n = part["n_nonmembers"].min()
@@ -129,11 +139,23 @@ def group_rows(audit: pd.DataFrame) -> list[dict]:
     rows = []
     for (model, attack, attribute, group), part in groups.groupby(["model", "attack", "attribute", "group"], sort=True):
         by_eps = {e: r for e, r in zip(part["epsilon"], part.to_dict("records"))}
-        cells = [f"{number(by_eps[e]['value'], 2)} [{number(by_eps[e]['ci_low'], 2)}, {number(by_eps[e]['ci_high'], 2)}]" if e in by_eps else "—"
-                 for e in epsilons]
+        cells = [
+            f"{number(by_eps[e]['value'], 2)} [{number(by_eps[e]['ci_low'], 2)}, {number(by_eps[e]['ci_high'], 2)}]"
+            if e in by_eps
+            else "—"
+            for e in epsilons
+        ]
         n = int(part["n"].iloc[0]) if part["n"].notna().any() else 0
-        rows.append({"model": model, "attack": attack_label(attack), "attribute": attribute, "group": group,
-                     "n": n, "cells": cells})
+        rows.append(
+            {
+                "model": model,
+                "attack": attack_label(attack),
+                "attribute": attribute,
+                "group": group,
+                "n": n,
+                "cells": cells,
+            }
+        )
     return rows
 
 

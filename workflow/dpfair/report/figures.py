@@ -40,10 +40,26 @@ def _series(ax, x, s: pd.DataFrame, *, i: int, method: str | None, label: str, s
         return
     marker = styles.marker(method) if method else MARKERS[i % len(MARKERS)]
     _errorbar(ax, x, s, color="0.35", linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1, label=None)
-    ax.scatter(x, s["mean"], marker=marker, s=36, c=[styles.colour(e) for e in s["epsilon"]],
-               edgecolors="black", linewidths=0.6, zorder=3)
-    ax.plot([], [], color="0.35", linestyle=LINESTYLES[i % len(LINESTYLES)], marker=marker,
-            markerfacecolor="white", markeredgecolor="black", label=label)
+    ax.scatter(
+        x,
+        s["mean"],
+        marker=marker,
+        s=36,
+        c=[styles.colour(e) for e in s["epsilon"]],
+        edgecolors="black",
+        linewidths=0.6,
+        zorder=3,
+    )
+    ax.plot(
+        [],
+        [],
+        color="0.35",
+        linestyle=LINESTYLES[i % len(LINESTYLES)],
+        marker=marker,
+        markerfacecolor="white",
+        markeredgecolor="black",
+        label=label,
+    )
 
 
 def _method_of(part: pd.DataFrame) -> str | None:
@@ -63,9 +79,16 @@ def _errorbar(ax, x, s: pd.DataFrame, **kw):
     ax.errorbar(x, s["mean"], yerr=yerr, capsize=3, **kw)
 
 
-def utility_figure(metrics: pd.DataFrame, epsilons: list[float], *, value: str = "auroc",
-                   ylabel: str = "test AUROC", reference: float | None = None, level: float = 0.95,
-                   styles=None) -> plt.Figure:
+def utility_figure(
+    metrics: pd.DataFrame,
+    epsilons: list[float],
+    *,
+    value: str = "auroc",
+    ylabel: str = "test AUROC",
+    reference: float | None = None,
+    level: float = 0.95,
+    styles=None,
+) -> plt.Figure:
     """``value`` (test AUROC by default) vs ε per model: mean over seeds with its ``level`` interval; dots are single seeds."""
     runs = metrics.drop_duplicates(["model", "epsilon", "seed"])
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -94,8 +117,14 @@ def reliability_figure(reliability: pd.DataFrame, *, styles=None) -> plt.Figure:
             weighted = g.assign(p=g["mean_predicted"] * g["count"], o=g["observed_frequency"] * g["count"])
             pooled = weighted.groupby("bin")[["p", "o", "count"]].sum()
             colour = {} if styles is None else {"color": styles.colour(eps)}
-            ax.plot(pooled["p"] / pooled["count"], pooled["o"] / pooled["count"], marker=MARKERS[j % len(MARKERS)],
-                    linestyle=LINESTYLES[j % len(LINESTYLES)], label=f"ε = {epsilon_label(eps)}", **colour)
+            ax.plot(
+                pooled["p"] / pooled["count"],
+                pooled["o"] / pooled["count"],
+                marker=MARKERS[j % len(MARKERS)],
+                linestyle=LINESTYLES[j % len(LINESTYLES)],
+                label=f"ε = {epsilon_label(eps)}",
+                **colour,
+            )
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -121,15 +150,20 @@ def subgroup_figure(subgroups: pd.DataFrame, epsilons: list[float]) -> plt.Figur
             s = seed_summary(g, "auroc", ["epsilon"]).sort_values("epsilon")
             flagged = bool(g["flagged"].any())
             ax.plot(
-                s["epsilon"].map(pos) + 0.04 * j, s["mean"], marker=MARKERS[j % len(MARKERS)],
-                color=_group_colour(j, n_groups), markeredgecolor="black", markeredgewidth=0.5,
-                linestyle=":" if flagged else LINESTYLES[j % 2], alpha=0.5 if flagged else 1.0,
+                s["epsilon"].map(pos) + 0.04 * j,
+                s["mean"],
+                marker=MARKERS[j % len(MARKERS)],
+                color=_group_colour(j, n_groups),
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                linestyle=":" if flagged else LINESTYLES[j % 2],
+                alpha=0.5 if flagged else 1.0,
                 label=f"{group} (n={int(g['n'].max())}{', flagged' if flagged else ''})",
             )
         ax.set_title(f"{model}: AUROC by {attr}", fontsize=10)
         _axis(ax, epsilons, "test AUROC")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
@@ -144,7 +178,15 @@ def gap_figure(metrics: pd.DataFrame, epsilons: list[float], *, level: float = 0
         part = metrics[metrics["attribute"] == attr]
         for i, (model, m) in enumerate(part.groupby("model")):
             s = seed_summary(m, "auroc_gap", ["epsilon"], level).sort_values("epsilon")
-            _series(ax, s["epsilon"].map(pos).to_numpy() + 0.06 * i, s, i=i, method=_method_of(m), label=model, styles=styles)
+            _series(
+                ax,
+                s["epsilon"].map(pos).to_numpy() + 0.06 * i,
+                s,
+                i=i,
+                method=_method_of(m),
+                label=model,
+                styles=styles,
+            )
         ax.set_title(f"AUROC gap across {attr}", fontsize=10)
         _axis(ax, epsilons, "max − min group AUROC")
         ax.legend(title="model", fontsize=8)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -54,6 +54,7 @@ def slug(*parts) -> str:
         >>> slug("u", "d", float("inf"), "a:b")
         'u-d-inf-a-b'
     """
+
     def text(p) -> str:
         if isinstance(p, float):
             return "inf" if math.isinf(p) else f"{p:g}"
@@ -73,7 +74,7 @@ def _run_keys_from_path(path: Path) -> dict:
     at = next((i for i, p in enumerate(parts) if p.startswith("eps-")), None)
     if at is None or at + 1 >= len(parts) or "runs" not in parts[:at]:
         return {}
-    above = parts[parts.index("runs") + 1: at]
+    above = parts[parts.index("runs") + 1 : at]
     keys = {"epsilon": parts[at][4:], "seed": parts[at + 1].removeprefix("seed-")}
     keys.update(zip(("dataset", "model", "method"), above))
     return keys

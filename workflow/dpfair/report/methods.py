@@ -16,27 +16,57 @@ import math
 import platform
 
 import pandas as pd
+
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import slug
 from dpfair.report.summary import group_privacy_text
 
 #: Packages whose versions a paper cites (distribution names).
-SOFTWARE = ("dpfair", "torch", "opacus", "dp-accounting", "fairlearn", "snakemake", "numpy", "pandas",
-            "scikit-learn", "scipy", "monai", "matplotlib")
+SOFTWARE = (
+    "dpfair",
+    "torch",
+    "opacus",
+    "dp-accounting",
+    "fairlearn",
+    "snakemake",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "monai",
+    "matplotlib",
+)
 #: Keys of the benchmark definition that say where this machine keeps things, not what the benchmark is.
 MACHINE_KEYS = ("datasets_dir",)
 #: Card fields shown once per (dataset, model, method): they do not vary with ε or seed.
 CARD_TEXT_FIELDS = [
-    ("clipping", "Clipping"), ("sampling", "Sampling"), ("privacy_unit_enforcement", "Privacy unit"),
-    ("guarantee_covers", "What the guarantee covers"), ("hyperparameter_selection", "Hyperparameter selection"),
-    ("accountant_implementation", "Accountant"), ("secure_rng", "Cryptographically secure RNG"),
+    ("clipping", "Clipping"),
+    ("sampling", "Sampling"),
+    ("privacy_unit_enforcement", "Privacy unit"),
+    ("guarantee_covers", "What the guarantee covers"),
+    ("hyperparameter_selection", "Hyperparameter selection"),
+    ("accountant_implementation", "Accountant"),
+    ("secure_rng", "Cryptographically secure RNG"),
 ]
 #: Per-run columns of the privacy-statement table: (card key, header).
 STATEMENT_COLUMNS = [
-    ("epsilon", "target ε"), ("seed", "seed"), ("epsilon_spent", "ε spent"), ("epsilon_prv", "ε PRV"),
-    ("epsilon_pld", "ε PLD"), ("epsilon_rdp", "ε RDP"), ("delta", "δ"), ("noise_multiplier", "σ"),
-    ("max_grad_norm", "C"), ("sample_rate", "q"), ("expected_batch_size", "E[batch]"), ("epochs", "epochs"),
-    ("steps", "steps"), ("n_train", "N"), ("unit", "unit"), ("n_units", "units"), ("accountant", "accountant"),
+    ("epsilon", "target ε"),
+    ("seed", "seed"),
+    ("epsilon_spent", "ε spent"),
+    ("epsilon_prv", "ε PRV"),
+    ("epsilon_pld", "ε PLD"),
+    ("epsilon_rdp", "ε RDP"),
+    ("delta", "δ"),
+    ("noise_multiplier", "σ"),
+    ("max_grad_norm", "C"),
+    ("sample_rate", "q"),
+    ("expected_batch_size", "E[batch]"),
+    ("epochs", "epochs"),
+    ("steps", "steps"),
+    ("n_train", "N"),
+    ("unit", "unit"),
+    ("n_units", "units"),
+    ("accountant", "accountant"),
 ]
 
 
@@ -95,12 +125,16 @@ def statement_sentence(card: dict, *, meta: dict) -> str:
     """One run's privacy statement in words (the TensorFlow Privacy fields and the unit)."""
     head = f"{card['method']} on {card['dataset']}/{card['model']}, target ε = {epsilon_label(card['epsilon'])}, seed {card['seed']}"
     if not math.isfinite(card["epsilon"]):
-        return (f"{head}: non-private reference, no guarantee. Same data, model, optimizer and Poisson schedule "
-                f"(q = {_value(card, 'sample_rate')}, {_value(card, 'steps')} steps) with no clipping and no noise.")
+        return (
+            f"{head}: non-private reference, no guarantee. Same data, model, optimizer and Poisson schedule "
+            f"(q = {_value(card, 'sample_rate')}, {_value(card, 'steps')} steps) with no clipping and no noise."
+        )
     parts = [f"N = {_value(card, 'n_train')} training rows"]
     if card.get("sample_rate") is not None:
-        parts.append(f"{card.get('sampling', 'poisson')} sampling with q = {_value(card, 'sample_rate')} "
-                     f"(expected batch {_value(card, 'expected_batch_size')})")
+        parts.append(
+            f"{card.get('sampling', 'poisson')} sampling with q = {_value(card, 'sample_rate')} "
+            f"(expected batch {_value(card, 'expected_batch_size')})"
+        )
     if card.get("steps") is not None:
         parts.append(f"{_value(card, 'epochs')} epoch(s) = {_value(card, 'steps')} steps")
     if card.get("noise_multiplier") is not None:
@@ -111,9 +145,15 @@ def statement_sentence(card: dict, *, meta: dict) -> str:
     unit = _value(card, "unit")
     units = f", {card['n_units']} units" if card.get("n_units") is not None else ""
     parts.append(f"unit of privacy: one {unit}{units}; at most {k} row(s) per patient")
-    guarantee = (f"satisfies ({_value(card, 'epsilon_spent')}, {_value(card, 'delta')})-DP by the {card.get('accountant', '?')} "
-                 f"accountant ({card.get('accountant_implementation', 'implementation not recorded')})")
-    independent = [f"{name.upper()} {_value(card, f'epsilon_{name}')}" for name in ("pld", "rdp") if card.get(f"epsilon_{name}") is not None]
+    guarantee = (
+        f"satisfies ({_value(card, 'epsilon_spent')}, {_value(card, 'delta')})-DP by the {card.get('accountant', '?')} "
+        f"accountant ({card.get('accountant_implementation', 'implementation not recorded')})"
+    )
+    independent = [
+        f"{name.upper()} {_value(card, f'epsilon_{name}')}"
+        for name in ("pld", "rdp")
+        if card.get(f"epsilon_{name}") is not None
+    ]
     if independent:
         guarantee += f"; replayed: {', '.join(independent)}"
     tuning = card.get("hyperparameter_selection", "tuning cost not recorded")
@@ -131,19 +171,28 @@ def _brief(cards: list[dict], private: list[dict]) -> str:
     for c in private:
         spent.setdefault(c["epsilon"], []).append(c.get("epsilon_spent"))
     targets = "; ".join(
-        f"target {epsilon_label(e)}: spent {_value({'x': min(v)}, 'x')}" + (f"–{_value({'x': max(v)}, 'x')}" if min(v) != max(v) else "")
-        for e, v in sorted(spent.items()) if None not in v)
+        f"target {epsilon_label(e)}: spent {_value({'x': min(v)}, 'x')}"
+        + (f"–{_value({'x': max(v)}, 'x')}" if min(v) != max(v) else "")
+        for e, v in sorted(spent.items())
+        if None not in v
+    )
     first = private[0]
-    return (f"{len(cards)} runs ({len(private)} private). {targets}. δ = {_value(first, 'delta')}; unit: one {_value(first, 'unit')}; "
-            f"accountant: {first.get('accountant', '—')} ({first.get('accountant_implementation', 'implementation not recorded')}); "
-            f"tuning: {first.get('hyperparameter_selection', 'not recorded')}.")
+    return (
+        f"{len(cards)} runs ({len(private)} private). {targets}. δ = {_value(first, 'delta')}; unit: one {_value(first, 'unit')}; "
+        f"accountant: {first.get('accountant', '—')} ({first.get('accountant_implementation', 'implementation not recorded')}); "
+        f"tuning: {first.get('hyperparameter_selection', 'not recorded')}."
+    )
 
 
 def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
     """Per dataset and (model, method): the shared card text, a table of every run, a sentence per run."""
     out = []
-    frame = pd.DataFrame([{k: c.get(k) for k in ("dataset", "model", "method", "epsilon", "seed")} | {"i": i}
-                          for i, c in enumerate(cards)])
+    frame = pd.DataFrame(
+        [
+            {k: c.get(k) for k in ("dataset", "model", "method", "epsilon", "seed")} | {"i": i}
+            for i, c in enumerate(cards)
+        ]
+    )
     if frame.empty:
         return out
     for dataset in [d for d in metas if d in set(frame["dataset"])] + sorted(set(frame["dataset"]) - set(metas)):
@@ -155,26 +204,47 @@ def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
             shared = private[0] if private else mine[0]
             text = [(label, str(shared[key])) for key, label in CARD_TEXT_FIELDS if key in shared]
             known = {k for k, _ in CARD_TEXT_FIELDS} | {"independent_accountants", "group_privacy"}
-            text += [(key.replace("_", " "), value) for key, value in shared.items()
-                     if isinstance(value, str) and len(value) > 40 and key not in known and not key.startswith("_")]
+            text += [
+                (key.replace("_", " "), value)
+                for key, value in shared.items()
+                if isinstance(value, str) and len(value) > 40 and key not in known and not key.startswith("_")
+            ]
             if shared.get("group_privacy"):
                 text.append(("Group privacy", group_privacy_text(shared["group_privacy"])))
-            groups.append({
-                "model": model, "method": method, "id": slug("ps", dataset, model, method), "card": text,
-                "brief": _brief(mine, private),
-                "rows": [{"id": slug("ps", dataset, model, method, c["epsilon"], c["seed"]),
-                          "cells": [_value(c, key) for key, _ in STATEMENT_COLUMNS],
-                          "sentence": statement_sentence(c, meta=meta),
-                          "ledger": json.dumps(c["ledger"], indent=1) if c.get("ledger") else None}
-                         for c in mine],
-            })
+            groups.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "id": slug("ps", dataset, model, method),
+                    "card": text,
+                    "brief": _brief(mine, private),
+                    "rows": [
+                        {
+                            "id": slug("ps", dataset, model, method, c["epsilon"], c["seed"]),
+                            "cells": [_value(c, key) for key, _ in STATEMENT_COLUMNS],
+                            "sentence": statement_sentence(c, meta=meta),
+                            "ledger": json.dumps(c["ledger"], indent=1) if c.get("ledger") else None,
+                        }
+                        for c in mine
+                    ],
+                }
+            )
         out.append({"dataset": dataset, "id": slug("ps", dataset), "groups": groups})
     return out
 
 
-def checklist(*, metrics: pd.DataFrame, subgroups: pd.DataFrame, changes: pd.DataFrame, reliability: pd.DataFrame,
-              cards: list[dict], metas: dict, audit: pd.DataFrame | None, compute_cost: bool,
-              definition: bool = True) -> list[dict]:
+def checklist(
+    *,
+    metrics: pd.DataFrame,
+    subgroups: pd.DataFrame,
+    changes: pd.DataFrame,
+    reliability: pd.DataFrame,
+    cards: list[dict],
+    metas: dict,
+    audit: pd.DataFrame | None,
+    compute_cost: bool,
+    definition: bool = True,
+) -> list[dict]:
     """The reporting items, each ``present``, ``partial`` or ``absent`` for this run, with where to look."""
     private = metrics[metrics["epsilon"].map(math.isfinite)]
     cols = set(metrics.columns)
@@ -182,9 +252,13 @@ def checklist(*, metrics: pd.DataFrame, subgroups: pd.DataFrame, changes: pd.Dat
     def filled(*names) -> bool:
         return all(n in cols and private[n].notna().all() for n in names) and not private.empty
 
-    seeds = metrics.groupby(["dataset", "model", "method", "epsilon"])["seed"].nunique().min() if not metrics.empty else 0
+    seeds = (
+        metrics.groupby(["dataset", "model", "method", "epsilon"])["seed"].nunique().min() if not metrics.empty else 0
+    )
     private_cards = [c for c in cards if math.isfinite(c["epsilon"])]
-    tuning = "tuning_trials" in cols or (private_cards and all(c.get("hyperparameter_selection") for c in private_cards))
+    tuning = "tuning_trials" in cols or (
+        private_cards and all(c.get("hyperparameter_selection") for c in private_cards)
+    )
     if audit is not None and not audit.empty:
         audit_status, audit_note = "present", f"attacks: {', '.join(sorted(set(audit['attack'])))}"
     elif "mia_auroc" in cols and metrics["mia_auroc"].notna().any():
@@ -196,33 +270,82 @@ def checklist(*, metrics: pd.DataFrame, subgroups: pd.DataFrame, changes: pd.Dat
     uncovered = [d for d in multi_row if d not in patient_level]
     items = [
         ("ε and δ of every run, as spent", filled("epsilon_spent", "delta"), "", "privacy-statements"),
-        ("Unit of privacy and what the guarantee covers", filled("privacy_unit") and all("guarantee_covers" in c for c in private_cards), "", "privacy-statements"),
-        ("Accountant named, with implementation and version", bool(private_cards) and all(c.get("accountant_implementation") for c in private_cards), "", "privacy-statements"),
-        ("Noise multiplier, clipping norm, sampling rate and scheme, batch size, epochs and steps",
-         filled("noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "expected_batch_size", "epochs", "steps"), "", "privacy-statements"),
-        ("Maximum records per person", bool(metas) and all("max_records_per_patient" in m for m in metas.values()), "", "data-cards"),
-        ("Patient-level guarantee where a patient has several rows",
-         ("absent" if uncovered else "present") if multi_row else "n/a",
-         (f"record-level only on multi-row {', '.join(uncovered)}" if uncovered else f"multi-row: {', '.join(multi_row)}")
-         if multi_row else "every dataset has one row per person", "privacy-statements"),
+        (
+            "Unit of privacy and what the guarantee covers",
+            filled("privacy_unit") and all("guarantee_covers" in c for c in private_cards),
+            "",
+            "privacy-statements",
+        ),
+        (
+            "Accountant named, with implementation and version",
+            bool(private_cards) and all(c.get("accountant_implementation") for c in private_cards),
+            "",
+            "privacy-statements",
+        ),
+        (
+            "Noise multiplier, clipping norm, sampling rate and scheme, batch size, epochs and steps",
+            filled(
+                "noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "expected_batch_size", "epochs", "steps"
+            ),
+            "",
+            "privacy-statements",
+        ),
+        (
+            "Maximum records per person",
+            bool(metas) and all("max_records_per_patient" in m for m in metas.values()),
+            "",
+            "data-cards",
+        ),
+        (
+            "Patient-level guarantee where a patient has several rows",
+            ("absent" if uncovered else "present") if multi_row else "n/a",
+            (
+                f"record-level only on multi-row {', '.join(uncovered)}"
+                if uncovered
+                else f"multi-row: {', '.join(multi_row)}"
+            )
+            if multi_row
+            else "every dataset has one row per person",
+            "privacy-statements",
+        ),
         ("Privacy cost of hyperparameter tuning stated", bool(tuning), "", "privacy-statements"),
-        ("Non-private baseline trained the same way (ε = ∞)", bool((~metrics["epsilon"].map(math.isfinite)).any()), "", "across"),
-        ("Several training seeds", "present" if seeds >= 3 else ("partial" if seeds == 2 else "absent"), f"fewest seeds per setting: {seeds}", "across"),
+        (
+            "Non-private baseline trained the same way (ε = ∞)",
+            bool((~metrics["epsilon"].map(math.isfinite)).any()),
+            "",
+            "across",
+        ),
+        (
+            "Several training seeds",
+            "present" if seeds >= 3 else ("partial" if seeds == 2 else "absent"),
+            f"fewest seeds per setting: {seeds}",
+            "across",
+        ),
         ("Uncertainty intervals for utility", {"auroc_ci_low", "auroc_ci_high"} <= cols, "", "across"),
         ("Subgroup performance (TRIPOD+AI)", not subgroups.empty, "", "across"),
-        ("Fairness assessment: gaps and their change with intervals (TRIPOD+AI)", not changes.empty and {"ci_low", "ci_high"} <= set(changes.columns), "", "across"),
+        (
+            "Fairness assessment: gaps and their change with intervals (TRIPOD+AI)",
+            not changes.empty and {"ci_low", "ci_high"} <= set(changes.columns),
+            "",
+            "across",
+        ),
         ("Multiplicity control for fairness claims", "p_adjusted" in changes.columns, "", "summary"),
         ("Calibration", not reliability.empty, "", "across"),
         ("Empirical privacy audit", audit_status, audit_note, "summary"),
         ("Data: source, licence, split, prevalence", bool(metas), "", "data-cards"),
-        ("Software versions and benchmark definition hash", "present" if definition else "partial",
-         "" if definition else "software versions only: rendered without the benchmark definition", "software"),
+        (
+            "Software versions and benchmark definition hash",
+            "present" if definition else "partial",
+            "" if definition else "software versions only: rendered without the benchmark definition",
+            "software",
+        ),
         ("Compute cost", compute_cost, "", "compute-cost" if compute_cost else "methods"),
     ]
     out = []
     for name, status, note, anchor in items:
         if isinstance(status, bool):
             status = "present" if status else "absent"
-        out.append({"item": name, "status": status, "note": note, "href": "#" + anchor, "class": status.replace("/", "")})
+        out.append(
+            {"item": name, "status": status, "note": note, "href": "#" + anchor, "class": status.replace("/", "")}
+        )
     return out
-

@@ -11,35 +11,30 @@ they are not available for this run.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import json
 import math
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import jinja2
-import matplotlib.pyplot as plt
 import opacus
 import pandas as pd
 import torch
-
 from markupsafe import Markup
 
 import dpfair
+from dpfair.errors import DpfairError
+from dpfair.fairness import GAP_CHANGE_COLUMNS
+from dpfair.report import methods as report_methods
+from dpfair.report import summary as report_summary
 from dpfair.report.audit import audit_section
 from dpfair.report.datacard import data_card
-from dpfair.metrics import NO_ATTRIBUTE
-from dpfair.report.frames import RUN_KEYS, cell_label, epsilon_order, read_cards, read_optional, slug, with_method
-from dpfair.report import methods as report_methods, summary as report_summary
-from dpfair.report.tradeoff import auroc_costs, headline_gaps, tradeoff_points
-from dpfair.report.tradeoff_figures import Styles, cost_figure, tradeoff_figure
-from dpfair.fairness import GAP_CHANGE_COLUMNS, metric_label
 from dpfair.report.figures import gap_figure, reliability_figure, subgroup_figure, utility_figure
 from dpfair.report.fmt import epsilon_label, figure_to_data_uri, number, safe_url
+from dpfair.report.frames import read_cards, read_optional, slug, with_method
 from dpfair.report.sections import (
     cards_with_metrics,
     compute_cost_section,
@@ -52,12 +47,15 @@ from dpfair.report.sections import (
     tradeoff_alt,
     tradeoff_rows,
 )
-from dpfair.tables.seeds import seed_summary
-from dpfair.errors import DpfairError
-from dpfair.tables.summary import NA_VALUES, read_summary
+from dpfair.report.tradeoff import auroc_costs, headline_gaps, tradeoff_points
+from dpfair.report.tradeoff_figures import Styles, cost_figure, tradeoff_figure
 from dpfair.report.tuning import tuning_rows
+from dpfair.tables.summary import read_summary
 
-def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, audit, audit_roc, points, styles, level) -> dict | None:
+
+def _dataset_section(
+    name, meta, *, metrics, subgroups, changes, reliability, audit, audit_roc, points, styles, level
+) -> dict | None:
     m = metrics[metrics["dataset"] == name]
     g = subgroups[subgroups["dataset"] == name]
     if m.empty:
@@ -74,21 +72,31 @@ def _dataset_section(name, meta, *, metrics, subgroups, changes, reliability, au
         "summary": summary_rows(m, epsilons, level),
         "attributes": sorted(g["attribute"].unique()),
         "tradeoff": {
-            "figure": figure_to_data_uri(tradeoff_figure(p, styles)), "alt": tradeoff_alt(name, p), "rows": tradeoff_rows(p),
-        } if not p.empty else None,
+            "figure": figure_to_data_uri(tradeoff_figure(p, styles)),
+            "alt": tradeoff_alt(name, p),
+            "rows": tradeoff_rows(p),
+        }
+        if not p.empty
+        else None,
         "figures": {
             "utility": figure_to_data_uri(utility_figure(drawn, epsilons, level=level, styles=styles)),
             "subgroups": figure_to_data_uri(subgroup_figure(drawn_groups, epsilons)) if not g.empty else None,
             "gap": figure_to_data_uri(gap_figure(drawn, epsilons, level=level, styles=styles)) if not g.empty else None,
         },
         "gap_changes": gap_change_rows(changes[changes["dataset"] == name]),
-        "reliability": figure_to_data_uri(reliability_figure(r, styles=styles)) if not (r := reliability[reliability["dataset"] == name]).empty else None,
+        "reliability": figure_to_data_uri(reliability_figure(r, styles=styles))
+        if not (r := reliability[reliability["dataset"] == name]).empty
+        else None,
         "methods_by_epsilon": method_rows(m, level) if m["method"].nunique() > 1 else [],
         # issue 12: the fixed recipe beside the privately tuned one (dpfair.report.tuning)
         "tuning": tuning_rows(m),
         # the audit stage's section (dpfair.report.audit): claimed against certified ε, attacks, ROC, per group
-        "audit": audit_section(audit=audit[audit["dataset"] == name], roc=audit_roc[audit_roc["dataset"] == name],
-                               level=level, to_uri=figure_to_data_uri),
+        "audit": audit_section(
+            audit=audit[audit["dataset"] == name],
+            roc=audit_roc[audit_roc["dataset"] == name],
+            level=level,
+            to_uri=figure_to_data_uri,
+        ),
     }
 
 
@@ -117,18 +125,25 @@ def render_report(
     """Build every figure and table from the summary CSVs and write one HTML file.
 
     Args:
-        metrics, subgroups: the summary tables (``results/summary/``).
+        metrics: the summary's ``metrics.csv``.
+        subgroups: the summary's ``subgroups.csv``.
         dataset_meta: each dataset's ``dataset.json``.
         benchmark: the parts of the benchmark definition the header describes (name, grid, evaluation).
         output: where the page goes.
         privacy_cards: every run's ``privacy_card.json`` (the methods section lists each run's statement).
-        gap_changes, reliability, gaps: optional summary tables; ``gaps`` in the fairness-statistics form
-            (``ci_low``/``ci_high`` per row) gives the trade-off figures' gap, else ``metrics``'s ``auroc_gap``.
-        compute_cost, compute_ratios: written together by the aggregate rule (the compute-cost section).
+        gap_changes: ``gap_changes.csv`` (the fairness section's changes across ε), optional.
+        reliability: ``reliability.csv`` (the calibration figures), optional.
+        gaps: ``gaps.csv`` in the fairness-statistics form (``ci_low``/``ci_high`` per row): the trade-off
+            figures' gap; without it, ``metrics``'s ``auroc_gap``.
+        compute_cost: ``compute_cost.csv``, written with ``compute_ratios`` by the aggregate rule.
+        compute_ratios: ``compute_ratios.csv`` (the compute-cost section's ratios to ε = ∞).
         speed: ``results/speed.csv`` (the speed section).
-        audit, audit_roc: ``results/summary/audit.csv`` (long format, one row per attack and metric) and the
-            attacks' ROC points (the audit stage's ``aggregate_audit`` rule); the summary quotes the first and
-            each dataset's audit section (:func:`dpfair.report.audit.audit_section`) shows both.
+        method_comparison: ``method_comparison.csv`` (each mitigation against dpsgd), optional.
+        method_comparison_groups: its per-group rows (``method_comparison_groups.csv``), optional.
+        audit: ``results/summary/audit.csv`` (long format, one row per attack and metric, from the audit stage's
+            ``aggregate_audit`` rule): the summary quotes it and each dataset's audit section
+            (:func:`dpfair.report.audit.audit_section`) shows it.
+        audit_roc: the attacks' ROC points (``audit_roc.csv``), drawn in the audit section.
         definition: the whole validated benchmark definition: printed in the methods section with its
             sha256 (:func:`dpfair.report.methods.definition_hash`).
         banner: trusted HTML rendered above the summary, or None.
@@ -141,7 +156,9 @@ def render_report(
         DpfairError: ``compute_cost`` without ``compute_ratios`` or the other way round.
     """
     if (compute_cost is None) != (compute_ratios is None):
-        raise DpfairError("render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)")
+        raise DpfairError(
+            "render_report: give compute_cost and compute_ratios together (both come from the aggregate rule)"
+        )
     metrics_df = with_method(read_summary(metrics))
     subgroups_df = with_method(read_summary(subgroups))
     changes_df = with_method(read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS))
@@ -149,7 +166,9 @@ def render_report(
     gaps_df, audit_df = read_optional(gaps), read_optional(audit)
     audit_frame = audit_df if audit_df is not None else pd.DataFrame(columns=["dataset", "attribute"])
     # text, also where no per-group row gave the column a value (or an older table lacks it)
-    audit_frame = audit_frame.assign(attribute=audit_frame.get("attribute", pd.Series(math.nan, index=audit_frame.index)).astype(object))
+    audit_frame = audit_frame.assign(
+        attribute=audit_frame.get("attribute", pd.Series(math.nan, index=audit_frame.index)).astype(object)
+    )
     audit_roc_df = read_summary(audit_roc) if audit_roc else pd.DataFrame(columns=["dataset"])
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = cards_with_metrics(read_cards(privacy_cards), metrics_df)
@@ -161,10 +180,23 @@ def render_report(
     _, gap_source = headline_gaps(metrics_df, gaps_df)
     costs = auroc_costs(metrics_df, level=level)
     sections = [
-        s for name, meta in metas.items()
-        if (s := _dataset_section(name, meta, metrics=metrics_df, subgroups=subgroups_df, changes=changes_df,
-                                  reliability=reliability_df,
-                                  audit=audit_frame, audit_roc=audit_roc_df, points=points, styles=styles, level=level))
+        s
+        for name, meta in metas.items()
+        if (
+            s := _dataset_section(
+                name,
+                meta,
+                metrics=metrics_df,
+                subgroups=subgroups_df,
+                changes=changes_df,
+                reliability=reliability_df,
+                audit=audit_frame,
+                audit_roc=audit_roc_df,
+                points=points,
+                styles=styles,
+                level=level,
+            )
+        )
     ]
     for s in sections:  # fairness mitigations against dpsgd at the same ε (dpfair.tables.method_comparison)
         s["method_comparison"] = [r for r in comparison if r["dataset"] == s["name"]]
@@ -172,25 +204,41 @@ def render_report(
     for s in sections:
         name = s["name"]
         m = metrics_df[metrics_df["dataset"] == name]
-        summary.append({
-            "name": name,
-            "anchor": s["anchor"],
-            "sentences": [
-                *report_summary.cost_sentences(name, costs, m, level=level),
-                report_summary.gap_sentence(name, changes_df),
-                report_summary.audit_sentence(name, m, audit_df),
-                report_summary.method_sentence(name, points),
-            ],
-            "caveats": report_summary.caveats(name, meta=metas[name], metrics=m, subgroups=subgroups_df, cards=cards,
-                                              min_group_size=min_group_size),
-        })
+        summary.append(
+            {
+                "name": name,
+                "anchor": s["anchor"],
+                "sentences": [
+                    *report_summary.cost_sentences(name, costs, m, level=level),
+                    report_summary.gap_sentence(name, changes_df),
+                    report_summary.audit_sentence(name, m, audit_df),
+                    report_summary.method_sentence(name, points),
+                ],
+                "caveats": report_summary.caveats(
+                    name,
+                    meta=metas[name],
+                    metrics=m,
+                    subgroups=subgroups_df,
+                    cards=cards,
+                    min_group_size=min_group_size,
+                ),
+            }
+        )
     across = {
         "figure": figure_to_data_uri(cost_figure(costs, styles)) if not costs.empty else None,
         "rule": report_summary.rule_of_thumb(costs),
         "rows": [
-            {"id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]), "dataset": r["dataset"], "model": r["model"],
-             "method": r["method"], "epsilon": epsilon_label(r["epsilon"]), "auroc": number(r["auroc"]), "reference": number(r["reference"]),
-             "cost": f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}]", "n_seeds": int(r["n_seeds"])}
+            {
+                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "method": r["method"],
+                "epsilon": epsilon_label(r["epsilon"]),
+                "auroc": number(r["auroc"]),
+                "reference": number(r["reference"]),
+                "cost": f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}]",
+                "n_seeds": int(r["n_seeds"]),
+            }
             for r in costs.to_dict("records")
         ],
     }
@@ -217,15 +265,27 @@ def render_report(
             "statement_header": [label for _, label in report_methods.STATEMENT_COLUMNS],
             "software": report_methods.software_versions(),
             "definition": report_methods.canonical_definition(definition) if definition else None,
-            "definition_pretty": json.dumps(json.loads(report_methods.canonical_definition(definition)), indent=1, ensure_ascii=False) if definition else None,
+            "definition_pretty": json.dumps(
+                json.loads(report_methods.canonical_definition(definition)), indent=1, ensure_ascii=False
+            )
+            if definition
+            else None,
             "hash": report_methods.definition_hash(definition) if definition else None,
             "checklist": report_methods.checklist(
-                metrics=metrics_df, subgroups=subgroups_df, changes=changes_df, reliability=reliability_df, cards=cards,
-                metas=metas, audit=audit_df, compute_cost=cost_section is not None, definition=definition is not None),
+                metrics=metrics_df,
+                subgroups=subgroups_df,
+                changes=changes_df,
+                reliability=reliability_df,
+                cards=cards,
+                metas=metas,
+                audit=audit_df,
+                compute_cost=cost_section is not None,
+                definition=definition is not None,
+            ),
         },
         level=f"{100 * level:g}",
         epsilons=", ".join(epsilon_label(float(e)) for e in benchmark.get("epsilons", [])),
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         environment={
             "dpfair": dpfair.__version__,
             "torch": torch.__version__,

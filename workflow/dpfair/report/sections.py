@@ -1,5 +1,6 @@
-"""The report's tables as rows for the template: summary, methods side by side, gap changes, compute cost,
-speed and trade-off.
+"""The report's tables as rows for the template.
+
+Summary, methods side by side, gap changes, compute cost, speed and trade-off.
 
 Each function turns a summary table into template rows of printed strings (through
 :mod:`dpfair.report.fmt`); :mod:`dpfair.report.page` assembles them into the page.
@@ -20,11 +21,25 @@ from dpfair.report.frames import RUN_KEYS, cell_label, slug, with_method
 from dpfair.tables.seeds import seed_summary
 from dpfair.tables.summary import NA_VALUES, read_summary
 
-
 #: metrics.csv columns a run's privacy statement uses when the run has no privacy card.
 CARD_FROM_METRICS = (
-    "epsilon_spent", "epsilon_rdp", "epsilon_prv", "epsilon_pld", "delta", "noise_multiplier", "max_grad_norm", "sample_rate",
-    "expected_batch_size", "sampling", "epochs", "steps", "accountant", "n_train", "privacy_unit", "unit", "n_units",
+    "epsilon_spent",
+    "epsilon_rdp",
+    "epsilon_prv",
+    "epsilon_pld",
+    "delta",
+    "noise_multiplier",
+    "max_grad_norm",
+    "sample_rate",
+    "expected_batch_size",
+    "sampling",
+    "epochs",
+    "steps",
+    "accountant",
+    "n_train",
+    "privacy_unit",
+    "unit",
+    "n_units",
 )
 
 
@@ -40,8 +55,6 @@ def cards_with_metrics(cards: list[dict], metrics: pd.DataFrame) -> list[dict]:
     return out
 
 
-
-
 def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     """Gap changes vs ε = ∞ as table rows (each with the id the summary links to), headline metrics first.
 
@@ -54,9 +67,14 @@ def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
     for r in changes.sort_values(["model", "method", "attribute", "metric", "epsilon"]).to_dict("records"):
         row = {
             "id": slug("gc", r["dataset"], r["model"], r["method"], r["attribute"], r["metric"], r["epsilon"]),
-            "model": r["model"], "method": r["method"], "attribute": r["attribute"], "metric": metric_label(r["metric"]),
-            "epsilon": epsilon_label(r["epsilon"]), "change": f"{number(r['gap_change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]",
-            "verdict": r["verdict"], "p": [number(r[c]) for c in extra],
+            "model": r["model"],
+            "method": r["method"],
+            "attribute": r["attribute"],
+            "metric": metric_label(r["metric"]),
+            "epsilon": epsilon_label(r["epsilon"]),
+            "change": f"{number(r['gap_change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]",
+            "verdict": r["verdict"],
+            "p": [number(r[c]) for c in extra],
         }
         headline = r["family"] == "headline" if "family" in r else is_headline(r["metric"])
         rows["headline" if headline else "other"].append(row)
@@ -83,12 +101,22 @@ def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.
             "n_seeds": int(auroc["n_seeds"]),
             "attributes": [],
         }
-        cell = metrics[(metrics["model"] == model) & (metrics["method"] == method) & (metrics["epsilon"] == eps)
-                       & (metrics["attribute"] != NO_ATTRIBUTE)]
+        cell = metrics[
+            (metrics["model"] == model)
+            & (metrics["method"] == method)
+            & (metrics["epsilon"] == eps)
+            & (metrics["attribute"] != NO_ATTRIBUTE)
+        ]
         for attr, m in cell.groupby("attribute", sort=True):
             gap = seed_summary(m, "auroc_gap", ["attribute"], level).iloc[0]
             worst = m["worst_group_auroc"].mean()
-            row["attributes"].append({"name": attr, "gap": f"{number(gap['mean'])} [{number(gap['low'])}, {number(gap['high'])}]", "worst": number(worst)})
+            row["attributes"].append(
+                {
+                    "name": attr,
+                    "gap": f"{number(gap['mean'])} [{number(gap['low'])}, {number(gap['high'])}]",
+                    "worst": number(worst),
+                }
+            )
         rows.append(row)
     return rows
 
@@ -100,12 +128,18 @@ def method_rows(metrics: pd.DataFrame, level: float = 0.95) -> list[dict]:
     rows = []
     for (eps, model, method), part in runs.groupby(["epsilon", "model", "method"], sort=True):
         auroc = seed_summary(part, "auroc", ["model"], level).iloc[0]
-        rows.append({
-            "epsilon": epsilon_label(eps), "model": model, "method": method, "unit": number(part["privacy_unit"].iloc[0]),
-            "n_units": number(part["n_units"].iloc[0]) if "n_units" in part else "—", "delta": number(part["delta"].iloc[0]),
-            "auroc": f"{number(auroc['mean'])} [{number(auroc['low'])}, {number(auroc['high'])}]",
-            "mia": number(part["mia_auroc"].mean()) if "mia_auroc" in part else "—",
-        })
+        rows.append(
+            {
+                "epsilon": epsilon_label(eps),
+                "model": model,
+                "method": method,
+                "unit": number(part["privacy_unit"].iloc[0]),
+                "n_units": number(part["n_units"].iloc[0]) if "n_units" in part else "—",
+                "delta": number(part["delta"].iloc[0]),
+                "auroc": f"{number(auroc['mean'])} [{number(auroc['low'])}, {number(auroc['high'])}]",
+                "mia": number(part["mia_auroc"].mean()) if "mia_auroc" in part else "—",
+            }
+        )
     return rows
 
 
@@ -128,16 +162,24 @@ def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | Non
         return None
     cell_rows = [
         {
-            "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]), "n_seeds": int(r["n_seeds"]),
+            "dataset": r["dataset"],
+            "model": r["model"],
+            "epsilon": epsilon_label(r["epsilon"]),
+            "n_seeds": int(r["n_seeds"]),
             "job": f"{number(r['job_seconds_mean'], 1)} [{number(r['job_seconds_min'], 1)}–{number(r['job_seconds_max'], 1)}]",
-            "train": number(r["train_seconds_mean"], 2), "rss": number(r["max_rss_mb_max"], 0), "mode": number(r["clipping_backend"]),
+            "train": number(r["train_seconds_mean"], 2),
+            "rss": number(r["max_rss_mb_max"], 0),
+            "mode": number(r["clipping_backend"]),
         }
         for r in cells_df.to_dict("records")
     ]
     ratio_rows = [
         {
-            "dataset": r["dataset"], "model": r["model"], "epsilon": epsilon_label(r["epsilon"]),
-            "job": ratio_label(r["job_seconds_ratio"]), "train": ratio_label(r["train_seconds_ratio"]),
+            "dataset": r["dataset"],
+            "model": r["model"],
+            "epsilon": epsilon_label(r["epsilon"]),
+            "job": ratio_label(r["job_seconds_ratio"]),
+            "train": ratio_label(r["train_seconds_ratio"]),
             "rss": ratio_label(r["max_rss_ratio"]),
         }
         for r in ratios_df.to_dict("records")
@@ -165,40 +207,65 @@ def meets_speed_target(row: dict) -> bool:
         False
     """
     return (
-        row["mode"] != "nonprivate" and row["status"] == "ok"
-        and row["time_ratio"] <= SPEED_TIME_TARGET and row["memory_ratio"] <= SPEED_MEMORY_TARGET
+        row["mode"] != "nonprivate"
+        and row["status"] == "ok"
+        and row["time_ratio"] <= SPEED_TIME_TARGET
+        and row["memory_ratio"] <= SPEED_MEMORY_TARGET
     )
 
 
 def speed_section(path: str | Path) -> dict | None:
     """Tables of the "Speed of DP-SGD paths" section from ``results/speed.csv``; None when it has no rows."""
-    from dpfair.training.speed import SPEED_COLUMNS  # the benchmark's own column list (imported here: it pulls in models)
+    from dpfair.training.speed import (
+        SPEED_COLUMNS,
+    )  # the benchmark's own column list (imported here: it pulls in models)
 
-    table = pd.read_csv(path, keep_default_na=False, na_values=NA_VALUES, dtype={"input_size": str, "status": str, "mode": str})
+    table = pd.read_csv(
+        path, keep_default_na=False, na_values=NA_VALUES, dtype={"input_size": str, "status": str, "mode": str}
+    )
     if missing := [c for c in SPEED_COLUMNS if c not in table.columns]:
         raise DpfairError(f"{path}: speed table lacks columns {missing}; rerun the speed benchmark to rewrite it")
     if table.empty:
         return None
-    setting = {c: ", ".join(sorted(set(table[c].dropna().astype(str)))) for c in ("device", "threads", "torch_version", "opacus_version")}
+    setting = {
+        c: ", ".join(sorted(set(table[c].dropna().astype(str))))
+        for c in ("device", "threads", "torch_version", "opacus_version")
+    }
     cells = []
     for (dataset, model), part in table.groupby(["dataset", "model"], sort=True):
         rows = []
         for r in part.to_dict("records"):
             step = f"{number(r['step_seconds_median'], 4)} [{number(r['step_seconds_p25'], 4)}–{number(r['step_seconds_p75'], 4)}]"
-            rows.append({
-                "mode": r["mode"], "exact": number(r["exact"]) if pd.isna(r["exact"]) else ("yes" if is_true(r["exact"]) else "no"),
-                "step": step,
-                "memory": number(r["peak_memory_mb"], 0), "time_ratio": ratio_label(r["time_ratio"]),
-                "memory_ratio": ratio_label(r["memory_ratio"]), "default": is_true(r["is_default"]),
-                "meets": "reference" if r["mode"] == "nonprivate" else ("✓" if meets_speed_target(r) else ""),
-                "status": number(r["status"]),
-            })
+            rows.append(
+                {
+                    "mode": r["mode"],
+                    "exact": number(r["exact"]) if pd.isna(r["exact"]) else ("yes" if is_true(r["exact"]) else "no"),
+                    "step": step,
+                    "memory": number(r["peak_memory_mb"], 0),
+                    "time_ratio": ratio_label(r["time_ratio"]),
+                    "memory_ratio": ratio_label(r["memory_ratio"]),
+                    "default": is_true(r["is_default"]),
+                    "meets": "reference" if r["mode"] == "nonprivate" else ("✓" if meets_speed_target(r) else ""),
+                    "status": number(r["status"]),
+                }
+            )
         first = part.iloc[0]
-        cells.append({
-            "dataset": dataset, "model": model, "input_size": first["input_size"], "batch": first["batch"],
-            "timed_steps": ", ".join(sorted(set(part["timed_steps"].dropna().astype(int).astype(str)))), "rows": rows,
-        })
-    return {"setting": setting, "cells": cells, "time_target": number(SPEED_TIME_TARGET, 2), "memory_target": number(SPEED_MEMORY_TARGET, 2)}
+        cells.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "input_size": first["input_size"],
+                "batch": first["batch"],
+                "timed_steps": ", ".join(sorted(set(part["timed_steps"].dropna().astype(int).astype(str)))),
+                "rows": rows,
+            }
+        )
+    return {
+        "setting": setting,
+        "cells": cells,
+        "time_target": number(SPEED_TIME_TARGET, 2),
+        "memory_target": number(SPEED_MEMORY_TARGET, 2),
+    }
 
 
 def series_by_method(table: pd.DataFrame) -> pd.DataFrame:
@@ -214,10 +281,14 @@ def tradeoff_rows(points: pd.DataFrame) -> list[dict]:
     return [
         {
             "id": slug("to", r["dataset"], r["model"], r["method"], r["attribute"], r["epsilon"]),
-            "model": r["model"], "method": r["method"], "attribute": r["attribute"], "epsilon": epsilon_label(r["epsilon"]),
+            "model": r["model"],
+            "method": r["method"],
+            "attribute": r["attribute"],
+            "epsilon": epsilon_label(r["epsilon"]),
             "auroc": f"{number(r['auroc'])} [{number(r['auroc_low'])}, {number(r['auroc_high'])}]",
             "gap": f"{number(r['gap'])} [{number(r['gap_low'])}, {number(r['gap_high'])}]",
-            "pareto": "reference" if math.isinf(r["epsilon"]) else ("yes" if r["pareto"] else ""), "n_seeds": int(r["n_seeds"]),
+            "pareto": "reference" if math.isinf(r["epsilon"]) else ("yes" if r["pareto"] else ""),
+            "n_seeds": int(r["n_seeds"]),
         }
         for r in points.to_dict("records")
     ]
@@ -225,13 +296,17 @@ def tradeoff_rows(points: pd.DataFrame) -> list[dict]:
 
 def tradeoff_alt(name: str, points: pd.DataFrame) -> str:
     """Alt text of a dataset's trade-off figure: what is plotted and where the non-private point sits."""
-    text = (f"Trade-off of test AUROC (vertical) against the AUROC gap between groups (horizontal) for {name}, "
-            f"one point per method and ε with intervals, ε = ∞ marked as a star, the Pareto front of private points dashed.")
+    text = (
+        f"Trade-off of test AUROC (vertical) against the AUROC gap between groups (horizontal) for {name}, "
+        f"one point per method and ε with intervals, ε = ∞ marked as a star, the Pareto front of private points dashed."
+    )
     for (model, attr), panel in points.groupby(["model", "attribute"], sort=True):
         plain = panel[panel["epsilon"].map(math.isinf)]
         private = panel[panel["epsilon"].map(math.isfinite)]
         if not plain.empty and not private.empty:
             p = plain.iloc[0]
-            text += (f" {model}, {attr}: non-private AUROC {number(p['auroc'])} with gap {number(p['gap'])}; private AUROC "
-                     f"{number(private['auroc'].min())} to {number(private['auroc'].max())} with gaps {number(private['gap'].min())} to {number(private['gap'].max())}.")
+            text += (
+                f" {model}, {attr}: non-private AUROC {number(p['auroc'])} with gap {number(p['gap'])}; private AUROC "
+                f"{number(private['auroc'].min())} to {number(private['auroc'].max())} with gaps {number(private['gap'].min())} to {number(private['gap'].max())}."
+            )
     return text

@@ -13,8 +13,8 @@ from markupsafe import Markup, escape
 
 from dpfair.fairness import gap_label, headline_metrics
 from dpfair.report.fmt import epsilon_label, number
-from dpfair.tables.seeds import seed_summary
 from dpfair.report.frames import RUN_KEYS, slug
+from dpfair.tables.seeds import seed_summary
 
 #: An AUROC cost of at most this much reads as "keeps performance" in the cross-dataset check.
 KEEPS_PERFORMANCE = 0.02
@@ -38,6 +38,7 @@ def group_privacy_text(value) -> str:
 
 
 def link(text: str, anchor: str) -> Markup:
+    """A number in a sentence that links to the table row it comes from."""
     return Markup('<a class="num" href="#{}">{}</a>').format(anchor, text)
 
 
@@ -56,7 +57,7 @@ def _join(parts: list) -> Markup:
 
 
 def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, level: float) -> list[Markup]:
-    """"Non-private AUROC …; DP changes it by … at ε = 1 …" per (model, method)."""
+    """Per (model, method): the non-private AUROC and what DP changes it by at each ε."""
     out = []
     runs = metrics.drop_duplicates(RUN_KEYS)
     for (model, method), part in costs[costs["dataset"] == dataset].groupby(["model", "method"], sort=True):
@@ -67,12 +68,18 @@ def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, 
         changes = [
             Markup("{} at ε = {}").format(
                 estimate(r.cost, r.cost_low, r.cost_high, slug("cost", dataset, model, method, r.epsilon), signed=True),
-                epsilon_label(r.epsilon))
+                epsilon_label(r.epsilon),
+            )
             for r in part.sort_values("epsilon").itertuples()
         ]
-        out.append(Markup("<strong>{} ({})</strong>: test AUROC {} without privacy (ε = ∞); DP changes it by {}.").format(
-            model, method, estimate(ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)),
-            _join(changes)))
+        out.append(
+            Markup("<strong>{} ({})</strong>: test AUROC {} without privacy (ε = ∞); DP changes it by {}.").format(
+                model,
+                method,
+                estimate(ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)),
+                _join(changes),
+            )
+        )
     return out
 
 
@@ -90,21 +97,35 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     if "p_adjusted" in rows.columns:
         control = Markup("after multiplicity control (adjusted p &lt; {})").format(SIGNIFICANCE)
     else:
-        control = Markup("with <em>no</em> multiplicity control (this run's tables have no adjusted p-values; at {}% per "
-                         "comparison about {} would exclude 0 by chance)").format(
-            100 - int(100 * SIGNIFICANCE), number(SIGNIFICANCE * len(rows), 1))
+        control = Markup(
+            "with <em>no</em> multiplicity control (this run's tables have no adjusted p-values; at {}% per "
+            "comparison about {} would exclude 0 by chance)"
+        ).format(100 - int(100 * SIGNIFICANCE), number(SIGNIFICANCE * len(rows), 1))
     method_col = "method" in rows.columns
     table = slug("fairness", dataset)
     listed = [
-        link(v, slug("gc", dataset, r["model"], r["method"] if method_col else "dpsgd", r["attribute"], r["metric"], r["epsilon"]))
+        link(
+            v,
+            slug(
+                "gc",
+                dataset,
+                r["model"],
+                r["method"] if method_col else "dpsgd",
+                r["attribute"],
+                r["metric"],
+                r["epsilon"],
+            ),
+        )
         for v, r in zip(changed["verdict"], changed.to_dict("records"))
     ]
     family = " and ".join(gap_label(m) for m in headline_metrics())
     if not listed:
         return Markup("Fairness: none of {} headline gap changes ({} gap per attribute and ε) is detected, {}.").format(
-            link(str(len(rows)), table), family, control)
+            link(str(len(rows)), table), family, control
+        )
     return Markup("Fairness: {} of {} headline gap changes ({} gap per attribute and ε) detected, {}: {}.").format(
-        len(listed), link(str(len(rows)), table), family, control, _join(listed))
+        len(listed), link(str(len(rows)), table), family, control, _join(listed)
+    )
 
 
 def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | None) -> Markup | None:
@@ -118,11 +139,18 @@ def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | No
         for eps, g in bounds.groupby("epsilon", sort=True):
             worst = g["value"].max()
             flag = Markup(" <strong>above the claim</strong>") if worst > eps else Markup("")
-            bits.append(Markup("certified ε ≥ {} at claimed ε = {}{}").format(link(number(worst, 2), anchor), epsilon_label(eps), flag))
+            bits.append(
+                Markup("certified ε ≥ {} at claimed ε = {}{}").format(
+                    link(number(worst, 2), anchor), epsilon_label(eps), flag
+                )
+            )
         aurocs = part[part["metric"] == "auroc"]
         if not aurocs.empty:
-            bits.append(Markup("the strongest attack's AUROC at a finite ε was {} (0.5 = no leakage detected)").format(
-                link(number(aurocs["value"].max()), anchor)))
+            bits.append(
+                Markup("the strongest attack's AUROC at a finite ε was {} (0.5 = no leakage detected)").format(
+                    link(number(aurocs["value"].max()), anchor)
+                )
+            )
         if not bits:
             return None
         return Markup("Privacy audit ({}): {}.").format(", ".join(sorted(set(part["attack"]))), _join(bits))
@@ -131,17 +159,23 @@ def audit_sentence(dataset: str, metrics: pd.DataFrame, audit: pd.DataFrame | No
     runs = metrics.drop_duplicates(RUN_KEYS)
     private = runs[runs["epsilon"].map(math.isfinite)]
     plain = runs[runs["epsilon"].map(math.isinf)]
-    violated = private["mia_bound_violated"].astype(str).str.lower().eq("true").sum() if "mia_bound_violated" in runs else 0
+    violated = (
+        private["mia_bound_violated"].astype(str).str.lower().eq("true").sum() if "mia_bound_violated" in runs else 0
+    )
     empirical = next((c for c in ("mia_epsilon_empirical", "mia_epsilon_lower_bound") if c in runs.columns), None)
     text = Markup("Privacy audit (loss-threshold attack): attack AUROC {} to {} at finite ε").format(
-        link(number(private["mia_auroc"].min()), anchor), link(number(private["mia_auroc"].max()), anchor))
+        link(number(private["mia_auroc"].min()), anchor), link(number(private["mia_auroc"].max()), anchor)
+    )
     if not plain.empty:
         text += Markup(" ({} without privacy)").format(link(number(plain["mia_auroc"].mean()), anchor))
-    text += Markup("; {} of {} private runs broke their (ε, δ) bound").format(link(str(int(violated)), anchor), len(private))
+    text += Markup("; {} of {} private runs broke their (ε, δ) bound").format(
+        link(str(int(violated)), anchor), len(private)
+    )
     if empirical and private[empirical].notna().any():
         worst = private.loc[private[empirical].idxmax()]
         text += Markup("; the largest empirical ε lower bound was {} (claimed ε = {})").format(
-            link(number(worst[empirical], 2), anchor), epsilon_label(worst["epsilon"]))
+            link(number(worst[empirical], 2), anchor), epsilon_label(worst["epsilon"])
+        )
     return text + Markup(". A loss attack is weak: passing it does not confirm the claimed ε.")
 
 
@@ -154,27 +188,39 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
     if len(methods) == 1:
         fronts = []
         for (model, attr), g in part.groupby(["model", "attribute"], sort=True):
-            eps = [link(epsilon_label(r.epsilon), slug("to", dataset, model, r.method, attr, r.epsilon)) for r in g[g["pareto"]].itertuples()]
+            eps = [
+                link(epsilon_label(r.epsilon), slug("to", dataset, model, r.method, attr, r.epsilon))
+                for r in g[g["pareto"]].itertuples()
+            ]
             fronts.append(Markup("{} {}: ε = {}").format(model, attr, _join(eps)))
-        return Markup("Best trade-off: one method ({}) ran here, so there is no comparison between methods; "
-                      "the private points on the AUROC–gap Pareto front are {}.").format(methods[0], Markup("; ").join(fronts))
+        return Markup(
+            "Best trade-off: one method ({}) ran here, so there is no comparison between methods; "
+            "the private points on the AUROC–gap Pareto front are {}."
+        ).format(methods[0], Markup("; ").join(fronts))
     out = []
     for (model, eps), g in part.groupby(["model", "epsilon"], sort=True):
         best = g.loc[g["auroc"].idxmax()]
         text = Markup("at ε = {} ({}), {} had the highest AUROC ({})").format(
-            epsilon_label(eps), model, best["method"],
-            link(number(best["auroc"]), slug("to", dataset, model, best["method"], best["attribute"], eps)))
+            epsilon_label(eps),
+            model,
+            best["method"],
+            link(number(best["auroc"]), slug("to", dataset, model, best["method"], best["attribute"], eps)),
+        )
         fairest = []
         for attr, a in g.groupby("attribute", sort=True):
             f = a.loc[a["gap"].idxmin()]
-            fairest.append(Markup("{} for {} ({})").format(
-                f["method"], attr, link(number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))))
+            fairest.append(
+                Markup("{} for {} ({})").format(
+                    f["method"], attr, link(number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))
+                )
+            )
         out.append(text + Markup(" and the smallest AUROC gap was ") + _join(fairest))
     return Markup("Best trade-off: ") + Markup("; ").join(out) + Markup(".")
 
 
-def caveats(dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.DataFrame, cards: list[dict],
-            min_group_size: int) -> list[Markup]:
+def caveats(
+    dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.DataFrame, cards: list[dict], min_group_size: int
+) -> list[Markup]:
     """Flags a reader should see before trusting the numbers: small groups, record-level units, tuning, seeds."""
     out = []
     data_anchor, ps_anchor = slug("data", dataset), slug("ps", dataset)
@@ -182,34 +228,60 @@ def caveats(dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.Da
     if not flagged.empty:
         groups = flagged.drop_duplicates(["attribute", "group"])
         names = [f"{r['attribute']} = {r['group']} (n = {int(r['n'])})" for r in groups.to_dict("records")]
-        out.append(Markup("Small groups: {} {} fewer than {} test rows; reported, but left out of gaps and worst-group values ({}).").format(
-            len(names), "group has" if len(names) == 1 else "groups have", min_group_size, link(", ".join(names), data_anchor)))
+        out.append(
+            Markup(
+                "Small groups: {} {} fewer than {} test rows; reported, but left out of gaps and worst-group values ({})."
+            ).format(
+                len(names),
+                "group has" if len(names) == 1 else "groups have",
+                min_group_size,
+                link(", ".join(names), data_anchor),
+            )
+        )
     k = int(meta.get("max_records_per_patient", 1) or 1)
     mine = [c for c in cards if c.get("dataset") == dataset and math.isfinite(c.get("epsilon", math.inf))]
     group_cards = [c for c in mine if c.get("group_privacy")]
     record_level = [c for c in mine if str(c.get("unit", c.get("privacy_unit", "record"))) == "record"]
     if group_cards:
         detail = group_privacy_text(group_cards[0]["group_privacy"])
-        out.append(Markup("Record-level protection on multi-row data: the guarantee is per record, and {} ({}).").format(
-            detail, link("privacy statements", ps_anchor)))
+        out.append(
+            Markup("Record-level protection on multi-row data: the guarantee is per record, and {} ({}).").format(
+                detail, link("privacy statements", ps_anchor)
+            )
+        )
     elif k > 1 and record_level:
-        out.append(Markup("Record-level protection on multi-row data: a patient has up to {} rows, so record-level (ε, δ) "
-                          "protects a patient only as a group of {} rows, at (kε, k·e<sup>(k−1)ε</sup>δ) with k = {} ({}).").format(
-            k, k, k, link("privacy statements", ps_anchor)))
+        out.append(
+            Markup(
+                "Record-level protection on multi-row data: a patient has up to {} rows, so record-level (ε, δ) "
+                "protects a patient only as a group of {} rows, at (kε, k·e<sup>(k−1)ε</sup>δ) with k = {} ({})."
+            ).format(k, k, k, link("privacy statements", ps_anchor))
+        )
     if "tuning_trials" in metrics.columns:
         runs = metrics[(metrics["dataset"] == dataset)].drop_duplicates(RUN_KEYS)
         trials = runs["tuning_trials"].dropna()
         if not trials.empty and trials.max() > 0:
             per = runs["epsilon_per_trial"] if "epsilon_per_trial" in runs.columns else pd.Series(dtype=float)
             per = per[per.map(lambda v: isinstance(v, float) and math.isfinite(v))]
-            extra = Markup(", ε per trial {}").format(number(per.min(), 2) if per.min() == per.max() else
-                                                      f"{number(per.min(), 2)}–{number(per.max(), 2)}") if not per.empty else ""
-            out.append(Markup("Tuning cost: hyperparameters were tuned on private data with up to {} trials{}; the reported ε "
-                              "includes the selection ({}).").format(int(trials.max()), extra, link("privacy statements", ps_anchor)))
+            extra = (
+                Markup(", ε per trial {}").format(
+                    number(per.min(), 2) if per.min() == per.max() else f"{number(per.min(), 2)}–{number(per.max(), 2)}"
+                )
+                if not per.empty
+                else ""
+            )
+            out.append(
+                Markup(
+                    "Tuning cost: hyperparameters were tuned on private data with up to {} trials{}; the reported ε "
+                    "includes the selection ({})."
+                ).format(int(trials.max()), extra, link("privacy statements", ps_anchor))
+            )
     seeds = metrics[metrics["dataset"] == dataset]["seed"].nunique()
     if seeds < 3:
-        out.append(Markup("Few seeds: {} seed{} per setting, so the training-to-training spread is barely measured.").format(
-            seeds, "" if seeds == 1 else "s"))
+        out.append(
+            Markup("Few seeds: {} seed{} per setting, so the training-to-training spread is barely measured.").format(
+                seeds, "" if seeds == 1 else "s"
+            )
+        )
     return out
 
 
@@ -226,15 +298,22 @@ def rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
         cost10 = by.loc[10.0]
         keeps = cost10["cost"] >= -KEEPS_PERFORMANCE
         text = Markup("{}: {} at ε = 10").format(
-            name, link(number(cost10["cost"], signed=True), slug("cost", dataset, model, method, 10.0)))
+            name, link(number(cost10["cost"], signed=True), slug("cost", dataset, model, method, 10.0))
+        )
         if 1.0 in by.index:
-            text += Markup(", {} at ε = 1").format(link(number(by.loc[1.0]["cost"], signed=True), slug("cost", dataset, model, method, 1.0)))
+            text += Markup(", {} at ε = 1").format(
+                link(number(by.loc[1.0]["cost"], signed=True), slug("cost", dataset, model, method, 1.0))
+            )
         (holds if keeps else fails).append(text)
     if not holds and not fails:
         return Markup("The grid has no ε = 10, so the rule of thumb “ε ≈ 10 keeps performance” cannot be checked here.")
     parts = []
     if holds:
-        parts.append(Markup("ε = 10 keeps AUROC within {} of non-private training for {}").format(KEEPS_PERFORMANCE, _join(holds)))
+        parts.append(
+            Markup("ε = 10 keeps AUROC within {} of non-private training for {}").format(
+                KEEPS_PERFORMANCE, _join(holds)
+            )
+        )
     if fails:
         parts.append(Markup("it does not for {}").format(_join(fails)))
     return Markup("Across datasets: ") + Markup("; ").join(parts) + Markup(".")

@@ -15,13 +15,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dpfair.report.frames import CELL_KEYS, RUN_KEYS
 from dpfair.tables.columns import PRIMARY_METRIC
 from dpfair.tables.seeds import seed_summary
-from dpfair.report.frames import CELL_KEYS, RUN_KEYS
 
 TRADEOFF_COLUMNS = [
-    *CELL_KEYS, "attribute", "epsilon", "auroc", "auroc_low", "auroc_high", "gap", "gap_low", "gap_high",
-    "n_seeds", "pareto",
+    *CELL_KEYS,
+    "attribute",
+    "epsilon",
+    "auroc",
+    "auroc_low",
+    "auroc_high",
+    "gap",
+    "gap_low",
+    "gap_high",
+    "n_seeds",
+    "pareto",
 ]
 COST_COLUMNS = [*CELL_KEYS, "epsilon", "auroc", "reference", "cost", "cost_low", "cost_high", "n_seeds"]
 
@@ -35,7 +44,8 @@ def headline_gaps(metrics: pd.DataFrame, gaps: pd.DataFrame | None = None) -> tu
     if gaps is not None and {"ci_low", "ci_high", "gap", "metric"} <= set(gaps.columns):
         part = gaps[gaps["metric"] == PRIMARY_METRIC]
         table = part[[*RUN_KEYS, "attribute", "gap", "ci_low", "ci_high"]].rename(
-            columns={"ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
+            columns={"ci_low": "gap_ci_low", "ci_high": "gap_ci_high"}
+        )
         return table.reset_index(drop=True), "gaps.csv (AUROC gap)"
     part = metrics[metrics["attribute"] != "none"]
     columns = {"auroc_gap": "gap", "auroc_gap_ci_low": "gap_ci_low", "auroc_gap_ci_high": "gap_ci_high"}
@@ -68,12 +78,16 @@ def tradeoff_points(metrics: pd.DataFrame, gaps: pd.DataFrame | None = None, *, 
     """
     runs = metrics.drop_duplicates(RUN_KEYS)
     utility = seed_summary(runs, "auroc", [*CELL_KEYS, "epsilon"], level).rename(
-        columns={"mean": "auroc", "low": "auroc_low", "high": "auroc_high"})
+        columns={"mean": "auroc", "low": "auroc_low", "high": "auroc_high"}
+    )
     gap_table, _ = headline_gaps(metrics, gaps)
     if gap_table.empty or gap_table["gap"].notna().sum() == 0:
         return pd.DataFrame(columns=TRADEOFF_COLUMNS)
-    gap = seed_summary(gap_table, "gap", [*CELL_KEYS, "attribute", "epsilon"], level).rename(
-        columns={"mean": "gap", "low": "gap_low", "high": "gap_high"}).drop(columns="n_seeds")
+    gap = (
+        seed_summary(gap_table, "gap", [*CELL_KEYS, "attribute", "epsilon"], level)
+        .rename(columns={"mean": "gap", "low": "gap_low", "high": "gap_high"})
+        .drop(columns="n_seeds")
+    )
     points = gap.merge(utility, on=[*CELL_KEYS, "epsilon"], how="left")
     points["pareto"] = False
     for _, panel in points.groupby(["dataset", "model", "attribute"], sort=False):
@@ -124,9 +138,18 @@ def auroc_costs(metrics: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
                 test_half = z * math.sqrt(float((se_a.dropna() ** 2).mean() + (se_b.dropna() ** 2).mean()))
         terms = [h for h in (seed_half, test_half) if not math.isnan(h)]
         half = math.sqrt(sum(h * h for h in terms)) if terms else math.nan
-        rows.append({
-            "dataset": dataset, "model": model, "method": method, "epsilon": eps, "auroc": float(a.mean()),
-            "reference": float(b.mean()), "cost": cost, "cost_low": cost - half, "cost_high": cost + half,
-            "n_seeds": len(a),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "method": method,
+                "epsilon": eps,
+                "auroc": float(a.mean()),
+                "reference": float(b.mean()),
+                "cost": cost,
+                "cost_low": cost - half,
+                "cost_high": cost + half,
+                "n_seeds": len(a),
+            }
+        )
     return pd.DataFrame(rows, columns=COST_COLUMNS)

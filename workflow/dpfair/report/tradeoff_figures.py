@@ -37,14 +37,19 @@ class Styles:
         self.markers = {m: METHOD_MARKERS.get(m) or next(spare, "o") for m in sorted(set(methods))}
 
     def colour(self, eps: float):
+        """The colour of ε (grey for an ε the legend does not know)."""
         return self.colours.get(float(eps), (0.5, 0.5, 0.5, 1.0))
 
     def marker(self, method: str) -> str:
+        """The marker of a method (a circle for one the legend does not know)."""
         return self.markers.get(method, "o")
 
     def legend(self) -> list[dict]:
         """The legend as rows (ε → hex colour, method → marker) for the page's key."""
-        return [{"epsilon": epsilon_label(e), "colour": matplotlib.colors.to_hex(c)} for e, c in sorted(self.colours.items())]
+        return [
+            {"epsilon": epsilon_label(e), "colour": matplotlib.colors.to_hex(c)}
+            for e, c in sorted(self.colours.items())
+        ]
 
 
 def _whiskers(ax, x, xlo, xhi, y, ylo, yhi, colour):
@@ -69,13 +74,27 @@ def tradeoff_figure(points: pd.DataFrame, styles: Styles) -> plt.Figure:
             colour = styles.colour(r.epsilon)
             _whiskers(ax, r.gap, r.gap_low, r.gap_high, r.auroc, r.auroc_low, r.auroc_high, colour)
             plain = math.isinf(r.epsilon)
-            ax.scatter([r.gap], [r.auroc], s=110 if plain else 48, marker="*" if plain else styles.marker(r.method),
-                       color=colour, edgecolor="black", linewidth=0.6, zorder=3)
+            ax.scatter(
+                [r.gap],
+                [r.auroc],
+                s=110 if plain else 48,
+                marker="*" if plain else styles.marker(r.method),
+                color=colour,
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=3,
+            )
         # one ε label per cluster (methods at one ε sit close together), so the label survives greyscale
         for eps, group in panel.groupby("epsilon"):
             top = group.loc[group["auroc"].idxmax()]
-            ax.annotate("ε = ∞" if math.isinf(eps) else f"ε = {epsilon_label(eps)}", (top["gap"], top["auroc"]),
-                        textcoords="offset points", xytext=(6, 5), fontsize=7.5, fontweight="bold")
+            ax.annotate(
+                "ε = ∞" if math.isinf(eps) else f"ε = {epsilon_label(eps)}",
+                (top["gap"], top["auroc"]),
+                textcoords="offset points",
+                xytext=(6, 5),
+                fontsize=7.5,
+                fontweight="bold",
+            )
         front = panel[panel["pareto"]].sort_values("gap")
         if len(front) > 1:
             ax.step(front["gap"], front["auroc"], where="post", linestyle="--", color="0.35", linewidth=1, zorder=2)
@@ -84,10 +103,12 @@ def tradeoff_figure(points: pd.DataFrame, styles: Styles) -> plt.Figure:
         ax.set_xlabel("AUROC gap (best − worst group) ← fairer")
         ax.set_ylabel("test AUROC ↑")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    handles = [plt.Line2D([], [], linestyle="", marker=styles.marker(m), color="0.4", label=m)
-               for m in sorted(points["method"].unique())]
+    handles = [
+        plt.Line2D([], [], linestyle="", marker=styles.marker(m), color="0.4", label=m)
+        for m in sorted(points["method"].unique())
+    ]
     handles.append(plt.Line2D([], [], linestyle="", marker="*", markersize=10, color="black", label="ε = ∞"))
     handles.append(plt.Line2D([], [], linestyle="--", color="0.35", label="Pareto front (private)"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
@@ -108,13 +129,27 @@ def cost_figure(costs: pd.DataFrame, styles: Styles) -> plt.Figure:
         x = part["epsilon"].map(pos).to_numpy() + 0.05 * (i - (len(series) - 1) / 2)
         label = f"{dataset} / {model}" + (f" · {method}" if methods > 1 else "")
         # line style per (dataset, model), marker per method
-        ax.plot(x, part["cost"], linestyle=LINESTYLES[cells[(dataset, model)] % len(LINESTYLES)], color="0.3", linewidth=1.2,
-                label=label)
+        ax.plot(
+            x,
+            part["cost"],
+            linestyle=LINESTYLES[cells[(dataset, model)] % len(LINESTYLES)],
+            color="0.3",
+            linewidth=1.2,
+            label=label,
+        )
         for xi, r in zip(x, part.itertuples()):
             if np.isfinite([r.cost_low, r.cost_high]).all():
                 ax.plot([xi, xi], [r.cost_low, r.cost_high], color=styles.colour(r.epsilon), linewidth=1.2)
-            ax.scatter([xi], [r.cost], marker=styles.marker(method), color=styles.colour(r.epsilon),
-                       edgecolor="black", linewidth=0.6, s=40, zorder=3)
+            ax.scatter(
+                [xi],
+                [r.cost],
+                marker=styles.marker(method),
+                color=styles.colour(r.epsilon),
+                edgecolor="black",
+                linewidth=0.6,
+                s=40,
+                zorder=3,
+            )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(epsilons)), [epsilon_label(e) for e in epsilons])
     ax.set_xlabel("target ε")

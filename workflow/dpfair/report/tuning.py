@@ -7,17 +7,24 @@ ran, what each trial was charged, and the recipe the tuning chose (the most freq
 
 from __future__ import annotations
 
-from dpfair.report.fmt import epsilon_label, number
-
-import math
-
 import pandas as pd
 
+from dpfair.report.fmt import epsilon_label, number
 from dpfair.training.tuning.names import SUFFIX, split_method
 
 #: The chosen-recipe columns shown (metrics.csv names).
-RECIPE_COLUMNS = ("lr", "expected_batch_size", "epochs", "max_grad_norm", "optimizer", "clip_policy", "augmult",
-                  "class_weight", "lr_schedule", "ema_decay")
+RECIPE_COLUMNS = (
+    "lr",
+    "expected_batch_size",
+    "epochs",
+    "max_grad_norm",
+    "optimizer",
+    "clip_policy",
+    "augmult",
+    "class_weight",
+    "lr_schedule",
+    "ema_decay",
+)
 
 
 def _recipe(part: pd.DataFrame) -> str:
@@ -37,17 +44,29 @@ def tuning_rows(metrics: pd.DataFrame) -> list[dict]:
         return []
     runs = metrics.drop_duplicates(["model", "method", "epsilon", "seed"])
     rows = []
-    for (model, method, eps), tuned in runs[runs["method"].str.endswith(SUFFIX)].groupby(["model", "method", "epsilon"]):
+    for (model, method, eps), tuned in runs[runs["method"].str.endswith(SUFFIX)].groupby(
+        ["model", "method", "epsilon"]
+    ):
         base, _ = split_method(method)
         fixed = runs[(runs["model"] == model) & (runs["method"] == base) & (runs["epsilon"] == eps)]
         f_auc, t_auc = fixed["auroc"].mean(), tuned["auroc"].mean()
-        rows.append({
-            "model": model, "method": base, "epsilon": epsilon_label(float(eps)), "seeds": int(len(tuned)),
-            "fixed_auroc": number(f_auc), "tuned_auroc": number(t_auc),
-            "difference": number(t_auc - f_auc, 2) if not fixed.empty else "—",
-            "trials": number(float(tuned["tuning_trials"].mean()), 2) if "tuning_trials" in tuned else "—",
-            "epsilon_per_trial": number(float(tuned["epsilon_per_trial"].mean())) if "epsilon_per_trial" in tuned else "—",
-            "epsilon_spent": number(float(tuned["epsilon_spent"].max())),
-            "recipe": _recipe(tuned),
-        })
-    return sorted(rows, key=lambda r: (r["model"], r["method"], float("inf") if r["epsilon"] == "∞" else float(r["epsilon"])))
+        rows.append(
+            {
+                "model": model,
+                "method": base,
+                "epsilon": epsilon_label(float(eps)),
+                "seeds": int(len(tuned)),
+                "fixed_auroc": number(f_auc),
+                "tuned_auroc": number(t_auc),
+                "difference": number(t_auc - f_auc, 2) if not fixed.empty else "—",
+                "trials": number(float(tuned["tuning_trials"].mean()), 2) if "tuning_trials" in tuned else "—",
+                "epsilon_per_trial": number(float(tuned["epsilon_per_trial"].mean()))
+                if "epsilon_per_trial" in tuned
+                else "—",
+                "epsilon_spent": number(float(tuned["epsilon_spent"].max())),
+                "recipe": _recipe(tuned),
+            }
+        )
+    return sorted(
+        rows, key=lambda r: (r["model"], r["method"], float("inf") if r["epsilon"] == "∞" else float(r["epsilon"]))
+    )
