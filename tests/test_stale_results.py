@@ -172,13 +172,13 @@ def test_the_train_job_and_the_workflow_hash_a_run_alike(tmp_path):
     """train_run's record and the workflow's expected hash come from one function on the same values."""
     from dpfair.data.prepare import prepare_dataset
     from dpfair.pipeline.outcome import run_definition
-    from dpfair.pipeline.runner import _definition
+    from dpfair.pipeline.runner import trained_definition
 
     params = {"n_samples": 200, "image_size": 16}
     prepared = prepare_dataset(name="synthetic_lesions", params=params, datasets_dir=REPO / "datasets")
     training = {"epochs": 1, "batch_size": 64, "tuning": {"trials": 2}}
     run = {"model": "cnn", "method": "dpsgd-tuned", "epsilon": "1", "seed": 0}
-    recorded = _definition(prepared, config=training, tuning=None, datasets_dir=REPO / "datasets", **run)
+    recorded = trained_definition(prepared, config=training, tuning=None, datasets_dir=REPO / "datasets", **run)
     expected = run_definition(
         dataset="synthetic_lesions",
         module_name="synthetic_lesions",
@@ -189,7 +189,11 @@ def test_the_train_job_and_the_workflow_hash_a_run_alike(tmp_path):
     )
     assert recorded == expected
     assert (
-        _definition(prepared, config={**training, "epochs": 2}, tuning=None, datasets_dir=REPO / "datasets", **run)
+        trained_definition(
+            prepared, config={**training, "epochs": 2}, tuning=None, datasets_dir=REPO / "datasets", **run
+        )
         != expected
     )
-    assert _definition(prepared, config=training, tuning=None, datasets_dir=tmp_path, **run) is None  # no module there
+    assert (
+        trained_definition(prepared, config=training, tuning=None, datasets_dir=tmp_path, **run) is None
+    )  # no module there

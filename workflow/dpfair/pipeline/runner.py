@@ -58,7 +58,7 @@ def train_run(
     :func:`dpfair.data.registry.datasets_dir`'s, its params as prepared, and the training settings as given), so
     the report can leave out a run of an earlier definition; ``None`` when the module file is not there.
     """
-    definition = _definition(
+    definition = trained_definition(
         prepared,
         config=config,
         tuning=tuning,
@@ -135,7 +135,7 @@ def train_run(
     return record
 
 
-def _definition(prepared: PreparedDataset, *, config, tuning, datasets_dir, **run) -> str | None:
+def trained_definition(prepared: PreparedDataset, *, config, tuning, datasets_dir, **run) -> str | None:
     """The run's :func:`~dpfair.pipeline.outcome.run_definition` from what it is given, as the workflow computes it.
 
     ``training`` is the train rule's ``training`` params as they came (a tuned arm's carry its ``tuning``
