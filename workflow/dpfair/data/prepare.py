@@ -225,9 +225,14 @@ def _prepare(
             col: {s: _in_natural_order(col, attributes[col][split == s].value_counts()) for s in SPLITS}
             for col in attributes.columns
         },
-        # events (label 1) per group and split, in the same order: a group's AUROC rests on these
+        # events (label 1) per group on the held-out splits, in the same order: a group's AUROC rests on these.
+        # Not the training split's: exact per-group counts of training records are covered by no privacy card.
         "group_positives": {
-            col: {s: _in_natural_order(col, _positives(attributes[col], labels, split == s)) for s in SPLITS}
+            col: {
+                s: _in_natural_order(col, _positives(attributes[col], labels, split == s))
+                for s in SPLITS
+                if s != "train"
+            }
             for col in attributes.columns
         },
         "delta": delta_value,
