@@ -131,6 +131,7 @@ class Benchmark:
             accountant=privacy["accountant"],
             max_rows_per_patient=privacy.get("max_rows_per_patient"),
             clip_policy=privacy.get("clip_policy", "flat"),
+            secure_mode=bool(privacy.get("secure_mode", False)),
             mitigation=self.mitigation(dataset),
         )
 

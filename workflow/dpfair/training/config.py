@@ -55,6 +55,8 @@ class TrainConfig:
     augmult: int = 1
     #: Set only by private tuning (``dpfair.training.tuning``): the trial's σ, calibrated for the whole procedure.
     noise_multiplier: float | None = None
+    #: ``privacy.secure_mode``: every random draw of the mechanism from Opacus's secure RNG (dpfair.training.noise).
+    secure_mode: bool = False
     #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.training.mechanisms.mitigation).
     mitigation: dict | None = None
 

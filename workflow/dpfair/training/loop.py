@@ -35,6 +35,7 @@ from dpfair.privacy.params import is_private
 from dpfair.training.config import TrainConfig
 from dpfair.training.iterates import Ema, clone_state, set_lr
 from dpfair.training.mechanisms import TrainingData, get_mechanism
+from dpfair.training.noise import noise_generator, noise_seed, secure_generator
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,10 @@ def train(
 
     The mechanism (``dpfair.training.mechanisms``) builds the batches and the step; ε = ∞ runs the same loop and
     batches without clipping and noise. The ledger is replayed before the first step (a mis-calibration
-    fails in seconds) and after the last. The validation set, if given, is only scored for the per-epoch
-    log: it never selects a model; its prevalence is the label prior of ``label_rr``.
+    fails in seconds) and after the last. The validation split, if given, has no DP protection: it is
+    scored every epoch (validation loss and AUROC, the run's only training monitor: a private run
+    releases no training loss), it selects the released epoch when ``config.select_best`` is set, and
+    its prevalence is the label prior of ``label_rr``; the run's privacy card lists each such use.
 
     Example:
         >>> x, y = torch.randn(200, 5), torch.randint(0, 2, (200,)).float()
@@ -154,7 +157,14 @@ def _train(
         raise ConfigError(f"model {model_name!r} is not DP-SGD compatible: {errors}")
     model = model.to(device)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
-    generator = torch.Generator().manual_seed(seed)
+    secure = bool(config.secure_mode) and is_private(epsilon)
+    if secure:  # batches, noise and label flips from the secure RNG: not reproducible, by design
+        generator = noise = secure_generator(config)
+    else:
+        # batches from the seed (shared by the ε arms and methods of a seed, so they pair); noise from a
+        # stream of this run's own (dpfair.training.noise: shared noise would cancel between two releases)
+        generator = torch.Generator().manual_seed(seed)
+        noise = noise_generator(seed=seed, method=method, epsilon=epsilon)
     trainer = mechanism.make_trainer(
         model=model,
         optimizer=optimizer,
@@ -163,6 +173,7 @@ def _train(
         epsilon=epsilon,
         delta=delta,
         generator=generator,
+        noise_generator=noise,
     )
     loader = trainer.loader
     private = is_private(epsilon)
@@ -199,7 +210,11 @@ def _train(
             n_seen += len(batch[1])
             steps += 1
         train_seconds += time.perf_counter() - start
-        entry = {"epoch": epoch, "loss": loss_sum / max(n_seen, 1), "steps": steps}
+        # The training loss is a mean of unbounded per-row losses that no event charges: a private run
+        # releases none (logs included); its monitor is the validation loss, outside the guarantee.
+        entry = {"epoch": epoch, "steps": steps}
+        if not private:
+            entry["train_loss"] = loss_sum / max(n_seen, 1)
         entry["epsilon_so_far"] = (
             replayed_epsilon(mechanism, trainer.ledger(steps), accountant=config.accountant, delta=delta)
             if private
@@ -207,18 +222,20 @@ def _train(
         )
         if x_val is not None and y_val is not None:
             with ema.swapped(module) if ema is not None else contextlib.nullcontext():
-                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
+                logits = predict_logits(module, x_val, device=device)
+                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), logits)
+                entry["val_loss"] = bce_loss(logits, y_val.cpu().numpy())
                 # the first epoch is kept until one beats it (a NaN AUROC never does)
                 if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
                     best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": clone_state(module)}
         history.append(entry)
         log.info(
-            "epoch %d/%d loss %.4f epsilon %.3f%s",
+            "epoch %d/%d epsilon %.3f%s%s",
             epoch,
             config.epochs,
-            entry["loss"],
             entry["epsilon_so_far"],
-            f" val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
+            f" train_loss {entry['train_loss']:.4f}" if "train_loss" in entry else "",
+            f" val_loss {entry['val_loss']:.4f} val_auroc {entry['val_auroc']:.4f}" if "val_auroc" in entry else "",
         )
     trainer.close()
     if ema is not None:
@@ -252,7 +269,8 @@ def _train(
         "expected_batch_size": float(trainer.expected_batch_size),
         "batches_per_epoch": len(loader),
         "sampling": "poisson",
-        "secure_mode": False,
+        "secure_mode": secure,
+        "noise_seed": None if secure or not private else noise_seed(seed=seed, method=method, epsilon=epsilon),
         "epochs": config.epochs,
         "steps": steps,
         "accountant": accountant,
@@ -268,7 +286,13 @@ def _train(
         "torch_version": torch.__version__,
         "opacus_version": opacus.__version__,
         "dp_accounting_version": _dp_accounting_version(),
-        "final_loss": history[-1]["loss"] if history else math.nan,
+        # the released model's (after EMA / best-epoch) validation loss; a training loss only for ε = ∞
+        "final_val_loss": (
+            bce_loss(predict_logits(trainer.module, x_val, device=device), y_val.cpu().numpy())
+            if x_val is not None and y_val is not None and len(y_val)
+            else math.nan
+        ),
+        "final_train_loss": history[-1]["train_loss"] if history and not private else math.nan,
         "lr_schedule": config.lr_schedule,
         "ema_decay": config.ema_decay,
         "select_best": config.select_best,
@@ -281,6 +305,17 @@ def _train(
         **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)
+
+
+def bce_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``logits`` against 0/1 labels ``y`` (NaN for no rows)."""
+    if not len(y):
+        return math.nan
+    return float(
+        nn.functional.binary_cross_entropy_with_logits(
+            torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+        )
+    )
 
 
 def _dp_accounting_version() -> str:

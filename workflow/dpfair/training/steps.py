@@ -122,8 +122,12 @@ def make_private(
     mode: str = "auto",
     recipe: StepRecipe | None = None,
     clip_policy: ClipPolicy | None = None,
+    noise_generator: torch.Generator | None = None,
 ) -> Trainer:
     """Wrap ``model``/``optimizer``/``data_loader`` for DP-SGD with the clipping path ``mode``.
+
+    ``noise_generator`` draws the Gaussian noise (the run's own stream, :mod:`dpfair.training.noise`); an
+    engine in secure mode draws it, and the batches, from its secure RNG instead.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -152,6 +156,7 @@ def make_private(
             recipe=recipe,
             clip_policy=clip_policy,
             engine=engine,
+            noise_generator=noise_generator,
         )
     # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
     # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
@@ -174,6 +179,7 @@ def make_private(
         poisson_sampling=True,
         grad_sample_mode=mode,
         criterion=nn.BCEWithLogitsLoss(),
+        noise_generator=None if engine.secure_mode else noise_generator,
     )
     if mode == "ghost":
         dp_model, dp_optimizer, criterion, loader = wrapped
@@ -254,6 +260,8 @@ def make_bookkeeping_trainer(
     ledger: Callable[[int], dp_accounting.DpEvent] | None = None,
     stats: Callable[[], dict] | None = None,
     engine: PrivacyEngine | None = None,
+    noise_generator: torch.Generator | None = None,
+    secure_mode: bool = False,
 ) -> Trainer:
     """The DP-SGD trainer whose clipped sum :class:`BookKeepingClipper` computes in one backward pass.
 
@@ -285,7 +293,12 @@ def make_bookkeeping_trainer(
         stats: counts for the run record beyond ``nonfinite_units`` (units dropped for a non-finite norm).
         engine: an Opacus engine whose accountant is charged 1/len(loader) every step and whose secure RNG,
             in secure mode, draws the noise (what ``PrivacyEngine.make_private`` wires). None: the ledger
-            alone accounts and the noise comes from torch's default generator.
+            alone accounts.
+        noise_generator: the source of the Gaussian noise (the run's own stream, dpfair.training.noise;
+            in secure mode the secure RNG). None falls back to torch's global generator, which the loop
+            seeds with the run's seed: only for direct callers such as the speed benchmark.
+        secure_mode: Opacus's floating-point-safe noise (a sum of 2n Gaussians) for a secure-mode run
+            without an engine (its ``noise_generator`` is then the secure RNG).
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -306,8 +319,8 @@ def make_bookkeeping_trainer(
         max_grad_norm=max_grad_norm,
         expected_batch_size=expected_batch_size,
         loss_reduction="mean",
-        generator=engine.secure_rng if engine is not None and engine.secure_mode else None,
-        secure_mode=engine is not None and engine.secure_mode,
+        generator=engine.secure_rng if engine is not None and engine.secure_mode else noise_generator,
+        secure_mode=secure_mode or (engine is not None and engine.secure_mode),
     )
     if engine is not None:
         dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=1 / len(loader)))

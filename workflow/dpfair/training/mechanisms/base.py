@@ -85,10 +85,13 @@ class Mechanism:
         epsilon: float,
         delta: float,
         generator: torch.Generator,
+        noise_generator: torch.Generator | None = None,
     ) -> Trainer:
         """Calibrate (for a finite ``epsilon``) and wire the loader and step; ε = ∞: same loop, nothing private.
 
-        Batches must be drawn from ``generator`` only, so the ε = ∞ arm sees the same batches.
+        Batches must be drawn from ``generator`` only, so the ε = ∞ arm sees the same batches. Every noise
+        draw (Gaussian noise, label flips, noisy counts) must come from ``noise_generator``, the run's own
+        stream (:mod:`dpfair.training.noise`), never from the batch generator or torch's global one.
         """
         raise NotImplementedError
 
@@ -99,6 +102,14 @@ class Mechanism:
     def group_privacy(self, *, meta: dict, epsilon: float, delta: float) -> dict | None:
         """The guarantee for a unit of several rows (``k``, ``epsilon``, ``delta``), where one applies; else None."""
         return None
+
+    def also_releases(self, *, meta: dict, record: dict) -> list[str]:
+        """What this mechanism's run releases beyond its guarantee, one phrase each (the card lists them).
+
+        Only the mechanism's own releases (e.g. group levels read from training rows); what every run
+        releases outside the guarantee (validation-based choices, diagnostics) the card adds itself.
+        """
+        return []
 
     def statement(self, *, meta: dict, record: dict) -> dict:
         """What the privacy card states for a finished run: unit, relation, the card text and group privacy.
@@ -113,6 +124,7 @@ class Mechanism:
             "group_privacy": self.group_privacy(
                 meta=meta, epsilon=float(record["epsilon"]), delta=float(record["delta"])
             ),
+            "also_releases": self.also_releases(meta=meta, record=record),
         }
 
 

@@ -7,7 +7,6 @@ training takes. Ledger: ``SelfComposed(PoissonSampled(q, Gaussian(σ)), steps)``
 
 from __future__ import annotations
 
-from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
@@ -19,6 +18,7 @@ from dpfair.privacy.ledger import poisson_gaussian
 from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, register_mechanism
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, COVERS_ROWS, group_privacy_text, record_unit_text
+from dpfair.training.noise import make_engine
 from dpfair.training.recipe import step_recipe
 from dpfair.training.steps import Trainer, make_nonprivate, make_private
 
@@ -37,14 +37,14 @@ class DPSGD(Mechanism):
     unit = "record"
 
     @override
-    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
+    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None) -> Trainer:
         base_loader = DataLoader(
             TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
         )
         recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
             return make_nonprivate(model=model, optimizer=optimizer, data_loader=base_loader, recipe=recipe)
-        engine = PrivacyEngine(accountant=config.accountant)
+        engine = make_engine(config)
         # Calibrate for what the accountant will charge: Opacus's Poisson loader samples at q = 1/k
         # (k = ceil(n/batch)) but yields int(1/q) batches per epoch, which float rounding makes k - 1
         # for some k (93, 99, 105, ...), and make_private charges 1/len(loader) per step. Calibrating
@@ -68,6 +68,7 @@ class DPSGD(Mechanism):
             mode=config.clipping_backend,
             recipe=recipe,
             clip_policy=get_clip_policy(config.clip_policy),
+            noise_generator=noise_generator,
         )
 
         # Opacus charges q = 1/len(loader) (at least the sampling rate 1/k): the ledger holds what is charged

@@ -103,7 +103,7 @@ class PatientDPSGD(Mechanism):
         return int(pd.Series(np.asarray(data.patient_id)).nunique())
 
     @override
-    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
+    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None) -> Trainer:
         self.n_units(data)
         loader = PatientBatches(
             x=data.x,
@@ -154,6 +154,8 @@ class PatientDPSGD(Mechanism):
             recipe=recipe,
             clip_policy=get_clip_policy(config.clip_policy),
             ledger=lambda n: poisson_gaussian(noise_multiplier=float(sigma), sample_rate=q, steps=n),
+            noise_generator=noise_generator,
+            secure_mode=config.secure_mode,
         )
 
     @override

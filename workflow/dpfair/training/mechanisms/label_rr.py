@@ -33,6 +33,7 @@ from typing_extensions import override
 from dpfair.privacy.ledger import PLD_DISCRETIZATION
 from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, register_mechanism, require_plain_recipe
+from dpfair.training.noise import numpy_rng
 from dpfair.training.steps import Trainer, make_nonprivate
 
 #: RR runs this far below the target so that the pessimistic PLD replay of its event stays at or below it.
@@ -82,15 +83,15 @@ class LabelRR(Mechanism):
     relation = "replace_one"
 
     @override
-    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator) -> Trainer:
+    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None) -> Trainer:
         require_plain_recipe(config, method=self.name)
         y = data.y
         event = dp_accounting.NoOpDpEvent()
         flips = 0
         if is_private(epsilon):
             prior = 0.5 if data.label_prior is None else float(data.label_prior)
-            # its own stream: the batch generator stays the one the ε = ∞ arm uses
-            rng = np.random.default_rng([int(generator.initial_seed()), 1])
+            # the run's noise stream (dpfair.training.noise): the batch generator stays the one the ε = ∞ arm uses
+            rng = numpy_rng(noise_generator)
             eps_rr = epsilon - RR_MARGIN
             noisy = randomize_labels(y.cpu().numpy(), epsilon=eps_rr, prior=prior, rng=rng)
             flips = int((noisy != y.cpu().numpy().astype(int)).sum())

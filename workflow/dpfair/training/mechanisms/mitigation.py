@@ -33,6 +33,7 @@ from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_bookkeeping, require_plain_recipe
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, record_unit_text
+from dpfair.training.noise import derived_generator
 from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
 
 #: Defaults of the ``mitigation:`` settings (the schema documents them).
@@ -43,8 +44,6 @@ DEFAULTS = {
     "global_target_exceed": 0.01,  # the authors' reference value (1% of the batch above Z)
     "global_threshold_lr": 0.5,
 }
-#: Offset of the auxiliary noise's generator seed from the run seed (its own stream, reproducible).
-AUX_SEED_OFFSET = 7_919
 
 
 def mitigation_settings(config) -> dict:
@@ -102,7 +101,9 @@ class MitigationMechanism(Mechanism):
         raise NotImplementedError
 
     @override
-    def make_trainer(self, *, model, optimizer, data: TrainingData, config, epsilon, delta, generator) -> Trainer:
+    def make_trainer(
+        self, *, model, optimizer, data: TrainingData, config, epsilon, delta, generator, noise_generator=None
+    ) -> Trainer:
         require_plain_recipe(config, method=self.name)  # the mitigations clip with their own policies
         settings = mitigation_settings(config)
         if not is_private(epsilon):  # dpsgd's non-private arm: same loop and batches, no groups
@@ -132,7 +133,8 @@ class MitigationMechanism(Mechanism):
         )
         sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
         expected = float(loader.sample_rate) * len(data.y)
-        aux_generator = _aux_generator(generator)
+        # the counts' noise: a stream of this run's own, as the gradient's (dpfair.training.noise)
+        aux_generator = derived_generator(noise_generator, secure_mode=config.secure_mode)
         policy, cap = self.make_policy(
             config=config,
             settings=settings,
@@ -174,6 +176,8 @@ class MitigationMechanism(Mechanism):
             noise_bound=noise_bound,
             ledger=lambda n: joint_ledger(sigma_grad=sigma_grad, sigma_aux=sigma_aux, sample_rate=charged_q, steps=n),
             stats=stats,
+            noise_generator=noise_generator,
+            secure_mode=config.secure_mode,
         )
 
     def policy_stats(self, policy) -> dict:
@@ -203,8 +207,3 @@ class MitigationMechanism(Mechanism):
 def _calibrate(**kwargs) -> float:
     """σ_eff for a schedule (a pure function of it; cached: both mitigations of a cell share the schedule)."""
     return calibrate_sigma(**kwargs)
-
-
-def _aux_generator(generator: torch.Generator) -> torch.Generator:
-    """A generator for the auxiliary noise, seeded from the batch generator's seed (not consuming its stream)."""
-    return torch.Generator().manual_seed(int(generator.initial_seed()) + AUX_SEED_OFFSET)
