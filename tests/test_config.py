@@ -42,9 +42,7 @@ def test_default_grid(repo):
         "dpsgd_global_adapt",
         "dpsgd-tuned",
     ]
-    assert (
-        b.tuning("synthetic_lesions") == {"enabled": True, "expected_trials": 2} and not b.tuning("support2")["enabled"]
-    )
+    assert b.tuning("synthetic_lesions") == {"enabled": True, "trials": 2} and not b.tuning("support2")["enabled"]
     assert b.methods_for("support2") == ["dpsgd"] and b.mitigation("synthetic_lesions")["attribute"] == "site"
     assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
     assert b.config["privacy"]["accountant"] == "prv"

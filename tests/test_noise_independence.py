@@ -8,11 +8,10 @@ per (seed, method, ε) the estimates disagree by about the noise itself.
 
 from __future__ import annotations
 
+import dpfair.training.loop as loop_module
 import numpy as np
 import pytest
 import torch
-
-import dpfair.training.loop as loop_module
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import train
 from dpfair.training.noise import noise_seed
@@ -34,7 +33,9 @@ def _one_step(epsilon: float, *, method: str = "dpsgd", seed: int = 0):
     torch.manual_seed(seed)
     from dpfair.models import build_model
 
-    start = torch.cat([p.detach().flatten() for p in build_model("mlp", input_shape=(6,), modality="tabular").parameters()])
+    start = torch.cat(
+        [p.detach().flatten() for p in build_model("mlp", input_shape=(6,), modality="tabular").parameters()]
+    )
     result = train(
         model_name="mlp",
         modality="tabular",
@@ -112,8 +113,16 @@ def test_secure_mode_without_torchcsprng_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchcsprng", None)  # an import of it raises ImportError
     x, y = _data()
     with pytest.raises(ConfigError, match="privacy.secure_mode"):
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=3.0, delta=1e-3,
-              config=TrainConfig(epochs=1, batch_size=N, secure_mode=True), seed=0)
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=3.0,
+            delta=1e-3,
+            config=TrainConfig(epochs=1, batch_size=N, secure_mode=True),
+            seed=0,
+        )
 
 
 @pytest.mark.parametrize("method", ["dpsgd", "dpsgd_patient"])
@@ -132,9 +141,18 @@ def test_secure_mode_draws_from_the_secure_rng(monkeypatch, method):
     monkeypatch.setitem(sys.modules, "torchcsprng", fake)
     x, y = _data()
     runs = [
-        train(model_name="mlp", modality="tabular", x_train=x, y_train=y, epsilon=3.0, delta=1e-3,
-              config=TrainConfig(epochs=1, batch_size=100, secure_mode=True), seed=0, method=method,
-              patient_id=np.arange(N) if method == "dpsgd_patient" else None)
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=3.0,
+            delta=1e-3,
+            config=TrainConfig(epochs=1, batch_size=100, secure_mode=True),
+            seed=0,
+            method=method,
+            patient_id=np.arange(N) if method == "dpsgd_patient" else None,
+        )
         for _ in range(2)
     ]
     assert all(r.record["secure_mode"] and r.record["noise_seed"] is None for r in runs)

@@ -1,93 +1,96 @@
-"""Private hyperparameter tuning: its accountant against the paper and dp-accounting, its calibration, its
-random number of trials, and an end-to-end tuned run whose selection never reads the test split."""
+"""Private hyperparameter tuning: a fixed, public number of trials whose composition is charged; its
+calibration, replayed by dp-accounting through tools/replay_ledgers.py for K = 1…6; and end-to-end tuned
+runs whose cards list exactly what was released and whose selection never reads the test split."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import dp_accounting
-import numpy as np
 import pytest
 import torch
-from dp_accounting.rdp import RdpAccountant
 from dpfair.data.prepare import prepare_dataset
-from dpfair.errors import PrivacyError
+from dpfair.errors import ConfigError, PrivacyError
 from dpfair.pipeline.runner import train_run
+from dpfair.privacy.card import check_privacy_card
 from dpfair.privacy.ledger import event_from_json, poisson_gaussian
 from dpfair.training.config import TrainConfig
-from dpfair.training.tuning.accounting import (
-    ORDERS,
-    calibrate_dominated,
-    calibrate_reference,
-    check_dominated,
-    procedure_epsilon,
-    procedure_event,
-    rdp_curve,
+from dpfair.training.tuning.accounting import calibrate_trials, clt_sigma, procedure_epsilon, procedure_event
+from dpfair.training.tuning.procedure import (
+    TRIAL_SEED_STRIDE,
+    draw_trials,
+    number_of_trials,
+    planned_rate_and_steps,
 )
-from dpfair.training.tuning.procedure import TRIAL_SEED_STRIDE, draw_trials
-from dpfair.training.tuning.search_space import search_space
+from dpfair.training.tuning.search_space import as_config_fields, search_space
+
+_spec = importlib.util.spec_from_file_location(
+    "replay_ledgers", Path(__file__).parents[1] / "tools" / "replay_ledgers.py"
+)
+replay_ledgers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(replay_ledgers)
 
 
-def test_repeat_and_select_matches_papernot_steinke_corollary_4():
-    """A Gaussian with ρ-zCDP (RDP ρλ), geometric K with mean μ (η = 1, γ = 1/μ): Corollary 4 of Papernot &
-    Steinke gives RDP ρ(λ-1) + log μ/(λ-1) + 2(1+η)√(ρ log(1/γ)) - ηρ for λ above 1 + √(log μ / ρ), with the
-    best λ̂; on a grid of integer λ̂ the bound can only be larger, and by little."""
-    rho, mean = 0.1, 10.0
-    event = procedure_event(dp_accounting.GaussianDpEvent(math.sqrt(0.5 / rho)), mean_trials=mean)
-    curve = rdp_curve(event)
-    eta, gamma = 1.0, 1.0 / mean
-    checked = 0
-    for order, got in zip(ORDERS, curve):
-        if order > 1 + math.sqrt(math.log(mean) / rho):
-            paper = (
-                rho * (order - 1)
-                + math.log(mean) / (order - 1)
-                + 2 * (1 + eta) * math.sqrt(-rho * math.log(gamma))
-                - eta * rho
-            )
-            assert paper * (1 - 1e-9) <= got <= paper * 1.02, order
-            checked += 1
-    assert checked > 20
+def _plans(k: int, *, seed: int = 0, n: int = 900) -> list[tuple[float, int]]:
+    """The (q, steps) of the K trials the private image space draws for a seed, on ``n`` training rows."""
+    out = []
+    for recipe in draw_trials(seed=seed, trials=k, space=search_space("image", {"epochs": [2, 3, 5]})):
+        cfg = as_config_fields(recipe)
+        out.append(planned_rate_and_steps(n, batch_size=cfg["batch_size"], epochs=cfg["epochs"]))
+    return out
 
 
-def test_tuning_epsilon_is_dp_accountings_own_replay_on_its_default_grid_or_above():
-    trial = poisson_gaussian(noise_multiplier=1.1, sample_rate=0.05, steps=300)
-    event = procedure_event(trial, mean_trials=3)
-    ours = procedure_epsilon(event, delta=1e-5)
-    acc = RdpAccountant()
-    acc.compose(dp_accounting.dp_event.RepeatAndSelectDpEvent(trial, 3.0, 1.0))
-    reference = acc.get_epsilon(1e-5)
-    assert reference <= ours <= reference * 1.1  # a sub-grid is conservative, and close
-    # tuning costs more than the trial alone, and less than running every trial of a long tail
-    alone = procedure_epsilon(trial, delta=1e-5)
-    assert alone < ours < 3 * alone
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("epsilon", [1.0, 10.0])
+def test_the_composed_ledger_replays_within_the_target_for_every_k(k, epsilon):
+    plans = _plans(k, seed=k)
+    sigmas = calibrate_trials(plans, epsilon=epsilon, delta=1e-5)
+    ledger = procedure_event([(s, q, n) for s, (q, n) in zip(sigmas, plans)])
+    # replayed by the tool that imports nothing of dpfair, from the JSON the card stores
+    from dpfair.privacy.ledger import event_to_json
+
+    replayed, accountant = replay_ledgers.replay(replay_ledgers.build(event_to_json(ledger)), 1e-5)
+    assert accountant == "pld" and replayed <= epsilon
+    assert replayed >= 0.97 * epsilon  # the budget is spent, not wasted on extra noise
+    # and the search could not have used less noise: 1% less on every trial overspends
+    tighter = [(s * 0.99, q, n) for s, (q, n) in zip(sigmas, plans)]
+    assert procedure_epsilon(tighter, delta=1e-5) > epsilon
 
 
-@pytest.mark.parametrize("epsilon,mean", [(1.0, 2.0), (10.0, 4.0)])
-def test_calibration_reaches_the_target_and_no_more(epsilon, mean):
-    q, steps = 0.04, 250
-    sigma = calibrate_reference(epsilon=epsilon, delta=1e-5, sample_rate=q, steps=steps, mean_trials=mean)
-    spent = lambda s: procedure_epsilon(  # noqa: E731
-        procedure_event(poisson_gaussian(noise_multiplier=s, sample_rate=q, steps=steps), mean_trials=mean), delta=1e-5
-    )
-    assert 0.97 * epsilon <= spent(sigma) <= epsilon
-    assert spent(sigma * 0.99) > epsilon  # not over-noised
+def test_more_trials_cost_more_noise_per_trial():
+    plans = _plans(6, seed=1)
+    one = calibrate_trials(plans[:1], epsilon=3.0, delta=1e-5)[0]
+    six = calibrate_trials(plans, epsilon=3.0, delta=1e-5)[0]
+    assert six > one * 1.5  # each of six trials gets a sixth of the budget
 
 
-def test_every_trial_is_dominated_by_the_reference_and_tightly():
-    ref = rdp_curve(poisson_gaussian(noise_multiplier=1.3, sample_rate=0.05, steps=200))
-    for q, steps in [(0.02, 500), (0.1, 100), (0.05, 400)]:
-        sigma = calibrate_dominated(ref, sample_rate=q, steps=steps)
-        check_dominated(poisson_gaussian(noise_multiplier=sigma, sample_rate=q, steps=steps), ref)
-        with pytest.raises(PrivacyError, match="above the reference"):
-            check_dominated(poisson_gaussian(noise_multiplier=sigma * 0.99, sample_rate=q, steps=steps), ref)
+def test_every_trial_gets_an_equal_share_by_the_clt():
+    plans = [(0.1, 100), (0.25, 40), (0.05, 600)]
+    sigmas = calibrate_trials(plans, epsilon=3.0, delta=1e-5)
+    mus = [q * math.sqrt(n * (math.exp(s**-2) - 1)) for s, (q, n) in zip(sigmas, plans)]
+    assert max(mus) == pytest.approx(min(mus), rel=1e-9)
+    assert clt_sigma(mus[0], sample_rate=0.1, steps=100) == pytest.approx(sigmas[0])
 
 
-def test_number_of_trials_is_geometric_with_the_expected_mean():
-    space = search_space("image")
-    counts = np.array([len(draw_trials(seed=s, expected_trials=3.0, space=space)) for s in range(3000)])
-    assert counts.min() >= 1
-    assert abs(counts.mean() - 3.0) < 0.15  # SE of the mean: sqrt(6)/sqrt(3000) ≈ 0.045
-    assert abs((counts == 1).mean() - 1 / 3) < 0.03  # P(K = 1) = 1/μ
+def test_the_procedure_is_the_composition_of_its_trials_under_dp_accounting():
+    trials = [(1.2, 0.1, 100), (2.0, 0.2, 50)]
+    ours = procedure_epsilon(trials, delta=1e-5)
+    acc = dp_accounting.pld.PLDAccountant()
+    for s, q, n in trials:
+        acc.compose(poisson_gaussian(noise_multiplier=s, sample_rate=q, steps=n))
+    assert ours == pytest.approx(acc.get_epsilon(1e-5), rel=1e-6)
+
+
+def test_the_number_of_trials_is_fixed_and_the_random_one_is_refused():
+    assert number_of_trials({"trials": 4}) == 4 and number_of_trials({}) >= 1
+    for seed in range(20):
+        assert len(draw_trials(seed=seed, trials=4, space=search_space("tabular"))) == 4
+    with pytest.raises(ConfigError, match="tuning.trials"):
+        number_of_trials({"expected_trials": 2})
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="tuning.trials"):
+            number_of_trials({"trials": bad})
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +98,10 @@ def prepared():
     return prepare_dataset(name="synthetic_lesions", params={"n_samples": 500, "image_size": 16}, min_group_size=5)
 
 
-SEED = 0  # draws K = 2 trials with this space: the selection has a choice to make
+SEED = 0
 TUNING = {
     "enabled": True,
-    "expected_trials": 2,
+    "trials": 2,
     "search_space": {"epochs": [2, 3], "expected_batch_size": [50, 100], "augmult": [1, 2]},
 }
 
@@ -129,26 +132,33 @@ def _run(prepared, tmp_path, epsilon, name):
     return record, json.loads(paths["card_path"].read_text())
 
 
-def test_tuned_run_spends_at_most_the_target_and_its_ledger_replays(prepared, tmp_path):
+def test_tuned_run_spends_at_most_the_target_and_its_card_lists_every_trial(prepared, tmp_path):
     record, card = _run(prepared, tmp_path, 3.0, "private")
-    k = len(draw_trials(seed=SEED, expected_trials=2, space=search_space("image", TUNING["search_space"])))
+    k = TUNING["trials"]
     assert record["tuning_trials"] == k == len(card["tuning"]["trials"])
     assert record["epsilon_spent"] <= 3.0 and record["epsilon_per_trial"] < record["epsilon_spent"]
     ledger = event_from_json(card["ledger"])
-    assert type(ledger).__name__ == "RepeatAndSelectDpEvent" and ledger.mean == 2 and ledger.shape == 1
-    acc = RdpAccountant()  # replay with dp-accounting's own default orders
-    acc.compose(ledger)
-    assert acc.get_epsilon(record["delta"]) <= 3.0
-    assert card["epsilon_pld"] is None and card["epsilon_rdp_google"] <= 3.0  # PLD cannot replay it (NaN → null)
+    assert type(ledger).__name__ == "ComposedDpEvent" and len(ledger.events) == k
+    listed = [(t["noise_multiplier"], t["sample_rate"], t["steps"]) for t in card["tuning"]["trials"]]
+    assert [(e.event.event.noise_multiplier, e.event.sampling_probability, e.count) for e in ledger.events] == listed
+    assert card["epsilon_pld"] <= 3.0  # the claim; PRV is an estimate of the same composition, within 1%
+    assert card["epsilon_prv"] == pytest.approx(card["epsilon_pld"], rel=0.01)
+    assert replay_ledgers.main([str(tmp_path / "private" / "c.json")]) == 0
     # the run keeps its own seed (tables pair runs by it); the selected trial's training seed is beside it
     assert record["seed"] == SEED and record["trial_seed"] == SEED + TRIAL_SEED_STRIDE * record["selected_trial"]
     chosen = card["tuning"]["trials"][record["selected_trial"]]
     assert record["lr"] == chosen["lr"] and record["epochs"] == chosen["epochs"]
     assert record["best_epoch"] == chosen["best_epoch"]
     assert chosen["val_auroc"] == max(t["val_auroc"] for t in card["tuning"]["trials"])
+    assert any("selected trial" in r for r in card["released_outside_guarantee"])
     # the private arm drew from the private space (SGD, normalised clipping)
     assert {t["optimizer"] for t in card["tuning"]["trials"]} == {"sgd"}
     assert {t["clip_policy"] for t in card["tuning"]["trials"]} == {"normalized"}
+    # a card whose listed trials differ from its ledger is refused
+    forged = json.loads(json.dumps(card))
+    forged["tuning"]["trials"] = forged["tuning"]["trials"][:1]
+    with pytest.raises(PrivacyError, match="trials its card lists"):
+        check_privacy_card(forged)
     # the ∞ arm runs as many trials (equal effort), drawn from its own (non-private) space
     inf_record, inf_card = _run(prepared, tmp_path, "inf", "nonprivate")
     assert inf_record["tuning_trials"] == k
@@ -158,12 +168,36 @@ def test_tuned_run_spends_at_most_the_target_and_its_ledger_replays(prepared, tm
         assert t["optimizer"] == "adam"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+def test_tuned_runs_forced_to_k_trials_replay_within_the_target(prepared, tmp_path, k):
+    out = tmp_path / f"k{k}"
+    out.mkdir()
+    train_run(
+        prepared=prepared,
+        model_name="cnn",
+        epsilon=3.0,
+        seed=k,
+        method="dpsgd-tuned",
+        config=TrainConfig(epochs=1, batch_size=50, lr=0.002),
+        tuning={**TUNING, "trials": k, "search_space": {"epochs": [1], "expected_batch_size": [50, 100]}},
+        device="cpu",
+        model_path=out / "m.pt",
+        scores_path=out / "s.csv",
+        record_path=out / "r.json",
+        card_path=out / "privacy_card.json",
+    )
+    card = json.loads((out / "privacy_card.json").read_text())
+    assert len(card["tuning"]["trials"]) == k
+    assert replay_ledgers.main([str(out)]) == 0
+
+
 def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
     private, nonprivate = search_space("image"), search_space("image", private=False)
     assert private != nonprivate
     for seed in range(200):
-        a = draw_trials(seed=seed, expected_trials=3, space=private)
-        b = draw_trials(seed=seed, expected_trials=3, space=nonprivate)
+        a = draw_trials(seed=seed, trials=3, space=private)
+        b = draw_trials(seed=seed, trials=3, space=nonprivate)
         assert len(a) == len(b)
         assert all(t["optimizer"] == "sgd" for t in a) and all(t["optimizer"] == "adam" for t in b)
     # the ε = ∞ arm's own keys apply on top of the shared ones
@@ -177,7 +211,6 @@ def test_selection_never_reads_the_test_split(prepared, tmp_path):
     poisoned = type(prepared)(
         x=prepared.x.clone(), y=prepared.y.clone(), samples=prepared.samples.copy(), meta=prepared.meta
     )
-    assert record["tuning_trials"] >= 2
     test = torch.from_numpy((prepared.samples["split"] == "test").to_numpy(copy=True))
     poisoned.y[test] = 1 - poisoned.y[test]
     poisoned.samples.loc[test.numpy(), "label"] = 1 - poisoned.samples.loc[test.numpy(), "label"]

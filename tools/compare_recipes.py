@@ -1,10 +1,10 @@
 """The fixed recipe against private tuning on one prepared dataset, through the train job's own entry point.
 
     python tools/compare_recipes.py results/prepared/synthetic_lesions out/ --epsilons 10,inf \\
-        --benchmark benchmarks/default.yaml --dataset synthetic_lesions [--model cnn] [--seed 0] [--expected-trials 2]
+        --benchmark benchmarks/default.yaml --dataset synthetic_lesions [--model cnn] [--seed 0] [--trials 2]
 
 Trains ``dpsgd`` (the benchmark's fixed recipe for ``--dataset``) and ``dpsgd-tuned`` (private tuning with
-``--expected-trials``) at each ε with :func:`dpfair.pipeline.runner.train_run`, and prints one JSON line per run: test
+``--trials``) at each ε with :func:`dpfair.pipeline.runner.train_run`, and prints one JSON line per run: test
 AUROC, the SD of the test scores (near 0 = collapsed), trials, ε per trial, the chosen recipe and the wall
 time. This is how the README's "Recipes and private tuning" table was measured; the prepared folder of a
 dataset is made by ``snakemake results/prepared/<name>/dataset.json --configfile <benchmark>``.
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--dataset", required=True, help="whose training: block is the fixed recipe")
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--expected-trials", type=float, default=2.0)
+    ap.add_argument("--trials", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
     prepared = load_prepared(
@@ -53,7 +53,7 @@ def main() -> None:
                 seed=args.seed,
                 method=method,
                 config=fixed,
-                tuning={"enabled": True, "expected_trials": args.expected_trials},
+                tuning={"enabled": True, "trials": args.trials},
                 device="cpu",
                 model_path=out / "model.pt",
                 scores_path=out / "scores.csv",

@@ -137,7 +137,18 @@ class Benchmark:
 
     def tuning(self, dataset: str) -> dict:
         """The dataset's ``tuning:`` block merged over the benchmark's (``enabled: false`` when neither sets one)."""
-        return {**(self.config.get("tuning") or {}), **(self.dataset_settings(dataset).get("tuning") or {})}
+        merged = {**(self.config.get("tuning") or {}), **(self.dataset_settings(dataset).get("tuning") or {})}
+        if "expected_trials" in merged:
+            where = (
+                f"datasets.{dataset}.tuning"
+                if "expected_trials" in (self.dataset_settings(dataset).get("tuning") or {})
+                else "tuning"
+            )
+            raise ConfigError(
+                f"{where}.expected_trials was removed: a random number of trials is private only while it is "
+                f"secret, and a benchmark publishes it; set {where}.trials (a fixed, public K; every trial is charged)"
+            )
+        return merged
 
     def mitigation(self, dataset: str) -> dict:
         """The mitigation settings of ``dataset`` (its own over the benchmark's ``mitigation:``)."""

@@ -277,6 +277,7 @@ def _train(
         "clipping_backend": trainer.mode,
         "max_rows_per_patient": config.max_rows_per_patient,
         "n_train": len(y_train),
+        "n_val": len(y_val) if y_val is not None else 0,
         "train_seconds": train_seconds,
         "seed": seed,
         "optimizer": config.optimizer,

@@ -103,7 +103,9 @@ class PatientDPSGD(Mechanism):
         return int(pd.Series(np.asarray(data.patient_id)).nunique())
 
     @override
-    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None) -> Trainer:
+    def make_trainer(
+        self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None
+    ) -> Trainer:
         self.n_units(data)
         loader = PatientBatches(
             x=data.x,
@@ -174,8 +176,8 @@ class PatientDPSGD(Mechanism):
             ),
             "guarantee_covers": (
                 f"the model's parameters with respect to all training rows of one {who} (adding or removing a {who}); "
-                "validation and test rows are outside it. Not covered: the split itself, the training split's reported "
-                "size, prevalence and group sizes, and the membership audit's statistics"
+                f"validation and test {who}s have no DP protection, and the released model depends on the validation "
+                "rows wherever the card's released_outside_guarantee says so"
             ),
         }
         if who != "patient":

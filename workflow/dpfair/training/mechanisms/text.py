@@ -14,10 +14,9 @@ CLIPPING_PATHS = {
 }
 
 COVERS_ROWS = (
-    "the model's parameters with respect to one training row; validation and test rows are outside it "
-    "(the validation split fits tabular preprocessing and is scored each epoch for the log, never for "
-    "selection). Not covered: the split itself, the training split's reported size, prevalence and group "
-    "sizes, and the membership audit's statistics"
+    "the model's parameters with respect to one training row (adding or removing it); validation and test rows "
+    "have no DP protection, and the released model depends on the validation rows wherever the card's "
+    "released_outside_guarantee says so"
 )
 
 

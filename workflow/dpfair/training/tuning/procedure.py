@@ -2,18 +2,17 @@
 
 The procedure (privacy accounting in :mod:`dpfair.training.tuning.accounting`):
 
-1. From a generator seeded by the run's seed only (public), draw the number of trials K, geometric on
-   K ≥ 1 with mean ``tuning.expected_trials``, then K recipes from the arm's search space (private or
-   non-private, :mod:`dpfair.training.tuning.search_space`). Every ε of a seed, and the ε = ∞ arm, get the same K:
-   both arms get equal effort, each in the space made for it.
-2. Private arm: calibrate the reference trial (the fixed recipe's batch size and epochs) so that the
-   repeat-and-select event reaches the target ε, then each trial's σ so its RDP curve stays under the
-   reference's. Noise calibration is done once per distinct (q, steps).
+1. From a generator seeded by the run's seed only (public), draw the K = ``tuning.trials`` recipes from
+   the arm's search space (private or non-private, :mod:`dpfair.training.tuning.search_space`). K is fixed
+   and public, and the same for every arm, the ε = ∞ arm included: equal effort, each in its own space.
+2. Private arm: calibrate every trial's σ at once so that the composition of all K trials reaches the
+   target ε (dp-accounting PLD), each trial taking an equal share of it.
 3. Run each trial as a full training run (:func:`dpfair.training.loop.train`) that keeps its best validation
    epoch; score it by validation AUROC; keep the best (ties: the earliest). Only the training and
    validation splits are passed in: the test split cannot influence the choice.
-4. The run's record is the selected trial's, with the procedure's ledger (``RepeatAndSelectDpEvent``),
-   ε replayed by dp-accounting's RDP accountant, and every trial (recipe, σ, validation AUROC) listed.
+4. The run's record is the selected trial's, with the procedure's ledger (the ``ComposedDpEvent`` of all
+   trials), ε replayed by dp-accounting's PLD accountant, and every trial (recipe, σ, q, steps, ε alone,
+   validation AUROC) listed: the ledger covers each of them, so all may be published.
 """
 
 from __future__ import annotations
@@ -33,15 +32,7 @@ from dpfair.privacy.ledger import event_from_json, event_to_json, poisson_gaussi
 from dpfair.privacy.params import is_private
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import TrainResult, predict, train
-from dpfair.training.tuning.accounting import (
-    DISTRIBUTION,
-    calibrate_dominated,
-    calibrate_reference,
-    check_dominated,
-    procedure_epsilon,
-    procedure_event,
-    rdp_curve,
-)
+from dpfair.training.tuning.accounting import DISTRIBUTION, calibrate_trials, procedure_epsilon, procedure_event
 from dpfair.training.tuning.names import TUNABLE, split_method
 from dpfair.training.tuning.search_space import as_config_fields, draw, search_space
 
@@ -51,22 +42,39 @@ log = logging.getLogger(__name__)
 TUNING_SALT = 0x7E57
 #: A trial's training seed: trial 0 uses the run's seed (the fixed recipe's), later ones are offset.
 TRIAL_SEED_STRIDE = 10_000
+#: K when ``tuning.trials`` is unset.
+DEFAULT_TRIALS = 3
 
 
-def draw_trials(*, seed: int, expected_trials: float, space: dict) -> list[dict]:
-    """The K recipes of a run: K geometric on K ≥ 1 with mean ``expected_trials``, from ``seed`` only.
+def number_of_trials(tuning: dict) -> int:
+    """K, the fixed number of trials of ``tuning.trials`` (an integer ≥ 1).
+
+    Raises:
+        ConfigError: the removed ``tuning.expected_trials`` (a random K, see the accounting module), or a
+            K that is not a positive integer.
+    """
+    if "expected_trials" in tuning:
+        raise ConfigError(
+            "tuning.expected_trials was removed: a random number of trials is only private while it stays "
+            "secret, and a benchmark publishes it; set tuning.trials (a fixed, public K, every trial charged)"
+        )
+    k = tuning.get("trials", DEFAULT_TRIALS)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"tuning.trials must be an integer >= 1, got {k!r}")
+    return k
+
+
+def draw_trials(*, seed: int, trials: int, space: dict) -> list[dict]:
+    """The ``trials`` recipes of a run, drawn from ``space`` by a generator seeded from ``seed`` only.
 
     Example:
         >>> from dpfair.training.tuning.search_space import search_space
-        >>> a = draw_trials(seed=0, expected_trials=3, space=search_space("tabular"))
-        >>> a == draw_trials(seed=0, expected_trials=3, space=search_space("tabular")) and len(a) >= 1
-        True
+        >>> a = draw_trials(seed=0, trials=3, space=search_space("tabular"))
+        >>> a == draw_trials(seed=0, trials=3, space=search_space("tabular")), len(a)
+        (True, 3)
     """
-    if not expected_trials >= 1:
-        raise ConfigError(f"tuning.expected_trials must be >= 1, got {expected_trials!r}")
     rng = np.random.default_rng([int(seed), TUNING_SALT])
-    n_trials = int(rng.geometric(1.0 / expected_trials))
-    return [draw(space, rng) for _ in range(n_trials)]
+    return [draw(space, rng) for _ in range(int(trials))]
 
 
 def planned_rate_and_steps(n_rows: int, *, batch_size: int, epochs: int) -> tuple[float, int]:
@@ -97,46 +105,33 @@ def tune_and_train(
 ) -> TrainResult:
     """Privately tune ``method`` (``m-tuned``) at ``epsilon``; return the selected trial with the procedure recorded.
 
-    ``config`` is the fixed recipe: its batch size and epochs define the reference trial, its other fields
-    are the defaults the drawn recipe overrides. ``tuning``: the benchmark's ``tuning:`` block.
+    ``config`` is the fixed recipe: its fields are the defaults the drawn recipes override. ``tuning``: the
+    benchmark's ``tuning:`` block (``trials``: K, ``search_space``, ``nonprivate_search_space``).
     """
     base, _ = split_method(method)
     if base not in TUNABLE:
         raise ConfigError(f"method {method!r}: private tuning supports {list(TUNABLE)}")
     if x_val is None or y_val is None or not len(y_val):
         raise ConfigError("private tuning selects on the validation split, and this dataset has none")
-    mean = float(tuning.get("expected_trials", 3))
+    k = number_of_trials(tuning)
     private = is_private(epsilon)
-    # same K for every arm of a seed (drawn first); each arm's recipes come from its own space
     space = search_space(
         modality,
         tuning.get("search_space"),
         private=private,
         nonprivate_overrides=tuning.get("nonprivate_search_space"),
     )
-    draws = draw_trials(seed=seed, expected_trials=mean, space=space)
+    draws = draw_trials(seed=seed, trials=k, space=space)
     n = len(y_train)
-    reference = ref_curve = None
-    sigmas: dict[tuple[float, int], float] = {}
-    if private:
-        ref_q, ref_steps = planned_rate_and_steps(n, batch_size=config.batch_size, epochs=config.epochs)
-        ref_sigma = calibrate_reference(
-            epsilon=epsilon, delta=delta, sample_rate=ref_q, steps=ref_steps, mean_trials=mean
-        )
-        reference = poisson_gaussian(noise_multiplier=ref_sigma, sample_rate=ref_q, steps=ref_steps)
-        ref_curve = rdp_curve(reference)
-        sigmas[(ref_q, ref_steps)] = ref_sigma
+    configs = [replace(config, **as_config_fields(recipe), select_best=True, noise_multiplier=None) for recipe in draws]
+    plans = [planned_rate_and_steps(n, batch_size=c.batch_size, epochs=c.epochs) for c in configs]
+    sigmas = calibrate_trials(plans, epsilon=epsilon, delta=delta) if private else [0.0] * k
     trials, best, best_score, seconds = [], None, -math.inf, 0.0
-    for i, recipe in enumerate(draws):
-        cfg = replace(config, **as_config_fields(recipe), select_best=True, noise_multiplier=None)
+    for i, (recipe, cfg) in enumerate(zip(draws, configs)):
         trial_eps, entry = math.inf, {"trial": i, **recipe}
         if private:
-            q, steps = planned_rate_and_steps(n, batch_size=cfg.batch_size, epochs=cfg.epochs)
-            if (q, steps) not in sigmas:
-                sigmas[(q, steps)] = calibrate_dominated(ref_curve, sample_rate=q, steps=steps)
-            sigma = sigmas[(q, steps)]
+            (q, steps), sigma = plans[i], sigmas[i]
             event = poisson_gaussian(noise_multiplier=sigma, sample_rate=q, steps=steps)
-            check_dominated(event, ref_curve)
             trial_eps = replay_epsilon(event, accountant=cfg.accountant, delta=delta)
             cfg = replace(cfg, noise_multiplier=sigma)
             entry.update(noise_multiplier=sigma, sample_rate=q, steps=steps, epsilon_alone=trial_eps)
@@ -156,22 +151,27 @@ def tune_and_train(
             patient_id=patient_id,
             groups=groups,
         )
-        if private:  # what the trial actually charged must be what was calibrated
-            check_dominated(event_from_json(result.record["ledger"]), ref_curve)
+        if private and event_from_json(result.record["ledger"]) != event:
+            # what the trial charged must be what the procedure's ledger composes
+            raise PrivacyError(
+                f"tuning trial {i} charged {result.record['ledger']}, not its planned {event_to_json(event)}"
+            )
         score = safe_auroc(y_val.cpu().numpy(), predict(result.model, x_val, device=device))
         seconds += result.record["train_seconds"]
         entry.update(
             val_auroc=score, best_epoch=result.record["best_epoch"], train_seconds=result.record["train_seconds"]
         )
         trials.append(entry)
-        log.info("tuning trial %d/%d: %s -> val_auroc %.4f", i + 1, len(draws), recipe, score)
+        log.info("tuning trial %d/%d: %s -> val_auroc %.4f", i + 1, k, recipe, score)
         if best is None or score > best_score:  # NaN never wins over a number
             best, best_score, chosen = result, score, i
     record = dict(best.record)
-    ledger = procedure_event(reference, mean_trials=mean) if private else None
-    spent = procedure_epsilon(ledger, delta=delta) if private else math.inf
-    if private and not spent <= epsilon * (1 + 1e-6):
+    composed = [(t["noise_multiplier"], t["sample_rate"], t["steps"]) for t in trials] if private else []
+    ledger = procedure_event(composed) if private else None
+    spent = procedure_epsilon(composed, delta=delta) if private else math.inf
+    if private and not spent <= epsilon:
         raise PrivacyError(f"the tuning procedure's ledger replays to epsilon {spent:.4f}, above the target {epsilon}")
+    selected_alone = trials[chosen].get("epsilon_alone", math.inf)
     record.update(
         # the run's seed, not the selected trial's training seed: tables pair runs across methods and ε by it
         seed=seed,
@@ -179,21 +179,20 @@ def tune_and_train(
         method=method,
         epsilon=epsilon,
         epsilon_spent=spent,
-        accountant="rdp_google" if private else "none",
+        accountant="pld" if private else "none",
         ledger=event_to_json(ledger) if private else None,
-        tuning_trials=len(draws),
-        epsilon_per_trial=procedure_epsilon(reference, delta=delta) if private else math.inf,
+        tuning_trials=k,
+        epsilon_per_trial=selected_alone,
         train_seconds=seconds,
         selected_trial=chosen,
         tuning={
-            "procedure": "random search with private selection (Papernot & Steinke, ICLR 2022)",
+            "procedure": "random search over a fixed, public number of trials; the ledger composes all of them",
             "number_of_trials": DISTRIBUTION,
-            "expected_trials": mean,
-            "trials_run": len(draws),
+            "trials_run": k,
             "selection": "best validation AUROC (the validation split is outside the guarantee; the test split is not read)",
-            "accountant": "dp-accounting RdpAccountant: RepeatAndSelectDpEvent (not supported by its PLD accountant)",
-            "reference_trial_event": event_to_json(reference) if private else None,
-            "epsilon_per_trial": procedure_epsilon(reference, delta=delta) if private else math.inf,
+            "accountant": "dp-accounting PLDAccountant: ComposedDpEvent of every trial's DP-SGD event",
+            "budget_sharing": "each trial an equal share by the DP-SGD central limit theorem (Bu et al. 2020)",
+            "epsilon_selected_trial_alone": selected_alone,
             "selected_trial": chosen,
             "trials": trials,
         },
