@@ -5,9 +5,9 @@
 
 Deliberately imports nothing from dpfair: the card's JSON ledger (``{"type": "<DpEvent class>", field: value,
 ...}``, nested events under their field names) is rebuilt into dp-accounting's own event classes and composed
-by its PLD accountant where that accountant supports the events, else by its RDP accountant (e.g. the
-``RepeatAndSelectDpEvent`` of a privately tuned run), under the card's ``neighboring_relation``. A claim of dpfair's that this script cannot confirm is a
-privacy bug. Prints one line per card and exits 1 if any replayed ε exceeds the card's ``target_epsilon``.
+by its PLD accountant where that accountant supports the events (DP-SGD, label randomisation, the composed
+trials of a privately tuned run), else by its RDP accountant, under the card's ``neighboring_relation``. A
+claim of dpfair's that this script cannot confirm is a privacy bug. Prints one line per card and exits 1 if any replayed ε exceeds the card's ``target_epsilon``.
 """
 
 from __future__ import annotations
