@@ -168,6 +168,11 @@ def released_outside_guarantee(record: dict, meta: dict, statement: dict) -> lis
         "the training split's size, prevalence and group sizes (the data card); the split itself; the membership "
         "audit's statistics (the audit trains its own models on these rows)"
     )
+    out.append(
+        "the data themselves: results/ holds the prepared rows and each run's scores.csv (every row's label, "
+        "attributes and the model's score and logit, training rows included, for the audit); share a run's "
+        "model and card, not its folder"
+    )
     return out
 
 
