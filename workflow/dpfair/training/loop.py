@@ -222,9 +222,9 @@ def _train(
         )
         if x_val is not None and y_val is not None:
             with ema.swapped(module) if ema is not None else contextlib.nullcontext():
-                logits = predict_logits(module, x_val, device=device)
-                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), logits)
-                entry["val_loss"] = bce_loss(logits, y_val.cpu().numpy())
+                # AUROC of the probabilities, as the evaluation scores them (float32 sigmoid ties included)
+                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
+                entry["val_loss"] = bce_loss(predict_logits(module, x_val, device=device), y_val.cpu().numpy())
                 # the first epoch is kept until one beats it (a NaN AUROC never does)
                 if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
                     best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": clone_state(module)}

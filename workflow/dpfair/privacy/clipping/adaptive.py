@@ -33,6 +33,11 @@ Theorem 1). Accounting the two as separately subsampled events, as the reference
 **Budget split.** ``aux_budget_share`` f is the auxiliary queries' share of the step's privacy "precision"
 σ_eff⁻² (additive across the two, like ρ in zCDP): σ_grad = σ_eff / √(1 − f), σ_aux = σ_eff / √f. σ_eff
 is calibrated to the target ε exactly as DP-SGD's σ is, so the replayed total reaches the target.
+
+**What a run may record.** Everything the policies expose (DPSGD-F's :attr:`GroupAdaptiveClip.bounds` and
+:meth:`~GroupAdaptiveClip.noise_bound`, Global-Adapt's threshold and its history) is a function of the noisy
+counts and the public settings only, post-processing of the charged auxiliary release. The exact counts
+are local to ``factors`` and never kept: recording one would be a release no ε covers.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from dpfair.privacy.clipping.adaptive import GroupAdaptiveClip
 from dpfair.training.mechanisms.base import register_mechanism
-from dpfair.training.mechanisms.mitigation import MitigationMechanism
+from dpfair.training.mechanisms.mitigation import LEVELS_DECLARED, MitigationMechanism
 
 
 @register_mechanism("dpsgd_f")
@@ -29,7 +29,11 @@ class DPSGDF(MitigationMechanism):
         return policy, policy.bound_cap
 
     def policy_stats(self, policy):
-        """The per-group clip bounds C_k of the last step, for the run record."""
+        """The per-group clip bounds C_k of the last step, for the run record.
+
+        C_k is a function of the last step's noisy counts only (and of K): post-processing of the charged
+        auxiliary release, so covered; no exact count of training rows is added.
+        """
         return {"final_group_bounds": [float(b) for b in policy.bounds]}
 
     @override
@@ -45,11 +49,17 @@ class DPSGDF(MitigationMechanism):
                 "(2K Gaussian counts per step, sensitivity 1); Gaussian noise σ_grad·max_k C_k over all groups"
             ),
         )
+        declared = record.get("mitigation_groups_source") == LEVELS_DECLARED
         text["guarantee_covers"] = (
-            f"the model's parameters with respect to one training row, its {attribute} label included: the rows' "
-            f"{attribute} reaches training only through the noisy per-group counts, which the ledger charges; the "
-            "list of group labels is treated as public. Validation and test rows are outside it. Not covered: the "
-            "split itself, the training split's reported size, prevalence and group sizes, and the membership "
-            "audit's statistics"
+            f"the model's parameters with respect to one training row (adding or removing it), its {attribute} label "
+            f"included: the rows' {attribute} reaches training only through the noisy per-group counts, which the "
+            "ledger charges. The list of groups is "
+            + (
+                "declared without the training rows (public)"
+                if declared
+                else "read from the training rows and not covered (released_outside_guarantee lists it)"
+            )
+            + "; validation and test rows have no DP protection, and the released model depends on the validation "
+            "rows wherever the card's released_outside_guarantee says so"
         )
         return text

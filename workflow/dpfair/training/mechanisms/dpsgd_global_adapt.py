@@ -38,7 +38,11 @@ class DPSGDGlobalAdapt(MitigationMechanism):
         return policy, config.max_grad_norm
 
     def policy_stats(self, policy):
-        """The threshold Z after the last step and its mean over the steps, for the run record."""
+        """The threshold Z after the last step and its mean over the steps, for the run record.
+
+        Z is a function of its start and the noisy counts only: post-processing of the charged auxiliary
+        release, so covered; no exact count of training rows is added (``also_releases`` lists none).
+        """
         z = policy.history
         return {
             "global_threshold_final": float(policy.threshold),

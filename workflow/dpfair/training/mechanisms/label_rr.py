@@ -18,6 +18,10 @@ Ledger: dp-accounting's ``RandomizedResponseDpEvent(noise_parameter, num_buckets
 bucket w.p. noise_parameter, else the input), so keep = 1 − p/2 = e^ε/(1 + e^ε) gives p = 2/(1 + e^ε); k = 1 is
 a ``NoOpDpEvent``. The labels are randomized at ε − :data:`RR_MARGIN`: the ledger's PLD replay rounds ε up
 by up to its discretization, and the replayed ε must not exceed the target.
+
+Run record: ``labels_flipped_expected``, the expected number of flipped labels (:func:`expected_flips`), never
+the realised count. The realised count is a function of the true labels: with the noisy labels (which the
+model may memorise) and every other row's label known, it gives away the last row's label exactly.
 """
 
 from __future__ import annotations
@@ -68,6 +72,25 @@ def randomize_labels(labels: np.ndarray, *, epsilon: float, prior: float, rng: n
     return np.where(flip, 1 - labels, labels)
 
 
+def expected_flips(*, n: int, epsilon: float, prior: float) -> float:
+    """The expected number of labels RRWithPrior flips among ``n`` rows, from public facts only.
+
+    A function of the number of rows, ε and the prior (the validation prevalence), never of the training
+    labels: for k = 2 every label flips with probability 1/(1 + e^ε) whatever its value, so n/(1 + e^ε); for
+    k = 1 a label flips when it is not the prior's top label, which a row drawn from the prior is with
+    probability min(prior, 1 − prior), so n · that. (The realised count, or the sum over the rows of each one's
+    flip probability given its label, would read the training labels.)
+
+    Example:
+        >>> round(expected_flips(n=1000, epsilon=1.0, prior=0.5), 2), round(expected_flips(n=1000, epsilon=0.1, prior=0.9), 2)
+        (268.94, 100.0)
+    """
+    if rr_with_prior_k(epsilon=epsilon, prior=prior) == 1:
+        top = int(prior >= 0.5)  # the label randomize_labels outputs for every row
+        return float(n) * (1.0 - prior if top == 1 else prior)
+    return float(n) / (1.0 + math.exp(epsilon))
+
+
 def rr_event(*, epsilon: float, prior: float) -> dp_accounting.DpEvent:
     """The ledger event of RRWithPrior at ``epsilon`` on binary labels."""
     if rr_with_prior_k(epsilon=epsilon, prior=prior) == 1:
@@ -83,18 +106,21 @@ class LabelRR(Mechanism):
     relation = "replace_one"
 
     @override
-    def make_trainer(self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None) -> Trainer:
+    def make_trainer(
+        self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None
+    ) -> Trainer:
         require_plain_recipe(config, method=self.name)
         y = data.y
         event = dp_accounting.NoOpDpEvent()
-        flips = 0
+        expected = 0.0
         if is_private(epsilon):
             prior = 0.5 if data.label_prior is None else float(data.label_prior)
             # the run's noise stream (dpfair.training.noise): the batch generator stays the one the ε = ∞ arm uses
             rng = numpy_rng(noise_generator)
             eps_rr = epsilon - RR_MARGIN
             noisy = randomize_labels(y.cpu().numpy(), epsilon=eps_rr, prior=prior, rng=rng)
-            flips = int((noisy != y.cpu().numpy().astype(int)).sum())
+            # the record gets the expectation, public; the realised count would give away a label (module docstring)
+            expected = expected_flips(n=len(noisy), epsilon=eps_rr, prior=prior)
             y = torch.from_numpy(noisy.astype(np.float32))
             event = rr_event(epsilon=eps_rr, prior=prior)
         base_loader = DataLoader(
@@ -105,7 +131,7 @@ class LabelRR(Mechanism):
             trainer.mode = "label_rr"
         # released once, before training: the ledger does not grow with steps
         trainer.ledger = lambda steps: event
-        trainer.stats = lambda: {"labels_flipped": flips}
+        trainer.stats = lambda: {"labels_flipped_expected": expected}
         return trainer
 
     @override

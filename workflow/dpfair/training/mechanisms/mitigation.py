@@ -13,11 +13,17 @@ target. ε = ∞ is ``dpsgd``'s non-private arm exactly (same loop and batches; 
 Settings (``mitigation:`` in a benchmark, per dataset over the benchmark's): ``attribute`` (the sensitive
 attribute the method targets, e.g. ``site``; an intersection as ``sex:age_group``), ``aux_budget_share``
 and, for Global-Adapt, ``global_initial_threshold``, ``global_target_exceed``, ``global_threshold_lr``.
+
+Cards: record-level, so a patient with several rows gets :meth:`MitigationMechanism.group_privacy` as ``dpsgd``
+does; beyond the guarantee, :meth:`MitigationMechanism.also_releases` lists DPSGD-F's groups where they were
+read from the training rows (:func:`group_codes`). The noise bounds and the policies' statistics in the record
+are functions of the noisy counts only, covered by the ledger.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -32,7 +38,7 @@ from dpfair.privacy.clipping.policy import ClipPolicy
 from dpfair.privacy.params import is_private
 from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_bookkeeping, require_plain_recipe
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
-from dpfair.training.mechanisms.text import CLIPPING_PATHS, record_unit_text
+from dpfair.training.mechanisms.text import CLIPPING_PATHS, group_privacy_text, record_unit_text
 from dpfair.training.noise import derived_generator
 from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
 
@@ -55,11 +61,30 @@ def mitigation_settings(config) -> dict:
     return {**DEFAULTS, **given}
 
 
-def group_codes(groups: pd.DataFrame | None, attribute: str | None, *, method: str) -> tuple[torch.Tensor, list[str]]:
-    """Each training row's group code (0..K-1) for ``attribute`` and the K group labels, sorted.
+#: Where a run's group levels came from (``mitigation_groups_source`` in the run record).
+LEVELS_DECLARED = "declared"
+LEVELS_FROM_TRAINING = "training rows"
 
-    The labels (which groups exist) are treated as public; the rows' codes reach training only through
-    the noisy counts of the clip policy.
+
+def group_codes(
+    groups: pd.DataFrame | None, attribute: str | None, *, method: str
+) -> tuple[torch.Tensor, list[str], str]:
+    """Each training row's group code (0..K-1) for ``attribute``, the K group labels and where they came from.
+
+    The levels are the declared ones where every part of ``attribute`` is a categorical column (its
+    categories, in their order; an intersection takes their product): a declaration made without the
+    training rows (e.g. the held-out splits' levels) is public, and a training row outside it is refused.
+    Otherwise they are the levels present in the training rows, sorted: a function of those rows that no
+    ε covers, which the run's card lists (:meth:`MitigationMechanism.also_releases`). Either way the rows'
+    codes reach training only through the noisy counts of the clip policy.
+
+    Example:
+        >>> frame = pd.DataFrame({"site": pd.Categorical(["A", "A"], categories=["A", "B"])})
+        >>> codes, levels, source = group_codes(frame, "site", method="dpsgd_f")
+        >>> codes.tolist(), levels, source
+        ([0, 0], ['A', 'B'], 'declared')
+        >>> group_codes(frame.astype(str), "site", method="dpsgd_f")[1:]
+        (['A'], 'training rows')
     """
     if not attribute:
         raise ConfigError(
@@ -72,10 +97,18 @@ def group_codes(groups: pd.DataFrame | None, attribute: str | None, *, method: s
         raise ConfigError(
             f"mitigation.attribute = {attribute!r} is not a sensitive attribute of this dataset; it has {have}"
         )
-    labels = groups[parts].astype(str).agg(":".join, axis=1)
-    levels = sorted(labels.unique())
+    if all(isinstance(groups[p].dtype, pd.CategoricalDtype) for p in parts):
+        if groups[parts].isna().any(axis=None):  # a value outside a declaration is a missing one
+            raise ConfigError(f"method {method}: some training rows' {attribute} is not among its declared levels")
+        declared = [list(map(str, groups[p].cat.categories)) for p in parts]
+        levels, source = [":".join(combo) for combo in itertools.product(*declared)], LEVELS_DECLARED
+        labels = groups[parts].astype(object).astype(str).agg(":".join, axis=1)
+    else:
+        labels = groups[parts].astype(str).agg(":".join, axis=1)
+        # no public list: the training rows' own levels (sorted, so the codes do not follow the row order)
+        levels, source = sorted(labels.unique()), LEVELS_FROM_TRAINING
     codes = pd.Categorical(labels, categories=levels).codes.astype(np.int64)
-    return torch.from_numpy(codes), levels
+    return torch.from_numpy(codes), levels, source
 
 
 class MitigationMechanism(Mechanism):
@@ -112,9 +145,9 @@ class MitigationMechanism(Mechanism):
             )
             return make_nonprivate(model=model, optimizer=optimizer, data_loader=base)
         if self.uses_groups:
-            codes, levels = group_codes(data.groups, settings["attribute"], method=self.name)
+            codes, levels, levels_source = group_codes(data.groups, settings["attribute"], method=self.name)
         else:
-            codes, levels = torch.zeros(len(data.y), dtype=torch.long), ["all"]
+            codes, levels, levels_source = torch.zeros(len(data.y), dtype=torch.long), ["all"], None
         require_bookkeeping(model, config, method=self.name, why="clips with a clip policy")
         base = DataLoader(
             TensorDataset(data.x, data.y.float(), codes),
@@ -151,9 +184,14 @@ class MitigationMechanism(Mechanism):
             return bounds[-1]
 
         def stats() -> dict:
+            # What the guarantee covers, and what not (also_releases): the σs are functions of the schedule
+            # (ε, δ, q, steps: public settings and the training split's size, which the card lists); the noise
+            # bounds and the policy's statistics are functions of the noisy counts only, post-processing of
+            # the charged auxiliary release; the groups, where read from the training rows, are not covered.
             return {
                 "mitigation_attribute": settings["attribute"] if self.uses_groups else None,
                 "mitigation_groups": levels if self.uses_groups else [],
+                "mitigation_groups_source": levels_source,
                 "aux_budget_share": float(settings["aux_budget_share"]),
                 "noise_multiplier_total": float(sigma),
                 "aux_noise_multiplier": float(sigma_aux),
@@ -181,8 +219,29 @@ class MitigationMechanism(Mechanism):
         )
 
     def policy_stats(self, policy) -> dict:
-        """Counts the policy adds to the run record (none by default)."""
+        """Statistics the policy adds to the run record (none by default).
+
+        Only functions of the policy's noisy releases and public settings: an exact statistic of the
+        training rows here would be released outside the guarantee and would have to be listed by
+        :meth:`also_releases`.
+        """
         return {}
+
+    @override
+    def group_privacy(self, *, meta: dict, epsilon: float, delta: float) -> dict | None:
+        # record-level like dpsgd: a patient with k rows is protected only as a group of k rows
+        return group_privacy_text(meta=meta, epsilon=epsilon, delta=delta)
+
+    @override
+    def also_releases(self, *, meta: dict, record: dict) -> list[str]:
+        if record.get("mitigation_groups_source") != LEVELS_FROM_TRAINING:
+            return []  # declared levels are public; Global-Adapt reads no groups
+        attribute = record.get("mitigation_attribute")
+        levels = ", ".join(map(str, record.get("mitigation_groups") or []))
+        return [
+            f"the levels of {attribute} present in the training rows ({levels}), read from them: they set the "
+            "number of groups K the clip bounds are computed for and the clipper's cap C·(1 + K)"
+        ]
 
     @override
     def card_text(self, *, meta, record):
