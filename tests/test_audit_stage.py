@@ -143,8 +143,11 @@ def test_honest_dp_sgd_passes_the_audit_with_all_attacks(prepared, tmp_path):
         "n",
         "attribute",
         "group",
+        "note",
     ]
     assert (table["method"] == "dpsgd").all()
+    bound_note = table.query("attack == 'one_run' and metric == 'epsilon_lower_bound'")["note"].item()
+    assert bound_note.startswith("membership canaries")
     refs = pd.read_csv(paths["references.csv.gz"])
     assert (refs["in_0"] + refs["in_1"] == 1).all()  # complementary halves of the population
     models = json.loads(paths["models.json"].read_text())

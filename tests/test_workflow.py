@@ -143,6 +143,7 @@ def test_audit_table_follows_the_output_contract(tiny_run):
         "n",
         "attribute",
         "group",
+        "note",
     ]
     assert set(audit["attack"]) == {"loss", "rmia", "one_run"} and set(audit["method"]) == {"dpsgd"}
     bounds = audit.query("attack == 'one_run' and metric == 'epsilon_lower_bound'").set_index("epsilon")["value"]

@@ -13,6 +13,13 @@ p-value for the observed (r, v) is still ≤ β. It holds whatever the attack, m
 that the inclusion bits are independent fair coins and that the claim is made per canary (one canary = one
 record, the unit a record-level guarantee protects).
 
+The canaries are designed for the relation the audited mechanism claims (:func:`canary_design`): for
+add-or-remove-one guarantees (a record, a patient) a canary is trained on or not; for a label guarantee
+(``label_rr``: ``replace_one`` on one label) every canary is trained on and its bit chooses its training
+label between y and 1 − y, so the guess is the label and the theorem applies to the label relation as is
+(a bit changes one label, all else fixed). Either way the mechanism's parameters (sampling rate, steps,
+noise) must not depend on the bits: see :func:`dpfair.audit.train_models.canary_calibration`.
+
 Guesses are one-sided (the top-k scores are called "in", k⁻ = 0 in the paper's notation) for k in a fixed
 grid, with a Bonferroni split of β over the grid, so taking the best k is paid for.
 
@@ -41,6 +48,31 @@ from dpfair.audit.bounds import DEFAULT_CONFIDENCE
 DEFAULT_GUESS_COUNTS: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
 #: Largest ε searched: beyond it the bound is reported as this value (no finite audit reaches it here).
 EPSILON_CAP = 50.0
+#: Canary designs by the (unit, neighbouring relation) of the guarantee they test.
+CANARY_DESIGNS: dict[tuple[str, str], str] = {
+    ("record", "add_or_remove_one"): "membership",
+    ("patient", "add_or_remove_one"): "membership",
+    ("label", "replace_one"): "label",
+}
+
+
+def canary_design(*, unit: str, relation: str) -> str:
+    """The canary design that tests a guarantee of ``unit`` under ``relation``: ``membership`` or ``label``.
+
+    Raises:
+        ValueError: for a (unit, relation) no design tests (auditing it with another would test a relation
+            the mechanism does not claim).
+
+    Example:
+        >>> canary_design(unit="record", relation="add_or_remove_one"), canary_design(unit="label", relation="replace_one")
+        ('membership', 'label')
+    """
+    try:
+        return CANARY_DESIGNS[(unit, relation)]
+    except KeyError:
+        raise ValueError(
+            f"no one-run canary design tests a {unit}-level guarantee under {relation}; known: {sorted(CANARY_DESIGNS)}"
+        ) from None
 
 
 def one_run_p_value(*, m: int, n_guesses: int, n_correct: int, epsilon: float, delta: float) -> float:

@@ -2,6 +2,10 @@
 
 The configured attacks' ``needs`` (:mod:`dpfair.audit.registry`) decide it, never their names: no need, no
 ``audit_train`` job; each need trains only its own count (``audit.reference_models``, ``audit.canaries``).
+Which of those a method's runs can use (none of the reference models for a label-DP method, whose
+membership attacks are skipped) is decided in the ``audit_train`` job
+(:func:`dpfair.audit.train_models.train_audit_models`): it needs the mechanism's privacy unit, and looking a
+mechanism up imports opacus, which the workflow must not import while it is parsed.
 """
 
 from __future__ import annotations

@@ -7,9 +7,15 @@ needs=...)``:
 - ``label`` is what the report calls it ("loss threshold", "RMIA");
 - ``needs`` is what the audit must train for it beyond the audited run, a subset of :data:`NEEDS`:
   ``"reference_models"`` (models trained by the run's mechanism on random halves of the population) and
-  ``"canaries"`` (a canary run, each canary included independently with probability ½). The default,
+  ``"canaries"`` (a canary run, each canary's bit an independent fair coin: included or not, or for a
+  label guarantee its training label flipped or not, :func:`dpfair.audit.one_run.canary_design`). The default,
   nothing, means the attack reads only the run's own scores and runs on every seed; an attack with needs
-  runs on the reference seeds only, and the audit plan trains only what the configured attacks need.
+  runs on the reference seeds only, and the audit plan trains only what the configured attacks need;
+- ``units`` is which privacy units' guarantee the attack's guesses test (:data:`MEMBERSHIP_UNITS` by
+  default: membership of a record or a patient). A run whose mechanism protects another unit (``label_rr``
+  protects labels only, under ``replace_one`` of one label) is not attacked by it: the stage writes a
+  ``skipped`` row whose ``note`` says why (:func:`skip_reason`), so no figure stands for a relation the run
+  does not claim.
 
 Adding an attack is one file in ``dpfair/audit/attacks/`` plus its name in a benchmark's
 ``audit.attacks`` (docs/adding-an-attack.md): this module imports every module of that package on the
@@ -32,6 +38,11 @@ from dpfair.errors import ConfigError
 ATTACKS_PACKAGE = "dpfair.audit.attacks"
 #: The mechanism every run uses until training has a mechanism registry; the audit tables' ``method``.
 DEFAULT_METHOD = "dpsgd"
+#: What a membership attack tests: whether one record (or one patient's rows) was trained on. The units
+#: are those of :data:`dpfair.training.mechanisms.UNITS`; a mechanism's unit is its guarantee's.
+MEMBERSHIP_UNITS: frozenset[str] = frozenset({"record", "patient"})
+#: The metric of the row the stage writes for an attack that does not test the run's unit.
+SKIPPED_METRIC = "skipped"
 
 
 @dataclass(frozen=True)
@@ -72,8 +83,11 @@ class AuditContext:
         settings: the benchmark's ``audit:`` settings.
         references: with need ``reference_models``: per row, ``row``, ``in_<k>`` and ``logit_<k>`` of each
             reference model k.
-        canaries: with need ``canaries``: per canary, ``row``, ``included``, ``label``, ``logit``, ``score``.
+        canaries: with need ``canaries``: per canary, ``row``, ``included``, ``label``, ``logit``, ``score``
+            and ``design`` (``membership``: ``included`` is whether the canary was trained on; ``label``: every
+            canary was trained on, ``included`` is whether its training label was the flipped one).
         unit: what the run's guarantee protects (its card's unit: record, patient, label).
+        relation: the neighbouring relation of the run's guarantee (its card's ``neighboring_relation``).
     """
 
     keys: dict
@@ -85,6 +99,7 @@ class AuditContext:
     references: pd.DataFrame | None = None
     canaries: pd.DataFrame | None = None
     unit: str = "record"
+    relation: str = "add_or_remove_one"
 
 
 @dataclass
@@ -96,6 +111,8 @@ class AttackResult:
             ``attribute``, ``group`` for a per-group row). A row with metric ``epsilon_lower_bound`` is a
             certified bound: the stage fails a finite-ε run it exceeds, and the report shows it as such.
         roc: ``fpr``, ``tpr``, ``n_nonmembers`` points for the report's low-FPR plot, or None.
+
+    A row may carry a ``note`` (text: what was tested, e.g. the canary design), written to the table as is.
     """
 
     rows: list[dict] = field(default_factory=list)
@@ -111,13 +128,24 @@ class Attack:
     needs: frozenset[str]
     run: Callable[[AuditContext], AttackResult]
     description: str = ""
+    units: frozenset[str] = MEMBERSHIP_UNITS
+
+    def tests(self, unit: str) -> bool:
+        """Whether the attack's guesses test the guarantee of a run whose privacy unit is ``unit``."""
+        return unit in self.units
 
 
 _ATTACKS: dict[str, Attack] = {}
 
 
 def register_attack(
-    name: str, *, label: str = "", needs: Iterable[str] = (), description: str = "", force: bool = False
+    name: str,
+    *,
+    label: str = "",
+    needs: Iterable[str] = (),
+    description: str = "",
+    units: Iterable[str] = MEMBERSHIP_UNITS,
+    force: bool = False,
 ):
     """Decorator registering ``fn(context) -> AttackResult`` as attack ``name`` (an ``audit.attacks`` entry).
 
@@ -127,6 +155,8 @@ def register_attack(
         needs: what the audit must train for it, a subset of :data:`NEEDS` (default: nothing, so the
             attack reads the run's own scores only). One name may be given as a plain string.
         description: one line for listings (default: the function's docstring).
+        units: the privacy units whose guarantee the attack tests (default :data:`MEMBERSHIP_UNITS`); runs of
+            other units get a ``skipped`` row instead (:func:`skip_reason`).
         force: replace an attack already registered as ``name``.
 
     Example:
@@ -141,12 +171,20 @@ def register_attack(
     unknown = sorted(needs - set(NEEDS))
     if unknown:
         raise ValueError(f"attack {name!r}: needs {unknown} are not known; allowed: {list(NEEDS)}")
+    units = frozenset((units,) if isinstance(units, str) else units)
+    if not units:
+        raise ValueError(f"attack {name!r}: units must name at least one privacy unit it tests")
 
     def decorate(fn):
         if name in _ATTACKS and not force:
             raise ValueError(f"attack {name!r} is already registered")
         _ATTACKS[name] = Attack(
-            name=name, label=label or name, needs=needs, run=fn, description=description or (fn.__doc__ or "").strip()
+            name=name,
+            label=label or name,
+            needs=needs,
+            run=fn,
+            description=description or (fn.__doc__ or "").strip(),
+            units=units,
         )
         return fn
 
@@ -221,3 +259,32 @@ def needs_of(names: Iterable[str]) -> frozenset[str]:
         ['reference_models']
     """
     return frozenset().union(*(get_attack(n).needs for n in names))
+
+
+def skip_reason(attack: Attack, *, unit: str, relation: str, method: str) -> str | None:
+    """Why ``attack`` is not run on a run whose guarantee protects ``unit`` under ``relation``; None if it is run.
+
+    Example:
+        >>> skip_reason(get_attack("loss"), unit="label", relation="replace_one", method="label_rr")
+        "not run: loss tests membership of a patient or record, but label_rr's guarantee covers one label (replace_one) only"
+        >>> skip_reason(get_attack("loss"), unit="record", relation="add_or_remove_one", method="dpsgd") is None
+        True
+    """
+    if attack.tests(unit):
+        return None
+    tested = " or ".join(sorted(attack.units))
+    what = f"membership of a {tested}" if attack.units <= MEMBERSHIP_UNITS else f"the guarantee of a {tested}"
+    return f"not run: {attack.name} tests {what}, but {method}'s guarantee covers one {unit} ({relation}) only"
+
+
+def needed_for_unit(unit: str, names: Iterable[str] | None = None) -> frozenset[str]:
+    """What the attacks ``names`` (default: every registered one) need trained for a run of privacy unit ``unit``.
+
+    Only the attacks that test ``unit`` count: a need of an attack that will be skipped is not trained.
+
+    Example:
+        >>> sorted(needed_for_unit("label", ["loss", "rmia", "one_run"])), sorted(needed_for_unit("record", ["rmia"]))
+        (['canaries'], ['reference_models'])
+    """
+    attacks = [get_attack(n) for n in (available_attacks() if names is None else names)]
+    return frozenset().union(*(a.needs for a in attacks if a.tests(unit)))

@@ -2,9 +2,10 @@
 
 :func:`audit_cell` runs every configured attack on every seed's run of a (dataset, model, method, ε) cell
 (an attack with ``needs`` on the seeds that have what it needs, the files :mod:`dpfair.audit.train_models`
-wrote on the reference seeds) and writes one long table. A finite-ε run whose certified bound (a row
-``epsilon_lower_bound``, from any attack) exceeds its target fails the stage. Nothing here imports torch:
-the audit job stays light.
+wrote on the reference seeds) and writes one long table. An attack that does not test the run's privacy unit
+(a membership attack on a label-DP run) is not run: it gets one ``skipped`` row whose ``note`` says why.
+A finite-ε run whose certified bound (a row ``epsilon_lower_bound``, from any attack) exceeds its target
+fails the stage. Nothing here imports torch: the audit job stays light.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpfair.audit.registry import DEFAULT_METHOD, NEEDS, AuditContext, get_attack
+from dpfair.audit.registry import DEFAULT_METHOD, NEEDS, SKIPPED_METRIC, AuditContext, get_attack, skip_reason
 from dpfair.errors import PrivacyError
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,19 @@ AUDIT_COLUMNS = [
     "n",
     "attribute",
     "group",
+    "note",
 ]
 ROC_COLUMNS = ["dataset", "model", "method", "epsilon", "seed", "attack", "fpr", "tpr", "n_nonmembers"]
+#: What a row holds where its attack gives nothing (an overall row, no interval, no note).
+BLANK = {
+    "value": math.nan,
+    "ci_low": math.nan,
+    "ci_high": math.nan,
+    "n": math.nan,
+    "attribute": "",
+    "group": "",
+    "note": "",
+}
 
 
 def audit_cell(
@@ -88,20 +100,24 @@ def audit_cell(
             epsilon=float(card["target_epsilon"]),
             delta=float(card["delta"]),
             unit=card.get("unit", "record"),
+            relation=card.get("neighboring_relation", record.get("neighboring_relation", "add_or_remove_one")),
             attributes=attributes,
             settings=settings,
         )
         for name in settings.get("attacks", []):
             attack = get_attack(name)
+            reason = skip_reason(attack, unit=ctx.unit, relation=ctx.relation, method=method)
+            if reason is not None:  # its figures would stand for a relation the run does not claim
+                log.info("%s audit %s seed %d: %s", name, keys, seed, reason)
+                rows.append({**keys, **BLANK, "attack": name, "metric": SKIPPED_METRIC, "note": reason})
+                continue
             if any(seed not in trained[need] for need in attack.needs):
                 continue  # not a reference seed: nothing was trained for this run
             for need in attack.needs:
                 setattr(ctx, NEEDS[need].field, pd.read_csv(trained[need][seed]))
             result = attack.run(ctx)
             for r in result.rows:
-                rows.append(
-                    {**keys, "attack": name, "ci_low": math.nan, "ci_high": math.nan, "attribute": "", "group": "", **r}
-                )
+                rows.append({**keys, **BLANK, "attack": name, **r})
             if result.roc is not None:
                 rocs.append(result.roc.assign(**keys, attack=name))
             bound = next((r["value"] for r in result.rows if r["metric"] == "epsilon_lower_bound"), None)
@@ -129,13 +145,22 @@ def stack_audit_tables(*, tables, rocs, outputs: dict[str, str | Path]) -> pd.Da
     """Stack the cells' audit tables (header-only when nothing was audited) into the summary tables."""
     for key, paths, columns in (("table", tables, AUDIT_COLUMNS), ("roc", rocs, ROC_COLUMNS)):
         frames = [
-            pd.read_csv(p, keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str})
+            pd.read_csv(
+                p,
+                keep_default_na=False,
+                na_values=["", "nan", "NaN"],
+                dtype={"group": str, "attribute": str, "note": str},
+            )
             for p in paths
         ]
         frames = [f for f in frames if not f.empty]
         stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        stacked = stacked.reindex(columns=columns)  # a cell's table written before ``note`` existed has none
         Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         stacked[columns].to_csv(outputs[key], index=False)
     return pd.read_csv(
-        outputs["table"], keep_default_na=False, na_values=["", "nan", "NaN"], dtype={"group": str, "attribute": str}
+        outputs["table"],
+        keep_default_na=False,
+        na_values=["", "nan", "NaN"],
+        dtype={"group": str, "attribute": str, "note": str},
     )

@@ -7,7 +7,9 @@ held-out rows.
 
 Nothing here names an attack: an attack whose rows carry the metric ``epsilon_lower_bound`` (the one-run
 canary audit) is a certified bound, every other one an empirical attack, and each is called by its
-registry ``label`` (:mod:`dpfair.audit.registry`), so a new attack shows up without an edit here.
+registry ``label`` (:mod:`dpfair.audit.registry`), so a new attack shows up without an edit here. An
+attack the stage did not run because it does not test the run's privacy unit (a ``skipped`` row) is listed
+with the stage's stated reason, and a certified bound says which canary design (which relation) it tests.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dpfair.audit.membership import MIN_TAIL
-from dpfair.audit.registry import available_attacks, get_attack
+from dpfair.audit.registry import SKIPPED_METRIC, available_attacks, get_attack
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.tables.seeds import seed_summary
 
@@ -43,11 +45,33 @@ def _overall(audit: pd.DataFrame) -> pd.DataFrame:
     return audit[audit["attribute"].fillna("") == ""]
 
 
+def _notes(part: pd.DataFrame) -> list[str]:
+    """The distinct non-empty notes of ``part``'s rows, in order (none for a table without ``note``)."""
+    if "note" not in part.columns:
+        return []
+    return list(dict.fromkeys(n for n in part["note"].fillna("").astype(str) if n))
+
+
+def _skipped_entry(attack: str, part: pd.DataFrame) -> dict:
+    """A claims-table entry for an attack the stage did not run on these runs: its reason, no figures."""
+    reasons = _notes(part) or ["not run"]
+    return {
+        "name": f"{attack_label(attack)} ({'; '.join(reasons)})",
+        "n_seeds": part["seed"].nunique(),
+        "auroc": "—",
+        "tpr1": "—",
+        "tpr01": "—",
+        "eps_empirical": "—",
+        "violated": "—",
+    }
+
+
 def claim_rows(audit: pd.DataFrame, level: float = 0.95) -> list[dict]:
     """Per (model, method, ε): claimed ε, certified bound per audit seed, each empirical attack's AUROC and ε.
 
-    The certified bounds are the rows with metric :data:`CERTIFIED_METRIC`; the empirical attacks are the
-    attacks that report none, in order of name.
+    The certified bounds are the rows with metric :data:`CERTIFIED_METRIC` (followed by the canary design
+    their rows note, e.g. ``label canaries``); the empirical attacks are the attacks that report none, in
+    order of name. An attack whose rows are all ``skipped`` is listed with the stage's reason and no figures.
     """
     overall = _overall(audit)
     # an attack certifies if it reports a bound anywhere (a seed without its run has no row at all)
@@ -57,9 +81,17 @@ def claim_rows(audit: pd.DataFrame, level: float = 0.95) -> list[dict]:
         row = {"model": model, "method": method, "epsilon": epsilon_label(eps), "attacks": []}
         bound = part[part["metric"] == CERTIFIED_METRIC]
         row["certified"] = ", ".join(f"{number(v, 2)} (seed {s})" for s, v in zip(bound["seed"], bound["value"])) or "—"
+        designs = [n.split(":")[0] for n in _notes(bound)]  # "membership canaries", "label canaries"
+        if designs and not bound.empty:
+            row["certified"] += f"; {', '.join(designs)}"
         row["exceeds"] = bool(math.isfinite(eps) and (bound["value"] > eps).any())
-        for attack in sorted(set(part["attack"]) - certifying):
+        for attack in sorted(set(part["attack"])):
             a = part[part["attack"] == attack]
+            if (a["metric"] == SKIPPED_METRIC).all():
+                row["attacks"].append(_skipped_entry(attack, a))
+                continue
+            if attack in certifying:
+                continue
             wide = a.pivot_table(index="seed", columns="metric", values="value", aggfunc="first").reset_index()
             if "auroc" in wide:
                 # each seed's bootstrap interval carries the held-out rows' sampling variance into the mean's interval

@@ -17,6 +17,7 @@ import platform
 
 import pandas as pd
 
+from dpfair.audit.registry import SKIPPED_METRIC
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import slug
 from dpfair.report.summary import group_privacy_text
@@ -260,7 +261,14 @@ def checklist(
         private_cards and all(c.get("hyperparameter_selection") for c in private_cards)
     )
     if audit is not None and not audit.empty:
-        audit_status, audit_note = "present", f"attacks: {', '.join(sorted(set(audit['attack'])))}"
+        skipped = audit[audit["metric"] == SKIPPED_METRIC]
+        ran = sorted(set(audit.loc[audit["metric"] != SKIPPED_METRIC, "attack"]))
+        audit_status, audit_note = "present", f"attacks: {', '.join(ran)}"
+        # an attack not run on a method whose guarantee it does not test (membership attacks on label_rr)
+        for method, part in skipped.groupby("method", sort=True):
+            audit_note += (
+                f"; not run on {method} (its guarantee's unit is not tested): {', '.join(sorted(set(part['attack'])))}"
+            )
     elif "mia_auroc" in cols and metrics["mia_auroc"].notna().any():
         audit_status, audit_note = "partial", "loss-threshold attack only; no audit that certifies a lower bound on ε"
     else:

@@ -1,7 +1,8 @@
 """The wide views of the summary: metrics.csv and subgroups.csv columns, and the audit's columns joined in.
 
 The long tables (gaps.csv, audit.csv, ...) are the source of truth; the per-run rows of metrics.csv are
-derived here from a run's fairness report, and the loss attack's ``mia_*`` columns from audit.csv.
+derived here from a run's fairness report, and the loss attack's ``mia_*`` columns from audit.csv (the
+run's own method's audit: empty where that method's run was not audited).
 
 metrics.csv's metric columns come from the metric registry (:mod:`dpfair.fairness.metrics_registry`):
 each entry says whether the wide table has its overall value and what its gap is called there, so a
@@ -216,10 +217,32 @@ LOSS_METRIC_COLUMNS = {
 }
 
 
+#: The keys a run's audit rows are joined on: the run's, method included (each method is audited on its own).
+AUDIT_JOIN_KEYS = ["dataset", "model", "method", "epsilon", "seed"]
+
+
 def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, audit: pd.DataFrame):
-    """metrics.csv's ``mia_*`` columns and subgroups.csv's ``mia_auroc`` from the loss attack's rows of audit.csv."""
-    keys = ["dataset", "model", "epsilon", "seed"]
-    loss = audit[audit["attack"] == "loss"]
+    """metrics.csv's ``mia_*`` columns and subgroups.csv's ``mia_auroc`` from the loss attack's rows of audit.csv.
+
+    Joined on the run's keys with its method (:data:`AUDIT_JOIN_KEYS`): each row carries its own method's
+    audit, and a run that was not audited (a tuned arm, or a method whose unit the loss attack does not test,
+    whose row in audit.csv is ``skipped``) has the columns empty. A table without a ``method`` column comes
+    from before there were methods, when every run was :data:`dpfair.audit.registry.DEFAULT_METHOD`'s.
+
+    Returns:
+        ``(metrics, subgroups)`` with the columns joined in (``subgroups`` None when given None).
+
+    Example:
+        >>> audit = pd.DataFrame([{"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": 1.0, "seed": 0,
+        ...                        "attack": "loss", "metric": "auroc", "value": 0.6, "attribute": ""}])
+        >>> metrics = pd.DataFrame({"dataset": "d", "model": "m", "method": ["dpsgd", "dpsgd-tuned"], "epsilon": 1.0,
+        ...                         "seed": 0, "attribute": "none"})
+        >>> join_loss_columns(metrics=metrics, subgroups=None, audit=audit)[0]["mia_auroc"].tolist()
+        [0.6, nan]
+    """
+    keys = AUDIT_JOIN_KEYS
+    metrics, audit = _with_method(metrics), _with_method(audit)
+    loss = audit[(audit["attack"] == "loss") & audit["metric"].isin(list(LOSS_METRIC_COLUMNS))]
     overall = loss[loss["attribute"].fillna("") == ""]
     wide = overall.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     wide = wide.rename(columns=LOSS_METRIC_COLUMNS)
@@ -232,9 +255,18 @@ def join_loss_columns(*, metrics: pd.DataFrame, subgroups: pd.DataFrame | None, 
     merged = metrics.drop(columns=drop).merge(wide[[*keys, *LOSS_METRIC_COLUMNS.values()]], on=keys, how="left")
     if subgroups is None:
         return merged, None
-    per_group = loss[loss["attribute"].fillna("") != ""][[*keys, "attribute", "group", "value"]].rename(
-        columns={"value": "mia_auroc"}
-    )
+    subgroups = _with_method(subgroups)
+    per_group = loss[(loss["attribute"].fillna("") != "") & (loss["metric"] == "auroc")]
+    per_group = per_group[[*keys, "attribute", "group", "value"]].rename(columns={"value": "mia_auroc"})
     sub = subgroups.drop(columns=[c for c in ("mia_auroc",) if c in subgroups.columns])
     sub = sub.merge(per_group, on=[*keys, "attribute", "group"], how="left")
     return merged, sub
+
+
+def _with_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``method`` column: :data:`~dpfair.audit.registry.DEFAULT_METHOD` where a table predates it."""
+    if "method" in frame.columns:
+        return frame
+    from dpfair.audit.registry import DEFAULT_METHOD
+
+    return frame.assign(method=DEFAULT_METHOD)

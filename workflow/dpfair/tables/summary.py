@@ -35,7 +35,9 @@ def summarise(
     """Stack every run's tables and compute ``gap_changes.csv`` (each gap at ε vs ε = ∞, with a verdict).
 
     With ``audit`` (the audit stage's ``audit.csv``), metrics.csv's ``mia_*`` columns and subgroups.csv's
-    ``mia_auroc`` are joined in from its loss attack before either table is written, so each is written once.
+    ``mia_auroc`` are joined in from its loss attack, run by run and method by method
+    (:func:`~dpfair.tables.columns.join_loss_columns`: empty for a run that was not audited), before either
+    table is written, so each is written once.
     """
     stacked = {name: concat_csvs(inputs[name]) for name in ("metrics", "subgroups", "gaps", "reliability")}
     if audit is not None:
@@ -63,7 +65,9 @@ def read_summary(path: str | Path) -> pd.DataFrame:
 
 def _with_audit(metrics: pd.DataFrame, subgroups: pd.DataFrame, audit: str | Path):
     """Metrics and subgroups with the loss attack's columns of ``audit.csv``, in metrics.csv's column order."""
-    table = pd.read_csv(audit, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str})
+    table = pd.read_csv(
+        audit, keep_default_na=False, na_values=NA_VALUES, dtype={"group": str, "attribute": str, "note": str}
+    )
     table["epsilon"] = table["epsilon"].astype(float)
     metrics = metrics.astype({"attribute": str}) if "attribute" in metrics else metrics
     subgroups = subgroups.astype({"group": str, "attribute": str}) if "group" in subgroups else subgroups

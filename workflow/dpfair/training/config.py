@@ -31,6 +31,7 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "clip_policy",
     "augmult",
     "noise_multiplier",
+    "calibration_size",
 )
 
 
@@ -57,6 +58,10 @@ class TrainConfig:
     noise_multiplier: float | None = None
     #: ``privacy.secure_mode``: every random draw of the mechanism from Opacus's secure RNG (dpfair.training.noise).
     secure_mode: bool = False
+    #: Set only by the audit's canary run (dpfair.audit.train_models): the number of training rows the
+    #: sampling rate, steps, σ and the noisy sum's divisor are calibrated for, fixed before the canaries'
+    #: inclusion bits are drawn; None: the rows given.
+    calibration_size: int | None = None
     #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.training.mechanisms.mitigation).
     mitigation: dict | None = None
 

@@ -80,6 +80,37 @@ def resolve_mode(mode: str, model: nn.Module) -> str:
     return mode
 
 
+class FixedLengthBatches:
+    """A batch sampler that only has a length: a loader built on it tells ``DPDataLoader`` how many batches.
+
+    Why: Opacus derives the Poisson rate from the loader's length (q = 1/len). The audit's canary run must
+    use the q of a training-set size fixed before its canaries were drawn in (``TrainConfig.calibration_size``),
+    not of the rows it got; ``DPDataLoader`` replaces this sampler, so it is never iterated.
+    """
+
+    def __init__(self, n_batches: int):
+        self.n_batches = int(n_batches)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        raise RuntimeError("FixedLengthBatches only sets a loader's length; DPDataLoader samples the batches")
+
+
+def row_loader(
+    dataset, *, batch_size: int, generator: torch.Generator, calibration_size: int | None = None
+) -> DataLoader:
+    """The base loader DP-SGD's Poisson loader is built from: ``ceil(rows / batch_size)`` batches.
+
+    ``rows`` is the dataset's length or, for the audit's canary run, ``calibration_size``.
+    """
+    if calibration_size is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+    batches = -(-int(calibration_size) // int(batch_size))
+    return DataLoader(dataset, batch_sampler=FixedLengthBatches(batches), generator=generator)
+
+
 def make_nonprivate(
     *, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader, recipe: StepRecipe | None = None
 ) -> Trainer:
@@ -123,8 +154,12 @@ def make_private(
     recipe: StepRecipe | None = None,
     clip_policy: ClipPolicy | None = None,
     noise_generator: torch.Generator | None = None,
+    calibration_size: int | None = None,
 ) -> Trainer:
     """Wrap ``model``/``optimizer``/``data_loader`` for DP-SGD with the clipping path ``mode``.
+
+    ``calibration_size``: the rows the noisy sum's divisor (the expected batch size, q·rows) is computed for,
+    where it is not the loader's dataset (the audit's canary run); None: the dataset's rows.
 
     ``noise_generator`` draws the Gaussian noise (the run's own stream, :mod:`dpfair.training.noise`); an
     engine in secure mode draws it, and the batches, from its secure RNG instead.
@@ -140,6 +175,7 @@ def make_private(
     """
     mode = resolve_mode(mode, model)
     recipe = recipe or StepRecipe()
+    rows = len(data_loader.dataset) if calibration_size is None else int(calibration_size)
     if mode == "bookkeeping":
         # the checks, loader and divisor PrivacyEngine.make_private would give; the clipping by book-keeping
         owned = set(model.parameters())
@@ -152,11 +188,12 @@ def make_private(
             loader=loader,
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
-            expected_batch_size=int(len(loader.dataset) * (1 / len(loader))),
+            expected_batch_size=int(rows * (1 / len(loader))),
             recipe=recipe,
             clip_policy=clip_policy,
             engine=engine,
             noise_generator=noise_generator,
+            calibration_size=calibration_size,
         )
     # Opacus's modes clip per row with its own flat rule: per-sample units of K copies and other clip
     # policies exist only in book-keeping; its ghost path computes the loss itself (no weights).
@@ -207,6 +244,8 @@ def make_private(
             dp_optimizer.step()
             return float(losses.detach().sum())
 
+    # Opacus divides the noisy sum by q·len(dataset); a canary run's must not count the canaries drawn in
+    dp_optimizer.expected_batch_size = int(rows * loader.sample_rate)
     return Trainer(
         mode=mode,
         module=dp_model._module,
@@ -214,15 +253,18 @@ def make_private(
         loader=loader,
         step=step,
         close=dp_model._close,
-        **_private_fields(dp_optimizer, loader),
+        **_private_fields(dp_optimizer, loader, rows=rows),
     )
 
 
-def _private_fields(dp_optimizer, loader) -> dict:
-    """What the run record and the ledger take from the wired optimizer and loader (never from the config)."""
+def _private_fields(dp_optimizer, loader, *, rows: int | None = None) -> dict:
+    """What the run record and the ledger take from the wired optimizer and loader (never from the config).
+
+    ``rows``: what the expected batch size counts (the calibration size of a canary run); None: the dataset.
+    """
     return {
         "sample_rate": float(loader.sample_rate),
-        "expected_batch_size": float(loader.sample_rate) * len(loader.dataset),
+        "expected_batch_size": float(loader.sample_rate) * (len(loader.dataset) if rows is None else rows),
         "noise_multiplier": float(dp_optimizer.noise_multiplier),
         "max_grad_norm": float(dp_optimizer.max_grad_norm),
     }
@@ -262,6 +304,7 @@ def make_bookkeeping_trainer(
     engine: PrivacyEngine | None = None,
     noise_generator: torch.Generator | None = None,
     secure_mode: bool = False,
+    calibration_size: int | None = None,
 ) -> Trainer:
     """The DP-SGD trainer whose clipped sum :class:`BookKeepingClipper` computes in one backward pass.
 
@@ -299,6 +342,8 @@ def make_bookkeeping_trainer(
             seeds with the run's seed: only for direct callers such as the speed benchmark.
         secure_mode: Opacus's floating-point-safe noise (a sum of 2n Gaussians) for a secure-mode run
             without an engine (its ``noise_generator`` is then the secure RNG).
+        calibration_size: the units the record's expected batch size counts (a canary run's fixed size);
+            None: the loader's dataset.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -351,7 +396,7 @@ def make_bookkeeping_trainer(
         step=step,
         close=clipper.remove,
         stats=lambda: {"nonfinite_units": clipper.nonfinite_units, **(stats() if stats else {})},
-        **_private_fields(dp_optimizer, loader),
+        **_private_fields(dp_optimizer, loader, rows=calibration_size),
     )
     if ledger is not None:
         trainer.ledger = ledger

@@ -11,7 +11,7 @@ import functools
 
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from typing_extensions import override
 
 from dpfair.errors import PrivacyError
@@ -22,7 +22,7 @@ from dpfair.training.mechanisms.base import Mechanism, register_mechanism
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, COVERS_ROWS, group_privacy_text, record_unit_text
 from dpfair.training.noise import make_engine
 from dpfair.training.recipe import step_recipe
-from dpfair.training.steps import Trainer, make_nonprivate, make_private
+from dpfair.training.steps import Trainer, make_nonprivate, make_private, row_loader
 
 #: Step by which σ grows until the independent PLD replay confirms the target too.
 PLD_STEP = 1.001
@@ -60,8 +60,11 @@ class DPSGD(Mechanism):
     def make_trainer(
         self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None
     ) -> Trainer:
-        base_loader = DataLoader(
-            TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
+        base_loader = row_loader(
+            TensorDataset(data.x, data.y.float()),
+            batch_size=config.batch_size,
+            generator=generator,
+            calibration_size=config.calibration_size,
         )
         recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
@@ -91,6 +94,7 @@ class DPSGD(Mechanism):
             recipe=recipe,
             clip_policy=get_clip_policy(config.clip_policy),
             noise_generator=noise_generator,
+            calibration_size=config.calibration_size,
         )
 
         # Opacus charges q = 1/len(loader) (at least the sampling rate 1/k): the ledger holds what is charged

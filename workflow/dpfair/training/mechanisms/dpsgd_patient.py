@@ -51,6 +51,7 @@ class PatientBatches:
         batch_size: int,
         generator: torch.Generator,
         max_rows: int | None = None,
+        calibration_size: int | None = None,
     ):
         codes, _ = pd.factorize(pd.Series(np.asarray(patient_id)).astype(str), sort=False)
         order = np.argsort(codes, kind="stable")  # rows of a patient in data order
@@ -62,8 +63,15 @@ class PatientBatches:
         self.x, self.y = x, y
         self.n_patients = len(self.rows)
         self.n_rows_used = sum(len(r) for r in self.rows)
-        #: same batches per epoch as row-level DP-SGD at this batch size, so the expected rows per batch match
-        self.sample_rate = 1.0 / int(np.ceil(self.n_rows_used / batch_size))
+        #: same batches per epoch as row-level DP-SGD at this batch size, so the expected rows per batch match;
+        #: a canary run's rows are its calibration size, fixed before its canaries were drawn in
+        rows_for_rate = self.n_rows_used if calibration_size is None else int(calibration_size)
+        self.sample_rate = 1.0 / int(np.ceil(rows_for_rate / batch_size))
+        #: the patients the noisy sum's divisor counts: a canary is a one-row patient of its own, so the
+        #: calibration size's extra rows (its expected canaries) are as many patients; None: the patients given
+        self.calibration_units = (
+            None if calibration_size is None else len(self.rows) + int(calibration_size) - self.n_rows_used
+        )
         self.sampler = UniformWithReplacementSampler(
             num_samples=self.n_patients, sample_rate=self.sample_rate, generator=generator
         )
@@ -114,9 +122,11 @@ class PatientDPSGD(Mechanism):
             batch_size=config.batch_size,
             generator=generator,
             max_rows=config.max_rows_per_patient,
+            calibration_size=config.calibration_size,
         )
         q = loader.sample_rate
-        expected_units = q * loader.n_patients
+        units = loader.n_patients if loader.calibration_units is None else loader.calibration_units
+        expected_units = q * units
         recipe = step_recipe(config, label_prior=data.label_prior, generator=generator)
         if not is_private(epsilon):
 
@@ -158,6 +168,7 @@ class PatientDPSGD(Mechanism):
             ledger=lambda n: poisson_gaussian(noise_multiplier=float(sigma), sample_rate=q, steps=n),
             noise_generator=noise_generator,
             secure_mode=config.secure_mode,
+            calibration_size=loader.calibration_units,
         )
 
     @override

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from opacus.data_loader import DPDataLoader
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from typing_extensions import override
 
 from dpfair.errors import ConfigError
@@ -40,7 +40,7 @@ from dpfair.training.mechanisms.base import Mechanism, TrainingData, require_boo
 from dpfair.training.mechanisms.dpsgd import calibrate_sigma
 from dpfair.training.mechanisms.text import CLIPPING_PATHS, group_privacy_text, record_unit_text
 from dpfair.training.noise import derived_generator
-from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate
+from dpfair.training.steps import Trainer, make_bookkeeping_trainer, make_nonprivate, row_loader
 
 #: Defaults of the ``mitigation:`` settings (the schema documents them).
 DEFAULTS = {
@@ -140,8 +140,11 @@ class MitigationMechanism(Mechanism):
         require_plain_recipe(config, method=self.name)  # the mitigations clip with their own policies
         settings = mitigation_settings(config)
         if not is_private(epsilon):  # dpsgd's non-private arm: same loop and batches, no groups
-            base = DataLoader(
-                TensorDataset(data.x, data.y.float()), batch_size=config.batch_size, shuffle=True, generator=generator
+            base = row_loader(
+                TensorDataset(data.x, data.y.float()),
+                batch_size=config.batch_size,
+                generator=generator,
+                calibration_size=config.calibration_size,
             )
             return make_nonprivate(model=model, optimizer=optimizer, data_loader=base)
         if self.uses_groups:
@@ -149,11 +152,11 @@ class MitigationMechanism(Mechanism):
         else:
             codes, levels, levels_source = torch.zeros(len(data.y), dtype=torch.long), ["all"], None
         require_bookkeeping(model, config, method=self.name, why="clips with a clip policy")
-        base = DataLoader(
+        base = row_loader(
             TensorDataset(data.x, data.y.float(), codes),
             batch_size=config.batch_size,
-            shuffle=True,
             generator=generator,
+            calibration_size=config.calibration_size,
         )
         loader = DPDataLoader.from_data_loader(base, distributed=False)
         charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
@@ -165,7 +168,8 @@ class MitigationMechanism(Mechanism):
             accountant=config.accountant,
         )
         sigma_grad, sigma_aux = split_noise(sigma=sigma, aux_share=float(settings["aux_budget_share"]))
-        expected = float(loader.sample_rate) * len(data.y)
+        rows = len(data.y) if config.calibration_size is None else int(config.calibration_size)
+        expected = float(loader.sample_rate) * rows
         # the counts' noise: a stream of this run's own, as the gradient's (dpfair.training.noise)
         aux_generator = derived_generator(noise_generator, secure_mode=config.secure_mode)
         policy, cap = self.make_policy(
@@ -216,6 +220,7 @@ class MitigationMechanism(Mechanism):
             stats=stats,
             noise_generator=noise_generator,
             secure_mode=config.secure_mode,
+            calibration_size=config.calibration_size,
         )
 
     def policy_stats(self, policy) -> dict:
