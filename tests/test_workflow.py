@@ -165,6 +165,7 @@ def test_report_is_self_contained(tiny_run):
     html = (tiny_run / "report/index.html").read_text()
     assert "synthetic_lesions" in html and "the privacy parameters of every run" in html
     assert "Privacy card" in html and "ε PLD" in html and "What the guarantee covers" in html
+    assert "Released outside the guarantee" in html and "has no DP protection" in html
     # trade-off, AUROC cost across datasets, utility, subgroups, gap, reliability, attack ROC
     assert html.count('<img src="data:image/png;base64,') == 7
     assert "Fairness: does DP change the gaps?" in html and "Privacy audit" in html and "certified ε ≥" in html

@@ -204,7 +204,11 @@ def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
             private = [c for c in mine if math.isfinite(c["epsilon"])]
             shared = private[0] if private else mine[0]
             text = [(label, str(shared[key])) for key, label in CARD_TEXT_FIELDS if key in shared]
-            known = {k for k, _ in CARD_TEXT_FIELDS} | {"independent_accountants", "group_privacy"}
+            known = {k for k, _ in CARD_TEXT_FIELDS} | {
+                "independent_accountants",
+                "group_privacy",
+                "released_outside_guarantee",
+            }
             text += [
                 (key.replace("_", " "), value)
                 for key, value in shared.items()
@@ -212,6 +216,8 @@ def privacy_statements(cards: list[dict], metas: dict[str, dict]) -> list[dict]:
             ]
             if shared.get("group_privacy"):
                 text.append(("Group privacy", group_privacy_text(shared["group_privacy"])))
+            if shared.get("released_outside_guarantee"):
+                text.append(("Released outside the guarantee", "; ".join(shared["released_outside_guarantee"])))
             groups.append(
                 {
                     "model": model,
