@@ -154,5 +154,5 @@ def test_the_docs_say_what_the_code_does_about_tuning_and_validation():
     assert "No hyperparameter search runs on private data" not in everything
     assert "it never selects a model" not in everything
     assert "Fixed-recipe runs (" in privacy and "do no hyperparameter search" in privacy
-    assert "run a private random search" in privacy and "inside the target ε" in privacy
+    assert "run a random search over a fixed, public number of trials" in privacy and "inside the target ε" in privacy
     assert "validation split gets no DP protection" in privacy

@@ -74,7 +74,9 @@ def test_the_attack_recovers_the_step_when_the_noise_is_shared(monkeypatch):
     monkeypatch.setattr(
         loop_module,
         "noise_generator",
-        lambda *, seed, method, epsilon: torch.Generator().manual_seed(noise_seed(seed=seed, method="x", epsilon=0)),
+        lambda *, seed, method, epsilon, **_: torch.Generator().manual_seed(
+            noise_seed(seed=seed, method="x", epsilon=0)
+        ),
     )
     from_3, from_10, noise_scale = _noise_free_estimates()
     assert np.abs(from_3 - from_10).max() < 1e-4 * noise_scale
@@ -158,3 +160,37 @@ def test_secure_mode_draws_from_the_secure_rng(monkeypatch, method):
     assert all(r.record["secure_mode"] and r.record["noise_seed"] is None for r in runs)
     a, b = (torch.cat([p.detach().flatten() for p in r.model.parameters()]) for r in runs)
     assert not torch.equal(a, b)
+
+
+def test_runs_that_differ_in_dataset_model_or_recipe_draw_different_noise():
+    from dpfair.training.noise import run_key
+
+    keys = {
+        run_key(model_name=model, config=config, context=context)
+        for model in ("cnn", "resnet18")
+        for config in (TrainConfig(), TrainConfig(lr=0.002), TrainConfig(ema_decay=0.9))
+        for context in ("dataset=a", "dataset=b", "dataset=a|dpsgd-tuned trial 0")
+    }
+    assert len({noise_seed(seed=0, method="dpsgd", epsilon=3.0, key=k) for k in keys}) == 2 * 3 * 3
+
+
+def test_two_dataset_entries_on_the_same_rows_do_not_share_noise():
+    # two label tasks (or two benchmark entries) over the same rows, seed, method and ε: the difference of
+    # their released models must not be the difference of their clipped sums
+    x, y = _data()
+    config = TrainConfig(epochs=1, batch_size=N, optimizer="sgd", lr=LR)
+    a, b = (
+        train(
+            model_name="mlp",
+            modality="tabular",
+            x_train=x,
+            y_train=y,
+            epsilon=3.0,
+            delta=1e-3,
+            config=config,
+            seed=0,
+            noise_context=f"dataset={name}",
+        ).record["noise_seed"]
+        for name in ("task_a", "task_b")
+    )
+    assert a != b

@@ -113,7 +113,7 @@ def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
     [
         ({"sampling": "shuffle"}, "accountants assume Poisson sampling"),
         ({"delta": 0.01}, "not below 1/n_units"),
-        ({"epsilon_spent": 3.5}, "exceeds the target"),
+        ({"epsilon_spent": 3.5, "epsilon_prv": 3.5}, "exceeds the target"),
         ({"steps": 19}, "19 steps recorded; epochs × int\\(1/q\\) gives 20"),
         ({"accounted_sample_rate": 0.05}, "accounted q 0.05 is below the sampling rate 0.1"),
         ({"noise_multiplier": 0.0}, "noise multiplier 0.0"),
@@ -133,7 +133,14 @@ def test_card_epsilons_are_replays_of_the_ledger_json_alone(records):
             "the ledger charges 10 steps but training took 20",
         ),
         ({"epsilon_pld": 3.4}, "independent PLD accountant gives epsilon 3.4"),
-        ({"epsilon_spent": float("nan")}, "epsilon spent nan exceeds the target"),
+        ({"epsilon_spent": float("nan")}, "epsilon spent nan is not the ledger's replay"),
+        ({"epsilon_spent": 0.1}, "epsilon spent 0.1 is not the ledger's replay under prv"),
+        # a record-level claim whose ledger charges no DP-SGD step
+        ({"ledger": {"type": "NoOpDpEvent"}}, "must charge its Poisson-subsampled Gaussian steps"),
+        (
+            {"ledger": {"type": "GaussianDpEvent", "noise_multiplier": 50.0}},
+            "must charge its Poisson-subsampled Gaussian steps",
+        ),
         ({"epsilon_pld": float("nan")}, "independent PLD accountant gives epsilon nan"),
     ],
 )
@@ -152,8 +159,13 @@ def test_a_too_small_noise_multiplier_is_caught_by_the_independent_accountant(re
     ledger = copy.deepcopy(records[3.0]["ledger"])
     ledger["event"]["event"]["noise_multiplier"] = sigma
     record = {**records[3.0], "noise_multiplier": sigma, "ledger": ledger}
-    with pytest.raises(PrivacyError, match="independent PLD accountant"):
+    with pytest.raises(PrivacyError, match="not the ledger's replay"):  # the claimed ε is not the ledger's
         card_of(record, META)
+    from dpfair.privacy.ledger import replay_epsilon
+
+    spent = replay_epsilon(ledger, accountant="prv", delta=record["delta"])
+    with pytest.raises(PrivacyError, match="exceeds the target"):  # and claimed as what it is, it overspends
+        card_of({**record, "epsilon_spent": spent}, META)
 
 
 def test_inf_run_with_noise_fails(records):

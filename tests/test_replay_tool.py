@@ -69,3 +69,8 @@ def test_every_method_s_claim_replays_without_dpfair_and_an_overstated_one_fails
     forged.write_text(json.dumps(card))
     bad = _tool(forged)
     assert bad.returncode == 1 and "OVER" in bad.stdout and "1 over target" in bad.stdout
+    # a private claim whose ledger is missing is not "nothing to replay"
+    card["target_epsilon"], card["ledger"] = 2.0, None
+    forged.write_text(json.dumps(card))
+    missing = _tool(forged)
+    assert missing.returncode == 1 and "but no ledger" in missing.stdout

@@ -157,7 +157,11 @@ def test_tuned_run_spends_at_most_the_target_and_its_card_lists_every_trial(prep
     # a card whose listed trials differ from its ledger is refused
     forged = json.loads(json.dumps(card))
     forged["tuning"]["trials"] = forged["tuning"]["trials"][:1]
-    with pytest.raises(PrivacyError, match="trials its card lists"):
+    with pytest.raises(PrivacyError, match="trials but its card lists"):
+        check_privacy_card(forged)
+    forged = json.loads(json.dumps(card))  # a trial listed at half the rate it sampled at
+    forged["tuning"]["trials"][0]["sample_rate"] /= 2
+    with pytest.raises(PrivacyError, match="trials its card lists|below its sampling rate"):
         check_privacy_card(forged)
     # the ∞ arm runs as many trials (equal effort), drawn from its own (non-private) space
     inf_record, inf_card = _run(prepared, tmp_path, "inf", "nonprivate")

@@ -13,6 +13,7 @@ claim of dpfair's that this script cannot confirm is a privacy bug. Prints one l
 from __future__ import annotations
 
 import json
+import math
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +64,9 @@ def main(argv: list[str]) -> int:
     for path in cards:
         card = json.loads(path.read_text())
         if not card.get("ledger"):
+            if math.isfinite(float(card.get("target_epsilon", math.inf))):  # a private claim with nothing to replay
+                print(f"OVER {path}: target epsilon {card['target_epsilon']} but no ledger")
+                over.append(path)
             continue  # a non-private run claims nothing
         epsilon, accountant = replay(
             build(card["ledger"]), float(card["delta"]), card.get("neighboring_relation", "add_or_remove_one")

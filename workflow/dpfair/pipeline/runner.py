@@ -110,6 +110,8 @@ def train_run(
         method=method,
         patient_id=data.patient_id,
         groups=data.groups,
+        # the dataset entry joins the noise key: two entries of one benchmark never share noise
+        noise_context=f"dataset={prepared.meta['name']}",
     )
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it

@@ -129,7 +129,10 @@ def _randomness_text(record: dict, private: bool) -> str:
     if not private:
         return "non-private"
     if record.get("secure_mode"):
-        return "Opacus's secure RNG (torchcsprng): noise, batches and label flips are not reproducible"
+        return (
+            "Opacus's secure RNG (torchcsprng): Gaussian noise and Poisson batches from it, label flips from a "
+            "PCG64 generator seeded by one draw of it; not reproducible"
+        )
     return (
         "seeded: batches from the run's seed, noise from a stream of the run's own (seeded by its seed, method "
         "and ε); reproducible, and the guarantee assumes the seeds stay secret: the recorded seed regenerates "
@@ -162,6 +165,7 @@ def released_outside_guarantee(record: dict, meta: dict, statement: dict) -> lis
     if "nonfinite_units" in record:
         out.append("the exact count of training units dropped for a non-finite gradient norm (nonfinite_units)")
     out += list(statement.get("also_releases") or [])
+    out.append("timings (train_seconds), which follow the Poisson batch sizes and the machine")
     out.append(
         "the training split's size, prevalence and group sizes (the data card); the split itself; the membership "
         "audit's statistics (the audit trains its own models on these rows)"
@@ -193,9 +197,13 @@ def check_privacy_card(card: dict) -> None:
     if card.get("tuning"):
         _check_tuned_ledger(card, ledger)
     ledger_steps, rates = ledger_steps_and_rates(ledger)
-    if rates and not card.get(
-        "tuning"
-    ):  # a gradient mechanism: the ledger must charge every step the loop took, at the loader's rate
+    if card["unit"] in ("record", "patient") and not rates:
+        # DP-SGD over records or patients is charged per step: a ledger without its steps claims nothing ran
+        raise PrivacyError(
+            f"a {card['unit']}-level run's ledger must charge its Poisson-subsampled Gaussian steps; it holds {card['ledger']}"
+        )
+    # a gradient mechanism: the ledger must charge every step the loop took, at the loader's rate
+    if rates and not card.get("tuning"):
         if ledger_steps != card["steps"]:
             raise PrivacyError(f"the ledger charges {ledger_steps} steps but training took {card['steps']}")
         if min(rates) < card["sample_rate"]:
@@ -220,6 +228,13 @@ def check_privacy_card(card: dict) -> None:
             raise PrivacyError(
                 f"the ledger charges noise multiplier(s) {sorted(sigmas)} but the optimizer used {charged}"
             )
+    replayed = card.get(f"epsilon_{card['accountant']}", math.nan)
+    if replayed is None or not math.isfinite(replayed):  # the run's accountant cannot replay it: PLD did
+        replayed = card["epsilon_pld"]
+    if not math.isclose(card["epsilon_spent"], replayed, rel_tol=1e-6, abs_tol=1e-9):
+        raise PrivacyError(
+            f"epsilon spent {card['epsilon_spent']:.6g} is not the ledger's replay under {card['accountant']} ({replayed:.6g})"
+        )
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     # the independent accountant must confirm the target itself, as tools/replay_ledgers.py does: no tolerance
@@ -233,12 +248,20 @@ def _check_tuned_ledger(card: dict, ledger) -> None:
     """A tuned run's ledger must compose exactly the trials its card lists, the released one among them."""
     trials = card["tuning"]["trials"]
     listed = [(float(t["noise_multiplier"]), float(t["sample_rate"]), int(t["steps"])) for t in trials]
+    if len(trials) != int(card["tuning"]["trials_run"]):
+        raise PrivacyError(f"the tuned run ran {card['tuning']['trials_run']} trials but its card lists {len(trials)}")
+    if not all(sigma > 0 for sigma, _, _ in listed):
+        raise PrivacyError(f"a private tuning trial ran without noise: {listed}")
     parts = ledger_gaussians(ledger)
     if type(ledger).__name__ != "ComposedDpEvent" or parts != listed:
         raise PrivacyError(
             f"the tuned run's ledger composes {parts}, not the {len(listed)} trials its card lists {listed}"
         )
     chosen = listed[int(card["tuning"]["selected_trial"])]
+    if chosen[1] < card["sample_rate"]:
+        raise PrivacyError(
+            f"the selected trial is charged q {chosen[1]:.6g}, below its sampling rate {card['sample_rate']:.6g}"
+        )
     released = (card["noise_multiplier"], card["accounted_sample_rate"], card["steps"])
     if not (
         math.isclose(chosen[0], released[0], rel_tol=1e-9)

@@ -35,7 +35,7 @@ from dpfair.privacy.params import is_private
 from dpfair.training.config import TrainConfig
 from dpfair.training.iterates import Ema, clone_state, set_lr
 from dpfair.training.mechanisms import TrainingData, get_mechanism
-from dpfair.training.noise import noise_generator, noise_seed, secure_generator
+from dpfair.training.noise import noise_generator, noise_seed, run_key, secure_generator
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def train(
     method: str = "dpsgd",
     patient_id: np.ndarray | None = None,
     groups: pd.DataFrame | None = None,
+    noise_context: str = "",
 ) -> TrainResult:
     """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
 
@@ -84,6 +85,8 @@ def train(
     scored every epoch (validation loss and AUROC, the run's only training monitor: a private run
     releases no training loss), it selects the released epoch when ``config.select_best`` is set, and
     its prevalence is the label prior of ``label_rr``; the run's privacy card lists each such use.
+    ``noise_context`` (e.g. the dataset entry) joins the run's noise key (:mod:`dpfair.training.noise`):
+    runs that differ in it draw unrelated noise.
 
     Example:
         >>> x, y = torch.randn(200, 5), torch.randint(0, 2, (200,)).float()
@@ -110,6 +113,7 @@ def train(
             method=method,
             patient_id=patient_id,
             groups=groups,
+            noise_context=noise_context,
         )
 
 
@@ -137,6 +141,7 @@ def _train(
     method,
     patient_id,
     groups=None,
+    noise_context="",
 ) -> TrainResult:
     mechanism = get_mechanism(method)
     data = TrainingData(
@@ -164,7 +169,8 @@ def _train(
         # batches from the seed (shared by the ε arms and methods of a seed, so they pair); noise from a
         # stream of this run's own (dpfair.training.noise: shared noise would cancel between two releases)
         generator = torch.Generator().manual_seed(seed)
-        noise = noise_generator(seed=seed, method=method, epsilon=epsilon)
+        key = run_key(model_name=model_name, config=config, context=noise_context)
+        noise = noise_generator(seed=seed, method=method, epsilon=epsilon, key=key, device=device)
     trainer = mechanism.make_trainer(
         model=model,
         optimizer=optimizer,
@@ -270,7 +276,7 @@ def _train(
         "batches_per_epoch": len(loader),
         "sampling": "poisson",
         "secure_mode": secure,
-        "noise_seed": None if secure or not private else noise_seed(seed=seed, method=method, epsilon=epsilon),
+        "noise_seed": None if secure or not private else noise_seed(seed=seed, method=method, epsilon=epsilon, key=key),
         "epochs": config.epochs,
         "steps": steps,
         "accountant": accountant,

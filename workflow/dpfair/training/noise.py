@@ -24,24 +24,53 @@ import torch
 from dpfair.errors import ConfigError
 
 
-def noise_seed(*, seed: int, method: str, epsilon: float) -> int:
-    """A 63-bit seed for the noise of the run (``seed``, ``method``, ``epsilon``), unrelated to the batch seed.
+def noise_seed(*, seed: int, method: str, epsilon: float, key: str = "") -> int:
+    """A 63-bit seed for the noise of one run, unrelated to its batch seed.
+
+    ``key`` names everything else that makes the run a different release: the dataset entry, the model,
+    the training settings and, for a tuning trial, the tuned arm and the trial (the loop builds it, see
+    :func:`run_key`). Two runs that differ in any of these, or in ``seed``, ``method`` or ``epsilon``,
+    draw unrelated noise.
 
     Example:
         >>> a = noise_seed(seed=0, method="dpsgd", epsilon=1.0)
         >>> a == noise_seed(seed=0, method="dpsgd", epsilon=1.0), a != noise_seed(seed=0, method="dpsgd", epsilon=3.0)
         (True, True)
+        >>> a != noise_seed(seed=0, method="dpsgd", epsilon=1.0, key="support2|mlp")
+        True
     """
     eps = "inf" if not math.isfinite(float(epsilon)) else repr(float(epsilon))
-    digest = hashlib.blake2b(f"dpfair-noise|{int(seed)}|{method}|{eps}".encode(), digest_size=8).digest()
+    text = f"dpfair-noise|{int(seed)}|{method}|{eps}|{key}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
-def noise_generator(*, seed: int, method: str, epsilon: float, secure_mode: bool = False) -> torch.Generator | None:
-    """The run's noise generator; None in secure mode (the Opacus engine's secure RNG draws the noise then)."""
+def run_key(*, model_name: str, config, context: str = "") -> str:
+    """The part of a run's noise key beyond (seed, method, ε).
+
+    It holds ``context`` (the dataset entry, a tuning trial), the model and every training setting, so that
+    two releases that differ anywhere differ in noise.
+    """
+    settings = ",".join(f"{k}={v!r}" for k, v in sorted(vars(config).items()))
+    return f"{context}|{model_name}|{settings}"
+
+
+def noise_generator(
+    *,
+    seed: int,
+    method: str,
+    epsilon: float,
+    key: str = "",
+    device: str | torch.device = "cpu",
+    secure_mode: bool = False,
+) -> torch.Generator | None:
+    """The run's noise generator, on ``device``, where Opacus draws the noise (beside the gradients).
+
+    None in secure mode: the Opacus engine's secure RNG draws the noise then.
+    """
     if secure_mode:
         return None
-    return torch.Generator().manual_seed(noise_seed(seed=seed, method=method, epsilon=epsilon))
+    return torch.Generator(device=device).manual_seed(noise_seed(seed=seed, method=method, epsilon=epsilon, key=key))
 
 
 def make_engine(config):
@@ -67,22 +96,29 @@ def secure_generator(config) -> torch.Generator:
     return make_engine(config).secure_rng
 
 
+def _draw_seed(noise: torch.Generator | None) -> int:
+    """A 62-bit seed drawn from ``noise`` (on its device), or from torch's global generator for None."""
+    device = noise.device if noise is not None else "cpu"
+    return int(torch.randint(0, 2**62, (1,), generator=noise, device=device).item())
+
+
 def derived_generator(noise: torch.Generator | None, *, secure_mode: bool = False) -> torch.Generator | None:
-    """A second noise stream of the run (a mitigation's noisy counts), its seed drawn from the run's noise stream.
+    """A second noise stream of the run (a mitigation's noisy counts, drawn on the CPU), seeded from its noise stream.
 
     In secure mode the secure RNG itself is returned: a seeded generator would not be secure. ``noise``
     None (a direct caller without a run's stream) draws the seed from torch's global generator.
     """
     if secure_mode:
         return noise
-    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=noise)))
+    return torch.Generator().manual_seed(_draw_seed(noise))
 
 
 def numpy_rng(noise: torch.Generator | None):
     """A NumPy generator seeded by a draw from the run's noise stream (label randomisation draws from it).
 
+    In secure mode the seed is one draw of the secure RNG (the flips then come from PCG64 seeded by it).
     ``noise`` None (a direct caller without a run's stream) draws the seed from torch's global generator.
     """
     import numpy as np
 
-    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=noise)))
+    return np.random.default_rng(_draw_seed(noise))

@@ -99,7 +99,10 @@ def step_recipe(config, *, label_prior: float | None, generator: torch.Generator
     Augmentation draws from its own generator seeded from the batch generator, so both arms of a cell see
     the same augmentations.
     """
-    aug_gen = torch.Generator().manual_seed(generator.initial_seed() + 7919)
+    try:
+        aug_gen = torch.Generator().manual_seed(generator.initial_seed() + 7919)
+    except RuntimeError:  # a secure RNG has no seed to offset; augmentation is not a privacy draw
+        aug_gen = torch.Generator().manual_seed(7919)
     return StepRecipe(
         pos_weight=positive_weight(config.class_weight, label_prior=label_prior),
         augmult=config.augmult,

@@ -65,13 +65,14 @@ class PatientBatches:
         self.n_rows_used = sum(len(r) for r in self.rows)
         #: same batches per epoch as row-level DP-SGD at this batch size, so the expected rows per batch match;
         #: a canary run's rows are its calibration size, fixed before its canaries were drawn in
-        rows_for_rate = self.n_rows_used if calibration_size is None else int(calibration_size)
+        # (the calibration size counts rows before the cap; the rows the cap removes belong to training
+        # patients, not to the one-row canaries, so they do not depend on the canaries' bits)
+        removed = len(order) - self.n_rows_used
+        rows_for_rate = self.n_rows_used if calibration_size is None else int(calibration_size) - removed
         self.sample_rate = 1.0 / int(np.ceil(rows_for_rate / batch_size))
         #: the patients the noisy sum's divisor counts: a canary is a one-row patient of its own, so the
-        #: calibration size's extra rows (its expected canaries) are as many patients; None: the patients given
-        self.calibration_units = (
-            None if calibration_size is None else len(self.rows) + int(calibration_size) - self.n_rows_used
-        )
+        #: calibration's expected canaries beyond the rows given are as many patients; None: the patients given
+        self.calibration_units = None if calibration_size is None else len(self.rows) + rows_for_rate - self.n_rows_used
         self.sampler = UniformWithReplacementSampler(
             num_samples=self.n_patients, sample_rate=self.sample_rate, generator=generator
         )

@@ -102,6 +102,7 @@ def tune_and_train(
     device="cpu",
     patient_id=None,
     groups=None,
+    noise_context: str = "",
 ) -> TrainResult:
     """Privately tune ``method`` (``m-tuned``) at ``epsilon``; return the selected trial with the procedure recorded.
 
@@ -150,6 +151,8 @@ def tune_and_train(
             method=base,
             patient_id=patient_id,
             groups=groups,
+            # each trial of the tuned arm is a release of its own: its own noise, unrelated to the fixed recipe's
+            noise_context=f"{noise_context}|{method} trial {i}",
         )
         if private and event_from_json(result.record["ledger"]) != event:
             # what the trial charged must be what the procedure's ledger composes
