@@ -24,6 +24,11 @@ import torch
 from dpfair.errors import ConfigError
 
 
+#: Training settings that change how a release is computed, not what it is: every clipping backend gives
+#: the same clipped sum, so two backends of one run release the same model and share its noise.
+COMPUTATION_ONLY: tuple[str, ...] = ("clipping_backend",)
+
+
 def noise_seed(*, seed: int, method: str, epsilon: float, key: str = "") -> int:
     """A 63-bit seed for the noise of one run, unrelated to its batch seed.
 
@@ -51,7 +56,7 @@ def run_key(*, model_name: str, config, context: str = "") -> str:
     It holds ``context`` (the dataset entry, a tuning trial), the model and every training setting, so that
     two releases that differ anywhere differ in noise.
     """
-    settings = ",".join(f"{k}={v!r}" for k, v in sorted(vars(config).items()))
+    settings = ",".join(f"{k}={v!r}" for k, v in sorted(vars(config).items()) if k not in COMPUTATION_ONLY)
     return f"{context}|{model_name}|{settings}"
 
 
