@@ -23,7 +23,6 @@ import torch
 
 from dpfair.errors import ConfigError
 
-
 #: Training settings that change how a release is computed, not what it is: every clipping backend gives
 #: the same clipped sum, so two backends of one run release the same model and share its noise.
 COMPUTATION_ONLY: tuple[str, ...] = ("clipping_backend",)
