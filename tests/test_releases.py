@@ -71,6 +71,7 @@ PUBLIC = {
     # label_rr: the expected number of flips is a function of n, ε and the public prior
     "labels_flipped_expected",
     "mitigation_groups_source",
+    "trial_seed",  # a tuned run: the selected trial's training seed, a function of the public run seed
 }
 #: Functions of the mechanism's noisy releases only (post-processing, covered by ε).
 COVERED = {
@@ -91,6 +92,8 @@ LISTED = {
     "nonfinite_units": "non-finite gradient norm",
     "mitigation_groups": "levels",
     "history": "validation split",
+    "selected_trial": "selected trial",
+    "tuning": "selected trial",  # every trial's recipe, σ, q, steps are covered by the composed ledger
 }
 
 
@@ -100,6 +103,7 @@ def prepared():
 
 
 CASES = {
+    "dpsgd-tuned": TrainConfig(epochs=1, batch_size=50),
     "dpsgd_global_adapt": TrainConfig(epochs=2, batch_size=50, mitigation={"attribute": "site"}),
     "dpsgd": TrainConfig(epochs=2, batch_size=50, select_best=True, class_weight="balanced"),
     "dpsgd_patient": TrainConfig(epochs=2, batch_size=50),
@@ -118,6 +122,7 @@ def test_every_record_key_is_public_covered_or_listed(prepared, tmp_path, method
         seed=0,
         method=method,
         config=CASES[method],
+        tuning={"enabled": True, "trials": 2, "search_space": {"epochs": [1], "expected_batch_size": [50, 100]}},
         device="cpu",
         model_path=tmp_path / "m.pt",
         scores_path=tmp_path / "s.csv",
