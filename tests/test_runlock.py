@@ -65,9 +65,22 @@ def folder(tmp_path):
         os.kill(leftover.pid, signal.SIGKILL)
 
 
+def _default_sigint():
+    # a pytest started in the background of a non-interactive shell ignores SIGINT, and children inherit
+    # that: the guard must see Ctrl-C as it would from a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(started, command, cwd, **kwargs):
     proc = subprocess.Popen(
-        command, cwd=cwd, env=ENV, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs
+        command,
+        cwd=cwd,
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_default_sigint,
+        **kwargs,
     )
     started.append(proc)
     return proc
