@@ -22,7 +22,6 @@ are functions of the noisy counts only, covered by the ledger.
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
@@ -160,7 +159,7 @@ class MitigationMechanism(Mechanism):
         )
         loader = DPDataLoader.from_data_loader(base, distributed=False)
         charged_q = 1.0 / len(loader)  # at least the sampling rate (see mechanisms.dpsgd)
-        sigma = _calibrate(
+        sigma = calibrate_sigma(  # cached per schedule: both mitigations of a cell share it
             epsilon=epsilon,
             delta=delta,
             sample_rate=charged_q,
@@ -265,9 +264,3 @@ class MitigationMechanism(Mechanism):
             "clipping": f"{clipping}, computed by {path}{split}",
             "privacy_unit_enforcement": record_unit_text(meta),
         }
-
-
-@functools.lru_cache(maxsize=64)
-def _calibrate(**kwargs) -> float:
-    """σ_eff for a schedule (a pure function of it; cached: both mitigations of a cell share the schedule)."""
-    return calibrate_sigma(**kwargs)
