@@ -60,20 +60,12 @@ def run_key(*, model_name: str, config, context: str = "") -> str:
 
 
 def noise_generator(
-    *,
-    seed: int,
-    method: str,
-    epsilon: float,
-    key: str = "",
-    device: str | torch.device = "cpu",
-    secure_mode: bool = False,
-) -> torch.Generator | None:
-    """The run's noise generator, on ``device``, where Opacus draws the noise (beside the gradients).
+    *, seed: int, method: str, epsilon: float, key: str = "", device: str | torch.device = "cpu"
+) -> torch.Generator:
+    """The run's seeded noise generator, on ``device``, where Opacus draws the noise (beside the gradients).
 
-    None in secure mode: the Opacus engine's secure RNG draws the noise then.
+    A secure-mode run uses :func:`secure_generator` instead.
     """
-    if secure_mode:
-        return None
     return torch.Generator(device=device).manual_seed(noise_seed(seed=seed, method=method, epsilon=epsilon, key=key))
 
 
