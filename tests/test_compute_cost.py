@@ -7,23 +7,15 @@ import pandas as pd
 import pytest
 from dpfair.errors import DpfairError
 from dpfair.report.page import compute_cost_section, speed_section
-from dpfair.tables.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost
+from dpfair.tables.compute_cost import CELL_COLUMNS, RATIO_COLUMNS, compute_cost, grid_overhead
 from dpfair.tables.summary import read_summary
 from test_summary import run_grid
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
-def write_run(
-    root, *, dataset="d", model="mlp", epsilon="1", seed=0, seconds=8.0, rss="600.00", train_seconds=1.0, **record
-):
-    """One run's benchmark record and run.json where the workflow puts them; returns (benchmark, run.json)."""
-    bench = root / "results/benchmarks/train" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}.tsv"
-    bench.parent.mkdir(parents=True, exist_ok=True)
-    # Snakemake's own layout: tab-separated, seconds with two decimals, NA for memory it did not sample
-    bench.write_text(
-        HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n"
-    )
+def write_run(root, *, dataset="d", model="mlp", epsilon="1", seed=0, train_seconds=1.0, **record):
+    """One run's run.json where the workflow puts it."""
     run = root / "results/runs" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"seed-{seed}" / "run.json"
     run.parent.mkdir(parents=True, exist_ok=True)
     eps_value = epsilon if epsilon == "inf" else float(epsilon)
@@ -40,12 +32,28 @@ def write_run(
             }
         )
     )
-    return bench, run
+    return run
+
+
+def write_job(root, *, dataset="d", model="mlp", epsilon="1", label="seed-0", seconds=8.0, rss="600.00"):
+    """One train job's Snakemake benchmark record, named by the seeds it trained (dpfair.jobs.SeedGroup.label)."""
+    bench = root / "results/benchmarks/train" / dataset / model / "dpsgd" / f"eps-{epsilon}" / f"{label}.tsv"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    # Snakemake's own layout: tab-separated, seconds with two decimals, NA for memory it did not sample
+    bench.write_text(
+        HEADER + f"{seconds:.2f}\t0:00:{int(seconds):02d}\t{rss}\t991.99\t405.49\t468.70\t0.00\t0.15\t84.15\t6.40\n"
+    )
+    return bench
 
 
 def grid(root, runs):
-    paths = [write_run(root, **r) for r in runs]
-    return [b for b, _ in paths], [r for _, r in paths]
+    """One job per run (per-seed jobs): each run's keys and its job's seconds and memory."""
+    benches, records = [], []
+    for r in runs:
+        job = {k: r[k] for k in ("dataset", "model", "epsilon", "seconds", "rss") if k in r}
+        benches.append(write_job(root, **job, label=f"seed-{r.get('seed', 0)}"))
+        records.append(write_run(root, **{k: v for k, v in r.items() if k not in ("seconds", "rss")}))
+    return benches, records
 
 
 def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
@@ -77,19 +85,33 @@ def test_cells_and_ratios_against_the_nonprivate_cell(tmp_path):
     assert list(cells.columns) == CELL_COLUMNS and list(ratios.columns) == RATIO_COLUMNS
     assert list(cells["epsilon"]) == [1.0, 10.0, math.inf]  # numeric order, inf last (not "1", "10", "inf" as strings)
     one = cells.iloc[0]
-    assert (one["n_seeds"], one["job_seconds_mean"], one["job_seconds_min"], one["job_seconds_max"]) == (
-        2,
-        9.0,
-        8.0,
-        10.0,
-    )
-    assert one["train_seconds_mean"] == pytest.approx(1.6) and one["max_rss_mb_max"] == 630.0
+    assert (one["n_seeds"], one["n_jobs"], one["job_seconds"], one["job_seconds_per_run"]) == (2, 2, 18.0, 9.0)
+    assert one["train_seconds"] == pytest.approx(3.2) and one["train_seconds_mean"] == pytest.approx(1.6)
+    assert one["overhead_share"] == pytest.approx(1 - 3.2 / 18.0) and one["max_rss_mb_max"] == 630.0
     assert one["clipping_backend"] == "bookkeeping" and cells.iloc[1]["clipping_backend"] == ""  # key absent: optional
     assert list(ratios["epsilon"]) == [1.0, 10.0]  # private cells only
     r1 = ratios.iloc[0]
     assert r1["job_seconds_ratio"] == pytest.approx(9.0 / 5.5)
     assert r1["train_seconds_ratio"] == pytest.approx(1.6 / 0.4)
     assert r1["max_rss_ratio"] == pytest.approx(630 / 575)  # peak vs peak, not vs the mean
+
+
+def test_a_job_of_several_seeds_counts_once_for_all_its_runs(tmp_path):
+    """One job per cell: its record covers every run its label names, and the totals match per-seed jobs'."""
+    records = [write_run(tmp_path, epsilon="1", seed=s, train_seconds=2.0 + s) for s in (0, 1, 2)]
+    bench = write_job(tmp_path, epsilon="1", label="seeds-0-1-2", seconds=12.0, rss="700.00")
+    cells, _ = compute_cost(benchmarks=[bench], records=records)
+    (cell,) = cells.to_dict("records")
+    assert (cell["n_seeds"], cell["n_jobs"], cell["job_seconds"], cell["train_seconds"]) == (3, 1, 12.0, 9.0)
+    assert cell["overhead_share"] == pytest.approx(0.25) and cell["job_seconds_per_run"] == pytest.approx(4.0)
+    assert grid_overhead(cells) == {"n_jobs": 1, "job_seconds": 12.0, "train_seconds": 9.0, "overhead_share": 0.25}
+    # a job whose label names a seed that has no run record, or a run in two jobs, is refused
+    with pytest.raises(DpfairError, match=r"no run.json of runs \['d/mlp/dpsgd/eps-1/seed-3'\]"):
+        compute_cost(benchmarks=[write_job(tmp_path, epsilon="1", label="seeds-2-3")], records=records)
+    with pytest.raises(DpfairError, match="in another job's record too"):
+        compute_cost(benchmarks=[bench, write_job(tmp_path, epsilon="1", label="seed-1")], records=records)
+    with pytest.raises(DpfairError, match="not a job label"):
+        compute_cost(benchmarks=[write_job(tmp_path, epsilon="1", label="all")], records=records)
 
 
 def test_grid_without_nonprivate_runs_gives_nan_ratios(tmp_path):
@@ -115,6 +137,7 @@ def test_unsampled_memory_and_missing_train_seconds_stay_nan(tmp_path):
     cells, ratios = compute_cost(benchmarks=benches, records=records)
     assert math.isnan(cells.iloc[0]["max_rss_mb_max"]) and cells.iloc[1]["max_rss_mb_max"] == 600.0
     assert math.isnan(cells.iloc[1]["train_seconds_mean"]) and math.isnan(cells.iloc[2]["train_seconds_mean"])
+    assert math.isnan(cells.iloc[1]["overhead_share"])
     assert ratios[["max_rss_ratio", "train_seconds_ratio"]].isna().all().all()  # NaN over 0 too, not inf
     assert list(ratios["job_seconds_ratio"]) == [1.0, 1.0]
 
@@ -129,7 +152,7 @@ def test_tables_round_trip_through_csv_with_inf(tmp_path):
 
 def test_mismatched_records_fail_loudly(tmp_path):
     benches, records = grid(tmp_path, [{"epsilon": "1"}, {"epsilon": "inf"}])
-    with pytest.raises(DpfairError, match="no run.json of run d/mlp/dpsgd/eps-inf/seed-0"):
+    with pytest.raises(DpfairError, match=r"no run.json of runs \['d/mlp/dpsgd/eps-inf/seed-0'\]"):
         compute_cost(benchmarks=benches, records=records[:1])
     with pytest.raises(DpfairError, match=r"no benchmark record for runs \['d/mlp/dpsgd/eps-1/seed-0'\]"):
         compute_cost(benchmarks=benches[1:], records=records)
@@ -230,7 +253,9 @@ def test_compute_cost_section_reads_what_aggregate_writes(tmp_path):
     ratios.to_csv(tmp_path / "ratios.csv", index=False)
     section = compute_cost_section(cells=tmp_path / "cells.csv", ratios=tmp_path / "ratios.csv")
     assert [r["epsilon"] for r in section["cells"]] == ["1", "∞"] and section["devices"] == "cpu"
-    assert section["cells"][0]["job"] == "12 [12–12]" and section["cells"][0]["mode"] == "—"
+    assert section["cells"][0]["job"] == "12" and section["cells"][0]["mode"] == "—"
+    assert section["cells"][0]["overhead"] == "92%"  # 1 s of loop in a 12 s job
+    assert section["total"] == {"n_jobs": 2, "job": "20", "train": "2", "overhead": "90%"}
     # one method in the grid: the series is named by its model alone (the figures' rule, report_frames.cell_label)
     assert section["ratios"] == [
         {"dataset": "d", "model": "mlp", "epsilon": "1", "job": "1.5×", "train": "1×", "rss": "1×"}
@@ -271,8 +296,9 @@ def test_report_renders_both_sections_escaped(tmp_path):
         speed=speed_csv(tmp_path / "speed.csv"),
     )
     html = " ".join(html.split())  # sentences wrap in the template
-    assert '<section id="compute-cost">' in html and "4–5 s of Python start-up and imports" in html
-    assert "<td>12 [12–12]</td>" in html and "<td>1.5×</td>" in html and "bookkeeping" in html
+    assert '<section id="compute-cost">' in html
+    assert "2 jobs, 20 job-seconds, of which 2 s in the training loops: 90% overhead" in html
+    assert "<td>12</td><td>1</td><td>92%</td>" in html and "<td>1.5×</td>" in html and "bookkeeping" in html
     assert '<section id="speed">' in html and "Measured on cpu with 1 thread(s), torch 2.13.0+cpu, opacus 1.6.0" in html
     assert "at most 1.25× the non-private step time and at most 1.2× its peak memory" in html
     assert "unsupported: &lt;conv2d&gt; &amp; groups" in html and "<conv2d>" not in html  # autoescaped

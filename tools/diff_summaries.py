@@ -3,8 +3,8 @@
     python tools/diff_summaries.py BEFORE_DIR AFTER_DIR
 
 Each of ``BEFORE_DIR/results/summary/*.csv`` is compared with its namesake cell by cell, as text (so a
-bit-identical float is required), leaving out the columns that time or size a job (names containing
-``seconds``, ``rss`` or ``wall``). Prints one line per table; exits 1 if any table differs or is missing.
+bit-identical float is required), leaving out the columns that time or size a job or say how the grid was cut
+into jobs (names containing ``seconds``, ``rss``, ``wall``, ``overhead`` or ``n_jobs``). Prints one line per table; exits 1 if any table differs or is missing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-TIMING = ("seconds", "rss", "wall")
+# the columns that time or size a job, and how the grid was cut into jobs (execution.seeds_per_job)
+TIMING = ("seconds", "rss", "wall", "overhead", "n_jobs")
 
 
 def compare(before: Path, after: Path) -> list[str]:

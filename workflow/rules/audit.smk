@@ -4,34 +4,44 @@
 # the audit plan's (AUDIT in common.smk, from the attacks' needs): no attack with needs, no audit_train job;
 # a need no attack has is trained with count 0 (its file header-only). audit_train's file names come from
 # NEEDS, as the audit rule's inputs do (common.smk, through dpfair.audit.plan.TRAINED_FILES), so they agree.
+# audit_train jobs follow execution.seeds_per_job over the reference seeds, as train jobs over the seeds.
 from dpfair.audit.registry import NEEDS as AUDIT_NEEDS  # noqa: E402
 
+AUDIT_TRAINED_FILES = {
+    "references": AUDIT_NEEDS["reference_models"].file,
+    "canaries": AUDIT_NEEDS["canaries"].file,
+    "record": "models.json",
+}
 
-rule audit_train:
-    input:
-        data=rules.prepare_dataset.output.data,
-        samples=rules.prepare_dataset.output.samples,
-        meta=rules.prepare_dataset.output.meta,
-    output:
-        references=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['reference_models'].file}",
-        canaries=f"{AUDIT_DIR}/seed-{{seed}}/{AUDIT_NEEDS['canaries'].file}",
-        record=f"{AUDIT_DIR}/seed-{{seed}}/models.json",
-    log:
-        "results/logs/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.log",
-    benchmark:
-        "results/benchmarks/audit_train/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}.tsv"
-    wildcard_constraints:
-        method="|".join(AUDIT.methods),
-    conda:
-        "../../environment.yml"
-    threads: 1
-    resources:
-        gpu=get_train_gpus,
-    params:
-        settings=get_audit_training_config,
-        device=config["device"],
-    script:
-        "../scripts/audit_train.py"
+
+for group in AUDIT_SEED_GROUPS:
+
+    rule:
+        name:
+            group.rule_name("audit_train")
+        input:
+            data=rules.prepare_dataset.output.data,
+            samples=rules.prepare_dataset.output.samples,
+            meta=rules.prepare_dataset.output.meta,
+        output:
+            **group_outputs(group, f"{AUDIT_DIR}/seed-{{seed}}", AUDIT_TRAINED_FILES),
+        log:
+            f"results/logs/audit_train/{CELL_STEM}/{group.label}.log",
+        benchmark:
+            f"results/benchmarks/audit_train/{CELL_STEM}/{group.label}.tsv"
+        wildcard_constraints:
+            method="|".join(AUDIT.methods),
+        conda:
+            "../../environment.yml"
+        threads: 1
+        resources:
+            gpu=get_train_gpus,
+        params:
+            settings=get_audit_training_config,
+            device=config["device"],
+            seeds=group.seeds_of,
+        script:
+            "../scripts/audit_train.py"
 
 
 rule audit:
@@ -42,7 +52,7 @@ rule audit:
         table=f"{AUDIT_DIR}/audit.csv",
         roc=f"{AUDIT_DIR}/roc.csv",
     log:
-        "results/logs/audit/{dataset}/{model}/{method}/eps-{epsilon}.log",
+        f"results/logs/audit/{CELL_STEM}.log",
     benchmark:
         "results/benchmarks/audit/{dataset}/{model}/{method}/eps-{epsilon}.tsv"
     wildcard_constraints:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from dpfair.jobs import group_label
 from dpfair.pipeline.benchmark import load_yaml, validate_config
 from dpfair.data.registry import datasets_dir
 
@@ -28,8 +29,18 @@ BENCHMARK = validate_config(config)
 DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
 
 RUN_DIR = "results/runs/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
-RUN_STEM = "{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
+CELL_STEM = "{dataset}/{model}/{method}/eps-{epsilon}"
 PREPARED_DIR = "results/prepared/{dataset}"
+# the seeds each train and evaluate job runs (execution.seeds_per_job; dpfair.pipeline.benchmark.SeedGroup)
+SEED_GROUPS = BENCHMARK.seed_groups()
+TRAIN_FILES = {"model": "model.pt", "scores": "scores.csv", "record": "run.json", "card": "privacy_card.json"}
+EVALUATION_FILES = {
+    "metrics": "metrics.csv",
+    "subgroups": "subgroups.csv",
+    "gaps": "gaps.csv",
+    "replicates": "gap_replicates.csv.gz",
+    "reliability": "reliability.csv",
+}
 
 
 wildcard_constraints:
@@ -38,6 +49,24 @@ wildcard_constraints:
     method="|".join(map(re.escape, BENCHMARK.methods)),
     epsilon="|".join(map(re.escape, BENCHMARK.epsilons)),
     seed=r"\d+",
+
+
+def group_outputs(group, folder, files):
+    """A seed group's files, named ``<name>_<i>`` for the group's i-th seed (the rule script pairs them by i).
+
+    ``folder`` is a per-seed folder pattern with ``{seed}``; a group of one job per seed keeps the wildcard.
+    """
+    seeds = ["{seed}"] if group.seeds is None else [str(s) for s in group.seeds]
+    return {
+        f"{name}_{i}": f"{folder.replace('{seed}', seed)}/{file}"
+        for i, seed in enumerate(seeds)
+        for name, file in files.items()
+    }
+
+
+def job_stem(run_or_cell, seed):
+    """``<cell>/<label>``: the log and benchmark-record stem of the job that runs ``seed`` of a cell."""
+    return f"{CELL_STEM.format(**run_or_cell)}/{group_label(seed, SEED_GROUPS)}"
 
 
 def run_preflight_checks():
@@ -157,8 +186,9 @@ def get_speed_table():
 
 
 def get_run_benchmarks():
-    """Snakemake's benchmark record of every train job of the grid (wall time, peak memory)."""
-    return [f"results/benchmarks/train/{r.path}.tsv" for r in BENCHMARK.runs()]
+    """Snakemake's benchmark record of every train job of the grid (wall time, peak memory), each once."""
+    paths = [f"results/benchmarks/train/{job_stem(asdict(r), r.seed)}.tsv" for r in BENCHMARK.runs()]
+    return list(dict.fromkeys(paths))
 
 
 def get_speed_cells():
@@ -207,6 +237,7 @@ AUDIT = audit_plan(
 _TRAINED_CELLS = {(r.dataset, r.model, r.method, r.epsilon) for r in BENCHMARK.runs()}
 AUDIT.cells = [c for c in AUDIT.cells if (c["dataset"], c["model"], c["method"], c["epsilon"]) in _TRAINED_CELLS]
 AUDIT_DIR = "results/audit/{dataset}/{model}/{method}/eps-{epsilon}"
+AUDIT_SEED_GROUPS = BENCHMARK.seed_groups(AUDIT.trained_seeds)
 
 
 def get_audit_settings():
@@ -279,14 +310,12 @@ def get_run_entries():
     for run in BENCHMARK.runs():
         values = asdict(run)
         run_dir = fill(RUN_DIR, values)
-        tables = {
-            name: fill(getattr(rules.evaluate.output, name), values)
-            for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")
-        }
+        stem = job_stem(values, run.seed)
+        tables = {name: f"{run_dir}/{EVALUATION_FILES[name]}" for name in EVALUATION_FILES}
         tables.update(
-            record=fill(rules.train.output.record, values),
-            card=fill(rules.train.output.card, values),
-            benchmark=fill(rules.train.benchmark, values),
+            record=f"{run_dir}/{TRAIN_FILES['record']}",
+            card=f"{run_dir}/{TRAIN_FILES['card']}",
+            benchmark=f"results/benchmarks/train/{stem}.tsv",
         )
         entries.append(
             {
@@ -296,8 +325,8 @@ def get_run_entries():
                 ],
                 "logs": [
                     fill(rules.prepare_dataset.log[0], values),
-                    fill(rules.train.log[0], values),
-                    fill(rules.evaluate.log[0], values),
+                    f"results/logs/train/{stem}.log",
+                    f"results/logs/evaluate/{stem}.log",
                 ],
                 "tables": tables,
                 "preparation": get_preparation_entry(run.dataset),
@@ -312,13 +341,13 @@ def get_audit_entries():
     """Every audited cell as a dpfair.pipeline.outcome entry (its audit table; its audit-training and audit logs)."""
     entries = []
     for cell in AUDIT.cells:
-        seeds = AUDIT.trained_seeds
+        labels = dict.fromkeys(group_label(s, AUDIT_SEED_GROUPS) for s in AUDIT.trained_seeds)
         entries.append(
             {
                 "label": f"audit: {AUDIT_DIR.format(**cell).removeprefix('results/audit/')}",
                 "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
                 "logs": [
-                    *(str(rules.audit_train.log[0]).format(**cell, seed=s) for s in seeds),
+                    *(f"results/logs/audit_train/{CELL_STEM.format(**cell)}/{label}.log" for label in labels),
                     str(rules.audit.log[0]).format(**cell),
                 ],
                 # made from the cell's runs: stale when one of them is gone or newer, or the preparation is

@@ -1,24 +1,25 @@
-rule evaluate:
-    input:
-        scores=rules.train.output.scores,
-        record=rules.train.output.record,
-        meta=rules.prepare_dataset.output.meta,
-    output:
-        metrics=f"{RUN_DIR}/metrics.csv",
-        subgroups=f"{RUN_DIR}/subgroups.csv",
-        gaps=f"{RUN_DIR}/gaps.csv",
-        replicates=f"{RUN_DIR}/gap_replicates.csv.gz",
-        reliability=f"{RUN_DIR}/reliability.csv",
-    log:
-        f"results/logs/evaluate/{RUN_STEM}.log",
-    benchmark:
-        f"results/benchmarks/evaluate/{RUN_STEM}.tsv"
-    conda:
-        "../../environment.yml"
-    params:
-        evaluation=config["evaluation"],
-    script:
-        "../scripts/evaluate.py"
+# Evaluation follows the train jobs' seed groups: one job scores every run its train job trained.
+for group in SEED_GROUPS:
+
+    rule:
+        name:
+            group.rule_name("evaluate")
+        input:
+            **group_outputs(group, RUN_DIR, {"scores": "scores.csv", "record": "run.json"}),
+            meta=rules.prepare_dataset.output.meta,
+        output:
+            **group_outputs(group, RUN_DIR, EVALUATION_FILES),
+        log:
+            f"results/logs/evaluate/{CELL_STEM}/{group.label}.log",
+        benchmark:
+            f"results/benchmarks/evaluate/{CELL_STEM}/{group.label}.tsv"
+        conda:
+            "../../environment.yml"
+        params:
+            evaluation=config["evaluation"],
+            seeds=group.seeds_of,
+        script:
+            "../scripts/evaluate.py"
 
 
 rule aggregate:

@@ -1,15 +1,21 @@
-"""Rule script: test-set utility, fairness with intervals, and the membership-inference audit of one run."""
+"""Rule script: test-set utility and fairness with intervals of the runs of one seed group (one process)."""
 
 from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from dpfair.pipeline.runner import evaluate_run  # noqa: E402
+from dpfair.pipeline.outcome import RUN_TABLES  # noqa: E402
+from dpfair.pipeline.runner import evaluate_runs  # noqa: E402
 
-evaluate_run(
-    scores=snakemake.input.scores,
-    record=snakemake.input.record,
+evaluate_runs(
+    runs=[
+        {
+            "scores": snakemake.input[f"scores_{i}"],
+            "record": snakemake.input[f"record_{i}"],
+            "outputs": {name: snakemake.output[f"{name}_{i}"] for name in RUN_TABLES},
+        }
+        for i in range(len(snakemake.params.seeds))
+    ],
     meta=snakemake.input.meta,
     settings=snakemake.params.evaluation,
-    outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")},
 )

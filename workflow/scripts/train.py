@@ -1,4 +1,4 @@
-"""Rule script: train one (dataset, model, method, epsilon, seed) run and score its validation and test rows."""
+"""Rule script: train the runs of one seed group of a (dataset, model, method, epsilon) cell and score their rows."""
 
 from dpfair.logs import log_to_file
 
@@ -6,23 +6,22 @@ log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
 from dpfair.data.prepare import load_prepared  # noqa: E402
-from dpfair.pipeline.runner import train_run  # noqa: E402
+from dpfair.pipeline.runner import train_runs  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samples, meta=snakemake.input.meta)
-train_run(
+seeds = snakemake.params.seeds
+train_runs(
+    seeds=seeds,
+    outputs=[{k: snakemake.output[f"{k}_{i}"] for k in ("model", "scores", "record", "card")} for i in range(len(seeds))],
+    park=snakemake.params.park,
     prepared=prepared,
     model_name=snakemake.wildcards.model,
     method=snakemake.wildcards.method,
     epsilon=snakemake.wildcards.epsilon,
-    seed=int(snakemake.wildcards.seed),
     config=snakemake.params.training,
     device=snakemake.params.device,
     # where the workflow found the dataset module, so run.json's definition hash is the workflow's (read from
     # config, not added to params: a new param would retrain every finished run)
     datasets_dir=snakemake.config["datasets_dir"],
-    model_path=snakemake.output.model,
-    scores_path=snakemake.output.scores,
-    record_path=snakemake.output.record,
-    card_path=snakemake.output.card,
 )

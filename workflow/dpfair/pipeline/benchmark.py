@@ -16,6 +16,7 @@ import yaml
 
 from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
+from dpfair.jobs import SeedGroup, seed_groups
 from dpfair.models import available_models, get_model
 from dpfair.privacy.clipping.policy import configurable_clip_policies
 from dpfair.privacy.params import ACCOUNTANTS, format_epsilon, parse_epsilon
@@ -68,6 +69,15 @@ class Benchmark:
     def seeds(self) -> list[int]:
         """The training seeds of every cell."""
         return list(self.config["seeds"])
+
+    @property
+    def seeds_per_job(self) -> int | str:
+        """``execution.seeds_per_job``: ``"all"`` or a whole number."""
+        return (self.config.get("execution") or {}).get("seeds_per_job", "all")
+
+    def seed_groups(self, seeds: list[int] | None = None) -> list[SeedGroup]:
+        """The seed groups of this benchmark's jobs: of its ``seeds``, or of ``seeds`` (the audit's reference seeds)."""
+        return seed_groups(self.seeds if seeds is None else list(seeds), self.seeds_per_job)
 
     def models_for(self, dataset: str) -> list[str]:
         """Models run on ``dataset`` (its own ``models`` or the benchmark's), those that accept its modality."""

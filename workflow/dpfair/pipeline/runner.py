@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -137,6 +138,89 @@ def train_run(
     return record
 
 
+def train_runs(
+    *,
+    seeds: list[int],
+    outputs: list[dict[str, str | Path]],
+    park: str | Path | None = None,
+    **run,
+) -> list[dict]:
+    """Train several seeds of one cell in this process, one after another: :func:`train_run` per seed.
+
+    One process per cell pays the imports, the data loading and the noise calibration (cached by
+    :func:`dpfair.training.mechanisms.dpsgd.calibrate_sigma`) once; each seed's run is computed exactly as in a
+    job of its own (its batches, noise and scores depend on its seed and settings only), so the per-seed run
+    folders are identical either way (``tests/test_seed_groups.py``).
+
+    ``outputs[i]`` holds ``model``, ``scores``, ``record`` and ``card`` paths of ``seeds[i]``; ``run`` the other
+    :func:`train_run` arguments. A failing seed does not stop the others: every seed is tried, then the first
+    error is raised naming all that failed. Snakemake deletes a failed job's outputs, so the finished seeds'
+    files are first copied to ``park/seed-<s>/``; the rerun takes a parked run back instead of retraining it
+    when its recorded definition is the one it would train now, and clears the park once the job succeeds.
+    """
+    if len(seeds) != len(outputs):
+        raise ValueError(f"{len(seeds)} seeds but {len(outputs)} output sets")
+    records, failed, first_error = [], [], None
+    for seed, paths in zip(seeds, outputs):
+        parked = Path(park) / f"seed-{seed}" if park is not None else None
+        try:
+            if parked is not None and _take_back(parked, paths, definition=_definition_for(seed=seed, **run)):
+                log.info("seed %d: took back the run a failed job finished (%s)", seed, parked)
+                records.append(json.loads(Path(paths["record"]).read_text()))
+                continue
+            records.append(train_run(seed=seed, **run, **{f"{k}_path": v for k, v in paths.items()}))
+        except Exception as exc:  # every seed is tried; the job still fails, below
+            log.exception("seed %d failed", seed)
+            failed.append(seed)
+            first_error = first_error or exc
+    if failed:
+        if park is not None:
+            for seed, paths in zip(seeds, outputs):
+                if seed not in failed:
+                    _park(paths, Path(park) / f"seed-{seed}")
+            log.error("seeds %s failed; the finished seeds are kept in %s for the rerun", failed, park)
+        raise first_error
+    if park is not None:
+        shutil.rmtree(park, ignore_errors=True)
+    return records
+
+
+def _definition_for(*, seed, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **_):
+    return trained_definition(
+        prepared,
+        config=config,
+        tuning=tuning,
+        datasets_dir=datasets_dir,
+        model=model_name,
+        method=method,
+        epsilon=epsilon,
+        seed=seed,
+    )
+
+
+def _park(paths: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, path in paths.items():
+        if Path(path).exists():
+            shutil.copy2(path, folder / name)
+
+
+def _take_back(folder: Path, paths: dict, *, definition: str | None) -> bool:
+    """Move a parked run back into place when it is complete and of ``definition``; else drop it."""
+    if not folder.is_dir():
+        return False
+    complete = all((folder / name).is_file() for name in paths)
+    recorded = json.loads((folder / "record").read_text()).get("definition") if complete else None
+    if definition is None or recorded != definition:
+        shutil.rmtree(folder, ignore_errors=True)  # stale: the run is retrained
+        return False
+    for name, path in paths.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(folder / name), path)
+    folder.rmdir()
+    return True
+
+
 def trained_definition(prepared: PreparedDataset, *, config, tuning, datasets_dir, **run) -> str | None:
     """The run's :func:`~dpfair.pipeline.outcome.run_definition` from what it is given, as the workflow computes it.
 
@@ -159,6 +243,12 @@ def trained_definition(prepared: PreparedDataset, *, config, tuning, datasets_di
         training=training,
         **run,
     )
+
+
+def evaluate_runs(*, runs: list[dict[str, str | Path]], **common) -> None:
+    """:func:`evaluate_run` for each of ``runs`` (``scores``, ``record`` and ``outputs``) in this process."""
+    for run in runs:
+        evaluate_run(**run, **common)
 
 
 def evaluate_run(

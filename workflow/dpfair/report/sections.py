@@ -18,6 +18,7 @@ from dpfair.fairness import gap_label, gap_metric_names, headline_metrics, is_he
 from dpfair.metrics import NO_ATTRIBUTE
 from dpfair.report.fmt import epsilon_label, number, ratio_label
 from dpfair.report.frames import RUN_KEYS, cell_label, slug, with_method
+from dpfair.tables.compute_cost import grid_overhead
 from dpfair.tables.seeds import seed_summary
 from dpfair.tables.summary import NA_VALUES, read_summary
 
@@ -166,13 +167,17 @@ def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | Non
             "model": r["model"],
             "epsilon": epsilon_label(r["epsilon"]),
             "n_seeds": int(r["n_seeds"]),
-            "job": f"{number(r['job_seconds_mean'], 1)} [{number(r['job_seconds_min'], 1)}–{number(r['job_seconds_max'], 1)}]",
-            "train": number(r["train_seconds_mean"], 2),
+            "n_jobs": int(r["n_jobs"]),
+            "job": number(r["job_seconds"], 1),
+            "train": number(r["train_seconds"], 1),
+            "overhead": percent(r["overhead_share"]),
+            "per_run": number(r["job_seconds_per_run"], 1),
             "rss": number(r["max_rss_mb_max"], 0),
             "mode": number(r["clipping_backend"]),
         }
         for r in cells_df.to_dict("records")
     ]
+    totals = grid_overhead(read_summary(cells))
     ratio_rows = [
         {
             "dataset": r["dataset"],
@@ -185,7 +190,31 @@ def compute_cost_section(*, cells: str | Path, ratios: str | Path) -> dict | Non
         for r in ratios_df.to_dict("records")
     ]
     devices = sorted({d for value in cells_df["device"].dropna() for d in str(value).split(", ")})
-    return {"cells": cell_rows, "ratios": ratio_rows, "devices": ", ".join(devices) or "not recorded"}
+    return {
+        "cells": cell_rows,
+        "ratios": ratio_rows,
+        "devices": ", ".join(devices) or "not recorded",
+        "total": {
+            "n_jobs": totals["n_jobs"],
+            "job": number(totals["job_seconds"], 0),
+            "train": number(totals["train_seconds"], 0),
+            "overhead": percent(totals["overhead_share"]),
+        },
+    }
+
+
+def percent(share) -> str:
+    """A share as a whole percentage (``"—"`` when missing).
+
+    Example:
+        >>> percent(0.1234), percent(float("nan"))
+        ('12%', '—')
+    """
+    try:
+        value = float(share)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if math.isnan(value) else f"{100 * value:.0f}%"
 
 
 #: The speed goal: a private path's step takes at most this many times the non-private step's time and peak memory.

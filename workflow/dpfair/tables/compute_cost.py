@@ -1,7 +1,8 @@
 """What each cell of the grid cost to train: wall time and peak memory of its train jobs, and DP vs non-private.
 
-The job numbers are Snakemake's ``benchmark:`` records of the train rule, so they cover the whole job (process
-start-up and imports included); ``train_seconds`` from the run record covers the optimisation loop alone.
+The job numbers are Snakemake's ``benchmark:`` records of the train jobs, so they cover the whole job (process
+start-up and imports included); ``train_seconds`` from the run records covers the optimisation loops alone. A
+job may train several seeds of its cell (``execution.seeds_per_job``); its record's name says which.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import numpy as np
 import pandas as pd
 
 from dpfair.errors import DpfairError
+from dpfair.jobs import label_seeds
 
 KEYS = ["dataset", "model", "method", "epsilon"]
 CELL_COLUMNS = [
     *KEYS,
     "n_seeds",
-    "job_seconds_mean",
-    "job_seconds_min",
-    "job_seconds_max",
+    "n_jobs",
+    "job_seconds",
+    "train_seconds",
+    "overhead_share",
+    "job_seconds_per_run",
     "train_seconds_mean",
     "max_rss_mb_max",
     "clipping_backend",
@@ -30,12 +34,12 @@ CELL_COLUMNS = [
 ]
 #: ratio column -> the cell column it divides (private cell / the same (dataset, model) at ε = ∞)
 RATIOS = {
-    "job_seconds_ratio": "job_seconds_mean",
+    "job_seconds_ratio": "job_seconds_per_run",
     "train_seconds_ratio": "train_seconds_mean",
     "max_rss_ratio": "max_rss_mb_max",
 }
 RATIO_COLUMNS = [*KEYS, *RATIOS]
-RUN_COLUMNS = [*KEYS, "seed", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
+JOB_COLUMNS = [*KEYS, "seeds", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
 
 
 def read_benchmark(path) -> dict:
@@ -62,86 +66,117 @@ def read_benchmark(path) -> dict:
     return {"job_seconds": float(table["s"].mean()), "max_rss_mb": float(rss.max()) if rss.notna().any() else math.nan}
 
 
-def _run_id(path: Path) -> tuple[str, ...]:
-    # <dataset>/<model>/<method>/eps-<e>/seed-<s>: the run folder of run.json and the name of its benchmark record alike
-    return path.parts[-5:]
+def _job_runs(path: Path) -> list[tuple[str, ...]]:
+    # …/train/<dataset>/<model>/<method>/eps-<e>/<label>.tsv, the label naming the job's seeds (dpfair.jobs)
+    cell = path.parent.parts[-4:]
+    try:
+        seeds = label_seeds(path.stem)
+    except ValueError as exc:
+        raise DpfairError(f"{path}: {exc}; expected results/benchmarks/train/<cell>/<label>.tsv") from exc
+    return [(*cell, f"seed-{s}") for s in seeds]
 
 
 def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-cell cost table and DP/non-private ratios from train benchmark records and run records.
+    """Per-cell cost table and DP/non-private ratios from train jobs' benchmark records and the runs' records.
 
-    ``benchmarks`` are ``…/train/<dataset>/<model>/<method>/eps-<e>/seed-<s>.tsv``; ``records`` the runs' ``run.json``
-    (``…/<dataset>/<model>/<method>/eps-<e>/seed-<s>/run.json``), which give each run's keys and ``train_seconds``.
-    Each record must have its benchmark and the other way round. Returns ``(cells, ratios)``: see
-    :func:`cost_tables`.
+    ``benchmarks`` are ``…/train/<dataset>/<model>/<method>/eps-<e>/<label>.tsv``, one per train job, whose
+    label (:attr:`dpfair.jobs.SeedGroup.label`: ``seed-3``, ``seeds-0-1-2``) names the seeds the job trained;
+    ``records`` the runs' ``run.json`` (``…/<dataset>/<model>/<method>/eps-<e>/seed-<s>/run.json``), which give
+    each run's keys and ``train_seconds``. Every run must be in exactly one job and every job's runs among the
+    records. Returns ``(cells, ratios)``: see :func:`cost_tables`.
     """
-    by_run = {_run_id(Path(p).parent): json.loads(Path(p).read_text()) for p in records}
+    by_run = {Path(p).parent.parts[-5:]: json.loads(Path(p).read_text()) for p in records}
     rows, seen = [], set()
     for path in benchmarks:
-        run_id = _run_id(Path(path).with_suffix(""))
-        if run_id not in by_run:
+        runs = _job_runs(Path(path))
+        if missing := [r for r in runs if r not in by_run]:
             raise DpfairError(
-                f"{path}: no run.json of run {'/'.join(run_id)} among the {len(by_run)} run records given"
+                f"{path}: no run.json of runs {['/'.join(r) for r in missing]} among the {len(by_run)} run records given"
             )
-        seen.add(run_id)
-        record = by_run[run_id]
+        if twice := sorted("/".join(r) for r in set(runs) & seen):
+            raise DpfairError(f"{path}: runs {twice} are in another job's record too")
+        seen.update(runs)
+        first = by_run[runs[0]]
+        # null where a run wrote NaN (jsonio), absent in records older than the key
+        loops = [by_run[r].get("train_seconds") for r in runs]
         rows.append(
             {
-                "dataset": record["dataset"],
-                "model": record["model"],
-                "method": record.get("method", "dpsgd"),
-                "epsilon": float(record["epsilon"]),
-                "seed": int(record["seed"]),
+                "dataset": first["dataset"],
+                "model": first["model"],
+                "method": first.get("method", "dpsgd"),
+                "epsilon": float(first["epsilon"]),
+                "seeds": len(runs),
                 **read_benchmark(path),
-                # null where the run wrote NaN (jsonio), absent in records older than the key
-                "train_seconds": math.nan if record.get("train_seconds") is None else float(record["train_seconds"]),
-                "clipping_backend": record.get("clipping_backend"),
-                "device": record.get("device"),
+                "train_seconds": math.nan if any(t is None for t in loops) else float(sum(loops)),
+                "clipping_backend": _distinct(pd.Series([by_run[r].get("clipping_backend") for r in runs])),
+                "device": _distinct(pd.Series([by_run[r].get("device") for r in runs])),
             }
         )
     if unmatched := sorted("/".join(r) for r in set(by_run) - seen):
-        raise DpfairError(f"no benchmark record for runs {unmatched}; expected results/benchmarks/train/<run>.tsv")
-    return cost_tables(pd.DataFrame(rows, columns=RUN_COLUMNS))
+        raise DpfairError(
+            f"no benchmark record for runs {unmatched}; expected results/benchmarks/train/<cell>/<label>.tsv"
+        )
+    return cost_tables(pd.DataFrame(rows, columns=JOB_COLUMNS))
+
+
+def grid_overhead(cells: pd.DataFrame) -> dict:
+    """Totals over the grid's train jobs: job seconds, training-loop seconds and the share spent outside the loop.
+
+    Example:
+        >>> grid_overhead(pd.DataFrame({"job_seconds": [10.0, 30.0], "train_seconds": [8.0, 26.0], "n_jobs": [1, 1]}))
+        {'n_jobs': 2, 'job_seconds': 40.0, 'train_seconds': 34.0, 'overhead_share': 0.15}
+    """
+    job, loop = float(cells["job_seconds"].sum()), float(cells["train_seconds"].sum())
+    return {
+        "n_jobs": int(cells["n_jobs"].sum()),
+        "job_seconds": job,
+        "train_seconds": loop,
+        "overhead_share": round(1 - loop / job, 6) if job > 0 else math.nan,
+    }
 
 
 def _distinct(values: pd.Series) -> str:
     return ", ".join(sorted(set(values.dropna().astype(str))))
 
 
-def cost_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Aggregate one row per run into ``cells`` (per dataset, model, ε) and ``ratios`` (each private ε vs ε = ∞).
+def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per train job into ``cells`` (per dataset, model, method, ε) and ``ratios`` (private ε vs ε = ∞).
 
-    Ratios are ratios of the cell means (of the peaks for memory). They are NaN where the (dataset, model)
-    has no ε = ∞ cell or its value is missing or zero (a job too short for Snakemake to sample).
+    A cell's ``job_seconds`` and ``train_seconds`` are totals over its jobs and runs; ``overhead_share`` is the
+    part of its job seconds spent outside the training loops (start-up, imports, data loading, noise
+    calibration, per-epoch accounting, scoring, writing). Ratios compare per-run means (job seconds per run,
+    training-loop seconds per run) and peaks for memory; NaN where the (dataset, model) has no ε = ∞ cell or
+    its value is missing or zero (a job too short for Snakemake to sample).
 
     Example:
-        >>> runs = pd.DataFrame({"dataset": "d", "model": "mlp", "method": "dpsgd", "epsilon": [1.0, 1.0, float("inf")], "seed": [0, 1, 0],
-        ...                      "job_seconds": [8.0, 10.0, 6.0], "max_rss_mb": [620.0, 630.0, 600.0],
-        ...                      "train_seconds": [1.5, 1.7, 0.4], "clipping_backend": None, "device": "cpu"})
-        >>> cells, ratios = cost_tables(runs)
-        >>> cells["epsilon"].tolist(), cells["n_seeds"].tolist()
-        ([1.0, inf], [2, 1])
-        >>> cells[["job_seconds_mean", "max_rss_mb_max"]].values.tolist()
-        [[9.0, 630.0], [6.0, 600.0]]
+        >>> jobs = pd.DataFrame({"dataset": "d", "model": "mlp", "method": "dpsgd", "epsilon": [1.0, float("inf")],
+        ...                      "seeds": [2, 1], "job_seconds": [18.0, 6.0], "max_rss_mb": [630.0, 600.0],
+        ...                      "train_seconds": [3.2, 0.4], "clipping_backend": None, "device": "cpu"})
+        >>> cells, ratios = cost_tables(jobs)
+        >>> cells[["epsilon", "n_seeds", "job_seconds_per_run", "train_seconds_mean", "overhead_share"]].round(3).values.tolist()
+        [[1.0, 2.0, 9.0, 1.6, 0.822], [inf, 1.0, 6.0, 0.4, 0.933]]
         >>> ratios[["epsilon", "job_seconds_ratio", "train_seconds_ratio", "max_rss_ratio"]].round(2).to_dict("records")
         [{'epsilon': 1.0, 'job_seconds_ratio': 1.5, 'train_seconds_ratio': 4.0, 'max_rss_ratio': 1.05}]
     """
-    if runs.empty:
+    if jobs.empty:
         return pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=RATIO_COLUMNS)
     cells = (
-        runs.groupby(KEYS, sort=True)
+        jobs.groupby(KEYS, sort=True)
         .agg(
-            n_seeds=("seed", "nunique"),
-            job_seconds_mean=("job_seconds", "mean"),
-            job_seconds_min=("job_seconds", "min"),
-            job_seconds_max=("job_seconds", "max"),
-            train_seconds_mean=("train_seconds", "mean"),
+            n_seeds=("seeds", "sum"),
+            n_jobs=("seeds", "size"),
+            job_seconds=("job_seconds", "sum"),
+            train_seconds=("train_seconds", lambda t: t.sum(min_count=len(t))),
             max_rss_mb_max=("max_rss_mb", "max"),
             clipping_backend=("clipping_backend", _distinct),
             device=("device", _distinct),
         )
-        .reset_index()[CELL_COLUMNS]
+        .reset_index()
     )
+    cells["overhead_share"] = 1 - cells["train_seconds"] / cells["job_seconds"].where(cells["job_seconds"] > 0)
+    cells["job_seconds_per_run"] = cells["job_seconds"] / cells["n_seeds"]
+    cells["train_seconds_mean"] = cells["train_seconds"] / cells["n_seeds"]
+    cells = cells[CELL_COLUMNS]
     nonprivate = np.isinf(cells["epsilon"])
     reference = cells[nonprivate][["dataset", "model", "method", *RATIOS.values()]]
     ratios = cells[~nonprivate].merge(reference, on=["dataset", "model", "method"], how="left", suffixes=("", "_ref"))

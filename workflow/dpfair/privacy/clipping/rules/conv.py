@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
+from dpfair.errors import ConfigError
 from dpfair.privacy.clipping.rules.base import LayerRule, register_layer_rule
 from dpfair.privacy.clipping.rules.linear import LinearRule, MatmulState, ghost_norms_sq
 
@@ -48,6 +51,9 @@ def _patch_gram(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, ho * wo, ho * wo)
 
 
+STRATEGIES = ("grouped", "ghost", "instantiate")
+
+
 @register_layer_rule(nn.Conv2d)
 class Conv2dRule(LayerRule):
     """2-D convolutions (groups = 1, zero padding), by one of three exact strategies.
@@ -59,8 +65,11 @@ class Conv2dRule(LayerRule):
     - ``instantiate``: per-sample gradients as a batched product of patches and ``g``.
     """
 
-    #: Tests set this to check every strategy against Opacus; None lets the clipper time them.
-    force_strategy: str | None = None
+    #: Tests set this to check every strategy against Opacus; None lets the clipper time them. The timed pick
+    #: depends on the machine's load, and the strategies sum in different orders, so two runs of one setting
+    #: can differ in the last float bits; DPFAIR_CONV_STRATEGY=grouped|ghost|instantiate pins it (bit-identical
+    #: reruns, e.g. to diff the summary tables of two versions).
+    force_strategy: str | None = os.environ.get("DPFAIR_CONV_STRATEGY") or None
     #: Candidates whose flop or memory estimate is this many times the smallest are not even timed.
     PRUNE_FACTOR = 4.0
     MAX_ELEMENTS = 2**28  # 1 GiB of float32 for one layer's per-sample work
@@ -72,6 +81,10 @@ class Conv2dRule(LayerRule):
     @override
     def strategies(self, module, a, g):
         if self.force_strategy:
+            if self.force_strategy not in STRATEGIES:
+                raise ConfigError(
+                    f"DPFAIR_CONV_STRATEGY = {self.force_strategy!r} is not a conv strategy; allowed: {list(STRATEGIES)}"
+                )
             return [self.force_strategy]
         b, t = g.shape[0], g.shape[2] * g.shape[3]
         p = (a.shape[2] + 2 * module.padding[0]) * (a.shape[3] + 2 * module.padding[1])  # padded pixels

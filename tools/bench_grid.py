@@ -1,0 +1,123 @@
+"""What the grid's training and evaluation cost per seed job and per cell job: job-seconds, loop seconds, overhead.
+
+    python tools/bench_grid.py [--benchmark benchmarks/default.yaml] [--methods dpsgd] [--all] [--workdir DIR]
+
+Runs the train and evaluate jobs of a fixed subset of the benchmark's grid (default: every cell of the
+``--methods``, all ε and seeds) twice, with Snakemake as ``make run`` does: once with one job per seed
+(``execution.seeds_per_job: 1``, as before per-cell jobs) and once with one job per cell (``all``), each in
+its own work folder. The two ways are interleaved cell by cell, the order alternating, so a drift of the
+machine's load hits both alike. It prints, per way: jobs, job-seconds of train and evaluate jobs (Snakemake's
+benchmark records), the training loops' seconds (the run records' ``train_seconds``), the share of the train
+jobs' seconds outside the loops, and the wall time. It is a measurement, not a test: nothing is asserted.
+``--all`` takes every cell of the grid. The figures come from the files the jobs wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WAYS = {"per-seed": 1, "per-cell": "all"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", default=str(REPO / "benchmarks/default.yaml"))
+    parser.add_argument("--methods", nargs="+", default=["dpsgd"], help="the cells' methods (default: dpsgd)")
+    parser.add_argument("--all", action="store_true", help="every cell of the grid, every method")
+    parser.add_argument("--workdir", default="bench-grid", help="two work folders are made under it")
+    parser.add_argument("--cores", default="2")
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(Path(args.benchmark).read_text())
+    config.setdefault("datasets_dir", str(REPO / "datasets"))
+    if not Path(config["datasets_dir"]).is_absolute():
+        config["datasets_dir"] = str(REPO / config["datasets_dir"])
+    root = Path(args.workdir).resolve()
+    folders = {}
+    for way, per_job in WAYS.items():
+        folder = root / way
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = copy.deepcopy(config)
+        settings["execution"] = {"seeds_per_job": per_job}
+        (folder / "benchmark.yaml").write_text(yaml.safe_dump(settings))
+        folders[way] = folder
+    cells = grid_cells(folders["per-seed"], None if args.all else set(args.methods))
+    print(f"{len(cells)} cells x {len(config['seeds'])} seeds; work folders under {root}", flush=True)
+    walls = dict.fromkeys(WAYS, 0.0)
+    for i, cell in enumerate(cells):
+        for way in list(WAYS)[:: 1 if i % 2 == 0 else -1]:  # alternate which way goes first
+            targets = [f"results/runs/{cell}/seed-{s}/metrics.csv" for s in config["seeds"]]
+            walls[way] += snakemake(folders[way], targets, cores=args.cores)
+        print(f"  {cell}: done", flush=True)
+    rows = [{"way": way, **cost(folders[way], cells), "wall_seconds": walls[way]} for way in WAYS]
+    table = pd.DataFrame(rows).set_index("way")
+    print(table.round(3).to_string())
+    base, new = table.loc["per-seed"], table.loc["per-cell"]
+    print(
+        f"per-cell / per-seed job-seconds (train + evaluate): {new['job_seconds'] / base['job_seconds']:.3f}; "
+        f"train jobs outside the loops: {base['train_overhead_share']:.1%} -> {new['train_overhead_share']:.1%}"
+    )
+    return 0
+
+
+def grid_cells(folder: Path, methods: set[str] | None) -> list[str]:
+    """The grid's cells (``dataset/model/method/eps-e``) as the workflow enumerates them, in grid order."""
+    config = yaml.safe_load((folder / "benchmark.yaml").read_text())
+    sys.path.insert(0, str(REPO / "workflow"))
+    from dpfair.pipeline.benchmark import validate_config  # the grid as the workflow enumerates it
+
+    benchmark = validate_config(config)
+    cells = dict.fromkeys(
+        f"{r.dataset}/{r.model}/{r.method}/eps-{r.epsilon}"
+        for r in benchmark.runs()
+        if methods is None or r.method in methods
+    )
+    return list(cells)
+
+
+def snakemake(folder: Path, targets: list[str], *, cores: str) -> float:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder), "--cores", cores,
+               "--configfile", str(folder / "benchmark.yaml"), "--quiet", *targets]  # fmt: skip
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    if result.returncode:
+        sys.exit(f"error: snakemake failed in {folder}:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def cost(folder: Path, cells: list[str]) -> dict:
+    """Job-seconds of the cells' train and evaluate jobs and their loops' seconds, from the files."""
+    jobs = {"train": 0.0, "evaluate": 0.0}
+    n_jobs = 0
+    for stage in jobs:
+        for cell in cells:
+            for record in (folder / "results/benchmarks" / stage / cell).glob("*.tsv"):
+                jobs[stage] += float(pd.read_csv(record, sep="\t")["s"].mean())
+                n_jobs += 1
+    loops = sum(
+        json.loads(p.read_text())["train_seconds"]
+        for cell in cells
+        for p in (folder / "results/runs" / cell).glob("seed-*/run.json")
+    )
+    return {
+        "jobs": n_jobs,
+        "train_job_seconds": jobs["train"],
+        "evaluate_job_seconds": jobs["evaluate"],
+        "job_seconds": jobs["train"] + jobs["evaluate"],
+        "loop_seconds": loops,
+        "train_overhead_share": 1 - loops / jobs["train"] if jobs["train"] else float("nan"),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
