@@ -4,6 +4,8 @@
 #   make lint   ruff (lint and format) and snakefmt, as CI runs them
 #   make bench  the speed benchmark of BENCHMARK's models -> results/speed.csv
 #               (make bench BENCHMARK=benchmarks/speed.yaml: ResNet-18 and DenseNet-121 too)
+#   make bench-grid  train + evaluate a fixed part of BENCHMARK's grid per seed and per cell; print the cost
+#   make gpu-check   on a CUDA machine: 10-seed training of one dataset, make bench -> gpu_check.txt
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ BENCHMARK ?= benchmarks/default.yaml
 # libgomp's spin-wait makes parallel torch jobs collapse on few cores; passive waiting costs nothing.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run dry-run bench lint test clean
+.PHONY: install run dry-run bench bench-grid gpu-check lint test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,13 @@ run: install
 # results/speed.csv by name: the speed job runs whatever the benchmark's speed.enabled (which adds it to make run)
 bench: install
 	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed
+
+# job-seconds, training-loop seconds and overhead share of one job per seed against one job per cell
+bench-grid: install
+	$(BIN)/python tools/bench_grid.py --benchmark $(BENCHMARK) --cores $(CORES) --workdir bench-grid
+
+gpu-check: install
+	bash tools/gpu_check.sh gpu_check.txt
 
 dry-run: install
 	$(BIN)/snakemake --cores $(CORES) --configfile $(BENCHMARK) -n

@@ -30,7 +30,7 @@ from dpfair.fairness import (
     unregister_metric,
     weighted_metrics,
 )
-from dpfair.pipeline.runner import evaluate_run
+from dpfair.pipeline.evaluation import evaluate_run
 from dpfair.report.page import render_report
 from dpfair.tables.columns import metric_columns, metric_rows
 from dpfair.tables.summary import read_summary, summarise

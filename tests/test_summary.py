@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from dpfair.pipeline.runner import evaluate_run
+from dpfair.pipeline.evaluation import evaluate_run
 from dpfair.report.page import render_report
 from dpfair.tables.summary import read_summary, summarise
 

@@ -7,13 +7,11 @@ grad-sample hooks without ``ModuleValidator`` noticing).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from monai.networks.blocks import Convolution
-from monai.networks.nets import DenseNet121, FullyConnectedNet, ResNet
-from monai.networks.nets.resnet import ResNetBlock, get_inplanes
 from torch import nn
 
 from dpfair.errors import ConfigError
@@ -99,6 +97,8 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
 @register_model("cnn", modalities=["image"])
 def small_cnn(*, input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64)) -> nn.Module:
     """Three strided conv blocks (conv, GroupNorm, ReLU), global average pooling and a linear head."""
+    from monai.networks.blocks import Convolution
+
     in_channels, *spatial = input_shape
     blocks: list[nn.Module] = []
     prev = in_channels
@@ -122,6 +122,8 @@ def small_cnn(*, input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 
 @register_model("mlp", modalities=["tabular"])
 def mlp(*, input_shape: Sequence[int], hidden: Sequence[int] = (64, 32)) -> nn.Module:
     """A fully connected network (MONAI ``FullyConnectedNet``) with ReLU, one logit out."""
+    from monai.networks.nets import FullyConnectedNet
+
     (n_features,) = input_shape
     return FullyConnectedNet(in_channels=n_features, out_channels=1, hidden_channels=list(hidden), act=_ACT)
 
@@ -129,9 +131,12 @@ def mlp(*, input_shape: Sequence[int], hidden: Sequence[int] = (64, 32)) -> nn.M
 @register_model("resnet18", modalities=["image"])
 def resnet18_gn(*, input_shape: Sequence[int]) -> nn.Module:
     """MONAI ResNet-18 (2D or 3D), GroupNorm in place of BatchNorm, trained from scratch."""
+    from monai.networks.nets import ResNet
+    from monai.networks.nets.resnet import get_inplanes
+
     in_channels, *spatial = input_shape
     return ResNet(
-        block=_OutOfPlaceResNetBlock,
+        block=_out_of_place_resnet_block(),
         layers=[2, 2, 2, 2],
         block_inplanes=get_inplanes(),
         spatial_dims=len(spatial),
@@ -142,21 +147,38 @@ def resnet18_gn(*, input_shape: Sequence[int]) -> nn.Module:
     )
 
 
-class _OutOfPlaceResNetBlock(ResNetBlock):
+@functools.cache
+def _out_of_place_resnet_block() -> type[nn.Module]:
     """MONAI's basic block with ``out = out + residual`` instead of its in-place ``+=``.
 
     The in-place add writes into the output of a hooked norm layer, which Opacus's backward hooks forbid.
+    Made on first use so that importing this module does not import MONAI (whose top-level import loads
+    all its subpackages: seconds in every job that never builds a MONAI network).
     """
+    from monai.networks.nets.resnet import ResNetBlock
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        out = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
-        return self.act(out + residual)
+    class _OutOfPlaceResNetBlock(ResNetBlock):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            residual = x if self.downsample is None else self.downsample(x)
+            out = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+            return self.act(out + residual)
+
+    # pickled by name (Opacus's ModuleValidator clones a model through torch.save): found by __getattr__ below
+    _OutOfPlaceResNetBlock.__qualname__ = "_OutOfPlaceResNetBlock"
+    return _OutOfPlaceResNetBlock
+
+
+def __getattr__(name: str):
+    if name == "_OutOfPlaceResNetBlock":
+        return _out_of_place_resnet_block()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @register_model("densenet121", modalities=["image"], min_size=32)
 def densenet121_gn(*, input_shape: Sequence[int]) -> nn.Module:
     """MONAI DenseNet-121, GroupNorm in place of BatchNorm, trained from scratch (inputs ≥ 32 px)."""
+    from monai.networks.nets import DenseNet121
+
     in_channels, *spatial = input_shape
     return DenseNet121(
         spatial_dims=len(spatial),

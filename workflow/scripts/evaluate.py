@@ -4,8 +4,8 @@ from dpfair.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
+from dpfair.pipeline.evaluation import evaluate_runs  # noqa: E402
 from dpfair.pipeline.outcome import RUN_TABLES  # noqa: E402
-from dpfair.pipeline.runner import evaluate_runs  # noqa: E402
 
 evaluate_runs(
     runs=[

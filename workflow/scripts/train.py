@@ -13,7 +13,9 @@ prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samp
 seeds = snakemake.params.seeds
 train_runs(
     seeds=seeds,
-    outputs=[{k: snakemake.output[f"{k}_{i}"] for k in ("model", "scores", "record", "card")} for i in range(len(seeds))],
+    outputs=[
+        {k: snakemake.output[f"{k}_{i}"] for k in ("model", "scores", "record", "card")} for i in range(len(seeds))
+    ],
     park=snakemake.params.park,
     prepared=prepared,
     model_name=snakemake.wildcards.model,

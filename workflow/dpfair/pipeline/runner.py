@@ -1,6 +1,7 @@
-"""One benchmark run as files: train a cell and write its outputs; evaluate those outputs.
+"""Benchmark runs as files: train one run, or the seeds of one cell in one process, and write their outputs.
 
-The rule scripts call these; tests call them directly with temporary paths.
+The train rule script calls these (their evaluation is :mod:`dpfair.pipeline.evaluation`); tests call them
+directly with temporary paths.
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ import logging
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from dpfair.data.prepare import PreparedDataset
 from dpfair.data.registry import datasets_dir as registry_datasets_dir
-from dpfair.fairness import evaluate_fairness
 from dpfair.jsonio import write_json
 from dpfair.models import resolve_device
 from dpfair.pipeline.outcome import run_definition
 from dpfair.privacy.card import build_privacy_card
 from dpfair.privacy.params import format_epsilon, parse_epsilon
-from dpfair.tables.columns import SUBGROUP_COLUMNS, metric_columns, subgroup_rows
-from dpfair.tables.columns import metric_rows as wide_metric_rows
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict, predict_logits, train
 from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
@@ -185,7 +182,9 @@ def train_runs(
     return records
 
 
-def _definition_for(*, seed, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **_):
+def _definition_for(
+    *, seed, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **_
+):
     return trained_definition(
         prepared,
         config=config,
@@ -243,76 +242,3 @@ def trained_definition(prepared: PreparedDataset, *, config, tuning, datasets_di
         training=training,
         **run,
     )
-
-
-def evaluate_runs(*, runs: list[dict[str, str | Path]], **common) -> None:
-    """:func:`evaluate_run` for each of ``runs`` (``scores``, ``record`` and ``outputs``) in this process."""
-    for run in runs:
-        evaluate_run(**run, **common)
-
-
-def evaluate_run(
-    *,
-    scores: str | Path,
-    record: str | Path,
-    meta: str | Path,
-    settings: dict,
-    outputs: dict[str, str | Path],
-) -> dict[str, pd.DataFrame]:
-    """Evaluate one run and write its rows of the summary tables.
-
-    Fairness and utility on the test rows at a threshold chosen on the validation rows
-    (:func:`dpfair.fairness.evaluate_fairness`). The membership-inference attacks are the audit stage's
-    (:mod:`dpfair.audit.stage`); the aggregate joins the loss attack's ``mia_*`` columns in.
-
-    ``outputs`` maps ``metrics``, ``subgroups``, ``gaps``, ``replicates`` and ``reliability`` to paths.
-    """
-    run = json.loads(Path(record).read_text())
-    info = json.loads(Path(meta).read_text())
-    attributes = list(info["card"]["sensitive_attributes"])
-    table = pd.read_csv(scores, dtype={**{a: str for a in attributes}, "patient_id": str}, keep_default_na=False)
-    held_out = table[table["split"].isin(["val", "test"])]
-    intersections = [tuple(i) for i in settings.get("intersections", []) if all(a in attributes for a in i)]
-    report = evaluate_fairness(
-        scores=held_out,
-        attributes=attributes,
-        intersections=intersections,
-        min_group_size=settings.get("min_group_size", info.get("min_group_size", 30)),
-        threshold_method=settings.get("threshold_method", "sensitivity"),
-        target_sensitivity=settings.get("target_sensitivity", 0.9),
-        n_bins=settings.get("calibration_bins", 10),
-        n_boot=settings.get("n_bootstrap", 1000),
-        n_perm=settings.get("n_permutations", settings.get("n_bootstrap", 1000)),
-        level=settings.get("ci_level", 0.95),
-        seed=settings.get("bootstrap_seed", 0),  # one seed for all runs: replicates pair across ε
-    )
-    keys = {
-        "dataset": run["dataset"],
-        "model": run["model"],
-        "method": run.get("method", "dpsgd"),
-        "epsilon": float(run["epsilon"]),
-        "seed": run["seed"],
-    }
-    metric_rows = wide_metric_rows(report)
-    columns = metric_columns()  # read now: a metric registered after import has its columns too
-    metrics = pd.DataFrame(metric_rows).assign(
-        **keys,
-        n_test=int((table["split"] == "test").sum()),
-        **{k: run[k] for k in columns if k in run and k not in keys},
-    )
-    metrics = metrics[[c for c in columns if c in metrics.columns]]
-    subgroups = subgroup_rows(report.groups).assign(**keys)
-    subgroups = subgroups[[*SUBGROUP_COLUMNS, *(c for c in subgroups.columns if c not in SUBGROUP_COLUMNS)]]
-    gaps = report.gaps.assign(**keys)
-    replicates = report.gap_replicates.assign(**keys)
-    reliability = report.reliability.assign(**keys)
-    tables = {
-        "metrics": metrics,
-        "subgroups": subgroups,
-        "gaps": gaps,
-        "replicates": replicates,
-        "reliability": reliability,
-    }
-    for name, frame in tables.items():
-        frame.to_csv(outputs[name], index=False)
-    return tables
