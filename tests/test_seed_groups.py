@@ -23,7 +23,20 @@ import diff_summaries  # noqa: E402
 
 GRID = {
     **copy.deepcopy(TINY),
-    "datasets": {"synthetic_lesions": {"params": {"n_samples": 400, "image_size": 16}}, "support2": None},
+    "datasets": {
+        # every kind of train job: record- and patient-level DP-SGD, a mitigation, and a tuned arm (trials)
+        "synthetic_lesions": {
+            "params": {"n_samples": 400, "image_size": 16, "images_per_patient": 3},
+            "methods": ["dpsgd", "dpsgd_patient", "dpsgd_f"],
+            "mitigation": {"attribute": "site"},
+            "tuning": {
+                "enabled": True,
+                "trials": 2,
+                "search_space": {"epochs": [1], "expected_batch_size": [64], "lr": [0.001, 0.003]},
+            },
+        },
+        "support2": None,
+    },
     "models": ["cnn", "mlp"],
     "seeds": [0, 1],
     "evaluation": {"n_bootstrap": 100, "min_group_size": 10},
@@ -101,8 +114,9 @@ def test_chunked_jobs_get_rules_named_for_their_seeds(tmp_path):
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    # 2 datasets x 2 epsilons cells, each cut into seeds (0, 1) and (2); the audit trains reference seed 0
-    for rule, count in (("train_seeds_0_1", 4), ("train_seeds_2", 4), ("evaluate_seeds_0_1", 4), ("audit_train", 4)):
+    # 9 cells (synthetic_lesions: dpsgd, dpsgd_patient, dpsgd-tuned at both ε, dpsgd_f at ε = 1; support2: dpsgd at
+    # both), each cut into seeds (0, 1) and (2); the audit trains reference seed 0 of the 7 untuned cells
+    for rule, count in (("train_seeds_0_1", 9), ("train_seeds_2", 9), ("evaluate_seeds_0_1", 9), ("audit_train", 7)):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run:\n{out[-3000:]}"
 
 

@@ -183,10 +183,12 @@ def test_report_is_self_contained(tiny_run):
 
 @pytest.mark.integration
 def test_logs_and_benchmark_records_exist(tiny_run):
-    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.log").read_text()
+    # one job per cell (execution.seeds_per_job: all): its log and record are named for the seeds it trained
+    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.log").read_text()
     assert "epoch 1/1 epsilon" in log and "val_loss" in log
     assert "train_loss" not in log  # a private run releases no training loss, logs included
-    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1/seed-0.tsv").exists()
+    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.tsv").exists()
+    assert (tiny_run / "results/logs/evaluate/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.log").exists()
 
 
 @pytest.mark.integration
@@ -237,11 +239,12 @@ def test_compute_cost_comes_from_the_train_jobs_benchmark_records(tiny_run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     cells = pd.read_csv(tiny_run / "results/summary/compute_cost.csv")
     assert list(cells["epsilon"]) == [1.0, float("inf")] and set(cells["n_seeds"]) == {1}
-    assert (cells["job_seconds_mean"] > cells["train_seconds_mean"]).all() and (cells["max_rss_mb_max"] > 0).all()
+    assert (cells["job_seconds"] > cells["train_seconds"]).all() and (cells["max_rss_mb_max"] > 0).all()
+    assert set(cells["n_jobs"]) == {1} and cells["overhead_share"].between(0, 1).all()
     ratios = pd.read_csv(tiny_run / "results/summary/compute_ratios.csv")
     assert list(ratios["epsilon"]) == [1.0] and ratios[["job_seconds_ratio", "max_rss_ratio"]].notna().all().all()
     html = (tiny_run / "report/index.html").read_text()
-    assert 'id="compute-cost"' in html and "train-loop s, mean" in html
+    assert 'id="compute-cost"' in html and "train-loop s" in html and "All train jobs:" in html
     speed = tiny_run / "results/speed.csv"
     assert ('id="speed"' in html) == (speed.exists() and not pd.read_csv(speed).empty)
 

@@ -37,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every cell of the grid, every method")
     parser.add_argument("--workdir", default="bench-grid", help="two work folders are made under it")
     parser.add_argument("--cores", default="2")
+    parser.add_argument(
+        "--pin-conv",
+        choices=["grouped", "ghost", "instantiate"],
+        help="pin the convolution strategy (DPFAIR_CONV_STRATEGY), so the two ways' runs can agree bit for bit",
+    )
     args = parser.parse_args(argv)
+    if args.pin_conv:
+        os.environ["DPFAIR_CONV_STRATEGY"] = args.pin_conv
     config = yaml.safe_load(Path(args.benchmark).read_text())
     config.setdefault("datasets_dir", str(REPO / "datasets"))
     if not Path(config["datasets_dir"]).is_absolute():
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"way": way, **cost(folders[way], cells), "wall_seconds": walls[way]} for way in WAYS]
     table = pd.DataFrame(rows).set_index("way")
     print(table.round(3).to_string())
+    print(agreement(folders["per-seed"], folders["per-cell"], cells))
     base, new = table.loc["per-seed"], table.loc["per-cell"]
     print(
         f"per-cell / per-seed job-seconds (train + evaluate): {new['job_seconds'] / base['job_seconds']:.3f}; "
@@ -93,6 +101,29 @@ def snakemake(folder: Path, targets: list[str], *, cores: str) -> float:
     if result.returncode:
         sys.exit(f"error: snakemake failed in {folder}:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
+
+
+def agreement(a: Path, b: Path, cells: list[str]) -> str:
+    """How far the two ways' per-run tables agree, timing columns aside: identical as text, or the largest
+    numeric difference."""
+    same, total, worst = 0, 0, 0.0
+    for cell in cells:
+        for path in sorted((a / "results/runs" / cell).glob("seed-*/*.csv")):
+            other = b / path.relative_to(a)
+            total += 1
+            if not other.exists():
+                worst = float("inf")
+                continue
+            x, y = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (path, other))
+            x, y = (t.drop(columns=[c for c in t.columns if "seconds" in c]) for t in (x, y))
+            if x.shape != y.shape:
+                worst = float("inf")
+            elif x.equals(y):
+                same += 1
+            else:
+                numbers = [pd.to_numeric(t.stack(), errors="coerce").to_numpy() for t in (x, y)]
+                worst = max(worst, float(pd.Series(abs(numbers[0] - numbers[1])).max()))
+    return f"per-run tables, timing aside: {same} of {total} identical; largest difference {worst:.3g}"
 
 
 def cost(folder: Path, cells: list[str]) -> dict:

@@ -26,9 +26,9 @@ for group in AUDIT_SEED_GROUPS:
         output:
             **group_outputs(group, f"{AUDIT_DIR}/seed-{{seed}}", AUDIT_TRAINED_FILES),
         log:
-            f"results/logs/audit_train/{CELL_STEM}/{group.label}.log",
+            job_log("audit_train", group.label),
         benchmark:
-            f"results/benchmarks/audit_train/{CELL_STEM}/{group.label}.tsv"
+            job_benchmark("audit_train", group.label)
         wildcard_constraints:
             method="|".join(AUDIT.methods),
         conda:

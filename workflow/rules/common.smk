@@ -64,9 +64,19 @@ def group_outputs(group, folder, files):
     }
 
 
-def job_stem(run_or_cell, seed):
-    """``<cell>/<label>``: the log and benchmark-record stem of the job that runs ``seed`` of a cell."""
-    return f"{CELL_STEM.format(**run_or_cell)}/{group_label(seed, SEED_GROUPS)}"
+def job_log(stage, label):
+    """The log pattern of a ``stage`` job (train, evaluate, audit_train) of one cell's seeds ``label``."""
+    return f"results/logs/{stage}/{CELL_STEM}/{label}.log"
+
+
+def job_benchmark(stage, label):
+    """The Snakemake benchmark-record pattern of such a job (dpfair.tables.compute_cost reads its name)."""
+    return f"results/benchmarks/{stage}/{CELL_STEM}/{label}.tsv"
+
+
+def job_label(seed, groups=None):
+    """The label of the job that runs ``seed`` (dpfair.jobs.SeedGroup.label)."""
+    return group_label(seed, SEED_GROUPS if groups is None else groups)
 
 
 def run_preflight_checks():
@@ -187,7 +197,7 @@ def get_speed_table():
 
 def get_run_benchmarks():
     """Snakemake's benchmark record of every train job of the grid (wall time, peak memory), each once."""
-    paths = [f"results/benchmarks/train/{job_stem(asdict(r), r.seed)}.tsv" for r in BENCHMARK.runs()]
+    paths = [job_benchmark("train", job_label(r.seed)).format(**asdict(r)) for r in BENCHMARK.runs()]
     return list(dict.fromkeys(paths))
 
 
@@ -310,12 +320,12 @@ def get_run_entries():
     for run in BENCHMARK.runs():
         values = asdict(run)
         run_dir = fill(RUN_DIR, values)
-        stem = job_stem(values, run.seed)
+        label = job_label(run.seed)
         tables = {name: f"{run_dir}/{EVALUATION_FILES[name]}" for name in EVALUATION_FILES}
         tables.update(
             record=f"{run_dir}/{TRAIN_FILES['record']}",
             card=f"{run_dir}/{TRAIN_FILES['card']}",
-            benchmark=f"results/benchmarks/train/{stem}.tsv",
+            benchmark=fill(job_benchmark("train", label), values),
         )
         entries.append(
             {
@@ -325,8 +335,8 @@ def get_run_entries():
                 ],
                 "logs": [
                     fill(rules.prepare_dataset.log[0], values),
-                    f"results/logs/train/{stem}.log",
-                    f"results/logs/evaluate/{stem}.log",
+                    fill(job_log("train", label), values),
+                    fill(job_log("evaluate", label), values),
                 ],
                 "tables": tables,
                 "preparation": get_preparation_entry(run.dataset),
@@ -341,13 +351,13 @@ def get_audit_entries():
     """Every audited cell as a dpfair.pipeline.outcome entry (its audit table; its audit-training and audit logs)."""
     entries = []
     for cell in AUDIT.cells:
-        labels = dict.fromkeys(group_label(s, AUDIT_SEED_GROUPS) for s in AUDIT.trained_seeds)
+        labels = dict.fromkeys(job_label(s, AUDIT_SEED_GROUPS) for s in AUDIT.trained_seeds)
         entries.append(
             {
                 "label": f"audit: {AUDIT_DIR.format(**cell).removeprefix('results/audit/')}",
                 "outputs": [f"{AUDIT_DIR.format(**cell)}/audit.csv"],
                 "logs": [
-                    *(f"results/logs/audit_train/{CELL_STEM.format(**cell)}/{label}.log" for label in labels),
+                    *(job_log("audit_train", label).format(**cell) for label in labels),
                     str(rules.audit.log[0]).format(**cell),
                 ],
                 # made from the cell's runs: stale when one of them is gone or newer, or the preparation is

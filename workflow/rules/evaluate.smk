@@ -10,9 +10,9 @@ for group in SEED_GROUPS:
         output:
             **group_outputs(group, RUN_DIR, EVALUATION_FILES),
         log:
-            f"results/logs/evaluate/{CELL_STEM}/{group.label}.log",
+            job_log("evaluate", group.label),
         benchmark:
-            f"results/benchmarks/evaluate/{CELL_STEM}/{group.label}.tsv"
+            job_benchmark("evaluate", group.label)
         conda:
             "../../environment.yml"
         params:

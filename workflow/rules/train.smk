@@ -13,9 +13,9 @@ for group in SEED_GROUPS:
         output:
             **group_outputs(group, RUN_DIR, TRAIN_FILES),
         log:
-            f"results/logs/train/{CELL_STEM}/{group.label}.log",
+            job_log("train", group.label),
         benchmark:
-            f"results/benchmarks/train/{CELL_STEM}/{group.label}.tsv"
+            job_benchmark("train", group.label)
         conda:
             "../../environment.yml"
         threads: 1
