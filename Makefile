@@ -59,4 +59,4 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf results/prepared results/runs results/partial results/summary results/logs results/benchmarks results/speed.csv report/index.html .snakemake
+	rm -rf results/prepared results/runs results/partial results/summary results/logs results/benchmarks results/speed.csv report/index.html .snakemake bench-grid gpu_check.txt

@@ -316,3 +316,18 @@ def render(common, **optional):
     from dpfair.report.page import render_report
 
     return render_report(**common, **optional)
+
+
+def test_a_partial_report_costs_each_job_once_and_only_when_all_its_runs_finished(tmp_path):
+    """The onerror report (dpfair.pipeline.outcome): runs of one cell share their job's record."""
+    from dpfair.pipeline.outcome import costed_jobs
+
+    bench = write_job(tmp_path, epsilon="1", label="seeds-0-1", seconds=10.0)
+    runs = [
+        {"tables": {"benchmark": str(bench), "record": str(write_run(tmp_path, epsilon="1", seed=s))}} for s in (0, 1)
+    ]
+    benchmarks, records = costed_jobs(runs)
+    assert benchmarks == [str(bench)] and records == [r["tables"]["record"] for r in runs]
+    cells, _ = compute_cost(benchmarks=benchmarks, records=records)
+    assert cells["n_seeds"].tolist() == [2] and cells["job_seconds"].tolist() == [10.0]
+    assert costed_jobs(runs[:1]) == ([], [])  # seed 1 missing or stale: its job is not charged to seed 0

@@ -69,7 +69,7 @@ def test_bad_seeds_per_job_is_one_error_naming_the_key(value):
 
 
 def test_a_failing_seed_keeps_the_finished_ones_for_the_rerun(tmp_path, monkeypatch):
-    """Snakemake deletes a failed job's outputs: the seeds that finished are parked and taken back, not retrained."""
+    """Snakemake deletes a failed job's outputs: the seeds that finished are kept and taken back, not retrained."""
     trained = []
 
     def fake_train_run(*, seed, model_path, scores_path, record_path, card_path, **run):
@@ -78,33 +78,63 @@ def test_a_failing_seed_keeps_the_finished_ones_for_the_rerun(tmp_path, monkeypa
         trained.append(seed)
         for path in (model_path, scores_path, card_path):
             Path(path).write_text(f"seed {seed}")
-        Path(record_path).write_text(json.dumps({"seed": seed, "definition": f"def-{seed}"}))
+        Path(record_path).write_text(json.dumps({"seed": seed}))
         return {"seed": seed}
 
+    # the run itself is faked (a failure on demand); what decides a take-back, the stamp, is the real one
     monkeypatch.setattr(runner, "train_run", fake_train_run)
-    monkeypatch.setattr(runner, "_definition_for", lambda *, seed, **_: f"def-{seed}")
+    monkeypatch.setattr(runner, "trained_definition", lambda prepared, **run: f"definition of seed {run['seed']}")
+    data = tmp_path / "data.pt"
+    data.write_text("prepared rows")
     outputs = [{k: str(tmp_path / f"seed-{s}-{k}") for k in ("model", "scores", "record", "card")} for s in (0, 1, 2)]
-    park = tmp_path / "partial"
+    park = tmp_path / "results/partial/train/cell"
+    job = dict(prepared=None, config={"epochs": 1}, model_name="mlp", epsilon="1", inputs=[data], park=park)
+
+    def snakemake_deletes_the_outputs():
+        for paths in outputs:
+            for path in paths.values():
+                Path(path).unlink(missing_ok=True)
 
     fail = {1}
-    with pytest.raises(RuntimeError, match="seed 1 diverged"):
-        runner.train_runs(seeds=[0, 1, 2], outputs=outputs, park=park)
+    with pytest.raises(RuntimeError, match=r"seeds \[1\] of 3 failed.*seed 1: RuntimeError: seed 1 diverged"):
+        runner.train_runs(seeds=[0, 1, 2], outputs=outputs, **job)
     assert trained == [0, 2]  # the seed after the failing one was trained too
     assert sorted(p.name for p in park.iterdir()) == ["seed-0", "seed-2"]
-    for paths in outputs:  # what Snakemake does to a failed job's outputs
-        for path in paths.values():
-            Path(path).unlink(missing_ok=True)
+    snakemake_deletes_the_outputs()
 
     fail, trained = set(), []
-    records = runner.train_runs(seeds=[0, 1, 2], outputs=outputs, park=park)
+    records = runner.train_runs(seeds=[0, 1, 2], outputs=outputs, **job)
     assert trained == [1] and [r["seed"] for r in records] == [0, 1, 2]
-    assert Path(outputs[0]["model"]).read_text() == "seed 0" and not park.exists()
+    assert Path(outputs[0]["model"]).read_text() == "seed 0"
+    assert not (tmp_path / "results/partial/train").exists()  # a job that succeeds leaves nothing kept
 
-    # a parked run of another definition (settings changed since) is retrained, not taken back
-    runner._park(outputs[2], park / "seed-2")
-    monkeypatch.setattr(runner, "_definition_for", lambda *, seed, **_: f"new-{seed}")
+    # a kept run is retrained when what it was made from changed: the dataset prepared again, other settings
+    for change in ("input", "settings"):
+        fail = {1}
+        with pytest.raises(RuntimeError):
+            runner.train_runs(seeds=[0, 1], outputs=outputs[:2], **job)
+        snakemake_deletes_the_outputs()
+        fail, trained = set(), []
+        if change == "input":
+            data.write_text("prepared again, another split")
+            again = job
+        else:
+            again = {**job, "config": {"epochs": 2}}
+        runner.train_runs(seeds=[0, 1], outputs=outputs[:2], **again)
+        assert trained == [0, 1], change
+
+    # a job keeps only its own seeds' runs: another job's kept run of the same cell survives its success
+    for path in outputs[2].values():
+        Path(path).write_text("another job's run")
+    runner._keep(outputs[2], park / "seed-2", stamp="another job's")
+    runner.train_runs(seeds=[0], outputs=outputs[:1], **job)
+    assert (park / "seed-2" / "stamp.json").read_text() == "another job's"
+    # a truncated record is not a finished run: retrained, not taken back or failed on forever
+    snakemake_deletes_the_outputs()
+    (park / "seed-2" / "record").write_text('{"seed": ')
+    (park / "seed-2" / "stamp.json").write_text(runner._stamp(seed=2, **{k: v for k, v in job.items() if k != "park"}))
     trained = []
-    runner.train_runs(seeds=[2], outputs=[outputs[2]], park=park)
+    runner.train_runs(seeds=[2], outputs=[outputs[2]], **job)
     assert trained == [2] and not park.exists()
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of docs/speed.md: on a machine with CUDA, train the default grid's synthetic_lesions cells
 # with 10 seeds per cell (one job per cell, execution.seeds_per_job: all) and run `make bench`, then write
-# the figures to one file. Sized for under 8 minutes on one H100-class GPU (training is cut off at 6).
+# the figures to one file. Sized for under 8 minutes on one H100-class GPU (training is cut off at 5.5, the step benchmarks at 1.5).
 #
 #   bash tools/gpu_check.sh [OUT_FILE]        # default: gpu_check.txt
 #
@@ -39,7 +39,7 @@ import sys, yaml; from dpfair.pipeline.benchmark import validate_config
 b = validate_config(yaml.safe_load(open('$WORK/benchmark.yaml')))
 print(' '.join(f'results/runs/{r.path}/run.json' for r in b.runs()))")
 status=0
-timeout 360 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
+timeout 330 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
   --cores "$CORES" --resources gpu=8 gpu_mem_mb=120000 --quiet rules $TARGETS > "$WORK/snakemake.log" 2>&1 || status=$?
 wall=$(( $(date +%s) - start ))
 "$PY" - "$WORK" "$wall" "$status" >> "$OUT" <<'PY'
@@ -50,14 +50,14 @@ work, wall, status = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 records = [json.loads(p.read_text()) for p in (work / "results/runs").rglob("run.json")]
 jobs = [float(pd.read_csv(p, sep="\t")["s"].mean()) for p in (work / "results/benchmarks/train").rglob("*.tsv")]
 loops = sum(r["train_seconds"] for r in records)
-print(f"training: {len(records)} runs in {len(jobs)} train jobs, wall {wall} s (snakemake exit {status}; 124: cut off at 360 s)")
+print(f"training: {len(records)} runs in {len(jobs)} train jobs, wall {wall} s (snakemake exit {status}; 124: cut off at 330 s)")
 print(f"train job-seconds {sum(jobs):.0f}, training loops {loops:.0f} s, outside the loops {1 - loops / max(sum(jobs), 1e-9):.1%}")
 print(f"devices: {sorted({r['device'] for r in records})}")
 PY
 echo "## make bench (results/speed.csv)" >> "$OUT"
-(cd "$WORK" && timeout 90 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
+(cd "$WORK" && timeout 60 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
   --cores "$CORES" results/speed.csv --forcerun speed --quiet rules > "$WORK/bench.log" 2>&1) && cat "$WORK/results/speed.csv" >> "$OUT" \
-  || echo "make bench failed or ran past 90 s: $WORK/bench.log" >> "$OUT"
+  || echo "make bench failed or ran past 60 s: $WORK/bench.log" >> "$OUT"
 echo "## many models per step (tools/bench_batched.py on cuda)" >> "$OUT"
-timeout 60 "$PY" "$REPO/tools/bench_batched.py" --device cuda --steps 10 >> "$OUT" 2>&1 || echo "bench_batched failed or ran past 60 s" >> "$OUT"
+timeout 30 "$PY" "$REPO/tools/bench_batched.py" --device cuda --steps 10 >> "$OUT" 2>&1 || echo "bench_batched failed or ran past 30 s" >> "$OUT"
 cat "$OUT"

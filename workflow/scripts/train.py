@@ -17,6 +17,8 @@ train_runs(
         {k: snakemake.output[f"{k}_{i}"] for k in ("model", "scores", "record", "card")} for i in range(len(seeds))
     ],
     park=snakemake.params.park,
+    # a kept run of a failed job is taken back only while the prepared dataset is the one it was trained on
+    inputs=[snakemake.input.data, snakemake.input.samples, snakemake.input.meta],
     prepared=prepared,
     model_name=snakemake.wildcards.model,
     method=snakemake.wildcards.method,

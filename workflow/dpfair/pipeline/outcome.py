@@ -24,6 +24,7 @@ import logging
 import os
 from pathlib import Path
 
+from dpfair.jobs import label_seeds
 from dpfair.logs import error_record_path
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,33 @@ def status_line(status: dict, output: str | Path) -> str:
     return "; ".join(parts)
 
 
+def costed_jobs(done: list[dict]) -> tuple[list[str], list[str]]:
+    """The train jobs' benchmark records and run records the compute-cost table of a partial report covers.
+
+    A job may train several runs (``execution.seeds_per_job``), which then share one record: each record is
+    taken once, and only when every run its name lists is among ``done`` (a record of a job whose other
+    runs are missing or stale would charge them to the finished ones).
+
+    Example:
+        >>> runs = [{"tables": {"benchmark": "/no/a/seeds-0-1.tsv", "record": f"/no/a/seed-{s}/run.json"}} for s in (0, 1)]
+        >>> costed_jobs(runs)  # the record does not exist here
+        ([], [])
+    """
+    by_job: dict[str, list[dict]] = {}
+    for run in done:
+        by_job.setdefault(str(run["tables"]["benchmark"]), []).append(run)
+    benchmarks, records = [], []
+    for path, runs in by_job.items():
+        try:
+            wanted = len(label_seeds(Path(path).stem))
+        except ValueError:
+            continue
+        if Path(path).exists() and len(runs) == wanted:
+            benchmarks.append(path)
+            records.extend(str(r["tables"]["record"]) for r in runs)
+    return benchmarks, records
+
+
 def report_what_exists(
     *,
     runs: list[dict],
@@ -294,11 +322,8 @@ def report_what_exists(
             outputs={name: summary[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
             level=level,
         )
-        with_benchmark = [r for r in done if Path(r["tables"]["benchmark"]).exists()]
-        cells, ratios = compute_cost(
-            benchmarks=[r["tables"]["benchmark"] for r in with_benchmark],
-            records=[r["tables"]["record"] for r in with_benchmark],
-        )
+        benchmarks, records = costed_jobs(done)
+        cells, ratios = compute_cost(benchmarks=benchmarks, records=records)
         cells.to_csv(summary["compute_cost"], index=False)
         ratios.to_csv(summary["compute_ratios"], index=False)
         render_report(

@@ -6,9 +6,12 @@ directly with temporary paths.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import os
 import shutil
+import traceback
 from pathlib import Path
 
 import torch
@@ -140,52 +143,61 @@ def train_runs(
     seeds: list[int],
     outputs: list[dict[str, str | Path]],
     park: str | Path | None = None,
+    inputs: list[str | Path] = (),
     **run,
 ) -> list[dict]:
     """Train several seeds of one cell in this process, one after another: :func:`train_run` per seed.
 
     One process per cell pays the imports, the data loading and the noise calibration (cached by
-    :func:`dpfair.training.mechanisms.dpsgd.calibrate_sigma`) once; each seed's run is computed exactly as in a
-    job of its own (its batches, noise and scores depend on its seed and settings only), so the per-seed run
-    folders are identical either way (``tests/test_seed_groups.py``).
+    :func:`dpfair.training.mechanisms.dpsgd.calibrate_sigma`) and the ledger replays (cached by
+    :func:`dpfair.privacy.ledger.replay_epsilon`) once; each seed's run is computed exactly as in a job of its
+    own (its batches, noise and scores depend on its seed and settings only), so the per-seed run folders are
+    identical either way (``tests/test_seed_groups.py``).
 
     ``outputs[i]`` holds ``model``, ``scores``, ``record`` and ``card`` paths of ``seeds[i]``; ``run`` the other
-    :func:`train_run` arguments. A failing seed does not stop the others: every seed is tried, then the first
-    error is raised naming all that failed. Snakemake deletes a failed job's outputs, so the finished seeds'
-    files are first copied to ``park/seed-<s>/``; the rerun takes a parked run back instead of retraining it
-    when its recorded definition is the one it would train now, and clears the park once the job succeeds.
+    :func:`train_run` arguments. A failing seed does not stop the others: every seed is tried, then a
+    RuntimeError names all that failed. Snakemake deletes a failed or killed job's outputs, so each finished
+    seed is also kept (hard-linked) in ``park/seed-<s>/`` with a stamp of what it was made from: its run
+    definition, the job's settings and the size and modification time of each of ``inputs`` (the prepared
+    dataset's files, rewritten when the dataset is prepared again). The rerun takes a kept run back instead of
+    retraining it when its stamp is the one it would have now, and drops it otherwise; a job that succeeds
+    removes what it kept. Code changes are not in the stamp: delete ``park`` to retrain anyway.
     """
     if len(seeds) != len(outputs):
         raise ValueError(f"{len(seeds)} seeds but {len(outputs)} output sets")
-    records, failed, first_error = [], [], None
+    records, failed = [], {}
     for seed, paths in zip(seeds, outputs):
-        parked = Path(park) / f"seed-{seed}" if park is not None else None
+        kept = Path(park) / f"seed-{seed}" if park is not None else None
+        stamp = _stamp(seed=seed, inputs=inputs, **run) if kept is not None else None
+        if kept is not None and _take_back(kept, paths, stamp=stamp):
+            log.info("seed %d: took back the run a failed job finished (%s)", seed, kept)
+            records.append(json.loads(Path(paths["record"]).read_text()))
+            continue
         try:
-            if parked is not None and _take_back(parked, paths, definition=_definition_for(seed=seed, **run)):
-                log.info("seed %d: took back the run a failed job finished (%s)", seed, parked)
-                records.append(json.loads(Path(paths["record"]).read_text()))
-                continue
             records.append(train_run(seed=seed, **run, **{f"{k}_path": v for k, v in paths.items()}))
-        except Exception as exc:  # every seed is tried; the job still fails, below
+        except Exception:  # every seed is tried; the job still fails, below
             log.exception("seed %d failed", seed)
-            failed.append(seed)
-            first_error = first_error or exc
+            failed[seed] = traceback.format_exc(limit=1).strip().splitlines()[-1]
+            _release_memory()  # the traceback's frames are gone: the next seed gets the memory back
+            continue
+        if kept is not None:
+            _keep(paths, kept, stamp=stamp)
     if failed:
-        if park is not None:
-            for seed, paths in zip(seeds, outputs):
-                if seed not in failed:
-                    _park(paths, Path(park) / f"seed-{seed}")
-            log.error("seeds %s failed; the finished seeds are kept in %s for the rerun", failed, park)
-        raise first_error
+        where = f"; the finished seeds are kept in {park} for the rerun" if park is not None else ""
+        raise RuntimeError(f"seeds {sorted(failed)} of {len(seeds)} failed{where}: " + "; ".join(
+            f"seed {s}: {message}" for s, message in failed.items()
+        ))  # fmt: skip
     if park is not None:
-        shutil.rmtree(park, ignore_errors=True)
+        for seed in seeds:  # this job's own seeds only: another job of the cell may keep its own
+            shutil.rmtree(Path(park) / f"seed-{seed}", ignore_errors=True)
+        _remove_empty(Path(park))
     return records
 
 
-def _definition_for(
-    *, seed, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **_
+def _stamp(
+    *, seed, inputs, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **rest
 ):
-    return trained_definition(
+    definition = trained_definition(
         prepared,
         config=config,
         tuning=tuning,
@@ -195,29 +207,56 @@ def _definition_for(
         epsilon=epsilon,
         seed=seed,
     )
+    files = [[str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in inputs]
+    settings = {"config": config, "tuning": tuning, "rest": rest}
+    return json.dumps({"definition": definition, "inputs": files, "settings": settings}, sort_keys=True, default=str)
 
 
-def _park(paths: dict, folder: Path) -> None:
+def _keep(paths: dict, folder: Path, *, stamp: str) -> None:
+    """Hard-link (else copy) a finished run's files into ``folder``, the stamp last: a stamped folder is complete."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, path in paths.items():
-        if Path(path).exists():
-            shutil.copy2(path, folder / name)
+        target = folder / name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    (folder / "stamp.json").write_text(stamp)
 
 
-def _take_back(folder: Path, paths: dict, *, definition: str | None) -> bool:
-    """Move a parked run back into place when it is complete and of ``definition``; else drop it."""
+def _take_back(folder: Path, paths: dict, *, stamp: str) -> bool:
+    """Move a kept run back into place when it is complete and its stamp is ``stamp``; else drop it."""
     if not folder.is_dir():
         return False
-    complete = all((folder / name).is_file() for name in paths)
-    recorded = json.loads((folder / "record").read_text()).get("definition") if complete else None
-    if definition is None or recorded != definition:
-        shutil.rmtree(folder, ignore_errors=True)  # stale: the run is retrained
+    try:
+        current = (folder / "stamp.json").read_text() == stamp and all((folder / n).is_file() for n in paths)
+        if current:
+            json.loads((folder / "record").read_text())  # a truncated record is not a finished run
+    except (OSError, ValueError):
+        current = False
+    if not current:
+        shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete: the run is retrained
         return False
     for name, path in paths.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(folder / name), path)
-    folder.rmdir()
+    shutil.rmtree(folder, ignore_errors=True)
     return True
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its parents up to ``results/partial`` while they are empty."""
+    for path in (folder, *folder.parents):
+        if path.name == "partial" or not path.is_dir() or any(path.iterdir()):
+            break
+        path.rmdir()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def trained_definition(prepared: PreparedDataset, *, config, tuning, datasets_dir, **run) -> str | None:

@@ -88,7 +88,9 @@ def event_from_json(data: dict) -> dp_accounting.DpEvent:
         if f.name not in data:
             raise PrivacyError(f"ledger: {data['type']} lacks field {f.name!r}")
         value = data[f.name]
-        if isinstance(value, dict) and "type" in value:
+        if value in ("inf", "-inf", "nan"):  # event_to_json writes non-finite floats as strings
+            value = float(value)
+        elif isinstance(value, dict) and "type" in value:
             value = event_from_json(value)
         elif isinstance(value, list):
             value = [event_from_json(v) if isinstance(v, dict) else v for v in value]

@@ -122,13 +122,17 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
 def grid_overhead(cells: pd.DataFrame) -> dict:
     """Totals over the grid's train jobs: job seconds, training-loop seconds and the share spent outside the loop.
 
+    Cells whose runs lack ``train_seconds`` are left out of all three (``n_jobs`` counts the jobs included).
+
     Example:
         >>> grid_overhead(pd.DataFrame({"job_seconds": [10.0, 30.0], "train_seconds": [8.0, 26.0], "n_jobs": [1, 1]}))
         {'n_jobs': 2, 'job_seconds': 40.0, 'train_seconds': 34.0, 'overhead_share': 0.15}
     """
-    job, loop = float(cells["job_seconds"].sum()), float(cells["train_seconds"].sum())
+    # only cells with both figures: a cell without loop times would count as all overhead
+    both = cells[cells["job_seconds"].notna() & cells["train_seconds"].notna()]
+    job, loop = float(both["job_seconds"].sum()), float(both["train_seconds"].sum())
     return {
-        "n_jobs": int(cells["n_jobs"].sum()),
+        "n_jobs": int(both["n_jobs"].sum()),
         "job_seconds": job,
         "train_seconds": loop,
         "overhead_share": round(1 - loop / job, 6) if job > 0 else math.nan,
