@@ -94,8 +94,9 @@ def grid_cells(folder: Path, methods: set[str] | None) -> list[str]:
 
 
 def snakemake(folder: Path, targets: list[str], *, cores: str) -> float:
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder), "--cores", cores,
-               "--configfile", str(folder / "benchmark.yaml"), "--quiet", *targets]  # fmt: skip
+    # targets first: --configfile takes several values and would swallow them
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(folder),
+               "--cores", cores, "--configfile", str(folder / "benchmark.yaml")]  # fmt: skip
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     if result.returncode:

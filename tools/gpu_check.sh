@@ -39,8 +39,9 @@ import sys, yaml; from dpfair.pipeline.benchmark import validate_config
 b = validate_config(yaml.safe_load(open('$WORK/benchmark.yaml')))
 print(' '.join(f'results/runs/{r.path}/run.json' for r in b.runs()))")
 status=0
-timeout 330 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
-  --cores "$CORES" --resources gpu=8 gpu_mem_mb=120000 --quiet rules $TARGETS > "$WORK/snakemake.log" 2>&1 || status=$?
+# targets first: --configfile, --resources and --quiet take several values and would swallow them
+timeout 330 "$PY" -m snakemake $TARGETS -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
+  --cores "$CORES" --resources gpu=8 gpu_mem_mb=120000 > "$WORK/snakemake.log" 2>&1 || status=$?
 wall=$(( $(date +%s) - start ))
 "$PY" - "$WORK" "$wall" "$status" >> "$OUT" <<'PY'
 import json, sys
@@ -55,8 +56,8 @@ print(f"train job-seconds {sum(jobs):.0f}, training loops {loops:.0f} s, outside
 print(f"devices: {sorted({r['device'] for r in records})}")
 PY
 echo "## make bench (results/speed.csv)" >> "$OUT"
-(cd "$WORK" && timeout 60 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --configfile "$WORK/benchmark.yaml" \
-  --cores "$CORES" results/speed.csv --forcerun speed --quiet rules > "$WORK/bench.log" 2>&1) && cat "$WORK/results/speed.csv" >> "$OUT" \
+(cd "$WORK" && timeout 60 "$PY" -m snakemake results/speed.csv -s "$REPO/Snakefile" -d "$WORK" \
+  --configfile "$WORK/benchmark.yaml" --cores "$CORES" --forcerun speed > "$WORK/bench.log" 2>&1) && cat "$WORK/results/speed.csv" >> "$OUT" \
   || echo "make bench failed or ran past 60 s: $WORK/bench.log" >> "$OUT"
 echo "## many models per step (tools/bench_batched.py on cuda)" >> "$OUT"
 timeout 30 "$PY" "$REPO/tools/bench_batched.py" --device cuda --steps 10 >> "$OUT" 2>&1 || echo "bench_batched failed or ran past 30 s" >> "$OUT"
