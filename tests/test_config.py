@@ -202,6 +202,20 @@ def test_parsing_the_workflow_does_not_import_opacus():
     assert out.strip() == "False"
 
 
+def test_evaluate_jobs_import_no_torch_and_nothing_imports_monai_before_a_model_is_built():
+    """An evaluate job (dpfair.pipeline.evaluation) starts without torch, Opacus or MONAI (docs/speed.md)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dpfair.pipeline.evaluation; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'opacus', 'monai'}));"
+        "import dpfair.models, dpfair.pipeline.runner; print('monai' in sys.modules);"
+        "dpfair.models.build_model('mlp', input_shape=(3,), modality='tabular'); print('monai' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "False", "True"]
+
+
 def test_registry_names_are_checked_against_the_registries_not_the_schema(repo):
     """The schema has no enum for attacks, clip policies or accountants; each registry decides what is allowed."""
     from dpfair.audit.registry import available_attacks

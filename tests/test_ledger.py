@@ -155,3 +155,20 @@ def test_cached_replay_is_the_accountants_own_answer_for_each_distinct_ledger():
     assert len(set(answers[:4])) == 4 and answers[:4] == answers[4:]
     assert replay_epsilon(event_to_json(events[0]), accountant="pld", delta=1e-5) == answers[0]  # JSON form too
     assert replay_epsilon(events[0], accountant="pld", delta=2e-5) < answers[0]  # δ is part of the key
+    # Opacus's PRV through the same cache, against a PRVAccountant of our own
+    from opacus.accountants import PRVAccountant
+
+    for sigma, q, steps in ((2.0, 0.01, 40), (2.0, 0.01, 41)):
+        own = PRVAccountant()
+        own.history = [(sigma, q, steps)]
+        event = poisson_gaussian(noise_multiplier=sigma, sample_rate=q, steps=steps)
+        for _ in range(2):
+            assert replay_epsilon(event, accountant="prv", delta=1e-5) == pytest.approx(own.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_a_non_finite_event_value_survives_the_json_round_trip():
+    event = dp_accounting.GaussianDpEvent(math.inf)  # σ = ∞: no privacy loss at all
+    assert event_to_json(event)["noise_multiplier"] == "inf"
+    assert event_from_json(event_to_json(event)) == event
+    # the cache's key is that JSON: a NaN σ comes back a float, never the string "nan"
+    assert math.isnan(event_from_json(event_to_json(dp_accounting.GaussianDpEvent(math.nan))).noise_multiplier)

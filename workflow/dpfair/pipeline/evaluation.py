@@ -1,8 +1,7 @@
 """One run's evaluation as files: utility and fairness of its test rows, with intervals, in the summary's columns.
 
 Kept apart from :mod:`dpfair.pipeline.runner` so an evaluate job imports pandas, scikit-learn and fairlearn
-but neither torch, Opacus nor MONAI: measured on this project's 2-core CI machine, importing this module takes
-about a fifth of the time importing the runner does (docs/speed.md).
+but neither torch, Opacus nor MONAI (``tests/test_config.py`` checks it; the import times: docs/speed.md).
 """
 
 from __future__ import annotations

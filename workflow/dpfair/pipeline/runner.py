@@ -59,12 +59,12 @@ def train_run(
     :func:`dpfair.data.registry.datasets_dir`'s, its params as prepared, and the training settings as given), so
     the report can leave out a run of an earlier definition; ``None`` when the module file is not there.
     """
-    definition = trained_definition(
-        prepared,
+    definition = _definition_of(
+        prepared=prepared,
         config=config,
         tuning=tuning,
         datasets_dir=datasets_dir,
-        model=model_name,
+        model_name=model_name,
         method=method,
         epsilon=epsilon,
         seed=seed,
@@ -194,10 +194,9 @@ def train_runs(
     return records
 
 
-def _stamp(
-    *, seed, inputs, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, **rest
-):
-    definition = trained_definition(
+def _definition_of(*, prepared, config, tuning=None, datasets_dir=None, model_name, method="dpsgd", epsilon, seed, **_):
+    """:func:`trained_definition` from :func:`train_run`'s own arguments."""
+    return trained_definition(
         prepared,
         config=config,
         tuning=tuning,
@@ -207,9 +206,17 @@ def _stamp(
         epsilon=epsilon,
         seed=seed,
     )
+
+
+def _stamp(*, seed, inputs, **run) -> str:
+    """What a kept run was made from: its definition, the job's other settings, and each input file's size and mtime."""
     files = [[str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in inputs]
-    settings = {"config": config, "tuning": tuning, "rest": rest}
-    return json.dumps({"definition": definition, "inputs": files, "settings": settings}, sort_keys=True, default=str)
+    settings = {k: v for k, v in run.items() if k != "prepared"}
+    return json.dumps(
+        {"definition": _definition_of(seed=seed, **run), "inputs": files, "settings": settings},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _keep(paths: dict, folder: Path, *, stamp: str) -> None:

@@ -172,7 +172,7 @@ def _replay(ledger: str, accountant: str, delta: float, relation: str) -> float:
 
     Cached because one process replays the same ledger many times: the seeds of a cell share σ, q and steps,
     so their per-epoch ε, their final ε and their privacy cards' three accountants are the same numbers
-    (a PRV or PLD replay takes 0.1–2 s). The key is the ledger exactly as the run records it, so two ledgers
+    (a cold PRV or PLD replay of a default-grid ledger took 0.06–1 s on a 2-core CPU, a cached one 0.1 ms). The key is the ledger exactly as the run records it, so two ledgers
     that differ in any event, count or parameter never share an answer.
     """
     return _replay_event(event_from_json(json.loads(ledger)), accountant, delta, relation)
