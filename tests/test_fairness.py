@@ -25,7 +25,7 @@ from dpfair.fairness import (
     stratified_bootstrap_weights,
     weighted_metrics,
 )
-from dpfair.fairness.metrics_registry import reference_functions
+from dpfair.fairness.metrics_registry import headline_metrics, reference_functions
 from fairlearn.metrics import MetricFrame
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -362,7 +362,10 @@ def test_planted_gap_is_found():
     assert auroc["reference_group"] == "A" and auroc["signed_ci_high"] < -0.1  # B − A, A being larger
     groups = report.groups.set_index(["group", "metric"])
     assert auroc["worst_group"] == groups.loc[("B", "auroc"), "value"]
-    assert len(report.gap_replicates) == len(report.gaps) * 1000
+    reps = report.gap_replicates
+    assert len(reps[reps["group"] == ""]) == len(report.gaps) * 1000
+    # per-group rows (both sites) and the whole test set's rows for each headline metric, 1000 replicates each
+    assert len(reps[reps["group"] != ""]) == 3 * len(headline_metrics()) * 1000
 
 
 def binormal(rng, n_pos, n_neg, d):

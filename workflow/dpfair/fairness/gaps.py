@@ -21,7 +21,9 @@ Over the groups that are usable for a metric (not flagged, value defined), per (
   (DerSimonian & Laird, Control Clin Trials 1986), within-group variances from the bootstrap, τ² truncated
   at 0, so it is 0 (not positive) when the groups agree beyond their noise; interval by the Q-profile
   method (Viechtbauer, Stat Med 2007), which contains 0 whenever Cochran's Q is below its upper χ²
-  quantile. ``spread`` is the effect size to quote for three or more groups.
+  quantile. ``spread`` is the effect size to quote for three or more groups. ``tau2`` is the same moment
+  estimator **untruncated**, (Q − (k − 1)) / c, which can be negative: truncation biases τ² upwards when the
+  groups agree, so the *change* of τ² across ε is compared untruncated (:mod:`dpfair.fairness.gap_changes`).
 * Derived gaps (:class:`~dpfair.fairness.metrics_registry.DerivedGap`), e.g. ``equalized_odds``: gap =
   max of the parts' gaps (TPR and FPR), ratio the smallest of their ratios (fairlearn's definitions),
   each part over its own usable groups, null from the same permutations; no signed gap, spread or worst
@@ -66,8 +68,11 @@ GAP_COLUMNS = [
     "spread",
     "spread_ci_low",
     "spread_ci_high",
+    "tau2",
     "caveat",
 ]
+#: Per metric, the bootstrap replicates :func:`gap_rows` returns: max − min, signed difference, untruncated τ².
+REPLICATE_STATISTICS = ("gap", "signed_gap", "tau2")
 
 
 def spread(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -92,14 +97,11 @@ def spread(values: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def dersimonian_laird_tau(values: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """τ per row of ``values`` (rows, k), within-group ``variances`` (k,): √max(0, (Q − (k − 1)) / c).
+def dersimonian_laird_tau2(values: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Untruncated DerSimonian–Laird moment estimate (Q − (k − 1)) / c per row of ``values`` (rows, k).
 
-    Example:
-        >>> float(dersimonian_laird_tau(np.array([[0.7, 0.7, 0.7]]), np.array([1e-3] * 3))[0])
-        0.0
-        >>> round(float(dersimonian_laird_tau(np.array([[0.6, 0.8]]), np.array([1e-4, 1e-4]))[0]), 3)  # (Q − 1)/c = 0.0199
-        0.141
+    Unbiased for τ² under the random-effects model; negative when the groups agree more closely than
+    their noise says, which is why differences of it stay unbiased where differences of τ do not.
     """
     values = np.atleast_2d(values)
     k = values.shape[1]
@@ -109,7 +111,19 @@ def dersimonian_laird_tau(values: np.ndarray, variances: np.ndarray) -> np.ndarr
     mean = values @ w / w.sum()
     q = ((values - mean[:, None]) ** 2 * w).sum(axis=1)
     c = w.sum() - (w**2).sum() / w.sum()
-    return np.sqrt(np.maximum(0.0, (q - (k - 1)) / c))
+    return (q - (k - 1)) / c
+
+
+def dersimonian_laird_tau(values: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """τ per row of ``values`` (rows, k), within-group ``variances`` (k,): √max(0, (Q − (k − 1)) / c).
+
+    Example:
+        >>> float(dersimonian_laird_tau(np.array([[0.7, 0.7, 0.7]]), np.array([1e-3] * 3))[0])
+        0.0
+        >>> round(float(dersimonian_laird_tau(np.array([[0.6, 0.8]]), np.array([1e-4, 1e-4]))[0]), 3)  # (Q − 1)/c = 0.0199
+        0.141
+    """
+    return np.sqrt(np.maximum(0.0, dersimonian_laird_tau2(values, variances)))
 
 
 def q_profile_interval(values: np.ndarray, variances: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -150,12 +164,13 @@ def gap_rows(
     level: float,
     metrics: Sequence[str] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Rows of :data:`GAP_COLUMNS` for one attribute, and each metric's bootstrap replicates of the gap.
+    """Rows of :data:`GAP_COLUMNS` for one attribute, and each metric's bootstrap replicates.
 
     ``table``: groups × (``n`` and metrics) point values; ``boot[group][metric]`` and
     ``perm[group][metric]``: replicates from the bootstrap and from the group permutations.
     ``metrics``: default every registered metric; a derived gap (equalized odds) is added when all its
-    parts are among them.
+    parts are among them. Replicates: per metric a dict of :data:`REPLICATE_STATISTICS` arrays (NaN where
+    the statistic does not apply: a signed gap needs exactly two usable groups).
     """
     metrics = tuple(metric_names() if metrics is None else metrics)
     rows, replicates = [], {}
@@ -179,9 +194,15 @@ def gap_rows(
         variances = np.nanvar(reps, axis=0, ddof=1) if len(usable) >= 2 else np.full(len(usable), np.nan)
         row["spread"] = float(dersimonian_laird_tau(values[None, :], variances)[0]) if len(usable) >= 2 else math.nan
         row["spread_ci_low"], row["spread_ci_high"] = q_profile_interval(values, variances, level)
+        row["tau2"] = float(dersimonian_laird_tau2(values[None, :], variances)[0]) if len(usable) >= 2 else math.nan
         row["caveat"] = metric.caveat
         rows.append(row)
-        replicates[m] = rep["gap"]
+        nan = np.full(len(rep["gap"]), np.nan)
+        replicates[m] = {
+            "gap": rep["gap"],
+            "signed_gap": _signed_replicates(usable, table, reps) if len(usable) == 2 else nan,
+            "tau2": dersimonian_laird_tau2(reps, variances) if len(usable) >= 2 else nan,
+        }
     # derived gaps (equalized odds): max of the parts' gaps, min of their ratios, on the same resamples
     # and permutations, so their intervals and nulls pair with the parts'
     for derived in derived_gaps():
@@ -192,7 +213,12 @@ def gap_rows(
         row = _common(attribute, derived.name, _combine(point), _combine(rep), _combine(null), q, n_used)
         row.update(caveat=derived.caveat, reference_group="", comparison_group="")
         rows.append(row)
-        replicates[derived.name] = _combine(rep)["gap"]
+        gap = _combine(rep)["gap"]
+        replicates[derived.name] = {
+            "gap": gap,
+            "signed_gap": np.full(len(gap), np.nan),
+            "tau2": np.full(len(gap), np.nan),
+        }
     return [{c: r.get(c, math.nan) for c in GAP_COLUMNS} for r in rows], replicates
 
 
@@ -236,12 +262,22 @@ def _common(attribute, metric, point, rep, null, q, n_groups) -> dict:
     }
 
 
+def _reference_index(usable: list, table: pd.DataFrame) -> int:
+    """Index (0 or 1) of the reference of two usable groups: the larger one, the first on a tie."""
+    sizes = table.loc[usable, "n"].to_numpy()
+    return 0 if sizes[0] >= sizes[1] else 1
+
+
+def _signed_replicates(usable: list, table: pd.DataFrame, reps: np.ndarray) -> np.ndarray:
+    ref = _reference_index(usable, table)
+    return reps[:, 1 - ref] - reps[:, ref]
+
+
 def _signed(usable: list, table: pd.DataFrame, metric: str, reps: np.ndarray, q) -> dict:
     """Comparison minus reference for exactly two usable groups; the larger group is the reference."""
     if len(usable) != 2:
         return {"reference_group": "", "comparison_group": ""}
-    sizes = table.loc[usable, "n"].to_numpy()
-    ref = 0 if sizes[0] >= sizes[1] else 1
+    ref = _reference_index(usable, table)
     other = 1 - ref
     diff = float(table.at[usable[other], metric] - table.at[usable[ref], metric])
     low, high = interval(reps[:, other] - reps[:, ref], q)

@@ -39,7 +39,7 @@ from dpfair.fairness._inputs import scores as check_scores
 from dpfair.fairness.bootstrap import concat_blocks, permutation_blocks, weight_blocks, weighted_metrics
 from dpfair.fairness.calibration import reliability_table
 from dpfair.fairness.gaps import GAP_COLUMNS, gap_rows
-from dpfair.fairness.metrics_registry import get_metric, metric_names, reference_functions
+from dpfair.fairness.metrics_registry import get_metric, headline_metrics, metric_names, reference_functions
 from dpfair.fairness.threshold import choose_threshold
 from dpfair.metrics import count, count_positive
 
@@ -57,7 +57,10 @@ RELIABILITY_COLUMNS = [
     "mean_predicted",
     "observed_frequency",
 ]
-REPLICATE_COLUMNS = ["attribute", "metric", "replicate", "gap"]
+#: ``group`` is empty on a gap's rows (``gap``, ``signed_gap``, ``tau2``: :data:`~dpfair.fairness.gaps.REPLICATE_STATISTICS`)
+#: and names the group on a headline metric's per-group rows (``value``), so per-group changes pair too;
+#: attribute = group = :data:`OVERALL` holds the whole test set's headline metrics.
+REPLICATE_COLUMNS = ["attribute", "metric", "group", "replicate", "gap", "signed_gap", "tau2", "value"]
 #: ``attribute`` and ``group`` of the whole test set in the reliability table.
 OVERALL = "overall"
 
@@ -71,8 +74,9 @@ class FairnessReport:
     * ``groups``: :data:`GROUP_COLUMNS`, one row per (attribute, group, metric), groups in natural order.
     * ``gaps``: :data:`~dpfair.fairness.gaps.GAP_COLUMNS`, one row per (attribute, gap metric).
     * ``reliability``: :data:`RELIABILITY_COLUMNS`, overall (attribute = group = ``"overall"``) and per group.
-    * ``gap_replicates``: :data:`REPLICATE_COLUMNS`, the ``n_boot`` bootstrap replicates of each gap,
-      the input of :func:`~dpfair.fairness.gap_changes.gap_changes` once the run's keys are added.
+    * ``gap_replicates``: :data:`REPLICATE_COLUMNS`, the ``n_boot`` bootstrap replicates of each gap
+      (max − min, signed, untruncated τ²) and of each group's value of the headline metrics, the input of
+      :func:`~dpfair.fairness.gap_changes.gap_changes` once the run's keys are added.
     """
 
     threshold: float
@@ -169,7 +173,20 @@ def evaluate_fairness(
     )[OVERALL_COLUMNS]
     reliability = [reliability_table(y_true=y, score=s, n_bins=n_bins).assign(attribute=OVERALL, group=OVERALL)]
 
-    group_rows, all_gaps, replicate_frames = [], [], []
+    group_rows, all_gaps = [], []
+    # the whole test set's headline metrics, replicate by replicate, so AUROC costs across ε pair too
+    replicate_frames = [
+        pd.DataFrame(
+            {
+                "attribute": OVERALL,
+                "metric": m,
+                "group": OVERALL,
+                "replicate": np.arange(len(reps[m])),
+                "value": reps[m],
+            }
+        )
+        for m in headline_metrics()
+    ]
     for spec in [*attributes, *intersections]:
         columns = [spec] if isinstance(spec, str) else list(spec)
         name = INTERSECTION_SEP.join(columns)
@@ -257,8 +274,16 @@ def evaluate_fairness(
         all_gaps.extend(rows)
         for m, r in gap_reps.items():
             replicate_frames.append(
-                pd.DataFrame({"attribute": name, "metric": m, "replicate": np.arange(len(r)), "gap": r})
+                pd.DataFrame({"attribute": name, "metric": m, "group": "", "replicate": np.arange(len(r["gap"])), **r})
             )
+        for m in headline_metrics():
+            for g in groups:
+                r = boot[g][m]
+                replicate_frames.append(
+                    pd.DataFrame(
+                        {"attribute": name, "metric": m, "group": g, "replicate": np.arange(len(r)), "value": r}
+                    )
+                )
 
     return FairnessReport(
         threshold=float(threshold),
@@ -268,7 +293,7 @@ def evaluate_fairness(
         gaps=pd.DataFrame(all_gaps, columns=GAP_COLUMNS),
         reliability=pd.concat(reliability, ignore_index=True)[RELIABILITY_COLUMNS],
         gap_replicates=(
-            pd.concat(replicate_frames, ignore_index=True)
+            pd.concat(replicate_frames, ignore_index=True).reindex(columns=REPLICATE_COLUMNS)
             if replicate_frames
             else pd.DataFrame(columns=REPLICATE_COLUMNS)
         ),
