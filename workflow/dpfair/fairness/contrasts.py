@@ -71,6 +71,7 @@ class Contrast:
     cov_test: float
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Estimate ± t_{(1+level)/2, df} · se (NaN when the se is not defined)."""
         if not self.defined:
             return math.nan, math.nan
         half = _t(1 - (1 - level) / 2, self.df) * self.se
@@ -78,6 +79,7 @@ class Contrast:
 
     @property
     def defined(self) -> bool:
+        """A finite estimate with a positive, finite standard error."""
         return math.isfinite(self.estimate) and math.isfinite(self.se) and self.se > 0
 
     @property
