@@ -22,7 +22,6 @@ from dpfair.fairness import (
     gap_metric_names,
     get_gap,
     get_metric,
-    headline_metrics,
     metric_names,
     register_derived_gap,
     register_metric,
@@ -30,6 +29,7 @@ from dpfair.fairness import (
     unregister_metric,
     weighted_metrics,
 )
+from dpfair.fairness.gap_changes import PrimaryFamily
 from dpfair.pipeline.evaluation import evaluate_run
 from dpfair.report.page import render_report
 from dpfair.tables.columns import metric_columns, metric_rows
@@ -252,23 +252,31 @@ def test_column_clashes_are_refused():
     assert "tnr" not in metric_names() and "odds" not in gap_metric_names()
 
 
-def test_headline_family_follows_the_registry_flag(brier):
-    keys = {"dataset": "d", "model": "m", "seed": 0, "attribute": "site", "metric": "brier"}
-    est = pd.DataFrame([{**keys, "epsilon": e, "gap": g, "null_gap": 0.0} for e, g in ((math.inf, 0.02), (1.0, 0.06))])
-    noise = np.random.default_rng(0).normal(0, 0.005, 200)
+def test_a_registered_metric_can_be_declared_the_primary_family(brier):
+    """The primary family is what the benchmark declares (any registered metric), not the registry's flag."""
+    keys = {"dataset": "d", "model": "m", "attribute": "site", "metric": "brier"}
+    rng = np.random.default_rng(0)
+    runs = [(e, s, g + rng.normal(0, 0.005)) for e, g in ((math.inf, -0.02), (1.0, -0.06)) for s in range(4)]
+    est = pd.DataFrame(
+        [
+            {**keys, "epsilon": e, "seed": s, "gap": abs(g), "null_gap": 0.0, "signed_gap": g, "tau2": np.nan}
+            | {"reference_group": "A", "comparison_group": "B"}
+            for e, s, g in runs
+        ]
+    )
+    noise = rng.normal(0, 0.005, 200)
     rep = pd.concat(
         [
-            pd.DataFrame({**keys, "epsilon": e, "replicate": np.arange(200), "gap": g + noise})
-            for e, g in zip(est["epsilon"], est["gap"])
+            pd.DataFrame({**keys, "epsilon": e, "seed": s, "replicate": np.arange(200), "gap": abs(g) + noise}).assign(
+                signed_gap=g + noise, tau2=np.nan
+            )
+            for e, s, g in runs
         ],
         ignore_index=True,
     )
     assert gap_changes(estimates=est, replicates=rep)["family"].tolist() == ["exploratory"]
-    assert "brier" not in headline_metrics()
-    register_metric(dataclasses.replace(brier, headline=True), force=True)
-    assert headline_metrics()[-1] == "brier"
-    row = gap_changes(estimates=est, replicates=rep).iloc[0]
-    assert row["family"] == "headline" and row["verdict"].startswith("DP at ε = 1 widens the site gap in Brier score")
+    row = gap_changes(estimates=est, replicates=rep, primary={"d": PrimaryFamily(metric="brier")}).iloc[0]
+    assert row["family"] == "primary" and row["verdict"].startswith("DP at ε = 1 widens the site gap in Brier score")
 
 
 @pytest.mark.parametrize("name", gap_metric_names())

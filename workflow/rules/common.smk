@@ -371,6 +371,7 @@ def get_audit_entries():
 def report_what_exists():
     """onerror: summary and report from the runs that finished, listing what failed (dpfair.pipeline.outcome)."""
     from dpfair.pipeline.outcome import report_what_exists as render, status_line
+    from dpfair.tables.summary import statistics_options
 
     status = render(
         runs=get_run_entries(),
@@ -379,6 +380,7 @@ def report_what_exists():
         summary=dict(rules.aggregate.output.items()),
         output=rules.report.output.html,
         level=config["evaluation"]["ci_level"],
+        statistics=statistics_options(config),
         speed=get_speed_table()[0] if get_speed_table() else None,
         stages=get_audit_entries(),
     )

@@ -8,7 +8,7 @@ from dpfair.logs import log_to_file
 log_to_file(snakemake.log[0])
 
 from dpfair.tables.compute_cost import compute_cost  # noqa: E402
-from dpfair.tables.summary import summarise  # noqa: E402
+from dpfair.tables.summary import statistics_options, summarise  # noqa: E402
 
 summarise(
     inputs={
@@ -17,6 +17,7 @@ summarise(
     outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
     level=snakemake.params.level,
     audit=snakemake.input.audit,
+    statistics=statistics_options(snakemake.config),
 )
 cells, ratios = compute_cost(benchmarks=snakemake.input.train_benchmarks, records=snakemake.input.records)
 cells.to_csv(snakemake.output.compute_cost, index=False)

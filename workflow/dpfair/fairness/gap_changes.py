@@ -1,43 +1,48 @@
-"""Change of each gap from ε = ∞ to each finite ε, its interval, p-value, family and verdict.
+"""Change of each gap from ε = ∞ to each finite ε: estimate, interval, p, MDE and a three-way verdict.
 
-The compared quantity is the **excess gap**, gap − null_gap of each run (:mod:`dpfair.fairness.gaps`):
-the max − min gap of noisy estimates is positive even without any disparity, and that noise floor grows
-as AUROC falls, so a raw gap change would show a spurious widening whenever DP lowers accuracy. The
-permutation null of each run removes its own noise floor; with no true disparity the excess gap is 0 in
-expectation at every ε. (When a true gap is large compared with the noise, max − min is nearly
-unbiased and the excess gap understates it by up to ``null_gap``; ``raw_gap_change`` is reported too.)
+**Estimand** (per dataset, model, method, attribute, metric), chosen from what every run of the row has:
 
-Per (dataset, model, [method,] attribute, metric, ε), with k seeds and B paired bootstrap replicates:
+* ``signed``: two usable groups, value(comparison) − value(reference), the larger group the reference in
+  every run (:mod:`dpfair.fairness.gaps`). The difference of two estimates is unbiased, so its change is
+  too; max − min is not (it understates a change of 0.10 by 39% and drifts towards "narrowing" as noise
+  grows, in a statistics review of this code).
+* ``tau2``: three or more usable groups, the untruncated DerSimonian–Laird τ² (unbiased; τ truncated at
+  0 is not).
+* ``excess``: otherwise (derived gaps such as equalized odds, older tables): max − min minus the run's
+  permutation ``null_gap``. Max − min stays in every row as a description: ``excess_gap_change`` and
+  ``raw_gap_change``.
 
-* ``gap_change`` = mean over seeds of excess_ε − mean over seeds of excess_∞.
-* Test-set variance: D_b = mean_s gap_ε,s,b − mean_s gap_∞,s,b; replicate b is the same resample of the
-  same test rows in every run (paired across ε). Seed (training) variance: d_s = excess_ε,s − excess_∞,s
-  paired by seed (Welch when the seeds differ), se = sd(d_s)/√k, added as se · T_b, T_b ~ t(k − 1).
-  The centred replicates z_b = D_b − mean(D) + se · T_b estimate the statistic's sampling error.
-* Interval: ``gap_change`` + the ``level`` quantiles of z_b. ``p_value`` (two-sided, of "no change"):
-  (1 + #{|z_b| ≥ |gap_change|}) / (1 + B).
-* ``family``: ``headline`` for the gap metrics the registry marks ``headline``
-  (:func:`~dpfair.fairness.metrics_registry.headline_metrics`: AUROC and TPR, i.e. equal opportunity),
-  per dataset over every model, attribute and ε; ``exploratory`` otherwise (unregistered names too).
-  ``p_adjusted``: Holm's step-down adjustment within each (dataset, family) (Holm, Scand J Stat 1979),
-  which controls the family-wise error rate under any dependence between the tests (the gaps of one
-  dataset share a test set, so they are dependent).
-* ``verdict``: "widens" / "narrows" only for a headline row with ``p_adjusted`` < ``alpha``; other
-  headline rows say "no change detected"; exploratory rows say "exploratory" and give the unadjusted p.
+**Variance**: :func:`dpfair.fairness.contrasts.seed_contrast` — seed means over one shared test set,
+se² = S²/k + the mean between-seed bootstrap covariance, t(k − 1). (Adding the bootstrap variance to the
+seed spread, as before, counted the test noise twice: 1.8× the true variance.) p-values come from the
+t distribution, not from counting replicates.
 
-Baselines missing from the inputs (no ε = ∞ run) give no rows (logged).
+**Family**: a declared *primary* family per dataset (:class:`PrimaryFamily`; default ``dpsgd``, AUROC,
+every single attribute, every finite ε against ∞, every model) that does not grow when exploratory arms are
+added. Holm's step-down adjustment (Holm, Scand J Stat 1979; any dependence) runs over the primary family of
+each dataset only; everything else is *exploratory*, with its unadjusted p.
+
+**Verdict** (:func:`dpfair.fairness.contrasts.classify`): "widens"/"narrows" when the (adjusted) p is below
+α — widens meaning the arm's gap is further from 0 than the baseline's; "equivalent within ±m" when the
+1 − 2α interval lies inside ±``margin`` (TOST; for τ², ±margin², the τ² of a two-group gap of ``margin``);
+otherwise "inconclusive" with the row's minimum detectable change (``mde``) at ``power``: at α/m for a
+primary row (m the family size; Holm's first step, so a conservative figure), α otherwise. One seed: no
+verdict (the interval would carry the test noise of one trained model only).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from dpfair.fairness._inputs import require, stream
-from dpfair.fairness.metrics_registry import gap_label, is_headline
+from dpfair.fairness._inputs import require
+from dpfair.fairness.contrasts import DOWN, EQUIVALENT, INCONCLUSIVE, ONE_MODEL, UP, Contrast, classify, seed_contrast
+from dpfair.fairness.metrics_registry import gap_label
 from dpfair.privacy.params import format_epsilon
 
 log = logging.getLogger(__name__)
@@ -50,16 +55,68 @@ GAP_CHANGE_COLUMNS = [
     "attribute",
     "metric",
     "epsilon",
+    "family",
+    "estimand",
+    "reference_group",
+    "comparison_group",
+    "baseline_value",
+    "arm_value",
     "gap_change",
     "ci_low",
     "ci_high",
+    "se",
+    "df",
+    "n_seeds",
     "p_value",
     "p_adjusted",
-    "family",
+    "mde",
+    "verdict_class",
     "verdict",
+    "reference_change",
+    "comparison_change",
+    "excess_gap_change",
     "raw_gap_change",
+    "var_seed",
+    "var_test",
+    "cov_test",
 ]
-HEADLINE, EXPLORATORY = "headline", "exploratory"
+PRIMARY, EXPLORATORY = "primary", "exploratory"
+SIGNED, TAU2, EXCESS = "signed", "tau2", "excess"
+WIDENS, NARROWS = "widens", "narrows"
+#: The baseline method when the inputs have no ``method`` column.
+DEFAULT_METHOD = "dpsgd"
+
+
+@dataclass(frozen=True)
+class PrimaryFamily:
+    """A dataset's primary family: ``method``'s ``metric`` gap of ``attributes`` at every finite ε vs ∞.
+
+    ``attributes`` None: every single attribute (not intersections) the runs have.
+
+    Example:
+        >>> PrimaryFamily(attributes=("site",)).covers(method="dpsgd", attribute="site", metric="auroc")
+        True
+    """
+
+    method: str = DEFAULT_METHOD
+    metric: str = "auroc"
+    attributes: tuple[str, ...] | None = None
+
+    def covers(self, *, method: str, attribute: str, metric: str) -> bool:
+        """Whether a gap-change row of this method, attribute and metric belongs to the family."""
+        named = attribute in self.attributes if self.attributes is not None else ":" not in attribute
+        return method == self.method and metric == self.metric and named
+
+    @classmethod
+    def from_config(cls, spec: Mapping | None) -> PrimaryFamily:
+        """From a dataset's ``primary`` block of the benchmark YAML (missing keys take the defaults)."""
+        spec = dict(spec or {})
+        attributes = spec.get("attributes")
+        return cls(
+            method=spec.get("method", DEFAULT_METHOD),
+            metric=spec.get("metric", "auroc"),
+            attributes=tuple(attributes) if attributes is not None else None,
+        )
 
 
 def holm(p_values) -> np.ndarray:
@@ -83,161 +140,257 @@ def gap_changes(
     *,
     estimates: pd.DataFrame,
     replicates: pd.DataFrame,
-    level: float = 0.95,
+    groups: pd.DataFrame | None = None,
+    primary: Mapping[str, PrimaryFamily] | None = None,
+    margin: float = 0.03,
     alpha: float = 0.05,
+    power: float = 0.8,
+    level: float = 0.95,
     digits: int = 2,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """Gap changes vs ε = ∞ (see the module docstring) from the runs' gaps and gap replicates.
+    """Gap changes vs ε = ∞ (see the module docstring) from the runs' gaps and their replicates.
 
-    ``estimates``: dataset, model, [method,] epsilon, seed, attribute, metric, gap, null_gap (the runs'
-    gaps tables); ``replicates``: the same keys, replicate, gap (the runs' gap replicates, all runs of a
-    dataset evaluated with the same bootstrap seed). ``epsilon`` is a float with ``inf`` for non-private.
+    ``estimates``: dataset, model, [method,] epsilon, seed, attribute, metric, gap, null_gap and, where
+    the runs have them, signed_gap, reference_group, comparison_group, tau2 (the runs' gaps tables);
+    ``replicates``: the same keys, group, replicate and the replicated statistics (the runs' gap
+    replicates, all runs of a dataset evaluated with one bootstrap seed). ``groups`` (the runs' subgroups
+    tables) adds each group's own change of the metric beside a two-group row. ``primary``: per dataset
+    its :class:`PrimaryFamily` (default for any dataset not named). ``epsilon`` is a float, ``inf`` for
+    non-private.
 
     Example:
-        >>> est = pd.DataFrame({"dataset": "d", "model": "m", "epsilon": [np.inf, 1.0], "seed": 0,
-        ...                     "attribute": "sex", "metric": "auroc", "gap": [0.02, 0.06], "null_gap": 0.01})
-        >>> rng = np.random.default_rng(0); b = rng.normal(0, 0.01, 1000)
-        >>> rep = pd.concat([est.drop(columns=["gap", "null_gap"]).assign(replicate=r, gap=est["gap"] + b[r]) for r in range(1000)])
-        >>> gap_changes(estimates=est, replicates=rep).loc[0, "verdict"]
-        'DP at ε = 1 widens the sex gap in AUROC by 0.04 [0.04, 0.04] (Holm-adjusted p = 0.001)'
+        >>> rng = np.random.default_rng(0); seeds = range(5)
+        >>> est = pd.DataFrame([{"dataset": "d", "model": "m", "epsilon": e, "seed": s, "attribute": "site",
+        ...     "metric": "auroc", "gap": abs(g), "null_gap": 0.01, "signed_gap": g, "reference_group": "A",
+        ...     "comparison_group": "B", "tau2": np.nan} for e in (np.inf, 1.0) for s in seeds
+        ...     for g in [(-0.05 if e == np.inf else -0.15) + rng.normal(0, 0.01)]])
+        >>> shared = rng.normal(0, 0.01, 1000)
+        >>> rep = pd.concat([est.assign(replicate=b, signed_gap=est["signed_gap"] + shared[b]) for b in range(1000)])
+        >>> gap_changes(estimates=est, replicates=rep.assign(group=np.nan)).loc[0, "verdict_class"]
+        'widens'
     """
     keys = [k for k in KEY_COLUMNS if k in estimates.columns]
     require(estimates, [*keys, "epsilon", "seed", "gap", "null_gap"], "estimates")
     require(replicates, [*keys, "epsilon", "seed", "replicate", "gap"], "replicates")
-    q = ((1 - level) / 2, 1 - (1 - level) / 2)
+    primary = dict(primary or {})
     estimates = estimates.assign(
         epsilon=estimates["epsilon"].astype(float),
         excess=estimates["gap"].astype(float) - estimates["null_gap"].astype(float),
     )
-    replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
     if estimates.duplicated([*keys, "epsilon", "seed"]).any():
         raise ValueError(f"estimates has more than one row for a ({', '.join(keys)}, epsilon, seed)")
-    rep_groups = dict(tuple(replicates.groupby(keys, sort=False)))
+    tables = _Replicates(_gap_replicates(replicates), [*keys, "epsilon", "seed"])
+    group_table = _GroupValues(groups, keys) if groups is not None and not groups.empty else None
     rows = []
     for key, cell in estimates.groupby(keys, sort=True):
         named = dict(zip(keys, key))
-        base = cell[np.isinf(cell["epsilon"])]
+        base = cell[np.isinf(cell["epsilon"])].set_index("seed").sort_index()
         if base.empty:
             log.warning("gap_changes: no epsilon=inf run for %s; skipped", named)
             continue
-        cell_reps = rep_groups.get(key)
-        if cell_reps is None:
-            raise ValueError(f"no replicates for {named}")
-        base_nulls = base.set_index("seed")["null_gap"].astype(float)
-        base_point = base.set_index("seed")["excess"]
-        base_reps = _seed_by_replicate(cell_reps[np.isinf(cell_reps["epsilon"])], base_point.index, named).sub(
-            base_nulls, axis=0
+        estimand = _estimand(cell)
+        family = primary.get(named["dataset"], PrimaryFamily())
+        in_family = estimand != EXCESS and family.covers(
+            method=named.get("method", DEFAULT_METHOD), attribute=named["attribute"], metric=named["metric"]
         )
+        base_point = _point(base, estimand)
+        base_reps = tables.get(key, math.inf, base.index, estimand, base)
         for eps in sorted(e for e in cell["epsilon"].unique() if not math.isinf(e)):
-            arm = cell[cell["epsilon"] == eps].set_index("seed")
-            arm_point = arm["excess"]
-            arm_reps = _seed_by_replicate(cell_reps[cell_reps["epsilon"] == eps], arm_point.index, named).sub(
-                arm["null_gap"].astype(float), axis=0
-            )
-            common = arm_reps.columns.intersection(base_reps.columns)
-            d_test = (
-                arm_reps[common].mean(axis=0, skipna=False) - base_reps[common].mean(axis=0, skipna=False)
-            ).to_numpy()
-            d_test = d_test[~np.isnan(d_test)]
-            change = float(arm_point.mean(skipna=False) - base_point.mean(skipna=False))
-            raw = float(
-                arm["gap"].astype(float).mean(skipna=False)
-                - base.set_index("seed")["gap"].astype(float).mean(skipna=False)
-            )
-            se, df = _seed_error(arm_point, base_point)
-            rng = np.random.default_rng(stream(seed, "|".join(map(str, (*key, eps)))))
-            z = d_test - d_test.mean() if len(d_test) else d_test
-            if se > 0:
-                z = z + se * rng.standard_t(df, len(z))
-            if math.isnan(change) or len(z) == 0:
-                low = high = p = math.nan
-            else:
-                low, high = (change + float(v) for v in np.quantile(z, q))
-                p = float((1 + np.sum(np.abs(z) >= abs(change) - 1e-12)) / (1 + len(z)))
-            family = HEADLINE if is_headline(named["metric"]) else EXPLORATORY
-            rows.append(
-                {
-                    **named,
-                    "epsilon": eps,
-                    "gap_change": change,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "p_value": p,
-                    "family": family,
-                    "raw_gap_change": raw,
-                }
-            )
+            arm = cell[cell["epsilon"] == eps].set_index("seed").sort_index()
+            arm_point = _point(arm, estimand)
+            arm_reps = tables.get(key, eps, arm.index, estimand, arm)
+            paired = list(arm.index) == list(base.index)
+            contrast = seed_contrast(arm_point, base_point, arm_reps, base_reps, paired=paired)
+            excess = _contrast_estimate(arm["excess"], base["excess"])
+            raw = _contrast_estimate(arm["gap"].astype(float), base["gap"].astype(float))
+            row = {
+                **named,
+                "epsilon": eps,
+                "family": PRIMARY if in_family else EXPLORATORY,
+                "estimand": estimand,
+                "reference_group": _label(cell, "reference_group") if estimand == SIGNED else "",
+                "comparison_group": _label(cell, "comparison_group") if estimand == SIGNED else "",
+                "baseline_value": float(np.mean(base_point)),
+                "arm_value": float(np.mean(arm_point)),
+                "contrast": contrast,
+                "excess_gap_change": excess,
+                "raw_gap_change": raw,
+            }
+            if group_table is not None and estimand == SIGNED:
+                row["reference_change"] = group_table.change(key, eps, row["reference_group"])
+                row["comparison_change"] = group_table.change(key, eps, row["comparison_group"])
+            rows.append(row)
+    return _finish(rows, keys, margin=margin, alpha=alpha, power=power, level=level, digits=digits)
+
+
+def _finish(rows: list[dict], keys: list[str], *, margin, alpha, power, level, digits) -> pd.DataFrame:
     columns = [*keys, *GAP_CHANGE_COLUMNS[4:]]
-    table = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_adjusted", "verdict")])
-    table["p_adjusted"] = np.nan
-    for _, part in table.groupby(["dataset", "family"], sort=False):
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows)
+    for name in ("reference_change", "comparison_change"):
+        if name not in table:
+            table[name] = math.nan
+    contrasts: list[Contrast] = list(table.pop("contrast"))
+    table["gap_change"] = [c.estimate for c in contrasts]
+    table[["ci_low", "ci_high"]] = [c.interval(level) for c in contrasts]
+    table["se"] = [c.se for c in contrasts]
+    table["df"] = [c.df for c in contrasts]
+    table["n_seeds"] = [c.n_seeds for c in contrasts]
+    table["p_value"] = [c.p_value if c.n_seeds > 1 else math.nan for c in contrasts]
+    table["var_seed"] = [c.var_seed for c in contrasts]
+    table["var_test"] = [c.var_test for c in contrasts]
+    table["cov_test"] = [c.cov_test for c in contrasts]
+    table["p_adjusted"] = math.nan
+    family_size = {}
+    for dataset, part in table[table["family"] == PRIMARY].groupby("dataset", sort=False):
         table.loc[part.index, "p_adjusted"] = holm(part["p_value"].to_numpy())
+        family_size[dataset] = len(part)
+    classes, mdes = [], []
+    for row, contrast in zip(table.to_dict("records"), contrasts):
+        primary = row["family"] == PRIMARY
+        row_alpha = alpha / family_size[row["dataset"]] if primary else alpha
+        mdes.append(contrast.mde(alpha=row_alpha, power=power))
+        m = margin**2 if row["estimand"] == TAU2 else margin
+        verdict = classify(contrast, p_value=row["p_adjusted"] if primary else None, alpha=alpha, margin=m)
+        if verdict in (UP, DOWN):  # a signed gap widens when it moves away from 0, wherever it started
+            further = abs(row["arm_value"]) > abs(row["baseline_value"]) if row["estimand"] == SIGNED else verdict == UP
+            verdict = WIDENS if further else NARROWS
+        classes.append(verdict)
+    table["mde"] = mdes
+    table["verdict_class"] = classes
     table["verdict"] = [
-        _verdict(
-            r["attribute"],
-            r["metric"],
-            r["epsilon"],
-            r["gap_change"],
-            r["ci_low"],
-            r["ci_high"],
-            r["p_value"],
-            r["p_adjusted"],
-            r["family"],
-            alpha,
-            digits,
-        )
-        for r in table.to_dict("records")
+        _sentence(r, contrast, margin=margin, alpha=alpha, power=power, digits=digits)
+        for r, contrast in zip(table.to_dict("records"), contrasts)
     ]
     return table[columns]
 
 
-def _seed_by_replicate(reps: pd.DataFrame, seeds: pd.Index, key) -> pd.DataFrame:
-    table = reps.pivot_table(index="seed", columns="replicate", values="gap", aggfunc="first", dropna=False)
-    missing = set(seeds) - set(table.index)
-    if missing:
-        raise ValueError(f"replicates lack seeds {sorted(missing)} for {key}")
-    return table.loc[list(seeds)].astype(float)
+class _Replicates:
+    """Seed × replicate arrays of one statistic, looked up by (row key, ε); pivoted once per statistic."""
+
+    def __init__(self, replicates: pd.DataFrame, index: list[str]):
+        self._frame, self._index, self._wide = replicates, index, {}
+
+    def get(self, key: tuple, eps: float, seeds: pd.Index, estimand: str, runs: pd.DataFrame) -> np.ndarray:
+        column = {SIGNED: "signed_gap", TAU2: "tau2", EXCESS: "gap"}[estimand]
+        if column not in self._wide:
+            self._wide[column] = self._frame.set_index([*self._index, "replicate"])[column].astype(float).unstack()
+        wide = self._wide[column]
+        rows = [(*key, eps, s) for s in seeds]
+        missing = [r for r in rows if r not in wide.index]
+        if missing:
+            raise ValueError(f"replicates lack seeds {[r[-1] for r in missing]} for {key} at ε = {eps}")
+        values = wide.loc[rows].to_numpy(dtype=float)
+        if estimand == EXCESS:  # the run's null gap is a constant of the run: shift every replicate alike
+            values = values - runs["null_gap"].astype(float).to_numpy()[:, None]
+        return values
 
 
-def _seed_error(arm: pd.Series, base: pd.Series) -> tuple[float, float]:
-    """Standard error of the seed-mean difference from training (seed) variation, and its df."""
-    if set(arm.index) == set(base.index):
-        d = (arm - base.reindex(arm.index)).to_numpy(dtype=float)
-        if len(d) < 2 or np.isnan(d).any():
-            return 0.0, 1.0
-        return float(np.std(d, ddof=1) / math.sqrt(len(d))), float(len(d) - 1)
-    parts = [
-        (np.var(x, ddof=1) / len(x), len(x))
-        for x in (arm.to_numpy(dtype=float), base.to_numpy(dtype=float))
-        if len(x) > 1
-    ]
-    if not parts or any(np.isnan(v) for v, _ in parts):
-        return 0.0, 1.0
-    var = sum(v for v, _ in parts)
-    df = var**2 / sum(v**2 / (k - 1) for v, k in parts) if var > 0 else 1.0
-    return float(math.sqrt(var)), float(df)
+class _GroupValues:
+    """Each group's own change of the row's metric: mean over seeds at ε minus mean at ∞ (a description).
+
+    It sits beside a two-group row so that levelling down (both groups falling) is visible. ``groups``:
+    the runs' subgroups tables, one column per metric (``subgroups.csv``).
+    """
+
+    def __init__(self, groups: pd.DataFrame, keys: list[str]):
+        self._all, self._keys = keys, [k for k in keys if k != "metric"]
+        self._groups = groups.assign(epsilon=groups["epsilon"].astype(float), group=groups["group"].astype(str))
+        self._means: dict[str, pd.Series] = {}
+
+    def change(self, key: tuple, eps: float, group: str) -> float:
+        named = dict(zip(self._all, key))
+        metric = named["metric"]
+        if metric not in self._groups.columns:
+            return math.nan
+        if metric not in self._means:
+            self._means[metric] = self._groups.groupby([*self._keys, "epsilon", "group"])[metric].mean()
+        means = self._means[metric]
+        prefix = tuple(named[k] for k in self._keys)
+        arm, base = (*prefix, eps, group), (*prefix, math.inf, group)
+        if arm not in means.index or base not in means.index:
+            return math.nan
+        return float(means[arm] - means[base])
 
 
-def _verdict(attribute, metric, epsilon, change, low, high, p, p_adj, family, alpha, digits) -> str:
-    label = gap_label(metric)
-    where = f"DP at ε = {format_epsilon(epsilon)}"
-    if any(math.isnan(v) for v in (change, low, high)):
-        return f"{where}: the {attribute} gap in {label} could not be estimated"
+def _gap_replicates(replicates: pd.DataFrame) -> pd.DataFrame:
+    """The gap rows of a stacked replicates table (group empty); older tables have gap rows only."""
+    replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
+    if "group" not in replicates.columns:
+        return replicates
+    return replicates[replicates["group"].isna() | (replicates["group"].astype(str) == "")]
+
+
+def _estimand(cell: pd.DataFrame) -> str:
+    """The estimand: signed (two groups, one reference in every run), else tau2 (every run has τ²), else excess."""
+    if "signed_gap" in cell and cell["signed_gap"].notna().all() and cell["reference_group"].nunique() == 1:
+        return SIGNED
+    if "tau2" in cell and cell["tau2"].notna().all():
+        return TAU2
+    return EXCESS
+
+
+def _point(runs: pd.DataFrame, estimand: str) -> np.ndarray:
+    column = {SIGNED: "signed_gap", TAU2: "tau2", EXCESS: "excess"}[estimand]
+    return runs[column].astype(float).to_numpy()
+
+
+def _label(cell: pd.DataFrame, column: str) -> str:
+    return str(cell[column].iloc[0]) if column in cell else ""
+
+
+def _contrast_estimate(arm: pd.Series, base: pd.Series) -> float:
+    return float(arm.mean(skipna=False) - base.mean(skipna=False))
+
+
+def _sentence(row: dict, contrast: Contrast, *, margin, alpha, power, digits) -> str:
+    """One sentence per row; never a bare "no change"."""
+    where = f"DP at ε = {format_epsilon(row['epsilon'])}"
+    what = _what(row)
+    if row["estimand"] == TAU2:
+        digits, margin = digits + 2, margin**2
     f = lambda x: _number(x, digits=digits)  # noqa: E731
-    if family == EXPLORATORY:
+    verdict = row["verdict_class"]
+    if verdict == "undefined" or not math.isfinite(row["gap_change"]):
+        return f"{where}: the {what} could not be estimated"
+    low, high = row["ci_low"], row["ci_high"]
+    interval = f"{f(row['gap_change'])} [{f(low)}, {f(high)}]"
+    primary = row["family"] == PRIMARY
+    p_text = f"Holm-adjusted p = {_p(row['p_adjusted'])}" if primary else f"unadjusted p = {_p(row['p_value'])}"
+    prefix = "" if primary else "exploratory: "
+    if verdict == ONE_MODEL:
         return (
-            f"{where}: exploratory, the {attribute} gap in {label} changed by {f(change)} "
-            f"[{f(low)}, {f(high)}] (unadjusted p = {_p(p)})"
+            f"{prefix}{where}: one trained model per arm, no verdict on the {what} "
+            f"({f(row['gap_change'])}; its interval would hold the test noise of one model only)"
         )
-    if p_adj < alpha and change > 0:
-        return f"{where} widens the {attribute} gap in {label} by {f(change)} [{f(low)}, {f(high)}] (Holm-adjusted p = {_p(p_adj)})"
-    if p_adj < alpha and change < 0:
-        return f"{where} narrows the {attribute} gap in {label} by {f(-change)} [{f(-high)}, {f(-low)}] (Holm-adjusted p = {_p(p_adj)})"
-    return f"{where}: no change detected in the {attribute} gap in {label} ({f(change)} [{f(low)}, {f(high)}], Holm-adjusted p = {_p(p_adj)})"
+    if verdict in (WIDENS, NARROWS):
+        return f"{prefix}{where} {verdict} the {what}: {interval} ({p_text})"
+    if verdict == EQUIVALENT:
+        tost_low, tost_high = contrast.interval(1 - 2 * alpha)
+        return (
+            f"{prefix}{where} leaves the {what} equivalent within ±{f(margin)}: "
+            f"{f(row['gap_change'])}, {100 * (1 - 2 * alpha):g}% interval [{f(tost_low)}, {f(tost_high)}]"
+        )
+    assert verdict == INCONCLUSIVE, verdict
+    return (
+        f"{prefix}{where}: inconclusive for the {what}: {interval} ({p_text}); "
+        f"this design detects changes ≥ {f(row['mde'])} with {100 * power:g}% power"
+    )
+
+
+def _what(row: dict) -> str:
+    label = gap_label(row["metric"])
+    if row["estimand"] == SIGNED:
+        return f"{row['attribute']} gap in {label} ({row['comparison_group']} − {row['reference_group']})"
+    if row["estimand"] == TAU2:
+        return f"{row['attribute']} spread τ² of {label}"
+    return f"{row['attribute']} excess gap in {label} (max − min beyond its null)"
 
 
 def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1g}"
 
 
@@ -246,3 +399,10 @@ def _number(x: float, *, digits: int) -> str:
     if float(text) == 0:
         text = text.lstrip("-")
     return text.replace("-", "−")
+
+
+def primary_families(datasets: Mapping[str, Mapping] | Sequence[str]) -> dict[str, PrimaryFamily]:
+    """Per dataset its :class:`PrimaryFamily` from the benchmark's ``datasets`` block (``primary`` key)."""
+    if not isinstance(datasets, Mapping):
+        return {name: PrimaryFamily() for name in datasets}
+    return {name: PrimaryFamily.from_config((spec or {}).get("primary")) for name, spec in datasets.items()}

@@ -271,6 +271,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
             )
         benchmark.training(name)  # TrainConfig checks the merged values
         _check_mitigation(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
+        _check_primary(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
     return benchmark
 
 
@@ -364,6 +365,28 @@ def _check_mitigation(benchmark: Benchmark, name: str, attributes) -> None:
             f"datasets.{name}.mitigation.attribute = {attribute!r}: methods {mitigations} need the sensitive attribute "
             f"they target; allowed: {list(attributes)}"
         )
+
+
+def _check_primary(benchmark: Benchmark, name: str, attributes) -> None:
+    """A declared primary family must name a method the dataset runs, a gap metric and its own attributes."""
+    from dpfair.fairness import gap_metric_names
+
+    spec = benchmark.dataset_settings(name).get("primary")
+    if not spec:
+        return
+    where = f"datasets.{name}.primary"
+    method = spec.get("method", "dpsgd")
+    if method not in benchmark.methods_for(name):
+        raise ConfigError(f"{where}.method = {method!r} is not run on {name}; allowed: {benchmark.methods_for(name)}")
+    metric = spec.get("metric", "auroc")
+    if metric not in gap_metric_names():
+        raise ConfigError(f"{where}.metric = {metric!r} is not a gap metric; allowed: {list(gap_metric_names())}")
+    for i, attribute in enumerate(spec.get("attributes") or []):
+        if any(part not in attributes for part in str(attribute).split(":")):
+            raise ConfigError(
+                f"{where}.attributes[{i}] = {attribute!r} is not a sensitive attribute of {name}; "
+                f"allowed: {list(attributes)}"
+            )
 
 
 def _check_renamed_keys(config: dict) -> None:

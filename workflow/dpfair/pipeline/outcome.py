@@ -295,6 +295,7 @@ def report_what_exists(
     summary: dict[str, str],
     output: str | Path,
     level: float = 0.95,
+    statistics: dict | None = None,
     speed: str | Path | None = None,
     stages: list[dict] | None = None,
 ) -> dict:
@@ -302,7 +303,8 @@ def report_what_exists(
 
     ``runs`` as for :func:`run_status`, each also with ``tables`` (its per-run files by name: metrics,
     subgroups, gaps, replicates, reliability, record, card, benchmark). ``summary`` maps the aggregate
-    rule's output names to paths. ``stages``: later per-cell jobs (the audit) whose failures the banner lists
+    rule's output names to paths. ``statistics``: the verdicts' settings
+    (:func:`dpfair.tables.summary.statistics_options`). ``stages``: later per-cell jobs (the audit) whose failures the banner lists
     too (:func:`stage_status`). A run whose outputs exist but were made from an earlier definition is in no
     table or figure; the banner lists it as stale. If rendering fails the page is replaced by a notice (never
     left stale).
@@ -321,6 +323,7 @@ def report_what_exists(
             inputs={name: [r["tables"][name] for r in done] for name in RUN_TABLES},
             outputs={name: summary[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
             level=level,
+            statistics=statistics,
         )
         benchmarks, records = costed_jobs(done)
         cells, ratios = compute_cost(benchmarks=benchmarks, records=records)

@@ -175,6 +175,7 @@ def render_report(
     comparison = method_comparison_rows(method_comparison, method_comparison_groups)
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
     min_group_size = int(benchmark.get("evaluation", {}).get("min_group_size", 0))
+    margin = float(benchmark.get("evaluation", {}).get("equivalence_margin", 0.03))
     styles = Styles(epsilons=metrics_df["epsilon"].unique(), methods=metrics_df["method"].unique())
     points = tradeoff_points(metrics_df, gaps_df, level=level)
     _, gap_source = headline_gaps(metrics_df, gaps_df)
@@ -221,6 +222,8 @@ def render_report(
                     subgroups=subgroups_df,
                     cards=cards,
                     min_group_size=min_group_size,
+                    changes=changes_df,
+                    margin=margin,
                 ),
             }
         )

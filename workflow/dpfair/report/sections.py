@@ -57,32 +57,51 @@ def cards_with_metrics(cards: list[dict], metrics: pd.DataFrame) -> list[dict]:
 
 
 def gap_change_rows(changes: pd.DataFrame) -> dict[str, list[dict]]:
-    """Gap changes vs ε = ∞ as table rows (each with the id the summary links to), headline metrics first.
+    """Gap changes vs ε = ∞ as table rows (each with the id the summary links to), the primary family first.
 
-    The headline family is the fairness statistics' ``family`` column where the table has it, else the
-    metrics the registry flags ``headline``. ``headline_label`` and ``other_label`` name both families.
+    ``headline`` holds the dataset's primary family (``family`` = primary; older tables: ``headline``, or
+    the metrics the registry flags ``headline``), ``other`` the exploratory rows. Each row carries the
+    estimate with its interval, the verdict class, the minimum detectable change and, for a two-group row,
+    each group's own change (levelling down shows there).
     """
     changes = with_method(changes)
     rows = {"headline": [], "other": []}
     extra = [c for c in ("p_value", "p_adjusted") if c in changes.columns]
     for r in changes.sort_values(["model", "method", "attribute", "metric", "epsilon"]).to_dict("records"):
+        estimand = r.get("estimand", "excess")
+        digits = 4 if estimand == "tau2" else 3
+        groups = ""
+        if estimand == "signed" and math.isfinite(r.get("reference_change", math.nan)):
+            groups = (
+                f"{r['reference_group']} {number(r['reference_change'], signed=True)}, "
+                f"{r['comparison_group']} {number(r['comparison_change'], signed=True)}"
+            )
         row = {
             "id": slug("gc", r["dataset"], r["model"], r["method"], r["attribute"], r["metric"], r["epsilon"]),
             "model": r["model"],
             "method": r["method"],
             "attribute": r["attribute"],
             "metric": metric_label(r["metric"]),
+            "estimand": _ESTIMANDS.get(estimand, estimand)
+            + (f" ({r['comparison_group']} − {r['reference_group']})" if estimand == "signed" else ""),
             "epsilon": epsilon_label(r["epsilon"]),
-            "change": f"{number(r['gap_change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]",
+            "change": f"{number(r['gap_change'], digits)} [{number(r['ci_low'], digits)}, {number(r['ci_high'], digits)}]",
+            "mde": number(r["mde"], digits) if "mde" in r else "—",
+            "class": r.get("verdict_class", ""),
+            "groups": groups or "—",
             "verdict": r["verdict"],
             "p": [number(r[c]) for c in extra],
         }
-        headline = r["family"] == "headline" if "family" in r else is_headline(r["metric"])
+        family = r.get("family")
+        headline = family in ("primary", "headline") if family is not None else is_headline(r["metric"])
         rows["headline" if headline else "other"].append(row)
     rows["p_columns"] = ["p" if c == "p_value" else "adjusted p" for c in extra]
     rows["headline_label"] = " and ".join(gap_label(m) for m in headline_metrics())
     rows["other_label"] = ", ".join(gap_label(m) for m in gap_metric_names() if not is_headline(m))
     return rows
+
+
+_ESTIMANDS = {"signed": "signed gap", "tau2": "τ² (spread)", "excess": "excess max − min"}
 
 
 def summary_rows(metrics: pd.DataFrame, epsilons: list[float], level: float = 0.95) -> list[dict]:

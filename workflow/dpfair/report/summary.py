@@ -84,8 +84,61 @@ def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, 
 
 
 def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
-    """Whether any headline gap changed, saying whether the tables control for multiplicity."""
+    """The primary family's verdicts, counted by class, each widening or narrowing listed with its link.
+
+    Older tables (no ``verdict_class``) keep their headline-family sentence.
+    """
     rows = changes[changes["dataset"] == dataset]
+    if "verdict_class" not in rows.columns:
+        return _old_gap_sentence(dataset, rows)
+    primary = rows[rows["family"] == "primary"]
+    if primary.empty:
+        return Markup(
+            "Fairness: no primary gap changes (no ε = ∞ reference, no sensitive attributes, or a primary family "
+            "that names none of this dataset's attributes); every gap change is exploratory."
+        )
+    method_col = "method" in rows.columns
+    table = slug("fairness", dataset)
+
+    def anchor(r):
+        method = r["method"] if method_col else "dpsgd"
+        return slug("gc", dataset, r["model"], method, r["attribute"], r["metric"], r["epsilon"])
+
+    counts = primary["verdict_class"].value_counts()
+    parts = []
+    for cls, text in (
+        ("widens", "widen"),
+        ("narrows", "narrow"),
+        ("equivalent", "equivalent within the margin"),
+        ("inconclusive", "inconclusive"),
+        ("one model", "without a verdict (one seed)"),
+        ("undefined", "not estimable"),
+    ):
+        if counts.get(cls, 0):
+            parts.append(f"{counts[cls]} {text}")
+    first = primary.iloc[0]
+    family = Markup("{} gap in {} of {}").format(
+        first["method"] if method_col else "dpsgd",
+        gap_label(first["metric"]),
+        ", ".join(sorted(primary["attribute"].unique())),
+    )
+    text = Markup("Fairness, primary family ({}, each finite ε against ∞, Holm-adjusted): of {} tests, {}.").format(
+        family, link(str(len(primary)), table), _join(parts)
+    )
+    moved = primary[primary["verdict_class"].isin(["widens", "narrows"])]
+    if not moved.empty:
+        text += Markup(" ") + _join([link(v, anchor(r)) for v, r in zip(moved["verdict"], moved.to_dict("records"))])
+        text += Markup(".")
+    open_rows = primary[primary["verdict_class"] == "inconclusive"]
+    if not open_rows.empty:
+        text += Markup(" Inconclusive rows could only have detected changes of {} or more.").format(
+            link(number(open_rows["mde"].min(), 2), anchor(open_rows.sort_values("mde").iloc[0]))
+        )
+    return text
+
+
+def _old_gap_sentence(dataset: str, rows: pd.DataFrame) -> Markup:
+    """An older table's sentence: whether any headline gap changed, and whether it controls for multiplicity."""
     if "family" in rows.columns:
         rows = rows[rows["family"] == "headline"]
     else:
@@ -219,10 +272,35 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
 
 
 def caveats(
-    dataset: str, *, meta: dict, metrics: pd.DataFrame, subgroups: pd.DataFrame, cards: list[dict], min_group_size: int
+    dataset: str,
+    *,
+    meta: dict,
+    metrics: pd.DataFrame,
+    subgroups: pd.DataFrame,
+    cards: list[dict],
+    min_group_size: int,
+    changes: pd.DataFrame | None = None,
+    margin: float = 0.03,
 ) -> list[Markup]:
-    """Flags a reader should see before trusting the numbers: small groups, record-level units, tuning, seeds."""
+    """Flags a reader should see before trusting the numbers: power, small groups, record-level units, tuning, seeds.
+
+    The power caveat fires when a primary gap change's minimum detectable change exceeds the equivalence
+    margin: such a design can neither show a change of that size nor rule it out.
+    """
     out = []
+    if changes is not None and {"family", "mde", "estimand"} <= set(changes.columns):
+        primary = changes[(changes["dataset"] == dataset) & (changes["family"] == "primary")]
+        primary = primary[primary["estimand"] != "tau2"]  # τ²'s MDE is in squared units
+        weak = primary[primary["mde"] > margin]
+        if not weak.empty:
+            out.append(
+                Markup(
+                    "Underpowered: {} of {} primary gap changes could only detect changes larger than the "
+                    "equivalence margin ±{} (MDE up to {}); more seeds or test rows would (dpfair design)."
+                ).format(
+                    len(weak), link(str(len(primary)), slug("fairness", dataset)), margin, number(weak["mde"].max(), 2)
+                )
+            )
     data_anchor, ps_anchor = slug("data", dataset), slug("ps", dataset)
     flagged = subgroups[(subgroups["dataset"] == dataset) & subgroups["flagged"].astype(str).str.lower().eq("true")]
     if not flagged.empty:

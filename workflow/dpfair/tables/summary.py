@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from dpfair.fairness import GAP_CHANGE_COLUMNS, gap_changes
+from dpfair.fairness.gap_changes import primary_families
 from dpfair.tables.columns import join_loss_columns, metric_columns
 
 NA_VALUES = ["", "nan", "NaN"]
@@ -29,12 +30,35 @@ def concat_csvs(paths: Iterable[str | Path], output: str | Path | None = None) -
     return table
 
 
+def statistics_options(config: Mapping) -> dict:
+    """The verdicts' settings from a benchmark config: primary families, margin, α and power.
+
+    Example:
+        >>> opts = statistics_options({"datasets": {"d": {"primary": {"attributes": ["site"]}}}, "evaluation": {}})
+        >>> opts["primary"]["d"].attributes, opts["margin"], opts["alpha"], opts["power"]
+        (('site',), 0.03, 0.05, 0.8)
+    """
+    evaluation = config.get("evaluation") or {}
+    return {
+        "primary": primary_families(config.get("datasets") or {}),
+        "margin": float(evaluation.get("equivalence_margin", 0.03)),
+        "alpha": float(evaluation.get("alpha", 0.05)),
+        "power": float(evaluation.get("power", 0.8)),
+    }
+
+
 def summarise(
-    *, inputs: dict[str, list], outputs: dict[str, str | Path], level: float = 0.95, audit: str | Path | None = None
+    *,
+    inputs: dict[str, list],
+    outputs: dict[str, str | Path],
+    level: float = 0.95,
+    audit: str | Path | None = None,
+    statistics: Mapping | None = None,
 ) -> None:
     """Stack every run's tables and compute ``gap_changes.csv`` (each gap at ε vs ε = ∞, with a verdict).
 
-    With ``audit`` (the audit stage's ``audit.csv``), metrics.csv's ``mia_*`` columns and subgroups.csv's
+    ``statistics``: :func:`statistics_options` of the benchmark (default: every dataset's default primary
+    family, margin 0.03, α 0.05, power 0.8). With ``audit`` (the audit stage's ``audit.csv``), metrics.csv's ``mia_*`` columns and subgroups.csv's
     ``mia_auroc`` are joined in from its loss attack, run by run and method by method
     (:func:`~dpfair.tables.columns.join_loss_columns`: empty for a run that was not audited), before either
     table is written, so each is written once.
@@ -51,7 +75,13 @@ def summarise(
         changes = pd.DataFrame(columns=GAP_CHANGE_COLUMNS)
     else:
         replicates["epsilon"] = replicates["epsilon"].astype(float)
-        changes = gap_changes(estimates=estimates, replicates=replicates, level=level)
+        changes = gap_changes(
+            estimates=estimates,
+            replicates=replicates,
+            groups=read_summary(outputs["subgroups"]),
+            level=level,
+            **(statistics or {}),
+        )
     changes.to_csv(outputs["gap_changes"], index=False)
 
 

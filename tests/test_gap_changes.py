@@ -1,0 +1,272 @@
+"""Gap changes across ε: the estimand, the variance over seeds that share a test set, the declared family
+and the three-way verdict.
+
+The simulations score k seeds per arm on one test set through the product's kernels and gap code
+(:func:`test_gap_statistics.evaluate`): each seed's model has its own separation per group (training
+variation) and errors correlated with the other seeds' on the same rows (ρ), so the seeds' test errors are
+correlated as they are in a real grid. The true signed AUROC gap change is known in closed form:
+E_seed Φ(d_s/√2) = Φ(d/√(2 + σ²)) for a separation d_s ~ N(d, σ²).
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from dpfair.fairness import GAP_CHANGE_COLUMNS, gap_changes
+from dpfair.fairness.contrasts import minimum_detectable
+from dpfair.fairness.gap_changes import PrimaryFamily
+from scipy import stats
+from scipy.optimize import brentq
+from test_gap_statistics import binormal_test_set, evaluate
+
+SEED_SD = 0.12  # per-group separation SD across seeds: an AUROC SD of about 0.02 between seeds
+RHO = 0.6  # correlation of two seeds' latent errors on the same test row
+
+
+def simulate(rng, rep, *, k, separations, sizes=(600, 400), prevalence=(0.4, 0.4), n_boot=200, method="dpsgd"):
+    """Estimates and replicates of one dataset (``r<rep>``): per ε in ``separations`` k seeds on one test set."""
+    n = sum(sizes)
+    shared = rng.normal(size=n)
+    est, reps = [], []
+    for eps, separation in separations.items():
+        for seed in range(k):
+            d = np.asarray(separation) + SEED_SD * rng.normal(size=len(separation))
+            noise = RHO * shared + math.sqrt(1 - RHO**2) * rng.normal(size=n)
+            y, g, s = binormal_test_set(rng, sizes, prevalence, d, noise=noise)
+            rows, gap_reps = evaluate(y, s, g, n_boot=n_boot, seed=rep)  # one bootstrap seed: replicates pair
+            row = rows.loc["auroc"]
+            keys = {"dataset": f"r{rep}", "model": "m", "method": method, "epsilon": eps, "seed": seed}
+            keys.update(attribute="site", metric="auroc")
+            est.append({**keys, **{c: row[c] for c in ("gap", "null_gap", "signed_gap", "tau2", "n_groups")}})
+            est[-1].update(reference_group=row["reference_group"], comparison_group=row["comparison_group"])
+            reps.append(pd.DataFrame({**keys, "group": np.nan, "replicate": np.arange(n_boot), **gap_reps["auroc"]}))
+    return pd.DataFrame(est), pd.concat(reps, ignore_index=True)
+
+
+def true_auroc(d: float) -> float:
+    return float(stats.norm.cdf(d / math.sqrt(2 + SEED_SD**2)))
+
+
+def true_signed(separation) -> float:
+    return true_auroc(separation[1]) - true_auroc(separation[0])  # g1 − g0; g0 (larger) is the reference
+
+
+def run(k: int, separations: dict, reps: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tables = [simulate(rng, rep, k=k, separations=separations, n_boot=100) for rep in range(reps)]
+    est = pd.concat([t[0] for t in tables], ignore_index=True)
+    rep = pd.concat([t[1] for t in tables], ignore_index=True)
+    return gap_changes(estimates=est, replicates=rep)
+
+
+BASE = (1.6, 1.2)  # AUROC 0.86 vs 0.79: the comparison group is below the reference at ε = ∞
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [3, 10])
+def test_size_and_coverage_at_three_and_ten_seeds(k):
+    """Size at a zero change and coverage at a real one; 400 replications each: binomial SE 0.011 at 0.95.
+
+    The old interval (bootstrap variance added to the seed spread, i.e. test noise counted twice)
+    covered far above 0.95 with too little power; this one must sit near 0.95 from both sides.
+    """
+    reps = 400
+    null = run(k, {math.inf: BASE, 1.0: BASE}, reps, seed=20 + k)
+    assert (null["estimand"] == "signed").all() and (null["family"] == "primary").all()
+    size = (null["p_value"] < 0.05).mean()
+    assert size <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps), size
+    assert not null["verdict_class"].isin(["widens", "narrows"]).mean() > 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps)
+    dp = (1.2, 0.7)  # both groups fall, the comparison group further: the gap widens
+    moved = run(k, {math.inf: BASE, 1.0: dp}, reps, seed=40 + k)
+    truth = true_signed(dp) - true_signed(BASE)
+    assert truth < -0.04
+    covered = ((moved["ci_low"] <= truth) & (truth <= moved["ci_high"])).mean()
+    assert 0.93 <= covered <= 0.975, covered
+    assert abs(moved["gap_change"].mean() - truth) < 3 * moved["gap_change"].std() / math.sqrt(reps)  # unbiased
+
+
+@pytest.mark.slow
+def test_power_at_the_designs_minimum_detectable_change():
+    """A widening planted at the MDE the rows report is detected with ≈ 80% power (300 replications, SE 0.023)."""
+    k, reps = 10, 300
+    null = run(k, {math.inf: BASE, 1.0: BASE}, 60, seed=61)
+    mde = float(null["mde"].median())
+    # the MDE the rows report is the design formula at their own se and k − 1 df
+    assert mde == pytest.approx(minimum_detectable(float(null["se"].median()), k - 1), rel=0.05)
+    target = true_signed(BASE) - mde  # further below the reference: a widening of exactly the MDE
+    d1 = brentq(lambda d: true_auroc(d) - true_auroc(BASE[0]) - target, 0.0, 3.0)
+    planted = run(k, {math.inf: BASE, 1.0: (BASE[0], d1)}, reps, seed=62)
+    power = (planted["verdict_class"] == "widens").mean()
+    assert power >= 0.8 - 3 * math.sqrt(0.8 * 0.2 / reps), (mde, power)
+
+
+@pytest.mark.slow
+def test_a_planted_widening_of_a_tenth_reads_widens_with_the_default_design():
+    """The default design's primary test (10 seeds, synthetic_lesions' site split of its test rows)."""
+    k, reps = 10, 40
+    sizes = (1080, 720)  # about 1,800 test rows, site A 60%
+    base = (1.55, 0.9)  # a planted site gap near 0.15 at ε = ∞
+    target = true_signed(base) - 0.10
+    d1 = brentq(lambda d: true_auroc(d) - true_auroc(1.3) - target, 0.0, 3.0)
+    rng = np.random.default_rng(70)
+    tables = [
+        simulate(rng, rep, k=k, sizes=sizes, separations={math.inf: base, 1.0: (1.3, d1), 10.0: base})
+        for rep in range(reps)
+    ]
+    changes = gap_changes(
+        estimates=pd.concat([t[0] for t in tables]), replicates=pd.concat([t[1] for t in tables])
+    ).set_index("epsilon")
+    assert (changes.loc[1.0, "verdict_class"] == "widens").mean() >= 0.95
+    assert not changes.loc[10.0, "verdict_class"].isin(["widens", "narrows"]).mean() > 0.1
+
+
+# ---- fast checks of the table itself -------------------------------------------------------------------
+
+
+def table_with(
+    changes: dict, *, seeds=range(5), n_rep=400, test_sd=0.01, seed_sd=0.005, base=-0.05, method="dpsgd", offsets=None
+):
+    """Signed-gap estimates and replicates: ε = ∞ plus each ε in ``changes``, the test resample shared.
+
+    ``offsets``: per ε, each seed's deviation from the ε = ∞ seed (instead of independent seed noise).
+    """
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, test_sd, n_rep)
+    est, reps = [], []
+    base_noise = seed_sd * rng.normal(size=len(seeds))
+    for eps, change in {math.inf: 0.0, **changes}.items():
+        noise = base_noise if math.isinf(eps) else seed_sd * rng.normal(size=len(seeds))
+        if offsets and eps in offsets:
+            noise = base_noise + np.asarray(offsets[eps])
+        for s, e in zip(seeds, noise):
+            signed = base + change + e
+            keys = {"dataset": "d", "model": "mlp", "method": method, "epsilon": eps, "seed": s}
+            keys.update(attribute="sex", metric="auroc")
+            est.append(
+                {**keys, "gap": abs(signed), "null_gap": 0.01, "signed_gap": signed, "tau2": np.nan, "n_groups": 2}
+            )
+            est[-1].update(reference_group="female", comparison_group="male")
+            reps.append(
+                pd.DataFrame(
+                    {
+                        **keys,
+                        "group": np.nan,
+                        "replicate": np.arange(n_rep),
+                        "signed_gap": signed + shared + rng.normal(0, test_sd / 3, n_rep),
+                        "gap": abs(signed) + shared,
+                        "tau2": np.nan,
+                    }
+                )
+            )
+    return pd.DataFrame(est), pd.concat(reps, ignore_index=True)
+
+
+def test_the_three_way_verdict_and_its_sentences():
+    est, reps = table_with(
+        {1.0: -0.08, 3.0: 0.04, 10.0: 0.0}, test_sd=0.01, offsets={10.0: [0.01, -0.01, 0.01, -0.01, 0.0]}
+    )
+    table = gap_changes(estimates=est, replicates=reps, margin=0.03)
+    assert list(table.columns) == ["dataset", "model", "method", *GAP_CHANGE_COLUMNS[2:]]
+    rows = table.set_index("epsilon")
+    assert rows.loc[1.0, "verdict_class"] == "widens"  # −0.05 → −0.13: further from 0
+    assert rows.loc[1.0, "verdict"].startswith("DP at ε = 1 widens the sex gap in AUROC (male − female): −0.08 [")
+    assert rows.loc[3.0, "verdict_class"] == "narrows"  # −0.05 → −0.01
+    assert rows.loc[10.0, "verdict_class"] == "equivalent"
+    assert rows.loc[10.0, "verdict"].startswith("DP at ε = 10 leaves the sex gap in AUROC (male − female) equivalent")
+    assert not rows["verdict"].str.contains("no change").any()
+    est, reps = table_with({1.0: 0.01}, seed_sd=0.03)
+    row = gap_changes(estimates=est, replicates=reps).iloc[0]
+    assert row["verdict_class"] == "inconclusive" and row["mde"] > 0.03
+    assert row["verdict"].endswith(f"this design detects changes ≥ {row['mde']:.2f} with 80% power".replace("-", "−"))
+
+
+def test_the_interval_is_seed_spread_plus_shared_test_covariance():
+    """se² = S²/k + c̄ computed here by hand from the tables' own inputs; p from t(k − 1)."""
+    est, reps = table_with({1.0: 0.02}, seeds=range(6), test_sd=0.01, seed_sd=0.02)
+    row = gap_changes(estimates=est, replicates=reps).iloc[0]
+    point = est.pivot_table(index="seed", columns="epsilon", values="signed_gap")
+    d = point[1.0] - point[math.inf]
+    wide = reps.pivot_table(index=["epsilon", "seed"], columns="replicate", values="signed_gap")
+    diff = wide.loc[1.0].to_numpy() - wide.loc[math.inf].to_numpy()
+    cov = np.cov(diff)
+    c_bar = (cov.sum() - np.trace(cov)) / (6 * 5)
+    se = math.sqrt(d.var(ddof=1) / 6 + c_bar)
+    assert row["se"] == pytest.approx(se) and row["df"] == 5
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(d.mean()) / se, 5))
+    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(stats.t.ppf(0.975, 5) * se)
+    assert row["var_test"] == pytest.approx(np.trace(cov) / 6) and row["cov_test"] == pytest.approx(c_bar)
+
+
+def test_one_seed_gives_no_verdict():
+    est, reps = table_with({1.0: -0.2}, seeds=[0], test_sd=0.01)
+    row = gap_changes(estimates=est, replicates=reps).iloc[0]
+    assert row["verdict_class"] == "one model" and math.isnan(row["p_value"])
+    assert "one trained model per arm, no verdict" in row["verdict"]
+
+
+def test_the_primary_family_is_declared_and_does_not_grow():
+    """Adding exploratory arms (another method, another metric) leaves the primary rows' adjusted p alone."""
+    est, reps = table_with({1.0: -0.03, 3.0: -0.02})
+    alone = gap_changes(estimates=est, replicates=reps)
+    other_est, other_reps = table_with({1.0: -0.03, 3.0: -0.02}, method="dpsgd_f")
+    tpr_est, tpr_reps = est.assign(metric="tpr"), reps.assign(metric="tpr")
+    grown = gap_changes(
+        estimates=pd.concat([est, other_est, tpr_est]), replicates=pd.concat([reps, other_reps, tpr_reps])
+    )
+    primary = grown[grown["family"] == "primary"]
+    assert len(primary) == 2 and (primary["method"] == "dpsgd").all() and (primary["metric"] == "auroc").all()
+    np.testing.assert_allclose(primary["p_adjusted"], alone["p_adjusted"])
+    exploratory = grown[grown["family"] == "exploratory"]
+    assert exploratory["p_adjusted"].isna().all() and exploratory["verdict"].str.startswith("exploratory: ").all()
+    # the family is what the benchmark declares: name another method and it is the primary one
+    declared = gap_changes(
+        estimates=pd.concat([est, other_est]),
+        replicates=pd.concat([reps, other_reps]),
+        primary={"d": PrimaryFamily(method="dpsgd_f")},
+    )
+    assert set(declared.loc[declared["family"] == "primary", "method"]) == {"dpsgd_f"}
+    # Holm over the family: the larger p is multiplied by 1, the smaller by 2 (then made monotone)
+    p = alone.sort_values("p_value")["p_value"].to_numpy()
+    np.testing.assert_allclose(np.sort(alone["p_adjusted"]), np.maximum.accumulate(np.minimum(1, p * [2, 1])))
+
+
+def test_three_groups_use_tau2_and_derived_gaps_stay_exploratory():
+    est, reps = table_with({1.0: 0.0})
+    rng = np.random.default_rng(3)
+    three = est.assign(signed_gap=np.nan, tau2=0.001 + rng.normal(0, 1e-4, len(est)), n_groups=3, reference_group="")
+    shared = rng.normal(0, 1e-4, reps["replicate"].nunique())
+    three_reps = reps.merge(three[["epsilon", "seed", "tau2"]], on=["epsilon", "seed"], suffixes=("_old", ""))
+    three_reps = three_reps.assign(signed_gap=np.nan, tau2=three_reps["tau2"] + shared[three_reps["replicate"]])
+    row = gap_changes(estimates=three, replicates=three_reps).iloc[0]
+    assert row["estimand"] == "tau2" and row["family"] == "primary"
+    assert row["verdict_class"] == "equivalent" and "spread τ² of AUROC" in row["verdict"]
+    derived = est.assign(metric="equalized_odds", signed_gap=np.nan)
+    row = gap_changes(estimates=derived, replicates=reps.assign(metric="equalized_odds")).iloc[0]
+    assert row["estimand"] == "excess" and row["family"] == "exploratory"
+
+
+def test_group_changes_sit_beside_a_two_group_row():
+    """Levelling down: both groups fall while the gap stays; the rows say so."""
+    est, reps = table_with({1.0: 0.0})
+    groups = pd.concat(
+        [
+            est[["dataset", "model", "method", "epsilon", "seed", "attribute"]].assign(
+                group=g, auroc=np.where(np.isinf(est["epsilon"]), v, v - 0.1)
+            )
+            for g, v in (("female", 0.85), ("male", 0.80))
+        ]
+    )
+    row = gap_changes(estimates=est, replicates=reps, groups=groups).iloc[0]
+    assert row["reference_change"] == pytest.approx(-0.1) and row["comparison_change"] == pytest.approx(-0.1)
+
+
+def test_gap_change_needs_a_baseline_and_replicates():
+    est, reps = table_with({1.0: 0.04})
+    assert gap_changes(estimates=est[~np.isinf(est["epsilon"])], replicates=reps).empty
+    with pytest.raises(ValueError, match="seeds"):
+        gap_changes(estimates=est, replicates=reps[reps["seed"] != 2])
+    with pytest.raises(ValueError, match="more than one row"):
+        gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
+    nan_run = est.assign(signed_gap=np.where(est["seed"] == 0, np.nan, est["signed_gap"]), gap=np.nan)
+    assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
