@@ -118,7 +118,7 @@ def seed_contrast(arm_point, base_point, arm_reps, base_reps, *, paired: bool) -
         >>> arm = 0.10 + rng.normal(0, 0.01, 5); base = rng.normal(0, 0.01, 5)
         >>> c = seed_contrast(arm, base, arm[:, None] + shared, base[:, None] + 0.5 * shared, paired=True)
         >>> round(c.estimate, 3), c.n_seeds, round(c.cov_test / 0.5**2 / 0.02**2, 2)  # c̄ = var(0.5·shared)
-        (0.098, 5, 1.0)
+        (0.097, 5, 1.0)
     """
     a, b = np.asarray(arm_point, dtype=float), np.asarray(base_point, dtype=float)
     ra, rb = np.atleast_2d(np.asarray(arm_reps, dtype=float)), np.atleast_2d(np.asarray(base_reps, dtype=float))

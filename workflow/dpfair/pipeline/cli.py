@@ -5,6 +5,7 @@ Commands::
     dpfair datasets list
     dpfair datasets check NAME [--param KEY=VALUE ...] [--example]
     dpfair config check benchmarks/default.yaml
+    dpfair design benchmarks/default.yaml [--pilot results/summary/gap_changes.csv] [--target-mde 0.05]
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the CUDA check: on a cluster's submitting host, whose jobs check on their GPU nodes",
     )
+    _add_design_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.group == "datasets" and args.command == "list":
             return _list(args)
         if args.group == "datasets" and args.command == "check":
             return _check(args)
+        if args.group == "design":
+            return _design(args)
         return _config_check(args)
     except DpfairError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
@@ -91,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(message: str) -> str:
-    """A multi-line message (a schema's list of problems) joined onto one line."""
-    return "; ".join(part.strip(" -") for part in message.splitlines() if part.strip(" -"))
+    """A multi-line message (a schema's list of problems, "- " bullets) joined onto one line; "--option" stays whole."""
+    lines = (line.strip().removeprefix("- ").strip() for line in message.splitlines())
+    return "; ".join(line for line in lines if line.strip("-"))
 
 
 def _list(args) -> int:
@@ -185,6 +190,76 @@ def _config_check(args) -> int:
     )
     print(f"speed benchmark: {'on' if config['speed']['enabled'] else 'off (make bench runs it)'}")
     print(json.dumps({k: benchmark.config[k] for k in ("privacy", "split", "evaluation")}))
+    return 0
+
+
+def _add_design_parser(sub) -> None:
+    """The ``design`` subcommand's options (:func:`dpfair.pipeline.design.design_benchmark`'s arguments)."""
+    design = sub.add_parser(
+        "design",
+        help="size a benchmark: each primary row's MDE at its seeds and test rows, and the seeds a target MDE needs",
+        description="For each primary row (every finite epsilon against inf of the dataset's primary method, metric "
+        "and attributes, each model), the MDE at the stated power for the benchmark's seeds and test rows, and "
+        "the seeds needed for --target-mde, from a pilot's variance components (gap_changes.csv) or, without "
+        "one, from stated assumptions (docs/design.md).",
+    )
+    design.add_argument("path", help="benchmark definition, e.g. benchmarks/default.yaml")
+    design.add_argument(
+        "--pilot",
+        default=None,
+        help="a pilot run's gap_changes.csv (default results/summary/gap_changes.csv when it exists); its "
+        "subgroups.csv beside it gives the pilot's test rows and group sizes",
+    )
+    design.add_argument(
+        "--no-pilot",
+        action="store_true",
+        help="ignore the pilot's variances: stated assumptions only (its subgroups.csv still gives the test rows "
+        "and group sizes)",
+    )
+    design.add_argument("--target-mde", type=float, default=0.05, help="MDE to size the seeds for (default 0.05)")
+    design.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: the benchmark's seeds)")
+    design.add_argument(
+        "--test-rows",
+        action="append",
+        default=[],
+        metavar="DATASET=N",
+        help="test rows of a dataset (default: the pilot's subgroups.csv, the prepared dataset, or its size "
+        "times split.test_fraction)",
+    )
+    for flag, help_text in _ASSUMPTION_OPTIONS.items():
+        design.add_argument(flag, type=float, default=None, help=help_text)
+    design.add_argument(
+        "-d", "--directory", default=".", help="working directory of the results/ folder (default here)"
+    )
+
+
+#: The stated assumptions of rows without a pilot (dpfair.tables.design.Assumptions, whose defaults apply).
+_ASSUMPTION_OPTIONS = {
+    "--seed-sd": "assumed seed sd of one seed's gap change, rows without a pilot (default 0.02)",
+    "--test-correlation": "assumed correlation of two seeds' test errors, c = rho * v, rows without a pilot "
+    "(default 0.5)",
+    "--auroc": "assumed AUROC of every group for the Hanley-McNeil variance (default 0.8)",
+    "--prevalence": "assumed prevalence when the groups' sizes are unknown (default 0.3)",
+}
+
+
+def _design(args) -> int:
+    """``dpfair design``: :func:`dpfair.pipeline.design.design_benchmark`, printed."""
+    from dpfair.pipeline.design import design_benchmark
+    from dpfair.tables.design import Assumptions
+
+    given = {name: getattr(args, name) for name in ("seed_sd", "test_correlation", "auroc", "prevalence")}
+    design = design_benchmark(
+        args.path,
+        pilot=args.pilot,
+        no_pilot=args.no_pilot,
+        target_mde=args.target_mde,
+        seeds=args.seeds,
+        test_rows=args.test_rows,
+        assumptions=Assumptions(**{k: v for k, v in given.items() if v is not None}),
+        directory=args.directory,
+    )
+    print(design.text, end="")
     return 0
 
 
