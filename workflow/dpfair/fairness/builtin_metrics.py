@@ -2,6 +2,11 @@
 
 Importing :mod:`dpfair.fairness` registers them (its face imports this module first). A new metric is
 one more entry like these, here or in a module of its own (``docs/adding-a-metric.md``).
+
+Permutation nulls (:mod:`dpfair.fairness.metrics_registry`, ``permute_within``): AUROC, TPR, FPR and
+balanced accuracy permute within label strata, PPV within predicted-positive strata, ECE within its
+calibration bins, AUPRC and selection rate freely (conditional permutation tests against the weak-null
+problem of free permutation; Chung & Romano, Ann Stat 2013).
 """
 
 from __future__ import annotations
@@ -139,6 +144,8 @@ for _m in (
         _ref_ppv,
         caveat=_PREVALENCE,
         wide_gap=None,
+        # PPV is a proportion among the predicted positives: its null keeps each group's count of them
+        permute_within="predicted",
     ),
     Metric(
         "balanced_accuracy",
@@ -171,6 +178,8 @@ for _m in (
         _ece_kernel,
         _ref_ece,
         caveat="binned ECE is biased upwards in small groups: read the gap against null_gap",
+        # binned ECE's bias depends on how a group's scores fill the bins: its null keeps each group's histogram
+        permute_within="score_bin",
     ),
 ):
     register_metric(_m)

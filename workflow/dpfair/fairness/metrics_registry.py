@@ -17,7 +17,37 @@ Resampling (``stratify``):
 * ``"none"``: the metric depends on the prevalence (selection rate, PPV, AUPRC, ECE). Resamples keep
   only each group's size (strata = group), so the positive count varies as it does between test sets
   (holding it fixed removed real variance: measured coverage 0.88 instead of 0.95), and the
-  permutation null permutes groups freely.
+  permutation null permutes groups freely (unless ``permute_within`` says otherwise).
+
+Permutation null (``permute_within``, default: what ``stratify`` says). The permutation test of "no
+disparity" is exact under the *strong* null (the groups' rows are exchangeable), but the gaps are read
+as tests of a *weak* null, one metric equal across groups while other features of the groups differ;
+a free permutation then mixes those features and can be badly anti-conservative (Chung & Romano, "Exact
+and asymptotically robust permutation tests", Ann Stat 2013). The remedy used here is a conditional
+permutation test: permute group labels only within strata that fix what the metric conditions on.
+
+* ``"label"``: within label strata (each group keeps its positives and negatives).
+* ``"predicted"``: within predicted-positive strata (``score >= threshold`` vs below). PPV is a
+  proportion among the predicted positives, so each group keeps its number of predicted positives, the
+  denominator of its PPV. Two groups, equal PPV, selection rates 0.40 vs 0.08: rejection rate at
+  nominal 0.05 of 0.205 free and 0.033 within predicted strata in the statistics review, 0.140 and
+  0.033 in ``tests/test_resampling_validity.py`` (1000 test sets).
+* ``"score_bin"``: within the calibration bins of the ECE kernel (``n_bins`` equal-width bins), so each
+  group keeps its score histogram: binned ECE's small-sample bias depends on how the group's scores fill
+  the bins, which a free permutation mixes. Calibrated in both groups, different score distributions:
+  0.068 free and 0.048 within bins in the review, 0.118 and 0.053 in the tests. Approximately, not
+  exactly, valid: the groups' scores can still differ within a bin (0.048 to 0.065 over the designs
+  tried).
+* ``"none"``: free permutation (selection rate: its null is "equal selection rates", which predicted
+  strata would fix by construction).
+
+Each kind draws its permutations from its own random stream (``<attribute>|null|<kind>``), so adding a
+kind leaves the permutations, and so the null gaps and p-values, of the other kinds' metrics unchanged.
+
+Small classes: a group with fewer than ``min_class_size`` positives or negatives is flagged for the
+label-conditional metrics (``stratify == "label"``) and left out of their gaps; the percentile
+bootstrap of a metric conditional on a class of a handful of rows undercovers (a group with 8 negatives:
+AUROC coverage 0.88). See :func:`is_label_conditional`.
 
 ``headline=True`` marks the metrics whose gap changes form the multiplicity-controlled family of each
 dataset (AUROC and TPR: equal opportunity); see :mod:`dpfair.fairness.gap_changes`. This flag is the one
@@ -103,6 +133,8 @@ class Counts:
         return np.where(self.n_neg > 0, self.fp / self.n_neg, np.nan)
 
 
+#: ``permute_within`` kinds: the strata within which a metric's permutation null permutes group labels.
+PERMUTATION_STRATA = ("label", "predicted", "score_bin", "none")
 #: ``wide_gap`` default: a metric's gap is ``<name>_gap`` (with ``_ci_low``, ``_ci_high``) in metrics.csv.
 DEFAULT_WIDE_GAP = "{name}_gap"
 #: The derived gap registered below: the larger of the TPR and FPR gaps (fairlearn's equalized odds).
@@ -143,7 +175,8 @@ class Metric(_WideColumns):
         direction: ``"higher"`` or ``"lower"`` is better, ``None`` for neither (selection rate);
             ``worst_group`` follows it.
         needs_threshold: Whether it is evaluated at the operating point (TPR) or on the scores (AUROC).
-        stratify: How resamples and permutations are stratified (``"label"`` or ``"none"``; see the module).
+        stratify: How resamples (and, by default, permutations) are stratified (``"label"`` or ``"none"``;
+            see the module).
         kernel: Every resample at once from :class:`Counts` (rows of case weights).
         reference: The plain per-group function fairlearn's MetricFrame evaluates for point estimates.
         headline: Whether its gap changes belong to the multiplicity-controlled headline family.
@@ -151,6 +184,8 @@ class Metric(_WideColumns):
         wide_overall: Whether metrics.csv has its overall value (``name`` with ``_ci_low``, ``_ci_high``).
         wide_gap: The metrics.csv name of its gap (``"{name}"`` is replaced by ``name``), or ``None``
             for a gap reported in gaps.csv only.
+        permute_within: The strata of its permutation null (:data:`PERMUTATION_STRATA`; ``None``: as
+            ``stratify`` says); see the module.
     """
 
     name: str
@@ -164,11 +199,24 @@ class Metric(_WideColumns):
     caveat: str = ""
     wide_overall: bool = True
     wide_gap: str | None = DEFAULT_WIDE_GAP
+    permute_within: Literal["label", "predicted", "score_bin", "none"] | None = None
 
     @property
     def overall_columns(self) -> tuple[str, ...]:
         """Its overall value's metrics.csv columns (empty when ``wide_overall`` is False)."""
         return with_interval(self.name) if self.wide_overall else ()
+
+    @property
+    def permutation_strata(self) -> str:
+        """The strata its null permutes within: ``permute_within``, else ``stratify``.
+
+        Example:
+            >>> get_metric("ppv").permutation_strata, get_metric("ece").permutation_strata
+            ('predicted', 'score_bin')
+            >>> get_metric("auroc").permutation_strata, get_metric("selection_rate").permutation_strata
+            ('label', 'none')
+        """
+        return self.stratify if self.permute_within is None else self.permute_within
 
 
 @dataclass(frozen=True)
@@ -238,12 +286,20 @@ def register_metric(metric: Metric, *, force: bool = False) -> Metric:
 
     Raises:
         ValueError: The name is taken (without ``force``), ``stratify`` is not ``"label"`` or
-            ``"none"``, or one of its metrics.csv columns is another entry's.
+            ``"none"``, ``permute_within`` is not one of :data:`PERMUTATION_STRATA` (or ``None``), or
+            one of its metrics.csv columns is another entry's.
     """
     if (metric.name in _METRICS and not force) or metric.name in _DERIVED:
         raise ValueError(f"metric {metric.name!r} is already registered")
     if metric.stratify not in ("label", "none"):
         raise ValueError(f"metric {metric.name!r}: stratify must be 'label' or 'none', got {metric.stratify!r}")
+    if metric.permute_within is not None and metric.permute_within not in PERMUTATION_STRATA:
+        raise ValueError(
+            f"metric {metric.name!r}: permute_within must be one of {PERMUTATION_STRATA} or None, "
+            f"got {metric.permute_within!r}"
+        )
+    if metric.permute_within == "predicted" and not metric.needs_threshold:
+        raise ValueError(f"metric {metric.name!r}: permute_within='predicted' needs the operating threshold")
     _check_columns(metric)
     _METRICS[metric.name] = metric
     return metric
@@ -337,6 +393,19 @@ def gap_label(name: str) -> str:
         ('balanced accuracy', 'equalized odds', 'retired metric')
     """
     return get_gap(name).label if name in gap_metric_names() else name.replace("_", " ")
+
+
+def is_label_conditional(name: str) -> bool:
+    """Whether a metric is conditional on the label (``stratify == "label"``).
+
+    AUROC, TPR, FPR, balanced accuracy: such a metric is flagged in a group with fewer than
+    ``min_class_size`` rows of either class.
+
+    Example:
+        >>> is_label_conditional("auroc"), is_label_conditional("selection_rate")
+        (True, False)
+    """
+    return get_metric(name).stratify == "label"
 
 
 def headline_metrics() -> tuple[str, ...]:

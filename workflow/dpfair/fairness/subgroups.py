@@ -6,7 +6,11 @@
 * **Operating point**: predicted positive when ``score >= threshold``, the threshold chosen on the
   validation rows only (:func:`dpfair.fairness.threshold.choose_threshold`).
 * **Flagged groups**: a group with ``n < min_group_size`` test rows is reported (with its interval) and
-  ``flagged``; every gap uses only the groups that are not flagged and whose value is defined.
+  ``flagged``; every gap uses only the groups that are not flagged and whose value is defined. A group
+  with fewer than ``min_class_size`` positives or negatives is flagged for the label-conditional metrics
+  only (AUROC, TPR, FPR, balanced accuracy: :func:`~dpfair.fairness.metrics_registry.is_label_conditional`),
+  whose percentile intervals undercover on a class of a handful of rows (8 negatives: AUROC coverage
+  0.88); it keeps its place in the other metrics' gaps. ``flagged`` is per (group, metric) row.
 * **Intersections**: ``intersections=[("sex", "age_group")]`` adds the attribute ``"sex:age_group"``
   with groups such as ``"female:<40"``; an empty intersection does not appear, a small one is flagged.
 * **Bootstrap**: percentile intervals from ``n_boot`` resamples of the TEST rows, stratified as each
@@ -16,9 +20,20 @@
   variance given the model and its operating point. Rows are put in ``row`` order and the streams
   depend only on ``seed`` and the attribute's name: runs on one test set with one ``seed`` get the
   same resamples, so replicate b pairs across runs (see :mod:`dpfair.fairness.gap_changes`).
-* **Null reference**: ``n_perm`` permutations of the group labels of the unflagged groups' rows
-  (within label strata, or freely, as the metric's stratification says), evaluated with the same
-  kernel; see :mod:`dpfair.fairness.gaps` for ``null_gap``, ``p_value``, the signed gap and τ.
+* **Null reference**: ``n_perm`` permutations of the group labels of the rows of the groups not
+  flagged for the metric, within the strata its registry entry names (``permute_within``: label,
+  predicted positive, calibration bin, or none; :func:`permutation_strata`), evaluated with the same
+  kernel; see :mod:`dpfair.fairness.gaps` for ``null_gap``, ``p_value``, the signed gap and τ. Each kind
+  of strata has its own stream (``<attribute>|null|<kind>``).
+* **Patients** (``clusters``, default the ``patient_id`` column where the table has one): with several
+  test rows per patient, resamples draw whole patients (a cluster bootstrap) within the strata above
+  taken at the patient level, and permutations permute the group labels of whole patients, the
+  exchangeable units (:mod:`dpfair.fairness.bootstrap`). Label strata cannot be kept exactly with
+  clusters: a patient's label stratum is its rows' label where they share one and "mixed" otherwise,
+  so label-conditional metrics draw single-label patients within group × label and mixed patients
+  within group (the group's positive count then varies a little between resamples). A patient in two
+  groups forms a "mixed" group stratum and is not permuted. With one row per patient (or without the
+  column) the draws are exactly the row-level ones.
 * **Group order**: natural (:func:`dpfair.data.contract.group_sort_key`): age bins by age, ``unknown``
   last.
 """
@@ -37,9 +52,15 @@ from dpfair.data.contract import group_sort_key
 from dpfair.fairness._inputs import interval, labels, quantiles, stream
 from dpfair.fairness._inputs import scores as check_scores
 from dpfair.fairness.bootstrap import concat_blocks, permutation_blocks, weight_blocks, weighted_metrics
-from dpfair.fairness.calibration import reliability_table
+from dpfair.fairness.calibration import bin_index, reliability_table
 from dpfair.fairness.gaps import GAP_COLUMNS, gap_rows
-from dpfair.fairness.metrics_registry import get_metric, headline_metrics, metric_names, reference_functions
+from dpfair.fairness.metrics_registry import (
+    get_metric,
+    headline_metrics,
+    is_label_conditional,
+    metric_names,
+    reference_functions,
+)
 from dpfair.fairness.threshold import choose_threshold
 from dpfair.metrics import count, count_positive
 
@@ -63,6 +84,41 @@ RELIABILITY_COLUMNS = [
 REPLICATE_COLUMNS = ["attribute", "metric", "group", "replicate", "gap", "signed_gap", "tau2", "value"]
 #: ``attribute`` and ``group`` of the whole test set in the reliability table.
 OVERALL = "overall"
+#: The scores-table column read as the resampling unit by default (datasets with several rows per patient).
+PATIENT_ID = "patient_id"
+
+
+def permutation_strata(kind: str, *, y: np.ndarray, s: np.ndarray, threshold: float, n_bins: int):
+    """Per-row strata of a permutation null of ``kind`` (``Metric.permutation_strata``); None: permute freely.
+
+    Example:
+        >>> permutation_strata("predicted", y=np.array([0, 1]), s=np.array([0.2, 0.7]), threshold=0.5, n_bins=10)
+        array([False,  True])
+        >>> permutation_strata("score_bin", y=np.array([0, 1]), s=np.array([0.25, 1.0]), threshold=0.5, n_bins=10)
+        array([2, 9])
+    """
+    if kind == "label":
+        return y
+    if kind == "predicted":
+        return s >= threshold
+    if kind == "score_bin":
+        return bin_index(s, n_bins)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown permutation strata {kind!r}")
+
+
+def cluster_ids(test: pd.DataFrame, clusters: str | None) -> np.ndarray | None:
+    """The resampling unit of each test row, or None for rows (no column, or one row per cluster).
+
+    A missing id (NaN or an empty string) makes the row a cluster of its own.
+    """
+    if clusters is None or clusters not in test.columns:
+        return None
+    ids = test[clusters].astype(object).to_numpy()
+    missing = pd.isna(ids) | (ids == "")
+    ids = np.where(missing, [f"\0row{i}" for i in range(len(ids))], ids.astype(str))
+    return None if len(set(ids)) == len(ids) else ids
 
 
 @dataclass
@@ -94,6 +150,8 @@ def evaluate_fairness(
     attributes: Sequence[str],
     intersections: Sequence[Sequence[str]] = (),
     min_group_size: int = 30,
+    min_class_size: int = 15,
+    clusters: str | None = PATIENT_ID,
     threshold: float | None = None,
     threshold_method: str = "sensitivity",
     target_sensitivity: float = 0.9,
@@ -110,6 +168,9 @@ def evaluate_fairness(
     only. Without a ``split`` column all rows are test rows and ``threshold`` is required. Use one
     ``seed`` for all runs on a test set (not the training seed) to pair their replicates.
     ``n_perm`` (default ``n_boot``) permutations give each gap's ``null_gap`` and ``p_value``.
+    ``min_class_size``: a group with fewer positives or negatives is flagged for the label-conditional
+    metrics (0 switches this off). ``clusters``: the column naming each row's patient, resampled and
+    permuted as a whole where the table has it (None: rows are the units).
 
     Example:
         >>> rng = np.random.default_rng(0); n = 600
@@ -124,7 +185,7 @@ def evaluate_fairness(
         >>> gap["reference_group"], gap["comparison_group"], bool(gap["signed_ci_low"] > 0)  # site B is larger here
         ('B', 'A', True)
         >>> report.gap_replicates.shape
-        (1800, 4)
+        (3000, 8)
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
@@ -151,6 +212,11 @@ def evaluate_fairness(
     q = quantiles(level)
     by_kind = {kind: [m for m in metric_names() if get_metric(m).stratify == kind] for kind in ("label", "none")}
     ones = np.zeros(len(y), dtype=int)
+    units = cluster_ids(test, clusters)
+    null_strata = {
+        kind: permutation_strata(kind, y=y, s=s, threshold=threshold, n_bins=n_bins)
+        for kind in {get_metric(m).permutation_strata for m in metric_names()}
+    }
 
     point = MetricFrame(
         metrics=functions, y_true=y, y_pred=s, sensitive_features=pd.Series(np.full(len(y), OVERALL), name=OVERALL)
@@ -161,7 +227,7 @@ def evaluate_fairness(
         reps.update(
             concat_blocks(
                 weighted_metrics(y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names)
-                for w in weight_blocks(strata=strata, n_boot=n_boot, stream=stream(seed, name))
+                for w in weight_blocks(strata=strata, n_boot=n_boot, stream=stream(seed, name), clusters=units)
             )
         )
     overall = pd.DataFrame(
@@ -207,18 +273,19 @@ def evaluate_fairness(
         for column in columns[1:]:
             row_group = row_group + INTERSECTION_SEP + features[column].to_numpy(dtype=object)
         flagged = table["n"] < min_group_size
+        small_class = (table["n_positive"] < min_class_size) | (table["n"] - table["n_positive"] < min_class_size)
+        flags = {m: flagged | small_class if is_label_conditional(m) else flagged for m in metric_names()}
         masks = {g: row_group == g for g in groups}
-        codes = np.full(len(y), -1)
-        for i, g in enumerate(groups):
-            if not flagged[g]:
-                codes[masks[g]] = i
         boot = {g: {} for g in groups}
-        perm = {g: {} for g in groups if not flagged[g]}
+        perm = {g: {} for g in groups}
         for kind, names in by_kind.items():
             strata = pd.DataFrame({"group": row_group, "label": y}) if kind == "label" else row_group
             blocks = {g: [] for g in groups}
             for w in weight_blocks(
-                strata=strata, n_boot=n_boot, stream=stream(seed, name if kind == "label" else f"{name}|group")
+                strata=strata,
+                n_boot=n_boot,
+                stream=stream(seed, name if kind == "label" else f"{name}|group"),
+                clusters=units,
             ):
                 for g, mask in masks.items():
                     blocks[g].append(
@@ -233,23 +300,35 @@ def evaluate_fairness(
                     )
             for g in groups:
                 boot[g].update(concat_blocks(blocks[g]))
-            if len(perm) < 2:
+        # permutations: one draw per (strata kind, groups left out); the stream depends on the kind only,
+        # so the metrics of a kind keep their permutations when another kind's metrics change
+        by_null: dict[tuple, list[str]] = {}
+        for m in metric_names():
+            key = (get_metric(m).permutation_strata, tuple(g for g in groups if flags[m][g]))
+            by_null.setdefault(key, []).append(m)
+        for (kind, left_out), names in by_null.items():
+            kept = [g for g in groups if g not in left_out]
+            if len(kept) < 2:
                 continue
-            nulls = {g: [] for g in perm}
+            codes = np.full(len(y), -1)
+            for g in kept:
+                codes[masks[g]] = groups.index(g)
+            nulls = {g: [] for g in kept}
             for p in permutation_blocks(
                 groups=codes,
-                strata=y if kind == "label" else None,
+                strata=null_strata[kind],
                 n_perm=n_perm,
                 stream=stream(seed, f"{name}|null|{kind}"),
+                clusters=units,
             ):
-                for g in perm:
+                for g in kept:
                     w = (p == groups.index(g)).astype(float)
                     nulls[g].append(
                         weighted_metrics(
                             y_true=y, score=s, weights=w, threshold=threshold, n_bins=n_bins, metrics=names
                         )
                     )
-            for g in perm:
+            for g in kept:
                 perm[g].update(concat_blocks(nulls[g]))
         for g, mask in masks.items():
             for m in metric_names():
@@ -260,7 +339,7 @@ def evaluate_fairness(
                         "group": g,
                         "n": int(table.at[g, "n"]),
                         "n_positive": int(table.at[g, "n_positive"]),
-                        "flagged": bool(flagged[g]),
+                        "flagged": bool(flags[m][g]),
                         "metric": m,
                         "value": float(table.at[g, m]),
                         "ci_low": low,
@@ -270,7 +349,12 @@ def evaluate_fairness(
             reliability.append(
                 reliability_table(y_true=y[mask], score=s[mask], n_bins=n_bins).assign(attribute=name, group=g)
             )
-        rows, gap_reps = gap_rows(attribute=name, table=table, flagged=flagged, boot=boot, perm=perm, q=q, level=level)
+        # gap_rows takes one flag per group: a group flagged for some metrics only (small classes) is handed
+        # to it as undefined for those metrics, which leaves it out of their gaps just as a flag does
+        usable = table.copy()
+        for m in metric_names():
+            usable.loc[flags[m] & ~flagged, m] = np.nan
+        rows, gap_reps = gap_rows(attribute=name, table=usable, flagged=flagged, boot=boot, perm=perm, q=q, level=level)
         all_gaps.extend(rows)
         for m, r in gap_reps.items():
             replicate_frames.append(

@@ -33,7 +33,9 @@ def evaluate_run(
     """Evaluate one run and write its rows of the summary tables.
 
     Fairness and utility on the test rows at a threshold chosen on the validation rows
-    (:func:`dpfair.fairness.evaluate_fairness`). The membership-inference attacks are the audit stage's
+    (:func:`dpfair.fairness.evaluate_fairness`); where the scores carry ``patient_id`` (a dataset with
+    several rows per patient), resamples and permutations are of whole patients unless
+    ``settings["cluster_resampling"]`` is false. The membership-inference attacks are the audit stage's
     (:mod:`dpfair.audit.stage`); the aggregate joins the loss attack's ``mia_*`` columns in.
 
     ``outputs`` maps ``metrics``, ``subgroups``, ``gaps``, ``replicates`` and ``reliability`` to paths.
@@ -49,6 +51,9 @@ def evaluate_run(
         attributes=attributes,
         intersections=intersections,
         min_group_size=settings.get("min_group_size", info.get("min_group_size", 30)),
+        min_class_size=settings.get("min_class_size", 15),
+        # several test rows per patient: resample and permute whole patients (scores.csv carries patient_id)
+        clusters="patient_id" if settings.get("cluster_resampling", True) else None,
         threshold_method=settings.get("threshold_method", "sensitivity"),
         target_sensitivity=settings.get("target_sensitivity", 0.9),
         n_bins=settings.get("calibration_bins", 10),
