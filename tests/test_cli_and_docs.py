@@ -61,7 +61,7 @@ def test_config_check_prints_the_grid(repo, capsys):
     assert main(["config", "check", str(repo / "benchmarks" / "default.yaml")]) == 0
     # dpsgd on both cells (24), dpsgd_patient on the images (12), dpsgd_f and dpsgd_global_adapt at finite ε (18),
     # dpsgd-tuned on the images at every ε (12)
-    assert "66 training runs" in capsys.readouterr().out
+    assert "96 training runs" in capsys.readouterr().out  # 2 cells × 4 ε × 12 seeds
 
 
 def test_list_shows_every_module(capsys):

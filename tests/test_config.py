@@ -30,7 +30,19 @@ def test_every_shipped_benchmark_validates(repo):
 def test_default_grid(repo):
     b = load_benchmark(repo / "benchmarks" / "default.yaml")
     assert b.cells() == [("synthetic_lesions", "cnn"), ("support2", "mlp")]
-    assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == [0, 1, 2]
+    assert b.epsilons == ["1", "3", "10", "inf"] and b.seeds == list(range(12))
+    # the primary question only: dpsgd on both cells, 12 seeds per arm (96 runs)
+    assert len(b.runs()) == 2 * 4 * 12
+    assert b.methods_for("synthetic_lesions") == ["dpsgd"] and b.methods_for("support2") == ["dpsgd"]
+    assert b.split("synthetic_lesions")["test_fraction"] == 0.65 and b.split("support2")["test_fraction"] == 0.35
+    assert b.dataset_settings("synthetic_lesions")["primary"]["attributes"] == ["site"]
+    assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
+    assert b.config["privacy"]["accountant"] == "prv"
+
+
+def test_methods_grid(repo):
+    b = load_benchmark(repo / "benchmarks" / "methods.yaml")
+    assert b.seeds == [0, 1, 2]
     # dpsgd on both cells (24 runs), dpsgd_patient on the images (12), two fairness mitigations on the
     # images at every finite ε only (their ε = ∞ arm is dpsgd's): 18, and dpsgd privately tuned on the
     # images at every ε, its own ε = ∞ arm included (equal effort): 12
@@ -44,8 +56,17 @@ def test_default_grid(repo):
     ]
     assert b.tuning("synthetic_lesions") == {"enabled": True, "trials": 2} and not b.tuning("support2")["enabled"]
     assert b.methods_for("support2") == ["dpsgd"] and b.mitigation("synthetic_lesions")["attribute"] == "site"
-    assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
-    assert b.config["privacy"]["accountant"] == "prv"
+
+
+def test_a_dataset_split_and_primary_family_are_checked():
+    with pytest.raises(ConfigError, match=r"datasets.synthetic_lesions.split: val_fraction 0.3 \+ test_fraction 0.7"):
+        validate_config(config(datasets={"synthetic_lesions": {"split": {"val_fraction": 0.3, "test_fraction": 0.7}}}))
+    with pytest.raises(ConfigError, match=r"datasets.synthetic_lesions.primary.attributes\[0\] = 'sex' is not"):
+        validate_config(config(datasets={"synthetic_lesions": {"primary": {"attributes": ["sex"]}}}))
+    with pytest.raises(ConfigError, match=r"primary.method = 'dpsgd_f' is not run on synthetic_lesions"):
+        validate_config(config(datasets={"synthetic_lesions": {"primary": {"method": "dpsgd_f"}}}))
+    with pytest.raises(ConfigError, match=r"primary.metric = 'loss' is not a gap metric"):
+        validate_config(config(datasets={"synthetic_lesions": {"primary": {"metric": "loss"}}}))
 
 
 def test_renamed_and_unknown_method_keys_give_clear_errors():

@@ -113,7 +113,7 @@ def get_dataset_meta():
 
 
 def get_prepare_settings(wildcards):
-    split = config["split"]
+    split = BENCHMARK.split(wildcards.dataset)
     return {
         "module": BENCHMARK.module(wildcards.dataset),
         "params": BENCHMARK.dataset_settings(wildcards.dataset).get("params", {}),

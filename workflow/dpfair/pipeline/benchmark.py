@@ -164,6 +164,10 @@ class Benchmark:
         """The mitigation settings of ``dataset`` (its own over the benchmark's ``mitigation:``)."""
         return {**(self.config.get("mitigation") or {}), **(self.dataset_settings(dataset).get("mitigation") or {})}
 
+    def split(self, dataset: str) -> dict:
+        """The dataset's ``split:`` fractions over the benchmark's (seed: the benchmark's)."""
+        return {**self.config["split"], **self.dataset_settings(dataset).get("split", {})}
+
     def privacy(self, dataset: str) -> dict:
         """The dataset's ``privacy:`` settings over the benchmark's."""
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
@@ -272,6 +276,12 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
         benchmark.training(name)  # TrainConfig checks the merged values
         _check_mitigation(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
         _check_primary(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
+        split = benchmark.split(name)
+        if split["val_fraction"] + split["test_fraction"] > 0.9:
+            raise ConfigError(
+                f"datasets.{name}.split: val_fraction {split['val_fraction']} + test_fraction "
+                f"{split['test_fraction']} leaves under 10% of the rows to train on; lower one of them"
+            )
     return benchmark
 
 

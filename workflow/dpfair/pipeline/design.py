@@ -197,7 +197,7 @@ def own_test_rows(benchmark: Benchmark, dataset: str, workdir: Path, groups: dic
         size = parameter.default if parameter is not None else None
         where = f"the {benchmark.module(dataset)} loader's default n_samples"
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-        fraction = float(benchmark.config["split"]["test_fraction"])
+        fraction = float(benchmark.split(dataset)["test_fraction"])
         return round(size * fraction), f"{where} = {size} × split.test_fraction {fraction:g} (≈, before stratification)"
     return None, ""
 

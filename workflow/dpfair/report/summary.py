@@ -302,7 +302,22 @@ def caveats(
                 )
             )
     data_anchor, ps_anchor = slug("data", dataset), slug("ps", dataset)
-    flagged = subgroups[(subgroups["dataset"] == dataset) & subgroups["flagged"].astype(str).str.lower().eq("true")]
+    mine = subgroups[(subgroups["dataset"] == dataset) & subgroups["flagged"].astype(str).str.lower().eq("true")]
+    # a group is flagged for its size (n < min_group_size) or, for AUROC and the other label-conditional
+    # metrics, for too few positives or negatives (evaluation.min_class_size)
+    flagged = mine[mine["n"] < min_group_size] if min_group_size else mine
+    small_class = mine.drop(flagged.index).drop_duplicates(["attribute", "group"])
+    if not small_class.empty:
+        names = [
+            f"{r['attribute']} = {r['group']} ({int(r['n_positive'])} positive of {int(r['n'])})"
+            for r in small_class.to_dict("records")
+        ]
+        out.append(
+            Markup(
+                "Small classes: {} {} too few positives or negatives for AUROC, TPR and FPR; reported, but left "
+                "out of those gaps ({})."
+            ).format(len(names), "group has" if len(names) == 1 else "groups have", link(", ".join(names), data_anchor))
+        )
     if not flagged.empty:
         groups = flagged.drop_duplicates(["attribute", "group"])
         names = [f"{r['attribute']} = {r['group']} (n = {int(r['n'])})" for r in groups.to_dict("records")]
