@@ -1,35 +1,130 @@
-"""Method comparison (each mitigation minus dpsgd at the same ε): interval coverage by seeded simulation,
-and the table, verdicts and per-group moves on runs with a planted effect scored by the real fairness code."""
+"""Method comparison (each mitigation minus dpsgd at the same ε): interval coverage by seeded simulation
+(against the old interval, which over-covered), and the table, classes, verdicts and per-group moves on
+runs with a planted effect scored by the real fairness code."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from dpfair.fairness import evaluate_fairness
-from dpfair.tables.method_comparison import COLUMNS, GROUP_COLUMNS, compare_methods, paired_difference, report_rows
+from dpfair.tables.method_comparison import (
+    COLUMNS,
+    GROUP_COLUMNS,
+    compare_methods,
+    difference_contrast,
+    paired_difference,
+    report_rows,
+)
+from test_utility_changes import DELTA, binormal_runs, separation_for
 
 
-def test_interval_covers_a_zero_difference_at_about_the_level():
-    # Two arms with the same truth: seed effects shared per seed plus arm noise, and a shared test-set draw
+def _old_paired_difference(arm, base, *, level=0.95, rng):
+    """The interval before issue 22: percentiles of the uncentred D_b (the bootstrap's test variance of the
+    seed means) plus se·T_b (the seed spread, which already holds that test variance)."""
+    reps = [c for c in arm.columns if c != "point"]
+    d_test = (arm[reps].mean(axis=0) - base[reps].mean(axis=0)).to_numpy(dtype=float)
+    d = (arm["point"] - base["point"].reindex(arm.index)).to_numpy(dtype=float)
+    se, df = float(np.std(d, ddof=1) / math.sqrt(len(d))), len(d) - 1
+    values = d_test + se * rng.standard_t(df, len(d_test))
+    return tuple(np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2]))
+
+
+def _frames(arms: dict) -> dict:
+    """``{arm: seed × [point, 0..B-1]}`` as compare_methods builds them."""
+    return {
+        arm: pd.DataFrame(np.c_[points, reps], columns=["point", *range(reps.shape[1])])
+        for arm, (points, reps) in arms.items()
+    }
+
+
+#: Same ε, paired seeds: a seed's training effect (σ_t = 0.1) is common to both methods and each adds
+#: little of its own (σ_u = 0.02), so the per-seed differences' spread is mostly test noise: the case where
+#: adding the bootstrap's test variance again doubled the variance.
+COMPARISON = {"seed_sd": 0.1, "arm_sd": 0.02, "shared_rho": 0.6, "arm_rho": 0.0}
+GAIN = 0.02  # the true AUROC difference of the "gain" method
+
+
+def _comparison_coverage(n_seeds: int, reps: int) -> dict:
+    """Coverage of the true difference (0 for "null", GAIN for "gain"), the old interval's coverage of 0 and
+    the share of p < 0.05 at 0, over ``reps`` simulated test sets (the module's score model)."""
+    rng = np.random.default_rng([22, n_seeds])
+    old_rng = np.random.default_rng(0)
+    separations = {
+        "dpsgd": DELTA,
+        "null": DELTA,
+        "gain": separation_for(GAIN, COMPARISON["seed_sd"], COMPARISON["arm_sd"]),
+    }
+    covered, old_covered, rejected = {"null": 0, "gain": 0}, 0, 0
+    for _ in range(reps):
+        arms = _frames(binormal_runs(rng, separations=separations, n_seeds=n_seeds, **COMPARISON))
+        for arm, truth in (("null", 0.0), ("gain", GAIN)):
+            _, low, high, paired = paired_difference(arms[arm], arms["dpsgd"])
+            assert paired
+            covered[arm] += bool(low <= truth <= high)
+        rejected += bool(difference_contrast(arms["null"], arms["dpsgd"]).p_value < 0.05)
+        low, high = _old_paired_difference(arms["null"], arms["dpsgd"], rng=old_rng)
+        old_covered += bool(low <= 0 <= high)
+    return {
+        **{f"coverage_{arm}": c / reps for arm, c in covered.items()},
+        "old_coverage_null": old_covered / reps,
+        "size": rejected / reps,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "n_seeds",
+    [
+        pytest.param(
+            3,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="seed_contrast: se² = S²/k + c̄ with a noisy negative c̄ is ≈ 0 or negative when S² (2 df) "
+                "is small: coverage 0.88 here (flooring c̄ at 0: 0.95); see test_utility_changes",
+            ),
+        ),
+        10,
+    ],
+)
+def test_interval_covers_at_the_level_where_the_old_one_over_covered(n_seeds):
+    """R = 400 replications, k seeds per method on one test set of 1000 rows, B = 200 resamples.
+
+    Coverage of the 95% interval for a true difference of 0 and of +0.02 in [0.93, 0.975] (binomial SE at
+    0.95: 0.0109); the old interval's coverage of the zero difference above 0.975 on the same draws
+    (≈ 0.99–1.00), so the band detects it. The p-value's size at the zero difference ≤ 0.05 + 3·0.0109.
+    Measured at k = 10: coverage 0.943 / 0.935, old 0.993, size 0.058; at k = 3 old 0.990.
+    """
+    reps = 400
+    result = _comparison_coverage(n_seeds, reps)
+    assert 0.93 <= result["coverage_null"] <= 0.975 and 0.93 <= result["coverage_gain"] <= 0.975, result
+    assert result["old_coverage_null"] > 0.975, result
+    assert result["size"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps), result
+
+
+def test_interval_is_centred_on_the_difference_with_the_seed_and_shared_test_terms():
+    """se² = S²/k of the per-seed differences + the mean between-seed covariance of their replicates."""
     rng = np.random.default_rng(0)
-    n_boot, covered, trials = 300, 0, 300
-    for _ in range(trials):
-        seeds = rng.normal(0, 0.02, 3)
-        test = rng.normal(0, 0.01, n_boot)
-        arms = []
-        for _arm in range(2):
-            point = 0.8 + seeds + rng.normal(0, 0.01, 3)
-            reps = point[:, None] + test[None, :] + rng.normal(0, 0.003, (3, n_boot))
-            arms.append(pd.DataFrame(np.c_[point, reps], columns=["point", *range(n_boot)]))
-        _, low, high, paired = paired_difference(arms[0], arms[1], rng=rng)
-        assert paired
-        covered += low <= 0 <= high
-    assert 0.88 <= covered / trials <= 0.995, covered / trials
+    arms = _frames(
+        binormal_runs(rng, separations={"a": DELTA, "b": DELTA - 0.2}, n_seeds=5, arm_rho=0.3, shared_rho=0.3)
+    )
+    d, low, high, paired = paired_difference(arms["a"], arms["b"])
+    assert paired and (low + high) / 2 == pytest.approx(d)
+    diffs = arms["a"] - arms["b"]
+    cov = np.cov(diffs.drop(columns="point").to_numpy())
+    c_bar = (cov.sum() - np.trace(cov)) / (5 * 4)
+    contrast = difference_contrast(arms["a"], arms["b"])
+    assert contrast.se**2 == pytest.approx(diffs["point"].var(ddof=1) / 5 + c_bar)
+    assert contrast.df == 4 and (high - d) == pytest.approx(2.776445 * contrast.se, rel=1e-5)
+    # the seeds pair by name, not by row order; other seeds make the arms unpaired (Welch)
+    again = paired_difference(arms["a"], arms["b"].iloc[::-1])
+    assert again[3] and again[:3] == pytest.approx((d, low, high))
+    assert not paired_difference(arms["a"], arms["b"].set_axis(range(5, 10)))[3]
 
 
-def _runs(tmp_path, *, effect: float):
-    """dpsgd and dpsgd_f at ε = 1, 3 seeds each, one test set; dpsgd_f lifts group B's scores of positives."""
+def _runs(tmp_path, *, effect: float, n_seeds: int = 3):
+    """dpsgd and dpsgd_f at ε = 1, ``n_seeds`` each, one test set; dpsgd_f lifts group B's scores of positives."""
     rng = np.random.default_rng(1)
     n = 1200
     site = np.where(rng.uniform(size=n) < 0.4, "B", "A")
@@ -37,7 +132,7 @@ def _runs(tmp_path, *, effect: float):
     split = np.where(np.arange(n) < 400, "val", "test")
     records, scores, gaps, reps = [], [], [], []
     for method in ("dpsgd", "dpsgd_f"):
-        for seed in range(3):
+        for seed in range(n_seeds):
             noise = np.where(site == "B", 1.6, 0.8)  # site B is noisier: a planted gap
             lift = effect * (method == "dpsgd_f") * (site == "B") * label
             score = 1 / (1 + np.exp(-(1.2 * label + lift + rng.normal(0, noise, n) + rng.normal(0, 0.05))))
@@ -62,6 +157,13 @@ def runs(tmp_path_factory):
     return {effect: _runs(tmp_path_factory.mktemp(f"effect{effect}"), effect=effect) for effect in (0.8, 0.0)}
 
 
+NEW_COLUMNS = [f"{q}_{s}" for q in ("auroc_diff", "gap_diff") for s in ("se", "df", "p_value", "mde")] + [
+    "auroc_class",
+    "gap_class",
+    "margin",
+]
+
+
 @pytest.mark.parametrize("effect", [0.8, 0.0])
 def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
     records, scores, gaps, reps = runs[effect]
@@ -69,6 +171,7 @@ def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
         records=records, scores=scores, gaps=gaps, replicates=reps, attributes={"d": "site"}, n_boot=200
     )
     assert list(table.columns) == COLUMNS and list(groups.columns) == GROUP_COLUMNS
+    assert set(NEW_COLUMNS) <= set(COLUMNS)
     row = table.iloc[0]
     assert (row["method"], row["epsilon"], row["attribute"], row["n_seeds"], row["paired_by_seed"]) == (
         "dpsgd_f",
@@ -82,14 +185,53 @@ def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
     assert row["gap_diff"] == pytest.approx(excess)
     assert row["raw_gap_diff"] == pytest.approx(row["method_gap"] - row["baseline_gap"])
     assert row["method_null_gap"] > 0 and row["baseline_null_gap"] > 0
+    # intervals centred on the difference, t with k − 1 = 2 df, p and MDE from the same se
+    for q in ("auroc_diff", "gap_diff"):
+        assert (row[f"{q}_ci_low"] + row[f"{q}_ci_high"]) / 2 == pytest.approx(row[q])
+        assert row[f"{q}_df"] == 2 and row[f"{q}_mde"] == pytest.approx((4.302653 + 1.06066) * row[f"{q}_se"])
+        assert 0 < row[f"{q}_p_value"] <= 1
+    assert row["margin"] == 0.03 and "did not change" not in row["verdict"]
     b = groups.set_index("group").loc["B"]
     if effect:
-        assert row["gap_diff_ci_high"] < 0 and "narrowed the excess site AUROC gap" in row["verdict"]
-        assert b["verdict"] == "gained" and b["auroc_diff_ci_low"] > 0
+        assert row["gap_class"] == "narrowed" and row["gap_diff_ci_high"] < 0 and row["gap_diff_p_value"] < 0.05
+        assert "narrowed the excess site AUROC gap" in row["verdict"]
+        assert b["auroc_class"] == b["verdict"] == "gained" and b["auroc_diff_ci_low"] > 0
         assert "B gained" in report_rows(table, groups)[0]["groups_text"]
     else:
         assert row["gap_diff_ci_low"] < 0 < row["gap_diff_ci_high"]
-        assert "did not change" in row["verdict"] and b["verdict"] == "no change detected"
+        assert row["gap_class"] in ("equivalent", "inconclusive")
+        text = {
+            "equivalent": "left the excess site AUROC gap equivalent within ±0.03 (90% interval",
+            "inconclusive": "inconclusive effect on the excess site AUROC gap",
+        }[row["gap_class"]]
+        assert text in row["verdict"]
+        if row["gap_class"] == "inconclusive":
+            assert f"detects changes ≥ {row['gap_diff_mde']:.3f}" in row["verdict"]
+        assert b["auroc_class"] in ("equivalent", "inconclusive")
+        assert b["verdict"].startswith(("equivalent within ±0.03", "inconclusive (detects changes ≥"))
+
+
+def test_equivalence_margin_and_alpha_reach_the_classes(runs):
+    records, scores, gaps, reps = runs[0.0]
+    kwargs = {"records": records, "scores": scores, "gaps": gaps, "replicates": reps, "attributes": {"d": "site"}}
+    wide = compare_methods(**kwargs, n_boot=200, margin=1.0)[0].iloc[0]
+    assert wide["margin"] == 1.0 and wide["gap_class"] == wide["auroc_class"] == "equivalent"
+    assert "equivalent within ±1" in wide["verdict"]
+    lax = compare_methods(**kwargs, n_boot=200, alpha=0.999)[0].iloc[0]  # every p below α: a change
+    assert lax["gap_class"] in ("narrowed", "widened") and lax["auroc_class"] in ("gained", "lost")
+
+
+def test_one_seed_per_method_gives_no_verdict(tmp_path):
+    records, scores, gaps, reps = _runs(tmp_path, effect=0.8, n_seeds=1)
+    table, groups = compare_methods(
+        records=records, scores=scores, gaps=gaps, replicates=reps, attributes={"d": "site"}, n_boot=200
+    )
+    row = table.iloc[0]
+    assert row["n_seeds"] == 1 and row["gap_class"] == row["auroc_class"] == "one model"
+    assert "one trained model per arm: no verdict" in row["verdict"]
+    assert math.isnan(row["gap_diff_p_value"]) and math.isnan(row["auroc_diff_mde"])
+    assert set(groups["auroc_class"]) == {"one model"}
+    assert "B: one trained model per arm: no verdict" in report_rows(table, groups)[0]["groups_text"]
 
 
 def test_no_mitigation_gives_empty_tables(runs):

@@ -39,6 +39,7 @@ rule aggregate:
         gap_changes=report(
             "results/summary/gap_changes.csv", caption="../report/gap_changes.rst", category="Summary tables"
         ),
+        auroc_changes="results/summary/auroc_changes.csv",
         reliability="results/summary/reliability.csv",
         compute_cost="results/summary/compute_cost.csv",
         compute_ratios="results/summary/compute_ratios.csv",

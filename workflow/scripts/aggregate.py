@@ -14,7 +14,10 @@ summarise(
     inputs={
         name: list(snakemake.input[name]) for name in ("metrics", "subgroups", "gaps", "replicates", "reliability")
     },
-    outputs={name: snakemake.output[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
+    outputs={
+        name: snakemake.output[name]
+        for name in ("metrics", "subgroups", "gaps", "gap_changes", "auroc_changes", "reliability")
+    },
     level=snakemake.params.level,
     audit=snakemake.input.audit,
     statistics=statistics_options(snakemake.config),

@@ -18,6 +18,7 @@ table, groups = compare_methods(
     bootstrap_seed=settings.get("bootstrap_seed", 0),
     min_group_size=settings.get("min_group_size", 30),
     level=settings.get("ci_level", 0.95),
+    margin=settings.get("equivalence_margin", 0.03),
 )
 table.to_csv(snakemake.output.table, index=False)
 groups.to_csv(snakemake.output.groups, index=False)

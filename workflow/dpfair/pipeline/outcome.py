@@ -321,7 +321,11 @@ def report_what_exists(
             raise RuntimeError("no run of the grid finished under the current definition")
         summarise(
             inputs={name: [r["tables"][name] for r in done] for name in RUN_TABLES},
-            outputs={name: summary[name] for name in ("metrics", "subgroups", "gaps", "gap_changes", "reliability")},
+            outputs={
+                name: summary[name]
+                for name in ("metrics", "subgroups", "gaps", "gap_changes", "auroc_changes", "reliability")
+                if name in summary
+            },
             level=level,
             statistics=statistics,
         )

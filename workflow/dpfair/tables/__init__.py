@@ -1,4 +1,4 @@
-"""The summary tables: tidy tables stacked per run, their wide views derived, costs and comparisons."""
+"""The summary tables: tidy tables stacked per run, their wide views derived, costs, utility changes and comparisons."""
 
 from dpfair.faces import lazy_face
 
@@ -16,6 +16,9 @@ __all__, __getattr__, __dir__ = lazy_face(
         "cost_tables": "compute_cost",
         "compare_methods": "method_comparison",
         "paired_difference": "method_comparison",
+        "difference_contrast": "method_comparison",
+        "auroc_changes": "utility_changes",
+        "UTILITY_CHANGE_COLUMNS": "utility_changes",
         "mean_interval": "seeds",
         "seed_summary": "seeds",
     },

@@ -12,11 +12,18 @@ reported beside (``method_gap``, ``baseline_gap``, ``raw_gap_diff``). AUROC and
 per-group AUROC replicates are computed here from the runs' test scores with one set of resamples for all
 runs (stratified by label, and by group and label for the groups), so they pair across runs too.
 
-Interval (as ``dpfair.fairness.gap_changes`` does for ε against ∞): with k seeds per arm,
-D_b = mean_s value_method,s,b − mean_s value_dpsgd,s,b per resample b (paired: same test rows); the
-seed-to-seed term se · T_b, se the standard error of the per-seed differences (paired by seed: a seed gives
-both methods the same initial weights and Poisson batches), T_b ~ Student t with k − 1 df; percentiles of
-D_b + se·T_b at ``level``. One seed: test-set variance only.
+Each difference is a contrast of seed means over runs that share one test set
+(:func:`dpfair.fairness.contrasts.seed_contrast`): se² = S²/k + c̄, S² the spread of the per-seed
+differences (paired by seed: a seed gives both methods the same initial weights and Poisson batches; Welch
+when the seed sets differ), c̄ the mean between-seed covariance of the runs' bootstrap replicates (the part
+of the test-set noise that the seeds share and S² cannot see; a run's own test noise is already in S², so
+its bootstrap variance is not added again). Interval: estimate ± t_{k−1} · se at ``level``; ``*_p_value``
+from t(k − 1); ``*_mde`` the smallest true difference the level-``alpha`` test detects with probability
+``power``. Class per quantity (:func:`dpfair.fairness.contrasts.classify`): a change (gap ``narrowed`` /
+``widened``, AUROC ``gained`` / ``lost``) when p < ``alpha``; ``equivalent`` within ±``margin`` when the
+1 − 2α interval lies inside it (two one-sided tests); else ``inconclusive`` (with its MDE). One seed per
+arm: ``one model``, no verdict (the interval then carries one trained model's test-set noise only, and p
+and MDE are empty). The p-values are per row, not adjusted over methods, ε or groups.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +38,16 @@ import numpy as np
 import pandas as pd
 
 from dpfair.fairness import stratified_bootstrap_weights, weighted_metrics
+from dpfair.fairness.contrasts import (
+    DOWN,
+    EQUIVALENT,
+    INCONCLUSIVE,
+    ONE_MODEL,
+    UP,
+    Contrast,
+    classify,
+    seed_contrast,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +61,20 @@ COLUMNS = [
     "auroc_diff",
     "auroc_diff_ci_low",
     "auroc_diff_ci_high",
+    "auroc_diff_se",
+    "auroc_diff_df",
+    "auroc_diff_p_value",
+    "auroc_diff_mde",
+    "auroc_class",
     "gap_diff",
     "gap_diff_ci_low",
     "gap_diff_ci_high",
+    "gap_diff_se",
+    "gap_diff_df",
+    "gap_diff_p_value",
+    "gap_diff_mde",
+    "gap_class",
+    "margin",
     "baseline",
     "n_seeds",
     "paired_by_seed",
@@ -71,55 +98,79 @@ GROUP_COLUMNS = [
     "auroc_diff",
     "auroc_diff_ci_low",
     "auroc_diff_ci_high",
+    "auroc_diff_se",
+    "auroc_diff_df",
+    "auroc_diff_p_value",
+    "auroc_diff_mde",
+    "auroc_class",
     "method_auroc",
     "baseline_auroc",
     "verdict",
 ]
+#: A quantity's class names, from :func:`~dpfair.fairness.contrasts.classify`'s.
+GAP_CLASSES = {UP: "widened", DOWN: "narrowed"}
+AUROC_CLASSES = {UP: "gained", DOWN: "lost"}
+ONE_MODEL_TEXT = "one trained model per arm: no verdict"
 _KEYS = ["dataset", "model", "method", "epsilon", "seed"]
 
 
-def paired_difference(
-    arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0.95, rng: np.random.Generator
-) -> tuple[float, float, float, bool]:
-    """(difference of seed means, interval low, high, paired by seed) of two arms.
+def difference_contrast(arm: pd.DataFrame, base: pd.DataFrame) -> Contrast:
+    """The contrast of ``arm`` minus ``base`` (:func:`~dpfair.fairness.contrasts.seed_contrast`).
 
-    ``arm``/``base``: one row per seed (index), column ``point`` the run's estimate and columns 0..B-1 its
-    replicates on the shared resamples.
-
-    Example:
-        >>> reps = np.random.default_rng(0).normal(0, 0.01, (1, 500))
-        >>> a = pd.DataFrame(np.c_[[0.8], 0.8 + reps], columns=["point", *range(500)])
-        >>> b = pd.DataFrame(np.c_[[0.7], 0.7 + reps], columns=["point", *range(500)])
-        >>> d, low, high, paired = paired_difference(a, b, rng=np.random.default_rng(1))
-        >>> round(d, 3), round(low, 3), round(high, 3), paired
-        (0.1, 0.1, 0.1, True)
+    ``arm``/``base``: one row per seed (index), column ``point`` the run's estimate and the other columns
+    its replicates on the shared resamples (only the replicates both arms have are used). Paired by seed
+    when both arms have the same seeds.
     """
-    reps = [c for c in arm.columns if c != "point"]
-    d_test = (arm[reps].mean(axis=0, skipna=False) - base[reps].mean(axis=0, skipna=False)).to_numpy(dtype=float)
-    diff = float(arm["point"].mean(skipna=False) - base["point"].mean(skipna=False))
+    reps = [c for c in arm.columns if c != "point" and c in set(base.columns) - {"point"}]
     paired = set(arm.index) == set(base.index)
     if paired:
-        d = (arm["point"] - base["point"].reindex(arm.index)).to_numpy(dtype=float)
-        se, df = (
-            (float(np.std(d, ddof=1) / math.sqrt(len(d))), len(d) - 1)
-            if len(d) > 1 and not np.isnan(d).any()
-            else (0.0, 1)
-        )
-    else:  # Welch
-        parts = [
-            (np.var(x, ddof=1) / len(x), len(x))
-            for x in (arm["point"].to_numpy(), base["point"].to_numpy())
-            if len(x) > 1
-        ]
-        var = sum(v for v, _ in parts)
-        se = math.sqrt(var) if parts and not np.isnan(var) else 0.0
-        df = var**2 / sum(v**2 / (k - 1) for v, k in parts) if se > 0 else 1.0
-    values = d_test + (se * rng.standard_t(df, len(d_test)) if se > 0 else 0.0)
-    values = values[~np.isnan(values)]
-    if not len(values) or math.isnan(diff):
-        return diff, math.nan, math.nan, paired
-    low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return diff, float(low), float(high), paired
+        base = base.reindex(arm.index)
+    return seed_contrast(
+        arm["point"].to_numpy(dtype=float),
+        base["point"].to_numpy(dtype=float),
+        arm[reps].to_numpy(dtype=float),
+        base[reps].to_numpy(dtype=float),
+        paired=paired,
+    )
+
+
+def paired_difference(
+    arm: pd.DataFrame, base: pd.DataFrame, *, level: float = 0.95
+) -> tuple[float, float, float, bool]:
+    """(difference of seed means, interval low, high, paired by seed) of two arms (:func:`difference_contrast`).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> test = rng.normal(0, 0.01, 500)  # one test set: the same resample moves every run alike
+        >>> arm = pd.DataFrame(np.c_[0.80 + rng.normal(0, 0.01, 4)], columns=["point"])
+        >>> base = pd.DataFrame(np.c_[0.70 + rng.normal(0, 0.01, 4)], columns=["point"])
+        >>> arm, base = (pd.concat([t, pd.DataFrame(t["point"].to_numpy()[:, None] + test)], axis=1) for t in (arm, base))
+        >>> d, low, high, paired = paired_difference(arm, base)
+        >>> round(d, 3), round(low, 3), round(high, 3), paired  # the shared test noise cancels
+        (0.093, 0.079, 0.108, True)
+    """
+    contrast = difference_contrast(arm, base)
+    low, high = contrast.interval(level)
+    return contrast.estimate, low, high, contrast.paired
+
+
+def _statistics(
+    prefix: str, contrast: Contrast, names: dict, *, level: float, alpha: float, margin: float, power: float
+):
+    """(the ``prefix`` columns of a contrast, its class name)."""
+    kind = classify(contrast, alpha=alpha, margin=margin)
+    judged = kind != ONE_MODEL
+    low, high = contrast.interval(level)
+    columns = {
+        prefix: contrast.estimate,
+        f"{prefix}_ci_low": low,
+        f"{prefix}_ci_high": high,
+        f"{prefix}_se": contrast.se,
+        f"{prefix}_df": contrast.df,
+        f"{prefix}_p_value": contrast.p_value if judged else math.nan,
+        f"{prefix}_mde": contrast.mde(alpha=alpha, power=power) if judged else math.nan,
+    }
+    return columns, names.get(kind, kind)
 
 
 def compare_methods(
@@ -133,6 +184,9 @@ def compare_methods(
     bootstrap_seed: int = 0,
     min_group_size: int = 30,
     level: float = 0.95,
+    margin: float = 0.03,
+    alpha: float = 0.05,
+    power: float = 0.8,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The comparison tables (``method_comparison.csv`` and its per-group companion).
 
@@ -143,10 +197,12 @@ def compare_methods(
         replicates: the runs' stacked ``gap_replicates.csv.gz`` (the bootstrap replicates of those gaps).
         attributes: per dataset, the attribute its mitigations target (datasets without one are skipped).
         n_boot: test-set resamples for the AUROC and per-group AUROC differences.
-        bootstrap_seed: seed of those resamples (one set for every run of a cell, so they pair) and of the
-            seed-to-seed t draws of each comparison.
+        bootstrap_seed: seed of those resamples (one set for every run of a cell, so they pair).
         min_group_size: the fewest test rows (with both labels) a group needs for its per-group AUROC difference.
         level: the intervals' coverage.
+        margin: the equivalence margin of every difference (AUROC and excess gap units).
+        alpha: the level of each test; equivalence reads the 1 − 2α interval.
+        power: the power at which the ``*_mde`` columns are stated.
     """
     runs = _load_runs(records, scores, attributes)
     rows, group_rows = [], []
@@ -154,6 +210,7 @@ def compare_methods(
         return pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=GROUP_COLUMNS)
     gaps = gaps.assign(epsilon=gaps["epsilon"].astype(float))
     replicates = replicates.assign(epsilon=replicates["epsilon"].astype(float))
+    judge = {"level": level, "alpha": alpha, "margin": margin, "power": power}
     for (dataset, model), cell in runs.groupby(["dataset", "model"], sort=True):
         attribute = attributes[dataset]
         utility, per_group = _score_replicates(
@@ -165,33 +222,35 @@ def compare_methods(
             if BASELINE not in set(here["method"]):
                 continue
             for method in sorted(set(here["method"]) - {BASELINE}):
-                rng = np.random.default_rng([bootstrap_seed, zlib.crc32(f"{dataset}|{model}|{method}|{eps}".encode())])
                 arm, base = utility[(method, eps)], utility[(BASELINE, eps)]
-                a_diff, a_low, a_high, paired = paired_difference(arm, base, level=level, rng=rng)
+                auroc = difference_contrast(arm, base)
+                auroc_columns, auroc_class = _statistics("auroc_diff", auroc, AUROC_CLASSES, **judge)
                 g_arm, g_base = gap_table.get((method, eps)), gap_table.get((BASELINE, eps))
                 if g_arm is not None and g_base is not None:
                     (g_arm, arm_null), (g_base, base_null) = g_arm, g_base
-                    g_diff, g_low, g_high, _ = paired_difference(g_arm, g_base, level=level, rng=rng)
+                    gap_contrast = difference_contrast(g_arm, g_base)
                     method_null, base_null = float(arm_null.mean()), float(base_null.mean())
                     method_gap = float(g_arm["point"].mean()) + method_null
                     base_gap = float(g_base["point"].mean()) + base_null
                 else:
-                    g_diff = g_low = g_high = method_gap = base_gap = method_null = base_null = math.nan
+                    nan = math.nan
+                    gap_contrast = Contrast(nan, nan, nan, len(arm), set(arm.index) == set(base.index), nan, nan, nan)
+                    method_gap = base_gap = method_null = base_null = nan
+                gap_columns, gap_class = _statistics("gap_diff", gap_contrast, GAP_CLASSES, **judge)
                 row = {
                     "dataset": dataset,
                     "model": model,
                     "attribute": attribute,
                     "epsilon": eps,
                     "method": method,
-                    "auroc_diff": a_diff,
-                    "auroc_diff_ci_low": a_low,
-                    "auroc_diff_ci_high": a_high,
-                    "gap_diff": g_diff,
-                    "gap_diff_ci_low": g_low,
-                    "gap_diff_ci_high": g_high,
+                    **auroc_columns,
+                    "auroc_class": auroc_class,
+                    **gap_columns,
+                    "gap_class": gap_class,
+                    "margin": margin,
                     "baseline": BASELINE,
                     "n_seeds": len(arm),
-                    "paired_by_seed": paired,
+                    "paired_by_seed": auroc.paired,
                     "method_auroc": float(arm["point"].mean()),
                     "baseline_auroc": float(base["point"].mean()),
                     "method_gap": method_gap,
@@ -200,12 +259,11 @@ def compare_methods(
                     "baseline_null_gap": base_null,
                     "raw_gap_diff": method_gap - base_gap,
                 }
-                row["verdict"] = verdict(row)
+                row["verdict"] = verdict(row, alpha=alpha)
                 rows.append(row)
                 for group, (n_test, reps) in per_group.items():
-                    d, low, high, _ = paired_difference(
-                        reps[(method, eps)], reps[(BASELINE, eps)], level=level, rng=rng
-                    )
+                    contrast = difference_contrast(reps[(method, eps)], reps[(BASELINE, eps)])
+                    columns, kind = _statistics("auroc_diff", contrast, AUROC_CLASSES, **judge)
                     group_rows.append(
                         {
                             "dataset": dataset,
@@ -215,12 +273,11 @@ def compare_methods(
                             "method": method,
                             "group": group,
                             "n_test": n_test,
-                            "auroc_diff": d,
-                            "auroc_diff_ci_low": low,
-                            "auroc_diff_ci_high": high,
+                            **columns,
+                            "auroc_class": kind,
                             "method_auroc": float(reps[(method, eps)]["point"].mean()),
                             "baseline_auroc": float(reps[(BASELINE, eps)]["point"].mean()),
-                            "verdict": _direction(low, high, up="gained", down="lost"),
+                            "verdict": _group_verdict(kind, columns["auroc_diff_mde"], margin),
                         }
                     )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(group_rows, columns=GROUP_COLUMNS)
@@ -307,41 +364,101 @@ def _gap_table(gaps: pd.DataFrame, replicates: pd.DataFrame, dataset: str, model
     return out
 
 
-def _direction(low: float, high: float, *, up: str, down: str) -> str:
-    if low > 0:
-        return up
-    if high < 0:
-        return down
-    return "no change detected"
-
-
 def _num(x: float, digits: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.{digits}f}"
 
 
-def verdict(row: dict) -> str:
-    """One sentence: did the method narrow the headline gap against dpsgd at this ε, and what did it cost?"""
-    gap = _direction(row["gap_diff_ci_low"], row["gap_diff_ci_high"], up="widened", down="narrowed")
-    auroc = _direction(row["auroc_diff_ci_low"], row["auroc_diff_ci_high"], up="gained", down="lost")
-    eps = f"{row['epsilon']:g}"
-    gap_text = (
-        f"{gap} the excess {row['attribute']} AUROC gap by {abs(row['gap_diff']):.3f}"
-        if gap != "no change detected"
-        else f"did not change the excess {row['attribute']} AUROC gap detectably"
-    )
-    gap_text += f" ({_num(row['gap_diff'])} [{_num(row['gap_diff_ci_low'])}, {_num(row['gap_diff_ci_high'])}])"
-    auroc_text = {"gained": "gained", "lost": "cost", "no change detected": "changed"}[auroc]
-    auroc_text = (
-        f"{auroc_text} {abs(row['auroc_diff']):.3f} AUROC"
-        if auroc != "no change detected"
-        else "no detectable AUROC change"
-    )
-    auroc_text += f" ({_num(row['auroc_diff'])} [{_num(row['auroc_diff_ci_low'])}, {_num(row['auroc_diff_ci_high'])}])"
-    return f"At ε = {eps}, {row['method']} {gap_text} against {row['baseline']}, with {auroc_text}"
+def _p(p: float) -> str:
+    return "p = —" if not math.isfinite(p) else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _equivalence_interval(row: dict, prefix: str, alpha: float) -> str:
+    """The 1 − 2α interval of a row's ``prefix`` difference, as text (TOST reads it against ±margin)."""
+    est, se, df = row[prefix], row[f"{prefix}_se"], row[f"{prefix}_df"]
+    low, high = Contrast(est, se, df, 2, True, math.nan, math.nan, math.nan).interval(1 - 2 * alpha)
+    return f"{1 - 2 * alpha:.0%} interval [{_num(low)}, {_num(high)}]"
+
+
+def _group_verdict(kind: str, mde: float, margin: float) -> str:
+    """A per-group row's verdict: gained / lost / equivalent within ±m / inconclusive (detects ≥ MDE) / ..."""
+    if kind == EQUIVALENT:
+        return f"equivalent within ±{margin:g}"
+    if kind == INCONCLUSIVE:
+        return f"inconclusive (detects changes ≥ {mde:.3f})"
+    if kind == ONE_MODEL:
+        return ONE_MODEL_TEXT
+    return kind
+
+
+def verdict(row: dict, *, alpha: float = 0.05) -> str:
+    """One sentence: did the method narrow the headline gap against dpsgd at this ε, and what did it cost?
+
+    Each quantity reads as its class says (``gap_class``, ``auroc_class``): a change with its size,
+    interval and p; "equivalent within ±margin" with the 1 − 2α interval; "inconclusive" with the interval
+    and the smallest change the comparison detects (MDE); one seed per arm gives no verdict.
+
+    Example:
+        >>> row = {"epsilon": 1.0, "method": "dpsgd_f", "baseline": "dpsgd", "attribute": "sex", "margin": 0.03,
+        ...        "gap_class": "narrowed", "gap_diff": -0.05, "gap_diff_ci_low": -0.08, "gap_diff_ci_high": -0.02,
+        ...        "gap_diff_se": 0.01, "gap_diff_df": 9.0, "gap_diff_p_value": 0.001, "gap_diff_mde": 0.03,
+        ...        "auroc_class": "equivalent", "auroc_diff": 0.004, "auroc_diff_ci_low": -0.007,
+        ...        "auroc_diff_ci_high": 0.015, "auroc_diff_se": 0.005, "auroc_diff_df": 9.0,
+        ...        "auroc_diff_p_value": 0.44, "auroc_diff_mde": 0.016}
+        >>> verdict(row)  # doctest: +NORMALIZE_WHITESPACE
+        'At ε = 1, dpsgd_f narrowed the excess sex AUROC gap by 0.050 (-0.050 [-0.080, -0.020], p = 0.001)
+        against dpsgd, with AUROC equivalent within ±0.03 (90% interval [-0.005, +0.013])'
+    """
+    eps, margin = f"{row['epsilon']:g}", row["margin"]
+    where = f"At ε = {eps}, {row['method']}"
+    gap_name = f"the excess {row['attribute']} AUROC gap"
+
+    def interval(prefix: str) -> str:
+        return f"{_num(row[prefix])} [{_num(row[f'{prefix}_ci_low'])}, {_num(row[f'{prefix}_ci_high'])}]"
+
+    if ONE_MODEL in (row["gap_class"], row["auroc_class"]):
+        return (
+            f"{where} against {row['baseline']}: {ONE_MODEL_TEXT} (excess gap {interval('gap_diff')}, "
+            f"AUROC {interval('auroc_diff')}; test-set noise only)"
+        )
+    gap = row["gap_class"]
+    if gap in ("narrowed", "widened"):
+        gap_text = (
+            f"{gap} {gap_name} by {abs(row['gap_diff']):.3f} ({interval('gap_diff')}, {_p(row['gap_diff_p_value'])})"
+        )
+    elif gap == EQUIVALENT:
+        gap_text = f"left {gap_name} equivalent within ±{margin:g} ({_equivalence_interval(row, 'gap_diff', alpha)})"
+    elif gap == INCONCLUSIVE:
+        gap_text = (
+            f"had an inconclusive effect on {gap_name} ({interval('gap_diff')}; "
+            f"detects changes ≥ {row['gap_diff_mde']:.3f})"
+        )
+    else:
+        gap_text = f"has no defined difference in {gap_name}"
+    auroc = row["auroc_class"]
+    if auroc == "lost":
+        auroc_text = (
+            f"at a cost of {abs(row['auroc_diff']):.3f} AUROC ({interval('auroc_diff')}, "
+            f"{_p(row['auroc_diff_p_value'])})"
+        )
+    elif auroc == "gained":
+        auroc_text = (
+            f"with a gain of {abs(row['auroc_diff']):.3f} AUROC ({interval('auroc_diff')}, "
+            f"{_p(row['auroc_diff_p_value'])})"
+        )
+    elif auroc == EQUIVALENT:
+        auroc_text = f"with AUROC equivalent within ±{margin:g} ({_equivalence_interval(row, 'auroc_diff', alpha)})"
+    elif auroc == INCONCLUSIVE:
+        auroc_text = (
+            f"with an inconclusive AUROC change ({interval('auroc_diff')}; "
+            f"detects changes ≥ {row['auroc_diff_mde']:.3f})"
+        )
+    else:
+        auroc_text = "with no defined AUROC difference"
+    return f"{where} {gap_text} against {row['baseline']}, {auroc_text}"
 
 
 def report_rows(table: pd.DataFrame, groups: pd.DataFrame) -> list[dict]:
-    """Rows of the report's method-comparison section: the verdict and which group gained or lost."""
+    """Rows of the report's method-comparison section: the verdict and each group's move (gained, lost, ...)."""
     out = []
     for row in table.to_dict("records"):
         g = groups[
@@ -350,10 +467,17 @@ def report_rows(table: pd.DataFrame, groups: pd.DataFrame) -> list[dict]:
             & (groups["method"] == row["method"])
             & (groups["epsilon"] == row["epsilon"])
         ]
-        moves = [
-            f"{r['group']} {r['verdict']} ({_num(r['auroc_diff'])} [{_num(r['auroc_diff_ci_low'])}, "
-            f"{_num(r['auroc_diff_ci_high'])}])"
-            for r in g.to_dict("records")
-        ]
+        moves = [_group_move(r) for r in g.to_dict("records")]
         out.append({**row, "groups_text": "; ".join(moves) or "—"})
     return out
+
+
+def _group_move(r: dict) -> str:
+    """Example: "B gained (+0.146 [+0.046, +0.246])", "A inconclusive (+0.02 [−0.04, +0.09]; detects changes ≥ 0.081)"."""
+    kind = r.get("auroc_class")
+    interval = f"{_num(r['auroc_diff'])} [{_num(r['auroc_diff_ci_low'])}, {_num(r['auroc_diff_ci_high'])}]"
+    if kind == INCONCLUSIVE:
+        return f"{r['group']} inconclusive ({interval}; detects changes ≥ {r['auroc_diff_mde']:.3f})"
+    if kind in (ONE_MODEL, "undefined"):
+        return f"{r['group']}: {r['verdict']} ({interval})"
+    return f"{r['group']} {r['verdict']} ({interval})"

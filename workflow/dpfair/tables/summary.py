@@ -57,6 +57,9 @@ def summarise(
 ) -> None:
     """Stack every run's tables and compute ``gap_changes.csv`` (each gap at ε vs ε = ∞, with a verdict).
 
+    With an ``auroc_changes`` output, also each AUROC (and TPR) cost at ε against ε = ∞ with its verdict
+    (:func:`dpfair.tables.utility_changes.auroc_changes`).
+
     ``statistics``: :func:`statistics_options` of the benchmark (default: every dataset's default primary
     family, margin 0.03, α 0.05, power 0.8). With ``audit`` (the audit stage's ``audit.csv``), metrics.csv's ``mia_*`` columns and subgroups.csv's
     ``mia_auroc`` are joined in from its loss attack, run by run and method by method
@@ -83,6 +86,13 @@ def summarise(
             **(statistics or {}),
         )
     changes.to_csv(outputs["gap_changes"], index=False)
+    if "auroc_changes" in outputs:
+        from dpfair.tables.utility_changes import auroc_changes
+
+        options = {k: v for k, v in (statistics or {}).items() if k in ("margin", "alpha", "power")}
+        metrics = read_summary(outputs["metrics"])
+        costs = auroc_changes(estimates=metrics, replicates=replicates, level=level, **options)
+        costs.to_csv(outputs["auroc_changes"], index=False)
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
