@@ -34,7 +34,7 @@ def test_default_grid(repo):
     # the primary question only: dpsgd on both cells, 12 seeds per arm (96 runs)
     assert len(b.runs()) == 2 * 4 * 12
     assert b.methods_for("synthetic_lesions") == ["dpsgd"] and b.methods_for("support2") == ["dpsgd"]
-    assert b.split("synthetic_lesions")["test_fraction"] == 0.65 and b.split("support2")["test_fraction"] == 0.35
+    assert b.split("synthetic_lesions")["test_fraction"] == 0.5 and b.split("support2")["test_fraction"] == 0.35
     assert b.dataset_settings("synthetic_lesions")["primary"]["attributes"] == ["site"]
     assert b.runs()[0].path == "synthetic_lesions/cnn/dpsgd/eps-1/seed-0"
     assert b.config["privacy"]["accountant"] == "prv"
