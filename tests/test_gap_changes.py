@@ -93,7 +93,7 @@ def test_power_at_the_designs_minimum_detectable_change():
     null = run(k, {math.inf: BASE, 1.0: BASE}, 60, seed=61)
     mde = float(null["mde"].median())
     # the MDE the rows report is the design formula at their own se and k − 1 df
-    assert mde == pytest.approx(minimum_detectable(float(null["se"].median()), k - 1), rel=0.05)
+    assert mde == pytest.approx(minimum_detectable(float(null["se"].median()), float(null["df"].median())), rel=0.05)
     target = true_signed(BASE) - mde  # further below the reference: a widening of exactly the MDE
     d1 = brentq(lambda d: true_auroc(d) - true_auroc(BASE[0]) - target, 0.0, 3.0)
     planted = run(k, {math.inf: BASE, 1.0: (BASE[0], d1)}, reps, seed=62)
@@ -182,7 +182,7 @@ def test_the_three_way_verdict_and_its_sentences():
 
 
 def test_the_interval_is_seed_spread_plus_shared_test_covariance():
-    """se² = S²/k + c̄ computed here by hand from the tables' own inputs; p from t(k − 1)."""
+    """se² = S²/k + c̄ computed here by hand from the tables' own inputs; p from t with Satterthwaite df."""
     est, reps = table_with({1.0: 0.02}, seeds=range(6), test_sd=0.01, seed_sd=0.02)
     row = gap_changes(estimates=est, replicates=reps).iloc[0]
     point = est.pivot_table(index="seed", columns="epsilon", values="signed_gap")
@@ -191,10 +191,11 @@ def test_the_interval_is_seed_spread_plus_shared_test_covariance():
     diff = wide.loc[1.0].to_numpy() - wide.loc[math.inf].to_numpy()
     cov = np.cov(diff)
     c_bar = (cov.sum() - np.trace(cov)) / (6 * 5)
-    se = math.sqrt(d.var(ddof=1) / 6 + c_bar)
-    assert row["se"] == pytest.approx(se) and row["df"] == 5
-    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(d.mean()) / se, 5))
-    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(stats.t.ppf(0.975, 5) * se)
+    se = math.sqrt(d.var(ddof=1) / 6 + max(c_bar, 0.0))  # c̄ floored at 0
+    df = se**4 / ((d.var(ddof=1) / 6) ** 2 / 5)  # Welch–Satterthwaite: S²/k has 5 df, c̄ treated as known
+    assert row["se"] == pytest.approx(se) and row["df"] == pytest.approx(df) and row["df"] >= 5
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(d.mean()) / se, df))
+    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(stats.t.ppf(0.975, df) * se)
     assert row["var_test"] == pytest.approx(np.trace(cov) / 6) and row["cov_test"] == pytest.approx(c_bar)
 
 

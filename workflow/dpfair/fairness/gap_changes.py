@@ -13,7 +13,7 @@
   ``raw_gap_change``.
 
 **Variance**: :func:`dpfair.fairness.contrasts.seed_contrast` — seed means over one shared test set,
-se² = S²/k + the mean between-seed bootstrap covariance, t(k − 1). (Adding the bootstrap variance to the
+se² = S²/k + the mean between-seed bootstrap covariance (floored at 0), t with Satterthwaite df. (Adding the bootstrap variance to the
 seed spread, as before, counted the test noise twice: 1.8× the true variance.) p-values come from the
 t distribution, not from counting replicates.
 

@@ -3,7 +3,7 @@
 Every primary row of ``results/summary/gap_changes.csv`` is a seed-mean contrast over one shared test set
 (:mod:`dpfair.fairness.contrasts`): se² = S²/k + c̄, S² the between-seed variance of the per-seed differences
 (``var_seed``), c̄ the mean bootstrap covariance of two seeds' differences (``cov_test``), v the bootstrap
-variance of one seed's difference (``var_test``), df = k − 1. S² holds the training (seed) variance σ_t² and
+variance of one seed's difference (``var_test``), Welch–Satterthwaite df (:func:`design_df`). S² holds the training (seed) variance σ_t² and
 the part of the test noise the seeds do not share, v − c, so
 
     σ_t² = max(0, S² − (v − c)).
@@ -11,9 +11,9 @@ the part of the test noise the seeds do not share, v − c, so
 **Scaling model.** σ_t² does not depend on the test set; v and c are test-sampling variances and scale as
 1/n_test (n₀ the pilot's test rows, n the design's). At k seeds and n test rows
 
-    se²(k, n) = (σ_t² + (v − c)·n₀/n)/k + c·n₀/n,        df = k − 1,
+    se²(k, n) = (σ_t² + (v − c)·n₀/n)/k + c·n₀/n,        df: Satterthwaite (k − 1 to ∞),
 
-and MDE(k, n) = (t_{1−a/2, k−1} + t_{power, k−1})·se(k, n) (:func:`~dpfair.fairness.contrasts.minimum_detectable`)
+and MDE(k, n) = (t_{1−a/2, df} + t_{power, df})·se(k, n) (:func:`~dpfair.fairness.contrasts.minimum_detectable`)
 with a = alpha/m for a primary row (m the dataset's primary family size: Holm's first step, the level the
 smallest p must reach) and a = alpha otherwise. At the pilot's own k and n this gives back the pilot's se
 (unless S² < v − c, where σ_t² is truncated at 0 and the design's se is the larger).
@@ -219,15 +219,32 @@ def design_se(*, var_seed_train: float, var_test: float, cov_test: float, seeds:
     values = (var_seed_train, var_test, cov_test, scale)
     if seeds < 1 or not all(_finite(x) for x in values):
         return math.nan
+    cov_test = max(cov_test, 0.0)  # floored as the contrast floors it
     se2 = (var_seed_train + (var_test - cov_test) * scale) / seeds + cov_test * scale
     return math.sqrt(se2) if se2 > 0 else math.nan
 
 
-def design_mde(*, seeds: int, alpha: float, power: float, **components) -> float:
-    """MDE(k, n) at level ``alpha`` (already divided by m for a primary row) and ``power``, df = k − 1."""
+def design_df(*, var_seed_train: float, var_test: float, cov_test: float, seeds: int, scale: float = 1.0) -> float:
+    """Welch–Satterthwaite df of se²(k, n), as :func:`dpfair.fairness.contrasts.seed_contrast` computes it.
+
+    The between-seed part (σ_t² + (v − c)·s)/k is estimated with k − 1 df, the shared part c·s is treated
+    as known: df = se⁴ / (((σ_t² + (v − c)·s)/k)² / (k − 1)), between k − 1 and ∞.
+    """
     if seeds < 2:
         return math.nan
-    return minimum_detectable(design_se(seeds=seeds, **components), seeds - 1, alpha=alpha, power=power)
+    se = design_se(var_seed_train=var_seed_train, var_test=var_test, cov_test=cov_test, seeds=seeds, scale=scale)
+    part = (var_seed_train + (var_test - max(cov_test, 0.0)) * scale) / seeds
+    if not math.isfinite(se) or part <= 0:
+        return math.inf
+    return float(se**4 / (part**2 / (seeds - 1)))
+
+
+def design_mde(*, seeds: int, alpha: float, power: float, **components) -> float:
+    """MDE(k, n) at level ``alpha`` (already divided by m for a primary row) and ``power``, Satterthwaite df."""
+    if seeds < 2:
+        return math.nan
+    se = design_se(seeds=seeds, **components)
+    return minimum_detectable(se, design_df(seeds=seeds, **components), alpha=alpha, power=power)
 
 
 def seeds_needed(*, target: float, alpha: float, power: float, max_seeds: int = MAX_SEEDS, **components) -> float:
@@ -456,7 +473,7 @@ def design_table(
                 "pilot_test_rows": n0 if source == "pilot" else math.nan,
                 **comps,
                 "se": se,
-                "df": float(seeds - 1),
+                "df": design_df(seeds=seeds, scale=scale, **comps),
                 "mde": mde,
                 "mde_limit": limit,
                 "target": target,

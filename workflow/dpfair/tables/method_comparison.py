@@ -18,7 +18,7 @@ differences (paired by seed: a seed gives both methods the same initial weights 
 when the seed sets differ), c̄ the mean between-seed covariance of the runs' bootstrap replicates (the part
 of the test-set noise that the seeds share and S² cannot see; a run's own test noise is already in S², so
 its bootstrap variance is not added again). Interval: estimate ± t_{k−1} · se at ``level``; ``*_p_value``
-from t(k − 1); ``*_mde`` the smallest true difference the level-``alpha`` test detects with probability
+from t (Welch–Satterthwaite df, at least k − 1); ``*_mde`` the smallest true difference the level-``alpha`` test detects with probability
 ``power``. Class per quantity (:func:`dpfair.fairness.contrasts.classify`): a change (gap ``narrowed`` /
 ``widened``, AUROC ``gained`` / ``lost``) when p < ``alpha``; ``equivalent`` within ±``margin`` when the
 1 − 2α interval lies inside it (two one-sided tests); else ``inconclusive`` (with its MDE). One seed per

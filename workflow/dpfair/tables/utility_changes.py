@@ -13,7 +13,7 @@ same model, and ``reference_method`` says so.
   the per-seed differences when both arms have the same seeds: a seed gives both the same initial weights
   and batches), c̄ the mean between-seed covariance of the runs' whole-test-set bootstrap replicates
   (the ``overall`` rows of ``gap_replicates.csv.gz``; replicate b is the same resample of the same test
-  rows in every run of a dataset), Student t with k − 1 df (Welch–Satterthwaite with different seeds).
+  rows in every run of a dataset), Student t with Welch–Satterthwaite df (at least k − 1).
   A per-run interval's width is **not** used: the seed spread already holds each run's own test noise.
 * ``verdict_class`` (:func:`dpfair.fairness.contrasts.classify`): ``costs`` / ``gains`` when p < ``alpha``;
   ``equivalent`` when the 1 − 2α interval lies within ±``margin`` (two one-sided tests); otherwise
