@@ -18,7 +18,7 @@ TINY = {
     "epsilons": [1, "inf"],
     "seeds": [0],
     "training": {"epochs": 1, "batch_size": 64},
-    "evaluation": {"n_bootstrap": 200, "min_group_size": 10},
+    "evaluation": {"n_bootstrap": 200, "min_group_size": 10, "min_class_size": 5},  # tiny groups: few positives
     "speed": {"enabled": True, "warmup_steps": 1, "timed_steps": 3, "modes": ["bookkeeping", "hooks"]},
     # a small one-run canary audit: the audit tests read results/summary/audit.csv
     "audit": {"canaries": 100, "n_bootstrap": 50},
