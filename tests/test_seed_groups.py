@@ -39,7 +39,7 @@ GRID = {
     },
     "models": ["cnn", "mlp"],
     "seeds": [0, 1],
-    "evaluation": {"n_bootstrap": 100, "min_group_size": 10},
+    "evaluation": {"n_bootstrap": 100, "min_group_size": 10, "min_class_size": 5},
     "audit": {"attacks": ["loss", "one_run"], "canaries": 100, "n_bootstrap": 50},
     "speed": {"enabled": False},
 }

@@ -261,13 +261,16 @@ def method_sentence(dataset: str, points: pd.DataFrame) -> Markup | None:
         )
         fairest = []
         for attr, a in g.groupby("attribute", sort=True):
+            a = a[a["gap"].notna()]  # no gap where every group is flagged (too small, or too few of a class)
+            if a.empty:
+                continue
             f = a.loc[a["gap"].idxmin()]
             fairest.append(
                 Markup("{} for {} ({})").format(
                     f["method"], attr, link(number(f["gap"]), slug("to", dataset, model, f["method"], attr, eps))
                 )
             )
-        out.append(text + Markup(" and the smallest AUROC gap was ") + _join(fairest))
+        out.append(text + (Markup(" and the smallest AUROC gap was ") + _join(fairest) if fairest else Markup("")))
     return Markup("Best trade-off: ") + Markup("; ").join(out) + Markup(".")
 
 
