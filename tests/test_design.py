@@ -349,3 +349,12 @@ def test_the_cli_gives_back_the_se_and_mde_of_a_pilot_gap_changes_wrote(repo, tm
     assert [line.split()[9:11] for line in lines] == [
         [f"{r['se']:.4f}", f"{r['mde']:.4f}"] for r in primary_rows.to_dict("records")
     ]
+
+
+def test_a_pilot_with_a_negative_shared_covariance_gives_back_its_own_se():
+    """The contrast floors c̄ at 0; the design must floor it the same way before deriving σ_t² (review finding)."""
+    row = {"var_seed": 5e-4, "var_test": 3e-4, "cov_test": -5e-5, "n_seeds": 3, "estimand": "signed"}
+    parts = design.components_from_pilot(row, assumptions=design.Assumptions())
+    pilot_se = math.sqrt(row["var_seed"] / 3 + max(row["cov_test"], 0.0))  # se² = S²/k + c̄ floored
+    comps = {k: parts[k] for k in ("var_seed_train", "var_test", "cov_test")}
+    assert design.design_se(seeds=3, **comps) == pytest.approx(pilot_se, rel=1e-12)

@@ -184,6 +184,7 @@ def components_from_pilot(row: Mapping, *, assumptions: Assumptions) -> dict:
             train = math.nan
             notes.append("pilot has one seed: no seed variance for this estimand")
     else:
+        c = max(c, 0.0) if math.isfinite(c) else c  # floored as the contrast floors it, so the pilot's se comes back
         train = s2 - (v - c)
         if train < 0:
             notes.append("S² < v − c in the pilot: seed variance taken as 0")
