@@ -254,7 +254,7 @@ def seeds_needed(*, target: float, alpha: float, power: float, max_seeds: int = 
     Example:
         >>> parts = dict(var_seed_train=4e-4, var_test=2e-4, cov_test=5e-5)
         >>> seeds_needed(target=0.05, alpha=0.05, power=0.8, **parts), seeds_needed(target=0.03, alpha=0.05, power=0.8, **parts)
-        (5, 13)
+        (4, 10)
     """
     for k in range(2, max_seeds + 1):
         mde = design_mde(seeds=k, alpha=alpha, power=power, **components)
