@@ -245,3 +245,47 @@ def test_run_status_heads_the_banner_and_a_card_link_must_be_http(tmp_path):
         **kwargs,
     )
     assert "Benchmark fixture: complete, 54 of 54 runs." in complete and 'id="incomplete"' not in complete
+
+
+@pytest.fixture(scope="module")
+def verdict_report(tmp_path_factory):
+    """The fixture's runs with ``auroc_changes.csv`` computed from them (one shared test set of 200 resamples)."""
+    from dpfair.tables.utility_changes import auroc_changes
+
+    root = tmp_path_factory.mktemp("verdicts")
+    kwargs = write_fixture(root)
+    metrics = pd.read_csv(kwargs["metrics"])
+    keys = ["dataset", "model", "method", "epsilon", "seed"]
+    shared = np.random.default_rng(3).normal(0, 0.01, 200)
+    replicates = pd.concat(
+        pd.DataFrame({**{k: r[k] for k in keys}, "attribute": "overall", "group": "overall", "metric": "auroc",
+                      "replicate": range(200), "value": r["auroc"] + shared})
+        for r in metrics.drop_duplicates(keys).to_dict("records")
+    )  # fmt: skip
+    table = auroc_changes(estimates=metrics, replicates=replicates)
+    table.to_csv(root / "auroc_changes.csv", index=False)
+    html = render_report(output=root / "index.html", auroc_changes=root / "auroc_changes.csv", **kwargs)
+    return html, table[table["metric"] == "auroc"]
+
+
+def test_auroc_sentences_and_rule_of_thumb_follow_the_verdicts(verdict_report):
+    html, table = verdict_report
+    assert "point estimates, no verdict" not in html
+    imaging = summary_of(html, "imaging")
+    one = table[(table["dataset"] == "imaging") & (table["method"] == "dpsgd") & (table["epsilon"] == 1.0)].iloc[0]
+    assert one["verdict_class"] == "costs"  # the planted −0.15 at three seeds
+    cost = re.search(
+        r"cnn \(dpsgd\): test AUROC [\d.]+ \[[\d.]+, [\d.]+\] without privacy \(ε = ∞\); against it, ε = 1 costs ([\d.]+) \[",
+        imaging,
+    )
+    assert cost and abs(float(cost.group(1)) + one["change"]) < 5e-4
+    ten = table[table["epsilon"] == 10.0]
+    holds = int((ten["verdict_class"] == "equivalent").sum())
+    assert f"holds for {holds} of {len(ten)}" in html
+    # every AUROC row's verdict is in its cost-table row, and an equivalence never reads as a cost
+    for r in table.to_dict("records"):
+        row = html[html.index(f'<tr id="{slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"])}">') :]
+        row = row[: row.index("</tr>")]
+        assert r["verdict_class"] in row, (r["dataset"], r["method"], r["epsilon"], r["verdict_class"])
+    for r in ten[ten["verdict_class"] != "equivalent"].to_dict("records"):
+        assert f"{r['dataset']}/{r['model']} ({r['method']}): ε = 10 keeps" not in html

@@ -4,6 +4,7 @@ rule report:
         subgroups=rules.aggregate.output.subgroups,
         gaps=rules.aggregate.output.gaps,
         gap_changes=rules.aggregate.output.gap_changes,
+        auroc_changes=rules.aggregate.output.auroc_changes,
         reliability=rules.aggregate.output.reliability,
         compute_cost=rules.aggregate.output.compute_cost,
         compute_ratios=rules.aggregate.output.compute_ratios,

@@ -22,6 +22,7 @@ render_report(
     privacy_cards=snakemake.input.cards,
     gaps=snakemake.input.gaps,
     gap_changes=snakemake.input.gap_changes,
+    auroc_changes=snakemake.input.auroc_changes,
     reliability=snakemake.input.reliability,
     compute_cost=snakemake.input.compute_cost,
     compute_ratios=snakemake.input.compute_ratios,

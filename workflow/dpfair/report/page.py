@@ -6,7 +6,8 @@ methods section generated from the run. Sentences live in :mod:`dpfair.report.su
 :mod:`dpfair.report.methods`, the trade-off numbers in :mod:`dpfair.report.tradeoff` and their figures in
 :mod:`dpfair.report.tradeoff_figures`. Tables written before the mechanisms, fairness-statistics and audit
 additions (no ``method``, ``p_adjusted`` or ``audit.csv``) still render; the parts that need them say
-they are not available for this run.
+they are not available for this run. What DP costs in AUROC is said from ``auroc_changes.csv``'s verdicts;
+a result folder without that table gets point estimates, marked as such.
 """
 
 from __future__ import annotations
@@ -100,6 +101,57 @@ def _dataset_section(
     }
 
 
+def _cost_rows(costs: pd.DataFrame, utility: pd.DataFrame | None, *, alpha: float) -> list[dict]:
+    """The AUROC cost table's rows: ``auroc_changes.csv``'s AUROC verdicts, else (older runs) ``costs``.
+
+    A verdict row's cost cell holds the change with its interval and the verdict's class with the number
+    the summary quotes for it (the 1 − 2α interval of an equivalence, the MDE of an inconclusive row).
+    """
+    rows = report_summary.utility_rows(utility)
+    if rows is None:
+        return [
+            {
+                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "method": r["method"],
+                "epsilon": epsilon_label(r["epsilon"]),
+                "auroc": number(r["auroc"]),
+                "reference": number(r["reference"]),
+                "cost": f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}] (point estimate)",
+                "n_seeds": int(r["n_seeds"]),
+            }
+            for r in costs.to_dict("records")
+        ]
+    out = []
+    for r in rows.sort_values(["dataset", "model", "method", "epsilon"]).to_dict("records"):
+        kind = str(r.get("verdict_class", ""))
+        if kind == "equivalent":
+            lo, hi = report_summary.equivalence_interval(r, alpha=alpha)
+            note = f"equivalent within ±{number(r['margin'])}, {100 * (1 - 2 * alpha):g}% [{number(lo)}, {number(hi)}]"
+        elif kind == "inconclusive":
+            note = f"inconclusive, MDE {number(r['mde'])}"
+        else:
+            note = kind
+        reference = number(r["reference_value"])
+        if str(r.get("reference_method", r["method"])) != r["method"]:
+            reference += f" ({r['reference_method']})"
+        out.append(
+            {
+                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "method": r["method"],
+                "epsilon": epsilon_label(r["epsilon"]),
+                "auroc": number(r["arm_value"]),
+                "reference": reference,
+                "cost": f"{number(r['change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]: {note}",
+                "n_seeds": int(r["n_seeds"]),
+            }
+        )
+    return out
+
+
 def render_report(
     *,
     metrics: str | Path,
@@ -109,6 +161,7 @@ def render_report(
     output: str | Path,
     privacy_cards: Iterable[str | Path] = (),
     gap_changes: str | Path | None = None,
+    auroc_changes: str | Path | None = None,
     reliability: str | Path | None = None,
     compute_cost: str | Path | None = None,
     compute_ratios: str | Path | None = None,
@@ -132,6 +185,10 @@ def render_report(
         output: where the page goes.
         privacy_cards: every run's ``privacy_card.json`` (the methods section lists each run's statement).
         gap_changes: ``gap_changes.csv`` (the fairness section's changes across ε), optional.
+        auroc_changes: ``auroc_changes.csv`` (:func:`dpfair.tables.utility_changes.auroc_changes`): the verdicts
+            the summary's AUROC sentences and the cross-dataset rule of thumb read, and the rows of the AUROC
+            cost table. Without it (absent, or a result folder from before it) those sentences give point
+            estimates and say so.
         reliability: ``reliability.csv`` (the calibration figures), optional.
         gaps: ``gaps.csv`` in the fairness-statistics form (``ci_low``/``ci_high`` per row): the trade-off
             figures' gap; without it, ``metrics``'s ``auroc_gap``.
@@ -164,6 +221,7 @@ def render_report(
     changes_df = with_method(read_summary(gap_changes) if gap_changes else pd.DataFrame(columns=GAP_CHANGE_COLUMNS))
     reliability_df = read_summary(reliability) if reliability else pd.DataFrame(columns=["dataset"])
     gaps_df, audit_df = read_optional(gaps), read_optional(audit)
+    utility_df = read_optional(auroc_changes)
     audit_frame = audit_df if audit_df is not None else pd.DataFrame(columns=["dataset", "attribute"])
     # text, also where no per-group row gave the column a value (or an older table lacks it)
     audit_frame = audit_frame.assign(
@@ -176,6 +234,7 @@ def render_report(
     level = float(benchmark.get("evaluation", {}).get("ci_level", 0.95))
     min_group_size = int(benchmark.get("evaluation", {}).get("min_group_size", 0))
     margin = float(benchmark.get("evaluation", {}).get("equivalence_margin", 0.03))
+    alpha = float(benchmark.get("evaluation", {}).get("alpha", 0.05))
     styles = Styles(epsilons=metrics_df["epsilon"].unique(), methods=metrics_df["method"].unique())
     points = tradeoff_points(metrics_df, gaps_df, level=level)
     _, gap_source = headline_gaps(metrics_df, gaps_df)
@@ -210,7 +269,9 @@ def render_report(
                 "name": name,
                 "anchor": s["anchor"],
                 "sentences": [
-                    *report_summary.cost_sentences(name, costs, m, level=level),
+                    *report_summary.cost_sentences(
+                        name, costs, m, level=level, utility=utility_df, alpha=alpha, margin=margin
+                    ),
                     report_summary.gap_sentence(name, changes_df),
                     report_summary.audit_sentence(name, m, audit_df),
                     report_summary.method_sentence(name, points),
@@ -229,21 +290,8 @@ def render_report(
         )
     across = {
         "figure": figure_to_data_uri(cost_figure(costs, styles)) if not costs.empty else None,
-        "rule": report_summary.rule_of_thumb(costs),
-        "rows": [
-            {
-                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
-                "dataset": r["dataset"],
-                "model": r["model"],
-                "method": r["method"],
-                "epsilon": epsilon_label(r["epsilon"]),
-                "auroc": number(r["auroc"]),
-                "reference": number(r["reference"]),
-                "cost": f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}]",
-                "n_seeds": int(r["n_seeds"]),
-            }
-            for r in costs.to_dict("records")
-        ],
+        "rule": report_summary.rule_of_thumb(costs, utility_df, alpha=alpha, margin=margin),
+        "rows": _cost_rows(costs, utility_df, alpha=alpha),
     }
     cost_section = compute_cost_section(cells=compute_cost, ratios=compute_ratios) if compute_cost else None
     env = jinja2.Environment(

@@ -2,6 +2,13 @@
 
 Sentences are built as escaped HTML (:class:`markupsafe.Markup`): every number is a link to a table
 row whose id :func:`dpfair.report.frames.slug` gives, so the template renders them as they are.
+
+What DP costs in AUROC is read from the verdicts of ``auroc_changes.csv``
+(:func:`dpfair.tables.utility_changes.auroc_changes`): ε = 10 "keeps AUROC within ±m" only where the
+verdict is *equivalent* (its 1 − 2α interval inside ±m, m the benchmark's
+``evaluation.equivalence_margin``), "costs" only where it is *costs*, and otherwise the sentence says the
+comparison is inconclusive and which change it would have detected. Result folders written before that
+table keep the older point-estimate wording, marked as such (:data:`KEEPS_PERFORMANCE`).
 """
 
 from __future__ import annotations
@@ -10,14 +17,18 @@ import math
 
 import pandas as pd
 from markupsafe import Markup, escape
+from scipy import stats
 
 from dpfair.fairness import gap_label, headline_metrics
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import RUN_KEYS, slug
 from dpfair.tables.seeds import seed_summary
 
-#: An AUROC cost of at most this much reads as "keeps performance" in the cross-dataset check.
+#: Only for result folders without ``auroc_changes.csv``: the point-estimate cut of the older cross-dataset
+#: sentence (an AUROC cost of at most this much read "within"), printed there as a point estimate, not a verdict.
 KEEPS_PERFORMANCE = 0.02
+#: How the report marks the sentences of a result folder without ``auroc_changes.csv``.
+POINT_ESTIMATES = "point estimates, no verdict: this run has no auroc_changes.csv"
 #: Gap metrics whose change is the headline question (the fairness statistics' headline family).
 SIGNIFICANCE = 0.05
 
@@ -56,8 +67,124 @@ def _join(parts: list) -> Markup:
     return Markup(", ").join(parts[:-1]) + Markup(" and ") + parts[-1]
 
 
-def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, level: float) -> list[Markup]:
-    """Per (model, method): the non-private AUROC and what DP changes it by at each ε."""
+def utility_rows(table: pd.DataFrame | None, metric: str = "auroc") -> pd.DataFrame | None:
+    """``auroc_changes.csv``'s rows of one metric (None when the run has no such table).
+
+    Example:
+        >>> t = pd.DataFrame({"metric": ["auroc", "tpr"], "epsilon": ["10", "10"]})
+        >>> utility_rows(t)["epsilon"].tolist(), utility_rows(None)
+        ([10.0], None)
+    """
+    if table is None:
+        return None
+    if "metric" not in table.columns:
+        return table.iloc[:0]
+    rows = table[table["metric"].astype(str) == metric]
+    return rows.assign(epsilon=rows["epsilon"].astype(float))
+
+
+def equivalence_interval(row: dict, *, alpha: float = 0.05) -> tuple[float, float]:
+    """The row's 1 − 2α interval, change ± t_{1−α, df} · se: the one its equivalence verdict read.
+
+    Example:
+        >>> [round(v, 4) for v in equivalence_interval({"change": 0.01, "se": 0.005, "df": float("inf")})]
+        [0.0018, 0.0182]
+    """
+    change, se, df = (float(row.get(k, math.nan)) for k in ("change", "se", "df"))
+    if not (math.isfinite(change) and math.isfinite(se) and se > 0):
+        return math.nan, math.nan
+    q = float(stats.norm.ppf(1 - alpha) if not math.isfinite(df) else stats.t.ppf(1 - alpha, df))
+    return change - q * se, change + q * se
+
+
+def change_phrase(row: dict, *, alpha: float = 0.05, margin: float = 0.03) -> Markup:
+    """What the verdict of one ``auroc_changes.csv`` row says, as a verb phrase whose numbers link to the row.
+
+    *costs* and *gains* give the change and its interval; *equivalent* the margin (the row's own, else
+    ``margin``) and the 1 − 2α interval that lies inside it; *inconclusive* the change it would have
+    detected (MDE) and the estimate; one trained model per arm or an unestimable change say so.
+
+    Example:
+        >>> row = {"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": 10.0, "change": -0.05,
+        ...        "ci_low": -0.07, "ci_high": -0.03, "verdict_class": "costs"}
+        >>> str(change_phrase(row))
+        'costs <a class="num" href="#cost-d-m-dpsgd-10">0.05 [0.03, 0.07]</a>'
+    """
+    anchor = slug("cost", row["dataset"], row["model"], row["method"], float(row["epsilon"]))
+    kind = row.get("verdict_class")
+    change, low, high = (float(row.get(k, math.nan)) for k in ("change", "ci_low", "ci_high"))
+    if kind == "costs":
+        return Markup("costs {}").format(estimate(-change, -high, -low, anchor))
+    if kind == "gains":
+        return Markup("gains {}").format(estimate(change, low, high, anchor))
+    if kind == "equivalent":
+        m = float(row.get("margin", math.nan))
+        m = m if math.isfinite(m) else margin
+        lo, hi = equivalence_interval(row, alpha=alpha)
+        return Markup("keeps AUROC within ±{} (equivalent, {}% interval {})").format(
+            number(m),
+            f"{100 * (1 - 2 * alpha):g}",
+            link(f"[{number(lo, 3)}, {number(hi, 3)}]", anchor),
+        )
+    if kind == "inconclusive":
+        return Markup("is inconclusive (would detect ≥ {}; change {})").format(
+            link(number(float(row.get("mde", math.nan))), anchor), estimate(change, low, high, anchor, signed=True)
+        )
+    if kind == "one model":
+        return Markup("has no verdict (one trained model per arm; change {}, test-set noise only)").format(
+            estimate(change, low, high, anchor, signed=True)
+        )
+    return Markup("has no estimable change ({})").format(link(number(change, signed=True), anchor))
+
+
+def cost_sentences(
+    dataset: str,
+    costs: pd.DataFrame,
+    metrics: pd.DataFrame,
+    *,
+    level: float,
+    utility: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+    margin: float = 0.03,
+) -> list[Markup]:
+    """Per (model, method): the non-private AUROC and the verdict of what DP does to it at each ε.
+
+    ``utility``: ``auroc_changes.csv`` (its AUROC rows are read; :func:`change_phrase`). Without it (a
+    result folder written before that table) the sentence gives ``costs``'s point estimates with their
+    intervals and says it has no verdicts.
+    """
+    rows = utility_rows(utility)
+    if rows is None:
+        return _point_cost_sentences(dataset, costs, metrics, level=level)
+    out = []
+    plain_runs = metrics.drop_duplicates(RUN_KEYS)
+    plain_runs = plain_runs[plain_runs["epsilon"].map(math.isinf)]
+    for (model, method), part in rows[rows["dataset"] == dataset].groupby(["model", "method"], sort=True):
+        part = part.sort_values("epsilon")
+        ref_method = str(part["reference_method"].iloc[0]) if "reference_method" in part.columns else method
+        plain = plain_runs[(plain_runs["model"] == model) & (plain_runs["method"] == ref_method)]
+        against = "ε = ∞" if ref_method == method else f"{ref_method} at ε = ∞"
+        if plain.empty:
+            reference = Markup("{}").format(number(float(part["reference_value"].iloc[0])))
+        else:
+            ref = seed_summary(plain.drop_duplicates("seed"), "auroc", ["model"], level).iloc[0]
+            reference = estimate(
+                ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)
+            )
+        changes = [
+            Markup("ε = {} {}").format(epsilon_label(r["epsilon"]), change_phrase(r, alpha=alpha, margin=margin))
+            for r in part.to_dict("records")
+        ]
+        out.append(
+            Markup("<strong>{} ({})</strong>: test AUROC {} without privacy ({}); against it, {}.").format(
+                model, method, reference, against, _join(changes)
+            )
+        )
+    return out
+
+
+def _point_cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, level: float) -> list[Markup]:
+    """An older result folder's sentences: the point estimates of ``costs``, marked as such."""
     out = []
     runs = metrics.drop_duplicates(RUN_KEYS)
     for (model, method), part in costs[costs["dataset"] == dataset].groupby(["model", "method"], sort=True):
@@ -73,11 +200,12 @@ def cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFrame, *, 
             for r in part.sort_values("epsilon").itertuples()
         ]
         out.append(
-            Markup("<strong>{} ({})</strong>: test AUROC {} without privacy (ε = ∞); DP changes it by {}.").format(
+            Markup("<strong>{} ({})</strong>: test AUROC {} without privacy (ε = ∞); DP changes it by {} ({}).").format(
                 model,
                 method,
                 estimate(ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)),
                 _join(changes),
+                POINT_ESTIMATES,
             )
         )
     return out
@@ -381,8 +509,52 @@ def caveats(
     return out
 
 
-def rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
-    """Does "ε ≈ 10 keeps performance, ε ≈ 1 costs a lot" hold per (dataset, model, method)?"""
+def rule_of_thumb(
+    costs: pd.DataFrame,
+    utility: pd.DataFrame | None = None,
+    *,
+    alpha: float = 0.05,
+    margin: float = 0.03,
+) -> Markup | None:
+    """Does "ε ≈ 10 keeps performance" hold per (dataset, model, method)? Read from the verdicts.
+
+    ``utility``: ``auroc_changes.csv``. ε = 10 keeps AUROC only where its verdict is *equivalent* within
+    ±margin; a *costs* verdict says how much; anything else is inconclusive with its MDE
+    (:func:`change_phrase`), and ε = 1's verdict follows where the grid has it. Without the table (an older
+    result folder) the point estimates of ``costs`` are compared with :data:`KEEPS_PERFORMANCE`, marked so.
+    """
+    rows = utility_rows(utility)
+    if rows is None:
+        return _point_rule_of_thumb(costs)
+    if rows.empty:
+        return None
+    entries, holds, total = [], 0, 0
+    several = rows["method"].nunique() > 1
+    margins = pd.to_numeric(rows["margin"], errors="coerce").dropna() if "margin" in rows.columns else pd.Series()
+    m = float(margins.iloc[0]) if margins.nunique() == 1 else margin
+    for (dataset, model, method), part in rows.groupby(["dataset", "model", "method"], sort=True):
+        by = {float(r["epsilon"]): r for r in part.to_dict("records")}
+        if 10.0 not in by:
+            continue
+        total += 1
+        holds += by[10.0].get("verdict_class") == "equivalent"
+        name = f"{dataset}/{model}" + (f" ({method})" if several else "")
+        text = Markup("{}: ε = 10 {}").format(name, change_phrase(by[10.0], alpha=alpha, margin=margin))
+        if 1.0 in by:
+            text += Markup(", ε = 1 {}").format(change_phrase(by[1.0], alpha=alpha, margin=margin))
+        entries.append(text)
+    if not entries:
+        return Markup("The grid has no ε = 10, so the rule of thumb “ε ≈ 10 keeps performance” cannot be checked here.")
+    return Markup(
+        "Across datasets, AUROC against ε = ∞ (verdicts of auroc_changes.csv: a cost where p &lt; {}, equivalent "
+        "where the {}% interval lies within ±{}): {}. “ε ≈ 10 keeps AUROC within ±{}” holds for {} of {}."
+    ).format(
+        number(alpha), f"{100 * (1 - 2 * alpha):g}", number(m), Markup("; ").join(entries), number(m), holds, total
+    )
+
+
+def _point_rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
+    """An older result folder's check: ε = 10's point-estimate cost against :data:`KEEPS_PERFORMANCE`."""
     if costs.empty:
         return None
     holds, fails = [], []
@@ -412,4 +584,4 @@ def rule_of_thumb(costs: pd.DataFrame) -> Markup | None:
         )
     if fails:
         parts.append(Markup("it does not for {}").format(_join(fails)))
-    return Markup("Across datasets: ") + Markup("; ").join(parts) + Markup(".")
+    return Markup("Across datasets ({}): ").format(POINT_ESTIMATES) + Markup("; ").join(parts) + Markup(".")
