@@ -24,7 +24,7 @@ from dpfair.pipeline.outcome import run_definition
 from dpfair.privacy.card import build_privacy_card
 from dpfair.privacy.params import format_epsilon, parse_epsilon
 from dpfair.training.config import TrainConfig
-from dpfair.training.loop import predict, predict_logits, train
+from dpfair.training.loop import predict_both, train
 from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
 from dpfair.training.tuning.names import split_method
 from dpfair.training.tuning.procedure import tune_and_train
@@ -117,10 +117,8 @@ def train_run(
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it
     result = tune_and_train(**common, tuning=tuning or {}) if tuned else train(**common)
-    scores = prepared.samples.assign(
-        score=predict(result.model, prepared.x, device=torch_device),
-        logit=predict_logits(result.model, prepared.x, device=torch_device),  # the audit's attacks read logits
-    )
+    score, logit = predict_both(result.model, prepared.x, device=torch_device)  # the audit's attacks read logits
+    scores = prepared.samples.assign(score=score, logit=logit)
     record = {
         "dataset": prepared.meta["name"],
         "model": model_name,

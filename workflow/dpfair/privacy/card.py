@@ -140,6 +140,11 @@ def _randomness_text(record: dict, private: bool) -> str:
     )
 
 
+def _monitor_text(record: dict) -> str:
+    every = int(record.get("monitor_every", 1) or 1)
+    return "every epoch" if every == 1 else f"every {every} epochs and after the last"
+
+
 def released_outside_guarantee(record: dict, meta: dict, statement: dict) -> list[str]:
     """What the run releases, or lets shape the released model, that its ε does not cover; one phrase each.
 
@@ -149,7 +154,8 @@ def released_outside_guarantee(record: dict, meta: dict, statement: dict) -> lis
     n_val = int(record.get("n_val", 0) or 0)
     if n_val:
         out.append(
-            f"the validation split ({n_val} rows) has no DP protection; it is scored every epoch (validation loss and AUROC in the run's history)"
+            f"the validation split ({n_val} rows) has no DP protection; it is scored {_monitor_text(record)} "
+            "(validation loss and AUROC in the run's history)"
         )
     if record.get("tuning"):
         out.append("the selected trial, chosen on validation AUROC")

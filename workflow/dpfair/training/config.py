@@ -64,21 +64,30 @@ class TrainConfig:
     calibration_size: int | None = None
     #: Settings of the DP fairness mitigations (``mitigation:`` of the benchmark; dpfair.training.mechanisms.mitigation).
     mitigation: dict | None = None
+    #: Score the validation split every this many epochs (and always after the last): the training monitor.
+    #: Scoring 3,000 images every epoch cost a quarter of a CPU run's time (docs/speed.md); the trained model
+    #: does not depend on it, except through ``select_best``, which picks among the scored epochs.
+    monitor_every: int = 1
 
     def params(self) -> dict:
         """The fields as a plain dict for a rule's ``params``, without recipe options left at their defaults.
 
         Snakemake reruns a job whose params changed; omitting an unset option means that adding a recipe
         option to this class (or to a benchmark's defaults) retrains no finished run whose recipe it does not
-        change. ``TrainConfig(**config.params())`` gives the same config back.
+        change; ``monitor_every`` is left out at 1 for the same reason. ``TrainConfig(**config.params())``
+        gives the same config back.
 
         Example:
-            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in RECIPE_FIELDS}
+            >>> at_default = set(RECIPE_FIELDS) | {"monitor_every"}
+            >>> TrainConfig().params() == {k: v for k, v in vars(TrainConfig()).items() if k not in at_default}
             True
+            >>> TrainConfig(monitor_every=5).params()["monitor_every"]
+            5
             >>> TrainConfig(**TrainConfig(augmult=2).params()).augmult
             2
         """
-        return {k: v for k, v in vars(self).items() if k not in self.recipe_at_default()}
+        omitted = self.recipe_at_default() | ({"monitor_every"} if self.monitor_every == 1 else set())
+        return {k: v for k, v in vars(self).items() if k not in omitted}
 
     def recipe_at_default(self) -> set[str]:
         """The recipe options (:data:`RECIPE_FIELDS`) this config leaves at the class defaults."""
@@ -96,7 +105,7 @@ class TrainConfig:
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
             raise ConfigError(f"privacy.max_rows_per_patient must be a whole number >= 1 or null, got {m!r}")
         check_accountant(self.accountant)
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "monitor_every"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"training.{key} must be a whole number >= 1, got {value!r}")

@@ -82,7 +82,7 @@ def train(
     The mechanism (``dpfair.training.mechanisms``) builds the batches and the step; ε = ∞ runs the same loop and
     batches without clipping and noise. The ledger is replayed before the first step (a mis-calibration
     fails in seconds) and after the last. The validation split, if given, has no DP protection: it is
-    scored every epoch (validation loss and AUROC, the run's only training monitor: a private run
+    scored every ``config.monitor_every`` epochs and after the last (validation loss and AUROC, the run's only training monitor: a private run
     releases no training loss), it selects the released epoch when ``config.select_best`` is set, and
     its prevalence is the label prior of ``label_rr``; the run's privacy card lists each such use.
     ``noise_context`` (e.g. the dataset entry) joins the run's noise key (:mod:`dpfair.training.noise`):
@@ -226,11 +226,13 @@ def _train(
             if private
             else math.inf
         )
-        if x_val is not None and y_val is not None:
+        monitored = epoch % config.monitor_every == 0 or epoch == config.epochs
+        if monitored and x_val is not None and y_val is not None:
             with ema.swapped(module) if ema is not None else contextlib.nullcontext():
                 # AUROC of the probabilities, as the evaluation scores them (float32 sigmoid ties included)
-                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), predict(module, x_val, device=device))
-                entry["val_loss"] = bce_loss(predict_logits(module, x_val, device=device), y_val.cpu().numpy())
+                probs, logits = predict_both(module, x_val, device=device)
+                entry["val_auroc"] = safe_auroc(y_val.cpu().numpy(), probs)
+                entry["val_loss"] = bce_loss(logits, y_val.cpu().numpy())
                 # the first epoch is kept until one beats it (a NaN AUROC never does)
                 if config.select_best and (best["epoch"] is None or entry["val_auroc"] > best["auroc"]):
                     best = {"auroc": entry["val_auroc"], "epoch": epoch, "state": clone_state(module)}
@@ -294,11 +296,8 @@ def _train(
         "opacus_version": opacus.__version__,
         "dp_accounting_version": _dp_accounting_version(),
         # the released model's (after EMA / best-epoch) validation loss; a training loss only for ε = ∞
-        "final_val_loss": (
-            bce_loss(predict_logits(trainer.module, x_val, device=device), y_val.cpu().numpy())
-            if x_val is not None and y_val is not None and len(y_val)
-            else math.nan
-        ),
+        "final_val_loss": _released_val_loss(trainer.module, x_val, y_val, history, config=config, device=device),
+        "monitor_every": config.monitor_every,
         "final_train_loss": history[-1]["train_loss"] if history and not private else math.nan,
         "lr_schedule": config.lr_schedule,
         "ema_decay": config.ema_decay,
@@ -312,6 +311,19 @@ def _train(
         **trainer.stats(),
     }
     return TrainResult(model=trainer.module, record=record, history=history)
+
+
+def _released_val_loss(module, x_val, y_val, history, *, config, device) -> float:
+    """The released model's validation loss: the last epoch's, when that epoch's weights are the ones released.
+
+    Without an EMA or a best-epoch pick the released weights are the last epoch's, which the loop scored
+    already (the same forward pass, so the same value); otherwise they are scored again.
+    """
+    if x_val is None or y_val is None or not len(y_val):
+        return math.nan
+    if config.ema_decay is None and not config.select_best and history and "val_loss" in history[-1]:
+        return history[-1]["val_loss"]
+    return bce_loss(predict_logits(module, x_val, device=device), y_val.cpu().numpy())
 
 
 def bce_loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -333,24 +345,41 @@ def _dp_accounting_version() -> str:
 
 
 @torch.no_grad()
-def _forward(model: nn.Module, x: torch.Tensor, to_output: Callable, *, device, batch_size: int) -> np.ndarray:
-    """The model's output of label 1 for every row, in eval mode, batch by batch (``to_output`` per batch)."""
+def _forward(model: nn.Module, x: torch.Tensor, *, device, batch_size: int) -> list[torch.Tensor]:
+    """The model's logits of label 1 in its own dtype, in eval mode, one CPU tensor per batch of rows."""
     was_training = model.training
     model.eval()
-    out = [to_output(model(x[i : i + batch_size].to(device)).squeeze(-1)).cpu() for i in range(0, len(x), batch_size)]
+    out = [model(x[i : i + batch_size].to(device)).squeeze(-1).cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.empty(0)
+    return out
+
+
+def _join(parts: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(parts).numpy() if parts else np.empty(0)
 
 
 def predict(
     model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 1024
 ) -> np.ndarray:
-    """Predicted probabilities of label 1."""
-    return _forward(model, x, torch.sigmoid, device=device, batch_size=batch_size)
+    """Predicted probabilities of label 1 (the sigmoid of the model's own-dtype logits, batch by batch)."""
+    return _join([torch.sigmoid(b) for b in _forward(model, x, device=device, batch_size=batch_size)])
 
 
 def predict_logits(
     model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024
 ) -> np.ndarray:
     """The model's logit of label 1 for every row (float64): what the audit's attacks read."""
-    return _forward(model, x, lambda logits: logits.double(), device=device, batch_size=batch_size)
+    return _join([b.double() for b in _forward(model, x, device=device, batch_size=batch_size)])
+
+
+def predict_both(
+    model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict` and :func:`predict_logits` from one forward pass: the same values, half the cost.
+
+    Both are elementwise functions of the same per-batch logits, taken batch by batch as the two separate
+    calls take them (a vectorised sigmoid can differ in the last bit from its scalar tail, so the batches
+    must be the same), so they equal those calls bit for bit (``tests/test_monitor.py``).
+    """
+    parts = _forward(model, x, device=device, batch_size=batch_size)
+    return _join([torch.sigmoid(b) for b in parts]), _join([b.double() for b in parts])

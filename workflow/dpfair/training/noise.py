@@ -55,8 +55,25 @@ def run_key(*, model_name: str, config, context: str = "") -> str:
     It holds ``context`` (the dataset entry, a tuning trial), the model and every training setting, so that
     two releases that differ anywhere differ in noise.
     """
-    settings = ",".join(f"{k}={v!r}" for k, v in sorted(vars(config).items()) if k not in COMPUTATION_ONLY)
+    skipped = set(COMPUTATION_ONLY) | _unreleased_monitoring(config)
+    settings = ",".join(f"{k}={v!r}" for k, v in sorted(vars(config).items()) if k not in skipped)
     return f"{context}|{model_name}|{settings}"
+
+
+def _unreleased_monitoring(config) -> set[str]:
+    """``monitor_every`` when it does not change the release: the validation monitor only reads the weights.
+
+    Without ``select_best`` the released model is the last epoch's whatever epochs were scored, so a run
+    that monitors less is the same release and keeps its noise (and its key from before the setting
+    existed). With ``select_best`` the scored epochs are the candidates, so it names a different release.
+
+    Example:
+        >>> from types import SimpleNamespace as C
+        >>> _unreleased_monitoring(C(monitor_every=5, select_best=False)), _unreleased_monitoring(C(monitor_every=5, select_best=True))
+        ({'monitor_every'}, set())
+    """
+    every = getattr(config, "monitor_every", 1)
+    return {"monitor_every"} if every == 1 or not getattr(config, "select_best", False) else set()
 
 
 def noise_generator(
