@@ -42,6 +42,7 @@ PUBLIC = {
     "ledger",
     "lr",
     "lr_schedule",
+    "monitor_every",  # how often validation was scored: a setting, like the recipe
     "max_grad_norm",
     "max_rows_per_patient",
     "method",
