@@ -74,6 +74,7 @@ class Contrast:
     var_seed: float
     var_test: float
     cov_test: float
+    ratio: float = 0.0
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         """Estimate ± t_{(1+level)/2, df} · se (NaN when the se is not defined)."""
@@ -94,9 +95,23 @@ class Contrast:
             return math.nan
         return float(2 * stats.t.sf(abs(self.estimate) / self.se, self.df))
 
+    def equivalence_p(self, margin: float) -> float:
+        """TOST p of "|difference| ≥ margin": the larger of the two one-sided p-values (Schuirmann 1987)."""
+        if not self.defined or not math.isfinite(margin):
+            return math.nan
+        lower = stats.t.sf((self.estimate + margin) / self.se, self.df)
+        upper = stats.t.cdf((self.estimate - margin) / self.se, self.df)
+        return float(max(lower, upper))
+
     def mde(self, *, alpha: float = 0.05, power: float = 0.8) -> float:
         """Smallest true difference the two-sided level-``alpha`` test detects with probability ``power``."""
         return minimum_detectable(self.se, self.df, alpha=alpha, power=power)
+
+
+def interval_of(estimate: float, se: float, df: float, ratio: float = 0.0, *, level: float = 0.95) -> tuple[float, float]:
+    """The interval a table row's (estimate, se, df, ratio) columns stand for (what :meth:`Contrast.interval` gives)."""
+    c = Contrast(float(estimate), float(se), float(df), 2, True, math.nan, math.nan, math.nan, float(ratio))
+    return c.interval(level)
 
 
 def minimum_detectable(se: float, df: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -165,12 +180,18 @@ def _satterthwaite(se2: float, parts: list[tuple[float, int]]) -> float:
 
 
 def classify(
-    contrast: Contrast, *, p_value: float | None = None, alpha: float = 0.05, margin: float | None = None
+    contrast: Contrast,
+    *,
+    p_value: float | None = None,
+    alpha: float = 0.05,
+    margin: float | None = None,
+    p_equivalence: float | None = None,
 ) -> str:
     """:data:`UP`, :data:`DOWN`, :data:`EQUIVALENT`, :data:`INCONCLUSIVE`, :data:`ONE_MODEL` or :data:`UNDEFINED`.
 
     ``p_value``: the family-adjusted p (default the contrast's own); ``margin``: the equivalence margin
-    (None: no equivalence reading). Equivalence uses the unadjusted 1 − 2α interval (TOST at level α).
+    (None: no equivalence reading); ``p_equivalence``: the family-adjusted TOST p (default the contrast's
+    own :meth:`Contrast.equivalence_p`), equivalent when below α.
 
     Example:
         >>> c = Contrast(0.004, 0.005, 9.0, 10, True, 2e-4, 1e-4, 5e-5)
@@ -187,8 +208,8 @@ def classify(
     if math.isfinite(p) and p < alpha:
         return UP if contrast.estimate > 0 else DOWN
     if margin is not None:
-        low, high = contrast.interval(1 - 2 * alpha)
-        if -margin < low and high < margin:
+        p_eq = contrast.equivalence_p(margin) if p_equivalence is None else p_equivalence
+        if math.isfinite(p_eq) and p_eq < alpha:
             return EQUIVALENT
     return INCONCLUSIVE
 
