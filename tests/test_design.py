@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from dpfair.fairness import GAP_CHANGE_COLUMNS, gap_changes
-from dpfair.fairness.contrasts import seed_contrast
+from dpfair.fairness.contrasts import Contrast, ratio_bound, seed_contrast
 from dpfair.pipeline.cli import main
 from dpfair.pipeline.design import design_benchmark
 from dpfair.tables import design
@@ -166,29 +166,32 @@ def test_the_mde_has_its_power():
     """Per-seed differences drawn with the design's components, tested as gap_changes tests them.
 
     d_s = δ + t_s + u + w_s (seed part σ_t², shared test part c, own test part v − c), se² = S²/k + c,
-    two-sided t with Satterthwaite df at the row's level alpha/m: at δ = the design's MDE the rejection rate is 0.8
-    within 3 binomial standard errors.
+    the contrast's own small-k test (p maximised over r ≥ r_low) at the row's level alpha/m: at δ = the
+    design's MDE the rejection rate is at least 0.8 (within 3 binomial standard errors) and, the MDE being
+    taken at r_low rather than the true r, at most 0.9.
     """
     pilot = pd.DataFrame([{**KEY, "epsilon": e, "estimand": "signed", "n_seeds": 4, "var_seed": 6e-4,
                            "var_test": 3e-4, "cov_test": 1e-4} for e in (1.0, 3.0, 10.0)])  # fmt: skip
-    k = 6
-    row = design.design_table(
-        primary_rows=primary((1.0, 3.0, 10.0)), pilot=pilot, seeds=k, test_rows={"d": 500}, pilot_test_rows={"d": 500}
-    ).iloc[0]
-    train, v, c, alpha = row["var_seed_train"], row["var_test"], row["cov_test"], row["row_alpha"]
-    sims, rng = 4000, np.random.default_rng(2024)
-    d = (
-        row["mde"]
-        + rng.normal(0, math.sqrt(train), (sims, k))
-        + rng.normal(0, math.sqrt(c), (sims, 1))
-        + rng.normal(0, math.sqrt(v - c), (sims, k))
-    )
-    seed_part = d.var(axis=1, ddof=1) / k
-    se2 = seed_part + c
-    t = d.mean(axis=1) / np.sqrt(se2)
-    df = se2**2 / (seed_part**2 / (k - 1))  # Welch–Satterthwaite, as seed_contrast computes it
-    rate = float(np.mean(np.abs(t) > stats.t.ppf(1 - alpha / 2, df)))
-    assert abs(rate - 0.8) <= 3 * math.sqrt(0.8 * 0.2 / sims), rate
+    for k in (3, 6, 12):
+        row = design.design_table(
+            primary_rows=primary((1.0, 3.0, 10.0)), pilot=pilot, seeds=k, test_rows={"d": 500},
+            pilot_test_rows={"d": 500},
+        ).iloc[0]  # fmt: skip
+        train, v, c, alpha = row["var_seed_train"], row["var_test"], row["cov_test"], row["row_alpha"]
+        sims, rng = 1500, np.random.default_rng(2024 + k)
+        d = (
+            row["mde"]
+            + rng.normal(0, math.sqrt(train), (sims, k))
+            + rng.normal(0, math.sqrt(c), (sims, 1))
+            + rng.normal(0, math.sqrt(v - c), (sims, k))
+        )
+        s2 = d.var(axis=1, ddof=1)
+        p = [
+            Contrast(float(m), math.sqrt(x / k + c), k - 1.0, k, True, x, v, c, ratio_bound(c, x, k)).p_value
+            for m, x in zip(d.mean(axis=1), s2)
+        ]
+        rate = float(np.mean(np.asarray(p) < alpha))
+        assert 0.8 - 3 * math.sqrt(0.8 * 0.2 / sims) <= rate <= 0.9, (k, rate)
 
 
 def test_without_a_pilot_the_assumptions_are_hanley_mcneil():

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from dpfair.fairness import GAP_CHANGE_COLUMNS, gap_changes
-from dpfair.fairness.contrasts import minimum_detectable
-from dpfair.fairness.gap_changes import PrimaryFamily
+from dpfair.fairness.contrasts import interval_of, seed_contrast
+from dpfair.fairness.gap_changes import PrimaryFamily, holm, margin_for
+from dpfair.fairness.gaps import dersimonian_laird_tau2
 from scipy import stats
 from scipy.optimize import brentq
 from test_gap_statistics import binormal_test_set, evaluate
@@ -91,9 +92,7 @@ def test_power_at_the_designs_minimum_detectable_change():
     """A widening planted at the MDE the rows report is detected with ≈ 80% power (300 replications, SE 0.023)."""
     k, reps = 10, 300
     null = run(k, {math.inf: BASE, 1.0: BASE}, 60, seed=61)
-    mde = float(null["mde"].median())
-    # the MDE the rows report is the design formula at their own se and k − 1 df
-    assert mde == pytest.approx(minimum_detectable(float(null["se"].median()), float(null["df"].median())), rel=0.05)
+    mde = float(null["mde"].median())  # the MDE the rows report (the contrast's own MDE at their se, df)
     target = true_signed(BASE) - mde  # further below the reference: a widening of exactly the MDE
     d1 = brentq(lambda d: true_auroc(d) - true_auroc(BASE[0]) - target, 0.0, 3.0)
     planted = run(k, {math.inf: BASE, 1.0: (BASE[0], d1)}, reps, seed=62)
@@ -178,11 +177,11 @@ def test_the_three_way_verdict_and_its_sentences():
     est, reps = table_with({1.0: 0.01}, seed_sd=0.03)
     row = gap_changes(estimates=est, replicates=reps).iloc[0]
     assert row["verdict_class"] == "inconclusive" and row["mde"] > 0.03
-    assert row["verdict"].endswith(f"this design detects changes ≥ {row['mde']:.2f} with 80% power".replace("-", "−"))
+    assert row["verdict"].endswith(f"inconclusive: would detect a change of ≥ {row['mde']:.2f} at 80% power")
 
 
 def test_the_interval_is_seed_spread_plus_shared_test_covariance():
-    """se² = S²/k + c̄ computed here by hand from the tables' own inputs; p from t with Satterthwaite df."""
+    """se² = S²/k + c̄ computed here by hand from the tables' own inputs; interval, p and ratio from the contrast."""
     est, reps = table_with({1.0: 0.02}, seeds=range(6), test_sd=0.01, seed_sd=0.02)
     row = gap_changes(estimates=est, replicates=reps).iloc[0]
     point = est.pivot_table(index="seed", columns="epsilon", values="signed_gap")
@@ -192,11 +191,20 @@ def test_the_interval_is_seed_spread_plus_shared_test_covariance():
     cov = np.cov(diff)
     c_bar = (cov.sum() - np.trace(cov)) / (6 * 5)
     se = math.sqrt(d.var(ddof=1) / 6 + max(c_bar, 0.0))  # c̄ floored at 0
-    df = se**4 / ((d.var(ddof=1) / 6) ** 2 / 5)  # Welch–Satterthwaite: S²/k has 5 df, c̄ treated as known
-    assert row["se"] == pytest.approx(se) and row["df"] == pytest.approx(df) and row["df"] >= 5
-    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(d.mean()) / se, df))
-    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(stats.t.ppf(0.975, df) * se)
+    assert row["se"] == pytest.approx(se) and row["gap_change"] == pytest.approx(d.mean())
     assert row["var_test"] == pytest.approx(np.trace(cov) / 6) and row["cov_test"] == pytest.approx(c_bar)
+    # the test itself (df rule, interval, p) is the contrast's: the row is what seed_contrast gives
+    contrast = seed_contrast(
+        point[1.0].to_numpy(), point[math.inf].to_numpy(), wide.loc[1.0].to_numpy(), wide.loc[math.inf].to_numpy(),
+        paired=True,
+    )  # fmt: skip
+    assert row["df"] == contrast.df and row["ratio"] == pytest.approx(contrast.ratio)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(contrast.interval(0.95))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        interval_of(row["gap_change"], row["se"], row["df"], row["ratio"], level=0.95)
+    )
+    assert row["p_value"] == pytest.approx(contrast.p_value)
+    assert row["p_equivalence"] == pytest.approx(contrast.equivalence_p(0.03))
 
 
 def test_one_seed_gives_no_verdict():
@@ -271,3 +279,123 @@ def test_gap_change_needs_a_baseline_and_replicates():
         gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
     nan_run = est.assign(signed_gap=np.where(est["seed"] == 0, np.nan, est["signed_gap"]), gap=np.nan)
     assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
+
+
+# ---- margins, equivalence family, negligible changes, reversals, group sets -------------------------------
+
+
+def tau2_tables(est, reps, values, *, n_groups=3):
+    """``table_with``'s runs turned into τ² rows: per run its τ² ``values`` (aligned with ``est``), the
+    replicates the run's τ² plus a tiny resample noise shared by every run (so the difference cancels it)."""
+    three = est.assign(signed_gap=np.nan, tau2=np.asarray(values, dtype=float), n_groups=n_groups, reference_group="")
+    three = three.assign(comparison_group="")
+    shared = np.random.default_rng(9).normal(0, 1e-6, reps["replicate"].nunique())
+    merged = reps.merge(three[["epsilon", "seed", "tau2"]], on=["epsilon", "seed"], suffixes=("_old", ""))
+    merged = merged.assign(signed_gap=np.nan, tau2=merged["tau2"] + shared[merged["replicate"]])
+    return three, merged.drop(columns="tau2_old")
+
+
+def test_the_tau2_margin_is_half_the_squared_gap_margin():
+    """DL τ² of two groups whose values differ by δ (tiny within-group variances) is δ²/2: margin_for says so."""
+    for delta in (0.03, 0.1):
+        tau2 = dersimonian_laird_tau2(np.array([[0.8, 0.8 + delta]]), np.array([1e-12, 1e-12]))[0]
+        assert tau2 == pytest.approx(delta**2 / 2, rel=1e-6)
+        assert margin_for("tau2", delta) == pytest.approx(tau2, rel=1e-6) and margin_for("signed", delta) == delta
+    # a τ² change whose 90% interval lies inside ±margin² = 0.0009 but not inside ±margin²/2 = 0.00045
+    est, reps = table_with({1.0: 0.0}, seed_sd=0.0)
+    offsets = np.array([0.0007, -0.0007, 0.0007, -0.0007, 0.0])
+    values = 0.001 + np.where(np.isinf(est["epsilon"]), 0.0, offsets[est["seed"]])
+    row = gap_changes(estimates=tau2_tables(est, reps, values)[0], replicates=tau2_tables(est, reps, values)[1]).iloc[0]
+    assert row["estimand"] == "tau2"
+    low, high = interval_of(row["gap_change"], row["se"], row["df"], row["ratio"], level=0.9)
+    assert -0.0009 < low and high < 0.0009 and not (-0.00045 < low and high < 0.00045), (low, high)
+    assert row["verdict_class"] == "inconclusive" and not row["within_margin"]
+    assert row["p_equivalence"] > 0.05
+    # a wider gap margin whose half square covers the interval reads equivalent, and says ±margin²/2
+    est_t, reps_t = tau2_tables(est, reps, values)
+    wide = gap_changes(estimates=est_t, replicates=reps_t, margin=0.045).iloc[0]
+    assert wide["verdict_class"] == "equivalent" and "equivalent within ±0.00101" in wide["verdict"]
+
+
+def test_equivalence_reads_the_holm_adjusted_tost_over_the_primary_family():
+    """Two primary rows with the same TOST p between α/2 and α: each alone equivalent, Holm-adjusted not."""
+    offsets = [0.028, -0.028, 0.028, -0.028, 0.0]
+    est, reps = table_with({1.0: 0.0, 3.0: 0.0}, seed_sd=0.0, offsets={1.0: offsets, 3.0: offsets})
+    table = gap_changes(estimates=est, replicates=reps, margin=0.03)
+    assert (table["family"] == "primary").all()
+    p = table["p_equivalence"].to_numpy()
+    assert np.all((0.025 < p) & (p < 0.05)), p
+    np.testing.assert_allclose(table["p_equivalence_adjusted"], holm(p))
+    assert (table["p_equivalence_adjusted"] >= 0.05).all() and set(table["verdict_class"]) == {"inconclusive"}
+    # the same rows alone in their family (one of them exploratory) are equivalent on their own TOST p
+    single = gap_changes(estimates=est, replicates=reps, margin=0.03, primary={"d": PrimaryFamily(metric="tpr")})
+    assert (single["family"] == "exploratory").all() and single["p_equivalence_adjusted"].isna().all()
+    assert set(single["verdict_class"]) == {"equivalent"}
+
+
+def test_a_detected_change_inside_the_margin_is_called_negligible():
+    est, reps = table_with({1.0: -0.01, 3.0: -0.08}, seed_sd=0.0005, test_sd=0.001)
+    rows = gap_changes(estimates=est, replicates=reps, margin=0.03).set_index("epsilon")
+    small, large = rows.loc[1.0], rows.loc[3.0]
+    assert small["verdict_class"] == large["verdict_class"] == "widens"
+    assert bool(small["within_margin"]) and not bool(large["within_margin"])
+    assert small["verdict"].endswith(", detected but within ±0.03 (practically negligible)")
+    assert "negligible" not in large["verdict"]
+
+
+def test_a_signed_gap_that_changes_sign_reverses():
+    """−0.05 (female ahead) → +0.05 (male ahead), both ends nonzero: reverses; → 0: narrows."""
+    est, reps = table_with({1.0: 0.10, 3.0: 0.05}, seed_sd=0.002, test_sd=0.002)
+    rows = gap_changes(estimates=est, replicates=reps).set_index("epsilon")
+    flipped, closed = rows.loc[1.0], rows.loc[3.0]
+    assert flipped["verdict_class"] == "reverses"
+    assert flipped["p_baseline_gap"] < 0.05 and flipped["p_arm_gap"] < 0.05
+    assert flipped["baseline_value"] < 0 < flipped["arm_value"]
+    assert "the gap reversed sign, from female ahead to male ahead" in flipped["verdict"]
+    assert closed["verdict_class"] == "narrows" and closed["p_arm_gap"] > 0.05  # ends at 0: no reversal
+    # a lower-is-better metric: the group with the lower value is ahead
+    fpr = gap_changes(estimates=est.assign(metric="fpr"), replicates=reps.assign(metric="fpr")).set_index("epsilon")
+    assert "from male ahead to female ahead" in fpr.loc[1.0, "verdict"]
+
+
+def test_rows_whose_runs_have_other_groups_are_undefined_with_a_reason():
+    est, reps = table_with({1.0: -0.08, 3.0: -0.08})
+    swapped = (est["epsilon"] == 1.0) & (est["seed"] == 2)
+    est.loc[swapped, ["reference_group", "comparison_group"]] = ["male", "female"]
+    rows = gap_changes(estimates=est, replicates=reps).set_index("epsilon")
+    bad, fine = rows.loc[1.0], rows.loc[3.0]
+    assert bad["verdict_class"] == "undefined" and math.isnan(bad["gap_change"]) and bad["estimand"] == "signed"
+    assert bad["reason"] == (
+        "groups differ across runs: reference female, comparison male in 9 runs, "
+        "reference male, comparison female in 1 run"
+    )
+    assert bad["verdict"].endswith(f": {bad['reason']}") and "no verdict" in bad["verdict"]
+    assert fine["verdict_class"] == "widens" and fine["reason"] == ""
+    # τ² rows: one run with a fourth usable group
+    est, reps = table_with({1.0: 0.0})
+    values = 0.001 + np.random.default_rng(2).normal(0, 1e-4, len(est))
+    three, three_reps = tau2_tables(est, reps, values)
+    three.loc[(three["epsilon"] == 1.0) & (three["seed"] == 0), "n_groups"] = 4
+    row = gap_changes(estimates=three, replicates=three_reps).iloc[0]
+    assert row["verdict_class"] == "undefined" and row["estimand"] == "tau2"
+    assert row["reason"] == "groups differ across runs: 3 usable groups in 9 runs, 4 usable groups in 1 run"
+    # without n_groups: a run with a signed gap has two groups, one with τ² only more (no silent τ²)
+    mixed = three.drop(columns="n_groups")
+    mixed.loc[mixed["seed"] == 0, "signed_gap"] = -0.05
+    row = gap_changes(estimates=mixed, replicates=three_reps).iloc[0]
+    assert row["verdict_class"] == "undefined" and "2 usable groups in 2 runs" in row["reason"]
+
+
+def test_tau2_rows_without_group_counts_read_the_groups_table():
+    est, reps = table_with({1.0: 0.0})
+    values = 0.001 + np.random.default_rng(2).normal(0, 1e-4, len(est))
+    three, three_reps = tau2_tables(est, reps, values)
+    three = three.drop(columns="n_groups")
+    runs = three[["dataset", "model", "method", "epsilon", "seed", "attribute"]]
+    groups = pd.concat([runs.assign(group=g, auroc=0.8, flagged=False) for g in ("A", "B", "C")], ignore_index=True)
+    row = gap_changes(estimates=three, replicates=three_reps, groups=groups).iloc[0]
+    assert row["estimand"] == "tau2" and row["reason"] == "" and row["verdict_class"] != "undefined"
+    lost = groups.assign(auroc=np.where((groups["group"] == "C") & (groups["seed"] == 4), np.nan, groups["auroc"]))
+    row = gap_changes(estimates=three, replicates=three_reps, groups=lost).iloc[0]
+    assert row["verdict_class"] == "undefined"
+    assert row["reason"] == "groups differ across runs: {A, B, C} in 8 runs, {A, B} in 2 runs"

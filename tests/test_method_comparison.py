@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dpfair.fairness import evaluate_fairness
+from dpfair.fairness.contrasts import interval_of, seed_contrast
 from dpfair.tables.method_comparison import (
     COLUMNS,
     GROUP_COLUMNS,
@@ -16,8 +17,9 @@ from dpfair.tables.method_comparison import (
     difference_contrast,
     paired_difference,
     report_rows,
+    verdict,
 )
-from scipy import stats
+from scipy.stats import norm
 from test_utility_changes import DELTA, binormal_runs, separation_for
 
 
@@ -108,8 +110,14 @@ def test_interval_is_centred_on_the_difference_with_the_seed_and_shared_test_ter
     contrast = difference_contrast(arms["a"], arms["b"])
     seed_part = diffs["point"].var(ddof=1) / 5
     assert contrast.se**2 == pytest.approx(seed_part + max(c_bar, 0.0))
-    df = contrast.se**4 / (seed_part**2 / 4)  # Welch–Satterthwaite: S²/k has k − 1 = 4 df
-    assert contrast.df == pytest.approx(df) and (high - d) == pytest.approx(stats.t.ppf(0.975, df) * contrast.se)
+    assert contrast.var_seed == pytest.approx(diffs["point"].var(ddof=1)) and contrast.cov_test == pytest.approx(c_bar)
+    # the interval is the contrast's test on the same inputs (its df rule is seed_contrast's)
+    direct = seed_contrast(
+        arms["a"]["point"].to_numpy(), arms["b"]["point"].to_numpy(),
+        arms["a"].drop(columns="point").to_numpy(), arms["b"].drop(columns="point").to_numpy(), paired=True,
+    )  # fmt: skip
+    assert (low, high) == pytest.approx(direct.interval(0.95)) and contrast.df == direct.df
+    assert (low, high) == pytest.approx(interval_of(d, contrast.se, contrast.df, contrast.ratio, level=0.95))
     # the seeds pair by name, not by row order; other seeds make the arms unpaired (Welch)
     again = paired_difference(arms["a"], arms["b"].iloc[::-1])
     assert again[3] and again[:3] == pytest.approx((d, low, high))
@@ -178,13 +186,16 @@ def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
     assert row["gap_diff"] == pytest.approx(excess)
     assert row["raw_gap_diff"] == pytest.approx(row["method_gap"] - row["baseline_gap"])
     assert row["method_null_gap"] > 0 and row["baseline_null_gap"] > 0
-    # intervals centred on the difference, t with Satterthwaite df (≥ k − 1 = 2), p and MDE from the same se
+    # intervals centred on the difference and rebuilt from the row's own columns; MDE from the same se
     for q in ("auroc_diff", "gap_diff"):
         assert (row[f"{q}_ci_low"] + row[f"{q}_ci_high"]) / 2 == pytest.approx(row[q])
-        df = row[f"{q}_df"]
-        factor = stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)
-        assert df >= 2 and row[f"{q}_mde"] == pytest.approx(factor * row[f"{q}_se"])
+        df, se, ratio = row[f"{q}_df"], row[f"{q}_se"], row[f"{q}_ratio"]
+        assert (row[f"{q}_ci_low"], row[f"{q}_ci_high"]) == pytest.approx(interval_of(row[q], se, df, ratio))
+        # the MDE is at least the normal-theory (z_{α/2} + z_power)·se (the lightest tail the test can have)
+        assert df == 2 and row[f"{q}_mde"] >= 0.99 * (norm.isf(0.025) + norm.ppf(0.8)) * se
         assert 0 < row[f"{q}_p_value"] <= 1
+        low, high = interval_of(row[q], se, df, ratio, level=0.9)
+        assert bool(row[f"{q}_within_margin"]) == (-0.03 < low and high < 0.03)
     assert row["margin"] == 0.03 and "did not change" not in row["verdict"]
     b = groups.set_index("group").loc["B"]
     if effect:
@@ -197,13 +208,13 @@ def test_comparison_finds_a_planted_narrowing_and_says_who_gained(runs, effect):
         assert row["gap_class"] in ("equivalent", "inconclusive")
         text = {
             "equivalent": "left the excess site AUROC gap equivalent within ±0.03 (90% interval",
-            "inconclusive": "inconclusive effect on the excess site AUROC gap",
+            "inconclusive": "changed the excess site AUROC gap by ",
         }[row["gap_class"]]
         assert text in row["verdict"]
         if row["gap_class"] == "inconclusive":
-            assert f"detects changes ≥ {row['gap_diff_mde']:.3f}" in row["verdict"]
+            assert f"inconclusive: would detect a change of ≥ {row['gap_diff_mde']:.3f} at 80% power" in row["verdict"]
         assert b["auroc_class"] in ("equivalent", "inconclusive")
-        assert b["verdict"].startswith(("equivalent within ±0.03", "inconclusive (detects changes ≥"))
+        assert b["verdict"].startswith(("equivalent within ±0.03", "inconclusive: would detect a change of ≥"))
 
 
 def test_equivalence_margin_and_alpha_reach_the_classes(runs):
@@ -233,3 +244,20 @@ def test_no_mitigation_gives_empty_tables(runs):
     records, scores, gaps, reps = runs[0.0]
     table, groups = compare_methods(records=records, scores=scores, gaps=gaps, replicates=reps, attributes={})
     assert table.empty and list(table.columns) == COLUMNS and groups.empty
+
+
+def test_a_detected_narrowing_inside_the_margin_is_called_negligible(runs):
+    """The planted narrowing against a margin of 1: still narrowed, within ±1, and the sentence says so."""
+    records, scores, gaps, reps = runs[0.8]
+    kwargs = {"records": records, "scores": scores, "gaps": gaps, "replicates": reps, "attributes": {"d": "site"}}
+    strict = compare_methods(**kwargs, n_boot=200)[0].iloc[0]
+    loose = compare_methods(**kwargs, n_boot=200, margin=1.0)[0].iloc[0]
+    assert strict["gap_class"] == loose["gap_class"] == "narrowed"
+    assert not bool(strict["gap_diff_within_margin"]) and bool(loose["gap_diff_within_margin"])
+    assert "detected but within ±1 (practically negligible)" in loose["verdict"]
+    assert "negligible" not in strict["verdict"]
+    # the sentence's equivalence interval reads the row's ratio (an older row without it: r = 0)
+    row = {**loose, "gap_class": "equivalent"}
+    text = verdict(row)
+    low, high = interval_of(row["gap_diff"], row["gap_diff_se"], row["gap_diff_df"], row["gap_diff_ratio"], level=0.9)
+    assert f"90% interval [{low:+.3f}, {high:+.3f}]" in text

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from dpfair.pipeline.evaluation import evaluate_run
 from dpfair.report.page import render_report
 from dpfair.tables.summary import read_summary, summarise
@@ -148,3 +149,71 @@ def test_report_renders_without_the_optional_tables(tmp_path):
         output=tmp_path / "index.html",
     )
     assert "test AUROC" in html and 'id="speed"' not in html and 'id="compute-cost"' not in html
+
+
+# ---- the summary's sentences from the verdict tables ----------------------------------------------------
+
+
+def _gap_rows(classes):
+    """gap_changes.csv-like primary rows of dataset d, one per (class, ε)."""
+    rows = []
+    for eps, (cls, mde) in enumerate(classes, start=1):
+        rows.append(
+            {
+                "dataset": "d",
+                "model": "m",
+                "method": "dpsgd",
+                "attribute": "sex",
+                "metric": "auroc",
+                "epsilon": float(eps),
+                "family": "primary",
+                "estimand": "signed",
+                "mde": mde,
+                "verdict_class": cls,
+                "verdict": f"DP at ε = {eps} {cls} the sex gap",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_gap_sentence_counts_and_lists_reversals_as_their_own_class():
+    from dpfair.report.summary import gap_sentence
+
+    table = _gap_rows([("reverses", 0.02), ("widens", 0.02), ("inconclusive", 0.05), ("inconclusive", 0.04)])
+    text = str(gap_sentence("d", table))
+    assert "1 widen, 1 reverse sign and 2 inconclusive" in text
+    assert 'Reversed: <a class="num" href="#gc-d-m-dpsgd-sex-auroc-1">DP at ε = 1 reverses the sex gap</a>.' in text
+    widened = text[: text.index("Reversed")]
+    assert "DP at ε = 2 widens the sex gap" in widened and "reverses the sex gap" not in widened
+    assert "at best inconclusive: would detect a change of ≥ " in text and ">0.04</a> at 80% power" in text
+
+
+def test_equivalence_intervals_are_rebuilt_with_the_rows_ratio():
+    from dpfair.fairness.contrasts import interval_of
+    from dpfair.report.summary import change_phrase, equivalence_interval
+
+    row = {"change": 0.004, "se": 0.005, "df": 2.0, "ratio": 3.0}
+    assert equivalence_interval(row) == pytest.approx(interval_of(0.004, 0.005, 2.0, 3.0, level=0.9))
+    older = equivalence_interval({k: v for k, v in row.items() if k != "ratio"})  # no ratio column: r = 0
+    assert older == pytest.approx(interval_of(0.004, 0.005, 2.0, 0.0, level=0.9))
+    assert older[1] - older[0] > equivalence_interval(row)[1] - equivalence_interval(row)[0]  # r > 0 is narrower
+    keys = {"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": 10.0, "ci_low": -0.02, "ci_high": 0.03}
+    phrase = str(change_phrase({**keys, **row, "verdict_class": "inconclusive", "mde": 0.05}, power=0.9))
+    assert phrase.startswith("is inconclusive: would detect a change of ≥ ") and "0.05</a> at 90% power" in phrase
+    cost = {**keys, "change": -0.01, "ci_low": -0.015, "ci_high": -0.005, "margin": 0.03, "verdict_class": "costs"}
+    assert "practically negligible" not in str(change_phrase(cost))
+    assert str(change_phrase({**cost, "within_margin": "True"})).endswith(
+        ", detected but within ±0.03 (practically negligible)"
+    )
+
+
+def test_the_power_caveat_reads_tau2_rows_against_half_the_squared_margin():
+    from dpfair.report.summary import caveats
+
+    table = _gap_rows([("inconclusive", 0.0006), ("inconclusive", 0.0004)]).assign(estimand="tau2")
+    subgroups = pd.DataFrame(columns=["dataset", "flagged", "n", "attribute", "group", "n_positive"])
+    metrics = pd.DataFrame({"dataset": ["d"] * 3, "seed": [0, 1, 2]})
+    found = caveats("d", meta={}, metrics=metrics, subgroups=subgroups, cards=[], min_group_size=0, changes=table)
+    text = " ".join(str(c) for c in found)
+    # margin²/2 = 0.00045: only the first row's MDE is above it (with margin² = 0.0009 neither would be)
+    assert "Underpowered: 1 of" in text and "±0.00045 for τ²" in text

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dpfair.fairness import stratified_bootstrap_weights, weighted_metrics
+from dpfair.fairness.contrasts import interval_of, seed_contrast
 from dpfair.tables import UTILITY_CHANGE_COLUMNS, auroc_changes
 from scipy import stats
 from scipy.special import expit
@@ -209,9 +210,12 @@ def test_three_seeds_of_a_small_change_say_inconclusive_with_the_detectable_chan
     rng = np.random.default_rng(3)
     arms = binormal_runs(rng, separations={("dpsgd", math.inf): DELTA, ("dpsgd", 10.0): DELTA}, n_seeds=3)
     row = changes(arms).loc[10.0]
-    assert row["verdict_class"] == "inconclusive" and row["df"] >= 2  # Satterthwaite: from k − 1 = 2 up
-    assert row["mde"] > 0.03 and f"detects changes ≥ {row['mde']:.3f}" in row["verdict"]
-    assert row["verdict"].startswith("At ε = 10, dpsgd against ε = ∞ is inconclusive: ")
+    assert row["verdict_class"] == "inconclusive" and row["df"] >= 2  # k − 1 = 2
+    assert row["mde"] > 0.03
+    assert row["verdict"].endswith(f"inconclusive: would detect a change of ≥ {row['mde']:.3f} at 80% power")
+    assert row["verdict"].startswith("At ε = 10, dpsgd against ε = ∞: ")
+    (a, ra), (b, rb) = arms[("dpsgd", 10.0)], arms[("dpsgd", math.inf)]
+    assert row["mde"] == pytest.approx(seed_contrast(a, b, ra, rb, paired=True).mde(alpha=0.05, power=0.8))
 
 
 def test_one_seed_gives_no_verdict():
@@ -256,12 +260,21 @@ def test_equivalent_sentence_gives_the_tost_interval():
     )
     row = changes(arms, margin=0.03).loc[10.0]
     assert row["verdict_class"] == "equivalent", row["verdict"]
-    t = stats.t.ppf(0.95, row["df"]) * row["se"]
-    low, high = (f"{x:.3f}".replace("-", "−") for x in (row["change"] - t, row["change"] + t))
+    lo, hi = interval_of(row["change"], row["se"], row["df"], row["ratio"], level=0.9)
+    low, high = (f"{x:.3f}".replace("-", "−") for x in (lo, hi))
     assert row["verdict"] == (
         f"At ε = 10, dpsgd is equivalent to ε = ∞ within ±0.03 AUROC (90% interval [{low}, {high}])"
     )
-    assert -0.03 < row["change"] - t and row["change"] + t < 0.03
+    assert -0.03 < lo and hi < 0.03 and bool(row["within_margin"])
+    # the TOST p the verdict read is the contrast's, on the same inputs
+    (a, ra), (b, rb) = arms[("dpsgd", 10.0)], arms[("dpsgd", math.inf)]
+    contrast = seed_contrast(a, b, ra, rb, paired=True)
+    assert row["p_equivalence"] == pytest.approx(contrast.equivalence_p(0.03)) and row["p_equivalence"] < 0.05
+    assert row["ratio"] == pytest.approx(contrast.ratio) and (lo, hi) == pytest.approx(contrast.interval(0.9))
+    # the standard error is the seed spread of the per-seed differences plus the floored shared covariance
+    cov = np.cov(ra - rb)
+    c_bar = (cov.sum() - np.trace(cov)) / (10 * 9)
+    assert row["se"] ** 2 == pytest.approx(np.var(a - b, ddof=1) / 10 + max(c_bar, 0.0))
 
 
 def test_no_replicates_or_no_reference_give_undefined_or_no_rows():
@@ -273,3 +286,18 @@ def test_no_replicates_or_no_reference_give_undefined_or_no_rows():
     private = estimates[np.isfinite(estimates["epsilon"])]
     assert auroc_changes(estimates=private, replicates=replicates).empty
     assert list(auroc_changes(estimates=estimates.iloc[:0], replicates=replicates).columns) == UTILITY_CHANGE_COLUMNS
+
+
+def test_a_cost_inside_the_margin_is_detected_but_called_negligible():
+    """A true cost of 0.01 with 10 seeds and little training noise: detected (costs), and within ±0.03."""
+    rng = np.random.default_rng(11)
+    sd = {"seed_sd": 0.01, "arm_sd": 0.01}
+    separations = {("dpsgd", math.inf): DELTA, ("dpsgd", 10.0): separation_for(-0.01, *sd.values())}
+    separations[("dpsgd", 1.0)] = separation_for(-0.08, *sd.values())
+    arms = binormal_runs(rng, separations=separations, n_seeds=10, n_rows=3000, shared_rho=0.8, **sd)
+    rows = changes(arms, margin=0.03)
+    small, large = rows.loc[10.0], rows.loc[1.0]
+    assert small["verdict_class"] == large["verdict_class"] == "costs", (small["verdict"], large["verdict"])
+    assert bool(small["within_margin"]) and not bool(large["within_margin"])
+    assert small["verdict"].endswith(", detected but within ±0.03 (practically negligible)")
+    assert "negligible" not in large["verdict"]

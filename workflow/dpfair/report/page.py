@@ -101,7 +101,7 @@ def _dataset_section(
     }
 
 
-def _cost_rows(costs: pd.DataFrame, utility: pd.DataFrame | None, *, alpha: float) -> list[dict]:
+def _cost_rows(costs: pd.DataFrame, utility: pd.DataFrame | None, *, alpha: float, power: float = 0.8) -> list[dict]:
     """The AUROC cost table's rows: ``auroc_changes.csv``'s AUROC verdicts, else (older runs) ``costs``.
 
     A verdict row's cost cell holds the change with its interval and the verdict's class with the number
@@ -110,46 +110,50 @@ def _cost_rows(costs: pd.DataFrame, utility: pd.DataFrame | None, *, alpha: floa
     rows = report_summary.utility_rows(utility)
     if rows is None:
         return [
-            {
-                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
-                "dataset": r["dataset"],
-                "model": r["model"],
-                "method": r["method"],
-                "epsilon": epsilon_label(r["epsilon"]),
-                "auroc": number(r["auroc"]),
-                "reference": number(r["reference"]),
-                "cost": f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}] (point estimate)",
-                "n_seeds": int(r["n_seeds"]),
-            }
+            _cost_row(
+                r,
+                auroc=r["auroc"],
+                reference=number(r["reference"]),
+                cost=f"{number(r['cost'])} [{number(r['cost_low'])}, {number(r['cost_high'])}] (point estimate)",
+            )
             for r in costs.to_dict("records")
         ]
     out = []
     for r in rows.sort_values(["dataset", "model", "method", "epsilon"]).to_dict("records"):
-        kind = str(r.get("verdict_class", ""))
-        if kind == "equivalent":
-            lo, hi = report_summary.equivalence_interval(r, alpha=alpha)
-            note = f"equivalent within ±{number(r['margin'])}, {100 * (1 - 2 * alpha):g}% [{number(lo)}, {number(hi)}]"
-        elif kind == "inconclusive":
-            note = f"inconclusive, MDE {number(r['mde'])}"
-        else:
-            note = kind
         reference = number(r["reference_value"])
         if str(r.get("reference_method", r["method"])) != r["method"]:
             reference += f" ({r['reference_method']})"
+        change = f"{number(r['change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]"
         out.append(
-            {
-                "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
-                "dataset": r["dataset"],
-                "model": r["model"],
-                "method": r["method"],
-                "epsilon": epsilon_label(r["epsilon"]),
-                "auroc": number(r["arm_value"]),
-                "reference": reference,
-                "cost": f"{number(r['change'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]: {note}",
-                "n_seeds": int(r["n_seeds"]),
-            }
+            _cost_row(r, auroc=r["arm_value"], reference=reference, cost=f"{change}: {_verdict_note(r, alpha, power)}")
         )
     return out
+
+
+def _cost_row(r: dict, *, auroc, reference: str, cost: str) -> dict:
+    """One row of the AUROC cost table (both paths: verdicts and older point estimates)."""
+    return {
+        "id": slug("cost", r["dataset"], r["model"], r["method"], r["epsilon"]),
+        "dataset": r["dataset"],
+        "model": r["model"],
+        "method": r["method"],
+        "epsilon": epsilon_label(r["epsilon"]),
+        "auroc": number(auroc),
+        "reference": reference,
+        "cost": cost,
+        "n_seeds": int(r["n_seeds"]),
+    }
+
+
+def _verdict_note(r: dict, alpha: float, power: float) -> str:
+    """The verdict's class with the number the summary quotes for it."""
+    kind = str(r.get("verdict_class", ""))
+    if kind == "equivalent":
+        lo, hi = report_summary.equivalence_interval(r, alpha=alpha)
+        return f"equivalent within ±{number(r['margin'])}, {100 * (1 - 2 * alpha):g}% [{number(lo)}, {number(hi)}]"
+    if kind == "inconclusive":
+        return str(report_summary.detects(r["mde"], power))
+    return kind
 
 
 def render_report(
@@ -235,6 +239,7 @@ def render_report(
     min_group_size = int(benchmark.get("evaluation", {}).get("min_group_size", 0))
     margin = float(benchmark.get("evaluation", {}).get("equivalence_margin", 0.03))
     alpha = float(benchmark.get("evaluation", {}).get("alpha", 0.05))
+    power = float(benchmark.get("evaluation", {}).get("power", 0.8))
     styles = Styles(epsilons=metrics_df["epsilon"].unique(), methods=metrics_df["method"].unique())
     points = tradeoff_points(metrics_df, gaps_df, level=level)
     _, gap_source = headline_gaps(metrics_df, gaps_df)
@@ -270,9 +275,9 @@ def render_report(
                 "anchor": s["anchor"],
                 "sentences": [
                     *report_summary.cost_sentences(
-                        name, costs, m, level=level, utility=utility_df, alpha=alpha, margin=margin
+                        name, costs, m, level=level, utility=utility_df, alpha=alpha, margin=margin, power=power
                     ),
-                    report_summary.gap_sentence(name, changes_df),
+                    report_summary.gap_sentence(name, changes_df, power=power),
                     report_summary.audit_sentence(name, m, audit_df),
                     report_summary.method_sentence(name, points),
                 ],
@@ -290,8 +295,8 @@ def render_report(
         )
     across = {
         "figure": figure_to_data_uri(cost_figure(costs, styles)) if not costs.empty else None,
-        "rule": report_summary.rule_of_thumb(costs, utility_df, alpha=alpha, margin=margin),
-        "rows": _cost_rows(costs, utility_df, alpha=alpha),
+        "rule": report_summary.rule_of_thumb(costs, utility_df, alpha=alpha, margin=margin, power=power),
+        "rows": _cost_rows(costs, utility_df, alpha=alpha, power=power),
     }
     cost_section = compute_cost_section(cells=compute_cost, ratios=compute_ratios) if compute_cost else None
     env = jinja2.Environment(

@@ -17,9 +17,10 @@ import math
 
 import pandas as pd
 from markupsafe import Markup, escape
-from scipy import stats
 
 from dpfair.fairness import gap_label, headline_metrics
+from dpfair.fairness.contrasts import interval_of
+from dpfair.fairness.gap_changes import margin_for
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import RUN_KEYS, slug
 from dpfair.tables.seeds import seed_summary
@@ -84,7 +85,9 @@ def utility_rows(table: pd.DataFrame | None, metric: str = "auroc") -> pd.DataFr
 
 
 def equivalence_interval(row: dict, *, alpha: float = 0.05) -> tuple[float, float]:
-    """The row's 1 − 2α interval, change ± t_{1−α, df} · se: the one its equivalence verdict read.
+    """The row's 1 − 2α interval (:func:`~dpfair.fairness.contrasts.interval_of` of its change, se, df, ratio).
+
+    It is the interval the equivalence verdict read; a row without ``ratio`` (an older table) reads r = 0.
 
     Example:
         >>> [round(v, 4) for v in equivalence_interval({"change": 0.01, "se": 0.005, "df": float("inf")})]
@@ -93,16 +96,39 @@ def equivalence_interval(row: dict, *, alpha: float = 0.05) -> tuple[float, floa
     change, se, df = (float(row.get(k, math.nan)) for k in ("change", "se", "df"))
     if not (math.isfinite(change) and math.isfinite(se) and se > 0):
         return math.nan, math.nan
-    q = float(stats.norm.ppf(1 - alpha) if not math.isfinite(df) else stats.t.ppf(1 - alpha, df))
-    return change - q * se, change + q * se
+    return interval_of(change, se, df, _number_or(row.get("ratio"), 0.0), level=1 - 2 * alpha)
 
 
-def change_phrase(row: dict, *, alpha: float = 0.05, margin: float = 0.03) -> Markup:
+def _number_or(value, default: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return default
+    return value if math.isfinite(value) or value == math.inf else default
+
+
+def _true(value) -> bool:
+    """A boolean cell, also as read back from CSV ("True"); missing (older tables) is False."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True or (value is not None and not isinstance(value, float) and bool(value))
+
+
+def detects(mde, power: float, anchor: str | None = None) -> Markup:
+    """The inconclusive reading: "inconclusive: would detect a change of ≥ 0.05 at 80% power" (MDE linked)."""
+    text = number(float(mde))
+    return Markup("inconclusive: would detect a change of ≥ {} at {} power").format(
+        link(text, anchor) if anchor else text, f"{power:.0%}"
+    )
+
+
+def change_phrase(row: dict, *, alpha: float = 0.05, margin: float = 0.03, power: float = 0.8) -> Markup:
     """What the verdict of one ``auroc_changes.csv`` row says, as a verb phrase whose numbers link to the row.
 
-    *costs* and *gains* give the change and its interval; *equivalent* the margin (the row's own, else
+    *costs* and *gains* give the change and its interval (and call it practically negligible where its
+    1 − 2α interval is within the margin, ``within_margin``); *equivalent* the margin (the row's own, else
     ``margin``) and the 1 − 2α interval that lies inside it; *inconclusive* the change it would have
-    detected (MDE) and the estimate; one trained model per arm or an unestimable change say so.
+    detected at ``power`` (MDE) and the estimate; one trained model per arm or an unestimable change say so.
 
     Example:
         >>> row = {"dataset": "d", "model": "m", "method": "dpsgd", "epsilon": 10.0, "change": -0.05,
@@ -113,13 +139,17 @@ def change_phrase(row: dict, *, alpha: float = 0.05, margin: float = 0.03) -> Ma
     anchor = slug("cost", row["dataset"], row["model"], row["method"], float(row["epsilon"]))
     kind = row.get("verdict_class")
     change, low, high = (float(row.get(k, math.nan)) for k in ("change", "ci_low", "ci_high"))
+    m = _number_or(row.get("margin"), margin)
+    negligible = (
+        Markup(", detected but within ±{} (practically negligible)").format(number(m))
+        if _true(row.get("within_margin"))
+        else Markup("")
+    )
     if kind == "costs":
-        return Markup("costs {}").format(estimate(-change, -high, -low, anchor))
+        return Markup("costs {}{}").format(estimate(-change, -high, -low, anchor), negligible)
     if kind == "gains":
-        return Markup("gains {}").format(estimate(change, low, high, anchor))
+        return Markup("gains {}{}").format(estimate(change, low, high, anchor), negligible)
     if kind == "equivalent":
-        m = float(row.get("margin", math.nan))
-        m = m if math.isfinite(m) else margin
         lo, hi = equivalence_interval(row, alpha=alpha)
         return Markup("keeps AUROC within ±{} (equivalent, {}% interval {})").format(
             number(m),
@@ -127,8 +157,8 @@ def change_phrase(row: dict, *, alpha: float = 0.05, margin: float = 0.03) -> Ma
             link(f"[{number(lo, 3)}, {number(hi, 3)}]", anchor),
         )
     if kind == "inconclusive":
-        return Markup("is inconclusive (would detect ≥ {}; change {})").format(
-            link(number(float(row.get("mde", math.nan))), anchor), estimate(change, low, high, anchor, signed=True)
+        return Markup("is {} (change {})").format(
+            detects(row.get("mde", math.nan), power, anchor), estimate(change, low, high, anchor, signed=True)
         )
     if kind == "one model":
         return Markup("has no verdict (one trained model per arm; change {}, test-set noise only)").format(
@@ -146,6 +176,7 @@ def cost_sentences(
     utility: pd.DataFrame | None = None,
     alpha: float = 0.05,
     margin: float = 0.03,
+    power: float = 0.8,
 ) -> list[Markup]:
     """Per (model, method): the non-private AUROC and the verdict of what DP does to it at each ε.
 
@@ -172,7 +203,9 @@ def cost_sentences(
                 ref["mean"], ref["low"], ref["high"], slug("util", dataset, model, ref_method, math.inf)
             )
         changes = [
-            Markup("ε = {} {}").format(epsilon_label(r["epsilon"]), change_phrase(r, alpha=alpha, margin=margin))
+            Markup("ε = {} {}").format(
+                epsilon_label(r["epsilon"]), change_phrase(r, alpha=alpha, margin=margin, power=power)
+            )
             for r in part.to_dict("records")
         ]
         out.append(
@@ -211,10 +244,10 @@ def _point_cost_sentences(dataset: str, costs: pd.DataFrame, metrics: pd.DataFra
     return out
 
 
-def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
-    """The primary family's verdicts, counted by class, each widening or narrowing listed with its link.
+def gap_sentence(dataset: str, changes: pd.DataFrame, *, power: float = 0.8) -> Markup:
+    """The primary family's verdicts, counted by class, each widening, narrowing or reversal listed with its link.
 
-    Older tables (no ``verdict_class``) keep their headline-family sentence.
+    Older tables (no ``verdict_class``) keep their headline-family sentence. ``power``: the MDE's.
     """
     rows = changes[changes["dataset"] == dataset]
     if "verdict_class" not in rows.columns:
@@ -237,6 +270,7 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     for cls, text in (
         ("widens", "widen"),
         ("narrows", "narrow"),
+        ("reverses", "reverse sign"),
         ("equivalent", "equivalent within the margin"),
         ("inconclusive", "inconclusive"),
         ("one model", "without a verdict (one seed)"),
@@ -257,10 +291,15 @@ def gap_sentence(dataset: str, changes: pd.DataFrame) -> Markup:
     if not moved.empty:
         text += Markup(" ") + _join([link(v, anchor(r)) for v, r in zip(moved["verdict"], moved.to_dict("records"))])
         text += Markup(".")
+    reversed_rows = primary[primary["verdict_class"] == "reverses"]
+    if not reversed_rows.empty:
+        listed = [link(v, anchor(r)) for v, r in zip(reversed_rows["verdict"], reversed_rows.to_dict("records"))]
+        text += Markup(" Reversed: ") + _join(listed) + Markup(".")
     open_rows = primary[primary["verdict_class"] == "inconclusive"]
     if not open_rows.empty:
-        text += Markup(" Inconclusive rows could only have detected changes of {} or more.").format(
-            link(number(open_rows["mde"].min(), 2), anchor(open_rows.sort_values("mde").iloc[0]))
+        best = open_rows.sort_values("mde").iloc[0]
+        text += Markup(" The inconclusive rows are at best {}.").format(
+            detects(open_rows["mde"].min(), power, anchor(best))
         )
     return text
 
@@ -421,15 +460,23 @@ def caveats(
     out = []
     if changes is not None and {"family", "mde", "estimand"} <= set(changes.columns):
         primary = changes[(changes["dataset"] == dataset) & (changes["family"] == "primary")]
-        primary = primary[primary["estimand"] != "tau2"]  # τ²'s MDE is in squared units
-        weak = primary[primary["mde"] > margin]
+        # each row against its own margin (margin_for: margin²/2 for τ², whose MDE is in squared units)
+        margins = primary["estimand"].map(lambda e: margin_for(str(e), margin))
+        weak = primary[primary["mde"].astype(float) > margins]
         if not weak.empty:
+            worst = (weak["mde"].astype(float) / margins[weak.index]).max()
             out.append(
                 Markup(
                     "Underpowered: {} of {} primary gap changes could only detect changes larger than the "
-                    "equivalence margin ±{} (MDE up to {}); more seeds or test rows would (dpfair design)."
+                    "equivalence margin ±{}{} (MDE up to {}× the margin); more seeds or test rows would (dpfair design)."
                 ).format(
-                    len(weak), link(str(len(primary)), slug("fairness", dataset)), margin, number(weak["mde"].max(), 2)
+                    len(weak),
+                    link(str(len(primary)), slug("fairness", dataset)),
+                    margin,
+                    Markup(", ±{} for τ²").format(number(margin_for("tau2", margin), 5))
+                    if (primary["estimand"] == "tau2").any()
+                    else "",
+                    number(worst, 1),
                 )
             )
     data_anchor, ps_anchor = slug("data", dataset), slug("ps", dataset)
@@ -515,6 +562,7 @@ def rule_of_thumb(
     *,
     alpha: float = 0.05,
     margin: float = 0.03,
+    power: float = 0.8,
 ) -> Markup | None:
     """Does "ε ≈ 10 keeps performance" hold per (dataset, model, method)? Read from the verdicts.
 
@@ -539,9 +587,9 @@ def rule_of_thumb(
         total += 1
         holds += by[10.0].get("verdict_class") == "equivalent"
         name = f"{dataset}/{model}" + (f" ({method})" if several else "")
-        text = Markup("{}: ε = 10 {}").format(name, change_phrase(by[10.0], alpha=alpha, margin=margin))
+        text = Markup("{}: ε = 10 {}").format(name, change_phrase(by[10.0], alpha=alpha, margin=margin, power=power))
         if 1.0 in by:
-            text += Markup(", ε = 1 {}").format(change_phrase(by[1.0], alpha=alpha, margin=margin))
+            text += Markup(", ε = 1 {}").format(change_phrase(by[1.0], alpha=alpha, margin=margin, power=power))
         entries.append(text)
     if not entries:
         return Markup("The grid has no ε = 10, so the rule of thumb “ε ≈ 10 keeps performance” cannot be checked here.")

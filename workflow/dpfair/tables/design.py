@@ -3,18 +3,18 @@
 Every primary row of ``results/summary/gap_changes.csv`` is a seed-mean contrast over one shared test set
 (:mod:`dpfair.fairness.contrasts`): se² = S²/k + c̄, S² the between-seed variance of the per-seed differences
 (``var_seed``), c̄ the mean bootstrap covariance of two seeds' differences (``cov_test``), v the bootstrap
-variance of one seed's difference (``var_test``), Welch–Satterthwaite df (:func:`design_df`). S² holds the training (seed) variance σ_t² and
-the part of the test noise the seeds do not share, v − c, so
+variance of one seed's difference (``var_test``). S² holds the training (seed) variance σ_t² and the part of the test noise the seeds do not share, v − c, so
 
     σ_t² = max(0, S² − (v − c)).
 
 **Scaling model.** σ_t² does not depend on the test set; v and c are test-sampling variances and scale as
 1/n_test (n₀ the pilot's test rows, n the design's). At k seeds and n test rows
 
-    se²(k, n) = (σ_t² + (v − c)·n₀/n)/k + c·n₀/n,        df: Satterthwaite (k − 1 to ∞),
+    se²(k, n) = (σ_t² + (v − c)·n₀/n)/k + c·n₀/n,
 
-and MDE(k, n) = (t_{1−a/2, df} + t_{power, df})·se(k, n) (:func:`~dpfair.fairness.contrasts.minimum_detectable`)
-with a = alpha/m for a primary row (m the dataset's primary family size: Holm's first step, the level the
+and MDE(k, n) = (c_a + q_power)·se(k, n) (:func:`~dpfair.fairness.contrasts.minimum_detectable`): the
+δ the contrast's own small-k test detects with that power at ν = k − 1 and the plan's nuisance ratio
+r = c·n₀/n / ((σ_t² + (v − c)·n₀/n)/k) (:func:`design_ratio`), its power exact over the seed spread, with a = alpha/m for a primary row (m the dataset's primary family size: Holm's first step, the level the
 smallest p must reach) and a = alpha otherwise. At the pilot's own k and n this gives back the pilot's se
 (unless S² < v − c, where σ_t² is truncated at 0 and the design's se is the larger).
 
@@ -51,7 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from dpfair.fairness.contrasts import minimum_detectable
-from dpfair.fairness.gap_changes import DEFAULT_METHOD, SIGNED, TAU2
+from dpfair.fairness.gap_changes import DEFAULT_METHOD, SIGNED, TAU2, margin_for
 from dpfair.privacy.params import format_epsilon
 
 #: Columns a pilot gap_changes.csv (:data:`~dpfair.fairness.gap_changes.GAP_CHANGE_COLUMNS`) must have.
@@ -225,27 +225,27 @@ def design_se(*, var_seed_train: float, var_test: float, cov_test: float, seeds:
     return math.sqrt(se2) if se2 > 0 else math.nan
 
 
-def design_df(*, var_seed_train: float, var_test: float, cov_test: float, seeds: int, scale: float = 1.0) -> float:
-    """Welch–Satterthwaite df of se²(k, n), as :func:`dpfair.fairness.contrasts.seed_contrast` computes it.
+def design_df(*, seeds: int, **_) -> float:
+    """ν = k − 1, the df of the seed spread the contrast's test refers to (NaN below two seeds)."""
+    return float(seeds - 1) if seeds >= 2 else math.nan
 
-    The between-seed part (σ_t² + (v − c)·s)/k is estimated with k − 1 df, the shared part c·s is treated
-    as known: df = se⁴ / (((σ_t² + (v − c)·s)/k)² / (k − 1)), between k − 1 and ∞.
-    """
-    if seeds < 2:
+
+def design_ratio(*, var_seed_train: float, var_test: float, cov_test: float, seeds: int, scale: float = 1.0) -> float:
+    """The plan's nuisance ratio r = c·s/(σ²/k), σ² = σ_t² + (v − c)·s the seed spread's expectation."""
+    if seeds < 2 or not all(_finite(x) for x in (var_seed_train, var_test, cov_test, scale)):
         return math.nan
-    se = design_se(var_seed_train=var_seed_train, var_test=var_test, cov_test=cov_test, seeds=seeds, scale=scale)
-    part = (var_seed_train + (var_test - max(cov_test, 0.0)) * scale) / seeds
-    if not math.isfinite(se) or part <= 0:
-        return math.inf
-    return float(se**4 / (part**2 / (seeds - 1)))
+    cov_test = max(cov_test, 0.0)
+    spread = var_seed_train + (var_test - cov_test) * scale
+    return float(cov_test * scale * seeds / spread) if spread > 0 else math.inf
 
 
 def design_mde(*, seeds: int, alpha: float, power: float, **components) -> float:
-    """MDE(k, n) at level ``alpha`` (already divided by m for a primary row) and ``power``, Satterthwaite df."""
+    """MDE(k, n) at level ``alpha`` (already divided by m for a primary row) and ``power``."""
     if seeds < 2:
         return math.nan
     se = design_se(seeds=seeds, **components)
-    return minimum_detectable(se, design_df(seeds=seeds, **components), alpha=alpha, power=power)
+    ratio = design_ratio(seeds=seeds, **components)
+    return minimum_detectable(se, design_df(seeds=seeds), alpha=alpha, power=power, ratio=ratio)
 
 
 def seeds_needed(*, target: float, alpha: float, power: float, max_seeds: int = MAX_SEEDS, **components) -> float:
@@ -254,13 +254,20 @@ def seeds_needed(*, target: float, alpha: float, power: float, max_seeds: int = 
     Example:
         >>> parts = dict(var_seed_train=4e-4, var_test=2e-4, cov_test=5e-5)
         >>> seeds_needed(target=0.05, alpha=0.05, power=0.8, **parts), seeds_needed(target=0.03, alpha=0.05, power=0.8, **parts)
-        (4, 10)
+        (5, 12)
     """
-    for k in range(2, max_seeds + 1):
+
+    def reaches(k: int) -> bool:
         mde = design_mde(seeds=k, alpha=alpha, power=power, **components)
-        if math.isfinite(mde) and mde <= target:
-            return k
-    return math.nan
+        return math.isfinite(mde) and mde <= target
+
+    if not reaches(max_seeds):
+        return math.nan
+    low, high = 1, max_seeds  # the MDE falls with k: bisect for the first k that reaches the target
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if reaches(mid) else (mid, high)
+    return high
 
 
 def mde_limit(*, cov_test: float, alpha: float, power: float, scale: float = 1.0, **_) -> float:
@@ -273,19 +280,33 @@ def mde_limit(*, cov_test: float, alpha: float, power: float, scale: float = 1.0
 def rows_needed(*, target: float, seeds: int, alpha: float, power: float, test_rows: float, **components) -> float:
     """Test rows n' with MDE(k, n') ≤ ``target`` at ``seeds`` = k (NaN when seed noise alone exceeds it).
 
-    ``test_rows``: the design's n (at which ``components`` and their ``scale`` apply). From
-    se² = σ_t²/k + (n₀/n')((v − c)/k + c): n' = n·s·((v − c)/k + c)/(se_target² − σ_t²/k).
+    ``test_rows``: the design's n (at which ``components`` and their ``scale`` apply). n' enters through
+    the scale s' = s·n/n' of the test terms; the MDE falls as n' grows, towards the seed noise's own
+    (c_a + q_power at r = 0)·σ_t/√k, so n' is found by bisection on log n'.
     """
     if seeds < 2 or not _finite(test_rows):
         return math.nan
-    scale = components.get("scale", 1.0)
-    train, v, c = components["var_seed_train"], components["var_test"], components["cov_test"]
-    factor = _t(1 - alpha / 2, seeds - 1) + _t(power, seeds - 1)
-    room = (target / factor) ** 2 - train / seeds
-    shared = (v - c) / seeds + c
-    if not all(_finite(x) for x in (room, shared, scale)) or room <= 0:
+    scale = components.pop("scale", 1.0)
+    if not all(_finite(components.get(k)) for k in ("var_seed_train", "var_test", "cov_test")) or not _finite(scale):
         return math.nan
-    return float(math.ceil(test_rows * scale * shared / room))
+
+    def mde_at(rows: float) -> float:
+        return design_mde(seeds=seeds, alpha=alpha, power=power, scale=scale * test_rows / rows, **components)
+
+    floor = minimum_detectable(
+        math.sqrt(max(components["var_seed_train"], 0.0) / seeds), seeds - 1, alpha=alpha, power=power
+    )
+    if not (math.isfinite(floor) and floor < target) and components["var_seed_train"] > 0:
+        return math.nan
+    low, high = 1.0, 1.0
+    while not mde_at(high) <= target:
+        high *= 2
+        if high > 1e12:
+            return math.nan
+    while high - low > max(1.0, 1e-4 * high):
+        mid = math.sqrt(low * high) if high / low > 2 else (low + high) / 2
+        low, high = (low, mid) if mde_at(mid) <= target else (mid, high)
+    return float(math.ceil(high))
 
 
 def _rows_for_target(*, target, seeds, alpha, power, test_rows, **components) -> tuple[float, float]:
@@ -295,7 +316,7 @@ def _rows_for_target(*, target, seeds, alpha, power, test_rows, **components) ->
         return (float(seeds) if math.isfinite(rows) else math.nan), rows
     train = components["var_seed_train"]
     for k in range(max(seeds, 2), MAX_SEEDS + 1):
-        if (_t(1 - alpha / 2, k - 1) + _t(power, k - 1)) * math.sqrt(train / k) <= target / math.sqrt(2):
+        if minimum_detectable(math.sqrt(train / k), k - 1, alpha=alpha, power=power) <= target / math.sqrt(2):
             return float(k), rows_needed(
                 target=target, seeds=k, alpha=alpha, power=power, test_rows=test_rows, **components
             )
@@ -407,9 +428,9 @@ def design_table(
         assumptions: the stated values of rows without a pilot (:class:`Assumptions`).
         alpha: the two-sided level before the family's division by m.
         power: the power of the MDE.
-        target_mde: the MDE to size for, in the row's units (squared for a τ² row: the τ² of a two-group
+        target_mde: the MDE to size for, in the row's units (for a τ² row its square halved: the τ² of a two-group
             gap of that size).
-        margin: the equivalence margin, in the same units (squared for τ²).
+        margin: the equivalence margin, in the same units (m²/2 for τ²).
 
     Returns:
         :data:`DESIGN_COLUMNS`; ``seeds_needed`` NaN with ``reachable`` false when the shared test noise alone
@@ -446,8 +467,7 @@ def design_table(
         if parts.get("note"):
             notes.insert(0, parts["note"])
         comps = {k: parts[k] for k in ("var_seed_train", "var_test", "cov_test")}
-        unit = (lambda x: x * x) if estimand == TAU2 else (lambda x: x)
-        target, row_margin = unit(target_mde), unit(margin)
+        target, row_margin = margin_for(estimand, target_mde), margin_for(estimand, margin)
         se = design_se(seeds=seeds, scale=scale, **comps)
         mde = design_mde(seeds=seeds, alpha=row_alpha, power=power, scale=scale, **comps)
         limit = mde_limit(alpha=row_alpha, power=power, scale=scale, **comps)
@@ -474,7 +494,7 @@ def design_table(
                 "pilot_test_rows": n0 if source == "pilot" else math.nan,
                 **comps,
                 "se": se,
-                "df": design_df(seeds=seeds, scale=scale, **comps),
+                "df": design_df(seeds=seeds),
                 "mde": mde,
                 "mde_limit": limit,
                 "target": target,

@@ -17,13 +17,17 @@ Each difference is a contrast of seed means over runs that share one test set
 differences (paired by seed: a seed gives both methods the same initial weights and Poisson batches; Welch
 when the seed sets differ), c̄ the mean between-seed covariance of the runs' bootstrap replicates (the part
 of the test-set noise that the seeds share and S² cannot see; a run's own test noise is already in S², so
-its bootstrap variance is not added again). Interval: estimate ± t_{k−1} · se at ``level``; ``*_p_value``
-from t (Welch–Satterthwaite df, at least k − 1); ``*_mde`` the smallest true difference the level-``alpha`` test detects with probability
-``power``. Class per quantity (:func:`dpfair.fairness.contrasts.classify`): a change (gap ``narrowed`` /
-``widened``, AUROC ``gained`` / ``lost``) when p < ``alpha``; ``equivalent`` within ±``margin`` when the
-1 − 2α interval lies inside it (two one-sided tests); else ``inconclusive`` (with its MDE). One seed per
-arm: ``one model``, no verdict (the interval then carries one trained model's test-set noise only, and p
-and MDE are empty). The p-values are per row, not adjusted over methods, ε or groups.
+its bootstrap variance is not added again). Interval, ``*_p_value`` and ``*_mde`` (the smallest true
+difference the level-``alpha`` test detects with probability ``power``) from the contrast's test at
+``*_df`` = k − 1 and its nuisance-ratio bound ``*_ratio``, from which
+:func:`~dpfair.fairness.contrasts.interval_of` rebuilds any interval of the row. Class per quantity
+(:func:`dpfair.fairness.contrasts.classify`): a change (gap ``narrowed`` / ``widened``, AUROC ``gained`` /
+``lost``) when p < ``alpha``; ``equivalent`` within ±``margin`` when the 1 − 2α interval lies inside it
+(two one-sided tests); else ``inconclusive`` (with its MDE). ``*_within_margin``: that 1 − 2α interval lies
+inside ±``margin`` (false without a verdict); a change that is also within the margin keeps its class and the
+sentence calls it practically negligible. One seed per arm: ``one model``, no verdict (the interval then
+carries one trained model's test-set noise only, and p and MDE are empty). The p-values are per row, not
+adjusted over methods, ε or groups.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from dpfair.fairness.contrasts import (
     UP,
     Contrast,
     classify,
+    interval_of,
     seed_contrast,
 )
 
@@ -63,16 +68,20 @@ COLUMNS = [
     "auroc_diff_ci_high",
     "auroc_diff_se",
     "auroc_diff_df",
+    "auroc_diff_ratio",
     "auroc_diff_p_value",
     "auroc_diff_mde",
+    "auroc_diff_within_margin",
     "auroc_class",
     "gap_diff",
     "gap_diff_ci_low",
     "gap_diff_ci_high",
     "gap_diff_se",
     "gap_diff_df",
+    "gap_diff_ratio",
     "gap_diff_p_value",
     "gap_diff_mde",
+    "gap_diff_within_margin",
     "gap_class",
     "margin",
     "baseline",
@@ -100,8 +109,10 @@ GROUP_COLUMNS = [
     "auroc_diff_ci_high",
     "auroc_diff_se",
     "auroc_diff_df",
+    "auroc_diff_ratio",
     "auroc_diff_p_value",
     "auroc_diff_mde",
+    "auroc_diff_within_margin",
     "auroc_class",
     "method_auroc",
     "baseline_auroc",
@@ -161,14 +172,18 @@ def _statistics(
     kind = classify(contrast, alpha=alpha, margin=margin)
     judged = kind != ONE_MODEL
     low, high = contrast.interval(level)
+    tost_low, tost_high = contrast.interval(1 - 2 * alpha)
+    inside = all(math.isfinite(v) for v in (tost_low, tost_high)) and -margin < tost_low and tost_high < margin
     columns = {
         prefix: contrast.estimate,
         f"{prefix}_ci_low": low,
         f"{prefix}_ci_high": high,
         f"{prefix}_se": contrast.se,
         f"{prefix}_df": contrast.df,
+        f"{prefix}_ratio": contrast.ratio,
         f"{prefix}_p_value": contrast.p_value if judged else math.nan,
         f"{prefix}_mde": contrast.mde(alpha=alpha, power=power) if judged else math.nan,
+        f"{prefix}_within_margin": bool(judged and contrast.defined and inside),
     }
     return columns, names.get(kind, kind)
 
@@ -259,7 +274,7 @@ def compare_methods(
                     "baseline_null_gap": base_null,
                     "raw_gap_diff": method_gap - base_gap,
                 }
-                row["verdict"] = verdict(row, alpha=alpha)
+                row["verdict"] = verdict(row, alpha=alpha, power=power)
                 rows.append(row)
                 for group, (n_test, reps) in per_group.items():
                     contrast = difference_contrast(reps[(method, eps)], reps[(BASELINE, eps)])
@@ -277,7 +292,7 @@ def compare_methods(
                             "auroc_class": kind,
                             "method_auroc": float(reps[(method, eps)]["point"].mean()),
                             "baseline_auroc": float(reps[(BASELINE, eps)]["point"].mean()),
-                            "verdict": _group_verdict(kind, columns["auroc_diff_mde"], margin),
+                            "verdict": _group_verdict(kind, columns, margin, power),
                         }
                     )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(group_rows, columns=GROUP_COLUMNS)
@@ -374,28 +389,41 @@ def _p(p: float) -> str:
 
 def _equivalence_interval(row: dict, prefix: str, alpha: float) -> str:
     """The 1 − 2α interval of a row's ``prefix`` difference, as text (TOST reads it against ±margin)."""
-    est, se, df = row[prefix], row[f"{prefix}_se"], row[f"{prefix}_df"]
-    low, high = Contrast(est, se, df, 2, True, math.nan, math.nan, math.nan).interval(1 - 2 * alpha)
+    ratio = row.get(f"{prefix}_ratio", 0.0)  # older tables have no ratio column: r_low = 0
+    low, high = interval_of(row[prefix], row[f"{prefix}_se"], row[f"{prefix}_df"], ratio, level=1 - 2 * alpha)
     return f"{1 - 2 * alpha:.0%} interval [{_num(low)}, {_num(high)}]"
 
 
-def _group_verdict(kind: str, mde: float, margin: float) -> str:
-    """A per-group row's verdict: gained / lost / equivalent within ±m / inconclusive (detects ≥ MDE) / ..."""
+def _detects(mde: float, power: float) -> str:
+    """The inconclusive reading: "inconclusive: would detect a change of ≥ 0.081 at 80% power"."""
+    return f"inconclusive: would detect a change of ≥ {mde:.3f} at {power:.0%} power"
+
+
+def _negligible(row: dict, prefix: str, margin: float) -> str:
+    """The sentence tail for a change inside the margin ("detected but within ±m, practically negligible"), else ""."""
+    value = row.get(f"{prefix}_within_margin", False)
+    inside = value.strip().lower() == "true" if isinstance(value, str) else value is True or value == 1
+    return f", detected but within ±{margin:g} (practically negligible)" if inside else ""
+
+
+def _group_verdict(kind: str, columns: dict, margin: float, power: float = 0.8) -> str:
+    """A per-group row's verdict: gained / lost / equivalent within ±m / inconclusive (would detect ≥ MDE) / ..."""
     if kind == EQUIVALENT:
         return f"equivalent within ±{margin:g}"
     if kind == INCONCLUSIVE:
-        return f"inconclusive (detects changes ≥ {mde:.3f})"
+        return _detects(columns["auroc_diff_mde"], power)
     if kind == ONE_MODEL:
         return ONE_MODEL_TEXT
-    return kind
+    return kind + _negligible(columns, "auroc_diff", margin)
 
 
-def verdict(row: dict, *, alpha: float = 0.05) -> str:
+def verdict(row: dict, *, alpha: float = 0.05, power: float = 0.8) -> str:
     """One sentence: did the method narrow the headline gap against dpsgd at this ε, and what did it cost?
 
     Each quantity reads as its class says (``gap_class``, ``auroc_class``): a change with its size,
     interval and p; "equivalent within ±margin" with the 1 − 2α interval; "inconclusive" with the interval
-    and the smallest change the comparison detects (MDE); one seed per arm gives no verdict.
+    and the smallest change the comparison detects at ``power`` (MDE); a change inside ±margin is called
+    practically negligible; one seed per arm gives no verdict.
 
     Example:
         >>> row = {"epsilon": 1.0, "method": "dpsgd_f", "baseline": "dpsgd", "attribute": "sex", "margin": 0.03,
@@ -424,34 +452,29 @@ def verdict(row: dict, *, alpha: float = 0.05) -> str:
     if gap in ("narrowed", "widened"):
         gap_text = (
             f"{gap} {gap_name} by {abs(row['gap_diff']):.3f} ({interval('gap_diff')}, {_p(row['gap_diff_p_value'])})"
+            + _negligible(row, "gap_diff", margin)
         )
     elif gap == EQUIVALENT:
         gap_text = f"left {gap_name} equivalent within ±{margin:g} ({_equivalence_interval(row, 'gap_diff', alpha)})"
     elif gap == INCONCLUSIVE:
-        gap_text = (
-            f"had an inconclusive effect on {gap_name} ({interval('gap_diff')}; "
-            f"detects changes ≥ {row['gap_diff_mde']:.3f})"
-        )
+        gap_text = f"changed {gap_name} by {interval('gap_diff')} ({_detects(row['gap_diff_mde'], power)})"
     else:
         gap_text = f"has no defined difference in {gap_name}"
     auroc = row["auroc_class"]
     if auroc == "lost":
         auroc_text = (
             f"at a cost of {abs(row['auroc_diff']):.3f} AUROC ({interval('auroc_diff')}, "
-            f"{_p(row['auroc_diff_p_value'])})"
+            f"{_p(row['auroc_diff_p_value'])})" + _negligible(row, "auroc_diff", margin)
         )
     elif auroc == "gained":
         auroc_text = (
             f"with a gain of {abs(row['auroc_diff']):.3f} AUROC ({interval('auroc_diff')}, "
-            f"{_p(row['auroc_diff_p_value'])})"
+            f"{_p(row['auroc_diff_p_value'])})" + _negligible(row, "auroc_diff", margin)
         )
     elif auroc == EQUIVALENT:
         auroc_text = f"with AUROC equivalent within ±{margin:g} ({_equivalence_interval(row, 'auroc_diff', alpha)})"
     elif auroc == INCONCLUSIVE:
-        auroc_text = (
-            f"with an inconclusive AUROC change ({interval('auroc_diff')}; "
-            f"detects changes ≥ {row['auroc_diff_mde']:.3f})"
-        )
+        auroc_text = f"with an AUROC change of {interval('auroc_diff')} ({_detects(row['auroc_diff_mde'], power)})"
     else:
         auroc_text = "with no defined AUROC difference"
     return f"{where} {gap_text} against {row['baseline']}, {auroc_text}"
@@ -473,11 +496,13 @@ def report_rows(table: pd.DataFrame, groups: pd.DataFrame) -> list[dict]:
 
 
 def _group_move(r: dict) -> str:
-    """Example: "B gained (+0.146 [+0.046, +0.246])", "A inconclusive (+0.02 [−0.04, +0.09]; detects changes ≥ 0.081)"."""
+    """A group's move: its verdict and interval.
+
+    Example: "B gained (+0.146 [+0.046, +0.246])",
+    "A inconclusive: would detect a change of ≥ 0.081 at 80% power (+0.020 [−0.040, +0.090])".
+    """
     kind = r.get("auroc_class")
     interval = f"{_num(r['auroc_diff'])} [{_num(r['auroc_diff_ci_low'])}, {_num(r['auroc_diff_ci_high'])}]"
-    if kind == INCONCLUSIVE:
-        return f"{r['group']} inconclusive ({interval}; detects changes ≥ {r['auroc_diff_mde']:.3f})"
     if kind in (ONE_MODEL, "undefined"):
         return f"{r['group']}: {r['verdict']} ({interval})"
     return f"{r['group']} {r['verdict']} ({interval})"

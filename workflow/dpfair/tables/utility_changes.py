@@ -8,20 +8,24 @@ same model, and ``reference_method`` says so.
 
 * ``change`` = mean over seeds of the ε runs' values − mean over seeds of the reference runs' values
   (the runs' point values, metrics.csv). Negative is a cost.
-* Standard error, df, interval, p-value and minimum detectable change (MDE) from
+* Standard error, df, ``ratio``, interval, p-value and minimum detectable change (MDE) from
   :func:`dpfair.fairness.contrasts.seed_contrast`: se² = S²/k + c̄, S² the spread of the seeds' values (of
   the per-seed differences when both arms have the same seeds: a seed gives both the same initial weights
   and batches), c̄ the mean between-seed covariance of the runs' whole-test-set bootstrap replicates
   (the ``overall`` rows of ``gap_replicates.csv.gz``; replicate b is the same resample of the same test
-  rows in every run of a dataset), Student t with Welch–Satterthwaite df (at least k − 1).
+  rows in every run of a dataset), ν = k − 1 df and the nuisance-ratio bound ``ratio``, from which
+  :func:`~dpfair.fairness.contrasts.interval_of` rebuilds any interval of the row.
   A per-run interval's width is **not** used: the seed spread already holds each run's own test noise.
 * ``verdict_class`` (:func:`dpfair.fairness.contrasts.classify`): ``costs`` / ``gains`` when p < ``alpha``;
-  ``equivalent`` when the 1 − 2α interval lies within ±``margin`` (two one-sided tests); otherwise
-  ``inconclusive``, with the MDE at ``power``; ``one model`` with one seed per arm (the seed-to-seed
-  spread is unknown, so no verdict; ``se`` and the interval then carry the test-set noise only and
-  ``p_value``/``mde`` are empty); ``undefined`` without a value or replicates to judge by.
+  ``equivalent`` when the TOST p (``p_equivalence``) is below α, i.e. the 1 − 2α interval lies within
+  ±``margin``; otherwise ``inconclusive``, with the MDE at ``power``; ``one model`` with one seed per arm
+  (the seed-to-seed spread is unknown, so no verdict; ``se`` and the interval then carry the test-set noise
+  only and ``p_value``/``p_equivalence``/``mde`` are empty); ``undefined`` without a value or replicates to
+  judge by. ``within_margin``: the 1 − 2α interval lies inside ±``margin`` (false without a verdict); a cost
+  or gain that is also within the margin keeps its class and its sentence calls it practically negligible.
 
-The p-values are per row, not adjusted over the grid's ε and models: the verdict reads one comparison.
+The p-values (both) are per row, not adjusted over the grid's ε and models: there is no declared family
+here, and the verdict reads one comparison.
 """
 
 from __future__ import annotations
@@ -68,9 +72,12 @@ UTILITY_CHANGE_COLUMNS = [
     "ci_high",
     "se",
     "df",
+    "ratio",
     "p_value",
+    "p_equivalence",
     "mde",
     "margin",
+    "within_margin",
     "verdict_class",
     "verdict",
 ]
@@ -164,6 +171,7 @@ def _row(arm, reference, arm_reps, ref_reps, *, keys, reference_method, metric, 
     kind = CLASSES[classify(contrast, alpha=alpha, margin=margin)]
     low, high = contrast.interval(level)
     judged = kind != ONE_MODEL
+    equivalence = contrast.interval(1 - 2 * alpha)
     row = {
         **keys,
         "reference_method": reference_method,
@@ -178,17 +186,25 @@ def _row(arm, reference, arm_reps, ref_reps, *, keys, reference_method, metric, 
         "ci_high": high,
         "se": contrast.se,
         "df": contrast.df,
+        "ratio": contrast.ratio,
         "p_value": contrast.p_value if judged else math.nan,
+        "p_equivalence": contrast.equivalence_p(margin) if judged else math.nan,
         "mde": contrast.mde(alpha=alpha, power=power) if judged else math.nan,
         "margin": margin,
+        "within_margin": judged and contrast.defined and _inside(equivalence, margin),
         "verdict_class": kind,
     }
-    row["verdict"] = change_verdict(row, equivalence=contrast.interval(1 - 2 * alpha), alpha=alpha)
+    row["verdict"] = change_verdict(row, equivalence=equivalence, alpha=alpha, power=power)
     return row
 
 
-def change_verdict(row: dict, *, equivalence: tuple[float, float], alpha: float = 0.05) -> str:
-    """One sentence for a row of the table; ``equivalence``: its 1 − 2α interval.
+def _inside(interval: tuple[float, float], margin: float) -> bool:
+    low, high = interval
+    return bool(math.isfinite(low) and math.isfinite(high) and -margin < low and high < margin)
+
+
+def change_verdict(row: dict, *, equivalence: tuple[float, float], alpha: float = 0.05, power: float = 0.8) -> str:
+    """One sentence for a row of the table; ``equivalence``: its 1 − 2α interval; ``power``: the MDE's.
 
     Example:
         >>> row = {"epsilon": 10.0, "method": "dpsgd", "reference_method": "dpsgd", "metric": "auroc",
@@ -196,15 +212,27 @@ def change_verdict(row: dict, *, equivalence: tuple[float, float], alpha: float 
         ...        "margin": 0.03, "verdict_class": "costs"}
         >>> change_verdict(row, equivalence=(-0.044, -0.024))
         'At ε = 10, dpsgd costs 0.034 AUROC [0.021, 0.047] against ε = ∞ (p = 0.001)'
+        >>> change_verdict({**row, "change": -0.01, "ci_low": -0.015, "ci_high": -0.005, "within_margin": True},
+        ...                equivalence=(-0.014, -0.006))
+        'At ε = 10, dpsgd costs 0.010 AUROC [0.005, 0.015] against ε = ∞ (p = 0.001), detected but within ±0.03 (practically negligible)'
     """
     label = get_metric(row["metric"]).label
     where = f"At ε = {row['epsilon']:g}, {row['method']}"
     against = "ε = ∞" if row["reference_method"] == row["method"] else f"{row['reference_method']} at ε = ∞"
     kind, change, low, high = row["verdict_class"], row["change"], row["ci_low"], row["ci_high"]
+    negligible = (
+        f", detected but within ±{row['margin']:g} (practically negligible)" if _true(row.get("within_margin")) else ""
+    )
     if kind == COSTS:
-        return f"{where} costs {-change:.3f} {label} [{-high:.3f}, {-low:.3f}] against {against} ({_p(row['p_value'])})"
+        return (
+            f"{where} costs {-change:.3f} {label} [{-high:.3f}, {-low:.3f}] against {against} "
+            f"({_p(row['p_value'])}){negligible}"
+        )
     if kind == GAINS:
-        return f"{where} gains {change:.3f} {label} [{low:.3f}, {high:.3f}] against {against} ({_p(row['p_value'])})"
+        return (
+            f"{where} gains {change:.3f} {label} [{low:.3f}, {high:.3f}] against {against} "
+            f"({_p(row['p_value'])}){negligible}"
+        )
     if kind == EQUIVALENT:
         lo, hi = equivalence
         return (
@@ -213,8 +241,8 @@ def change_verdict(row: dict, *, equivalence: tuple[float, float], alpha: float 
         )
     if kind == INCONCLUSIVE:
         return (
-            f"{where} against {against} is inconclusive: {_n(change)} {label} [{_n(low)}, {_n(high)}]; "
-            f"detects changes ≥ {row['mde']:.3f}"
+            f"{where} against {against}: {_n(change)} {label} [{_n(low)}, {_n(high)}], "
+            f"inconclusive: would detect a change of ≥ {row['mde']:.3f} at {power:.0%} power"
         )
     if kind == ONE_MODEL:
         return (
@@ -222,6 +250,13 @@ def change_verdict(row: dict, *, equivalence: tuple[float, float], alpha: float 
             f"({_n(change)} {label}; test-set noise only [{_n(low)}, {_n(high)}])"
         )
     return f"{where} against {against}: no {label} change can be estimated ({_n(change)})"
+
+
+def _true(value) -> bool:
+    """A boolean cell, also as read back from CSV ("True") or missing (an older table: False)."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
 
 
 def _reference(runs: pd.DataFrame, dataset: str, model: str, method: str) -> tuple[str, pd.DataFrame]:
