@@ -48,6 +48,18 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys):
     assert "bench.yaml, line 3" in one_error_line(capsys.readouterr().err)
 
 
+def test_a_key_written_twice_names_the_key_and_both_lines(tmp_path, capsys):
+    bad = tmp_path / "bench.yaml"
+    bad.write_text(
+        "datasets:\n  support2:\n    primary: {attributes: [sex]}\n    primary: {attributes: [race]}\n"
+        "models: [mlp]\nepsilons: [1]\nseeds: [0]\n"
+    )
+    with pytest.raises(ConfigError, match=r"bench.yaml, line 4, column 5: not valid YAML: key 'primary' appears twice"):
+        load_yaml(bad)
+    assert main(["config", "check", str(bad)]) == 2
+    assert "(first on line 3)" in one_error_line(capsys.readouterr().err)
+
+
 def test_schema_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bench.yaml"
     bad.write_text(

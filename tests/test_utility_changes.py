@@ -160,14 +160,17 @@ SIZE_BOUND = 0.05 + 3 * math.sqrt(0.05 * 0.95 / SLOW_REPS)  # 0.083
 #:   as a small S²/k (S² has 2 df), so se² = S²/k + c̄ comes out ≈ 0 or negative (no interval): coverage
 #:   0.925 at no change here, 0.88 in the method comparison's regime (flooring c̄ at 0: 0.95–0.96);
 #: * where c̄ is most of se² the statistic is nearly normal, but it is referred to t(k − 1): t(2) gives
-#:   coverage 1.00 and size 0.00 (a Satterthwaite df se⁴ / ((S²/k)² / (k − 1)): 0.95 / 0.05).
+#:   coverage 1.00 and size 0.00 (a Satterthwaite df se⁴ / ((S²/k)² / (k − 1)): 0.95 / 0.05, but that df
+#:   rejects up to 7.5% of true nulls at k = 3 where the seeds' spread dominates: tests/test_contrasts.py).
+#:   The committed test maximises over r ≥ r_low (Berger & Boos 1994); at k = 3 r_low is ≈ 0 and it is
+#:   t(2): conservative here, so only the lower coverage bound applies to that case.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("n_seeds", "regime"),
     [
         (3, "seed-dominated"),  # c̄ floored at 0 (an unfloored noisy c̄ gave se² ≈ 0: coverage 0.88)
         (10, "seed-dominated"),
-        (3, "shared-test-noise"),  # Satterthwaite df (t(k − 1) gave coverage 1.00, size 0)
+        (3, "shared-test-noise"),  # conservative at k = 3 (≈ t(2)): coverage ≥ 0.93 only
         (10, "shared-test-noise"),
     ],
 )
@@ -180,7 +183,8 @@ def test_interval_covers_the_true_change_and_the_p_value_has_its_size(n_seeds, r
     0.975 / 0.968, size 0.033 (t(9) is conservative there too: at the band's edge).
     """
     coverage, size = _simulate(n_seeds, regime, SLOW_REPS)
-    assert all(0.93 <= c <= 0.975 for c in coverage.values()), (coverage, size)
+    upper = 1.0 if (n_seeds, regime) == (3, "shared-test-noise") else 0.975
+    assert all(0.93 <= c <= upper for c in coverage.values()), (coverage, size)
     assert size <= SIZE_BOUND, (coverage, size)
 
 

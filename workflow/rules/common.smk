@@ -20,6 +20,8 @@ DEFAULT_BENCHMARK = Path(workflow.basedir) / "benchmarks" / "default.yaml"
 
 if not config:
     config.update(load_yaml(DEFAULT_BENCHMARK))
+for _configfile in workflow.configfiles:  # Snakemake keeps the last of a key written twice; refuse it instead
+    load_yaml(_configfile)
 
 # a relative datasets_dir is relative to the workflow's folder, so `snakemake -d elsewhere` finds datasets/
 if not Path(config.get("datasets_dir", "datasets")).is_absolute():

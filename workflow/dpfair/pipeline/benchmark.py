@@ -173,14 +173,40 @@ class Benchmark:
         return {**self.config["privacy"], **self.dataset_settings(dataset).get("privacy", {})}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping.
+
+    YAML parsers keep the last of two equal keys without a word, so a benchmark that declares, say, two
+    ``primary:`` families for one dataset would run with whichever came last.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a missing file, a syntax error (with its line and column) or a non-mapping is a ConfigError."""
+    """Read a YAML mapping; bad input is a ConfigError naming the file.
+
+    A missing file, a syntax error (with its line and column), a key written twice in one mapping (with both
+    lines) or a document that is not a mapping.
+    """
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
