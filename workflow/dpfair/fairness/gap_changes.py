@@ -239,6 +239,10 @@ def gap_changes(
             runs = pd.concat([base, arm])
             estimand = _estimand(runs)
             reason = _group_difference(runs, estimand, key, group_table)
+            if not reason and estimand != EXCESS and runs[_COLUMN[estimand]].isna().any():
+                # some runs lack the value over the same groups (e.g. a rate undefined in one run): describe
+                # the row by what every run has, the excess max − min, as before the group check
+                estimand = EXCESS
             paired = list(arm.index) == list(base.index)
             excess = _contrast_estimate(arm["excess"], base["excess"])
             raw = _contrast_estimate(arm["gap"].astype(float), base["gap"].astype(float))
@@ -354,6 +358,12 @@ def _finish(rows: list[dict], keys: list[str], *, margin, alpha, power, level, d
         classes.append(verdict)
     table["mde"] = mdes
     table["verdict_class"] = classes
+    unexplained = (table["verdict_class"] == UNDEFINED) & (table["reason"].fillna("") == "")
+    table.loc[unexplained, "reason"] = [
+        "no estimate: a run has no value" if not math.isfinite(c.estimate) else "no standard error from the replicates"
+        for c, flag in zip(contrasts, unexplained)
+        if flag
+    ]
     table["verdict"] = [
         _sentence(r, contrast, margin=margin, alpha=alpha, power=power, digits=digits)
         for r, contrast in zip(table.to_dict("records"), contrasts)
@@ -520,9 +530,11 @@ def _tally(labels) -> str:
     return ", ".join(f"{label} in {n} run{'' if n == 1 else 's'}" for label, n in counts.items())
 
 
+_COLUMN = {SIGNED: "signed_gap", TAU2: "tau2", EXCESS: "excess"}
+
+
 def _point(runs: pd.DataFrame, estimand: str) -> np.ndarray:
-    column = {SIGNED: "signed_gap", TAU2: "tau2", EXCESS: "excess"}[estimand]
-    return runs[column].astype(float).to_numpy()
+    return runs[_COLUMN[estimand]].astype(float).to_numpy()
 
 
 def _label(cell: pd.DataFrame, column: str) -> str:
