@@ -399,3 +399,18 @@ def test_tau2_rows_without_group_counts_read_the_groups_table():
     row = gap_changes(estimates=three, replicates=three_reps, groups=lost).iloc[0]
     assert row["verdict_class"] == "undefined"
     assert row["reason"] == "groups differ across runs: {A, B, C} in 8 runs, {A, B} in 2 runs"
+
+
+def test_a_value_missing_in_some_runs_over_the_same_groups_falls_back_to_the_excess_gap():
+    """Same three groups in every run, τ² missing in one run (a rate with no value there): the row is read
+    on the excess max − min every run has, not left undefined; a row with no estimate at all says why."""
+    est, reps = table_with({1.0: 0.0})
+    values = 0.001 + np.random.default_rng(2).normal(0, 1e-4, len(est))
+    three, three_reps = tau2_tables(est, reps, values)
+    missing = (three["epsilon"] == 1.0) & (three["seed"] == 0)
+    three.loc[missing, "tau2"] = np.nan
+    row = gap_changes(estimates=three, replicates=three_reps).iloc[0]
+    assert row["estimand"] == "excess" and row["verdict_class"] != "undefined" and math.isfinite(row["gap_change"])
+    three.loc[missing, ["tau2", "gap"]] = np.nan  # nothing to describe that run by
+    row = gap_changes(estimates=three, replicates=three_reps).iloc[0]
+    assert row["verdict_class"] == "undefined" and row["reason"] == "no estimate: a run has no value"
