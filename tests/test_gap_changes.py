@@ -278,7 +278,8 @@ def test_gap_change_needs_a_baseline_and_replicates():
     with pytest.raises(ValueError, match="more than one row"):
         gap_changes(estimates=pd.concat([est, est.iloc[:1]]), replicates=reps)
     nan_run = est.assign(signed_gap=np.where(est["seed"] == 0, np.nan, est["signed_gap"]), gap=np.nan)
-    assert "could not be estimated" in gap_changes(estimates=nan_run, replicates=reps)["verdict"][0]
+    row = gap_changes(estimates=nan_run, replicates=reps).iloc[0]
+    assert row["verdict_class"] == "undefined" and row["verdict"].endswith(": no estimate: a run has no value")
 
 
 # ---- margins, equivalence family, negligible changes, reversals, group sets -------------------------------

@@ -129,7 +129,9 @@ def test_grid_without_sensitive_attributes_summarises_and_reports(tmp_path):
 def test_grid_with_attributes_gives_gap_changes_per_finite_epsilon(tmp_path):
     summary = run_grid(tmp_path, attributes=("sex",))
     changes = read_summary(summary["gap_changes"])
-    assert set(changes["epsilon"]) == {1.0} and changes["verdict"].str.startswith("DP at ε = 1").all()
+    verdicts = changes["verdict"].str.removeprefix("exploratory: ")
+    assert set(changes["epsilon"]) == {1.0} and verdicts.str.startswith("DP at ε = 1").all()
+    assert (changes["verdict"].str.startswith("exploratory: ") == (changes["family"] == "exploratory")).all()
 
 
 def test_report_renders_without_the_optional_tables(tmp_path):
@@ -185,7 +187,7 @@ def test_gap_sentence_counts_and_lists_reversals_as_their_own_class():
     assert 'Reversed: <a class="num" href="#gc-d-m-dpsgd-sex-auroc-1">DP at ε = 1 reverses the sex gap</a>.' in text
     widened = text[: text.index("Reversed")]
     assert "DP at ε = 2 widens the sex gap" in widened and "reverses the sex gap" not in widened
-    assert "at best inconclusive: would detect a change of ≥ " in text and ">0.04</a> at 80% power" in text
+    assert "The inconclusive rows would detect a change of ≥ <a" in text and ">0.04</a>–0.05 at 80% power" in text
 
 
 def test_equivalence_intervals_are_rebuilt_with_the_rows_ratio():

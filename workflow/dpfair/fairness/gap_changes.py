@@ -559,7 +559,7 @@ def _sentence(row: dict, contrast: Contrast, *, margin, alpha, power, digits) ->
     if row.get("reason"):
         return f"{prefix}{where}: no verdict on the {what}: {row['reason']}"
     if verdict == UNDEFINED or not math.isfinite(row["gap_change"]):
-        return f"{where}: the {what} could not be estimated"
+        return f"{prefix}{where}: the {what} could not be estimated"
     low, high = row["ci_low"], row["ci_high"]
     interval = f"{f(row['gap_change'])} [{f(low)}, {f(high)}]"
     p_text = f"Holm-adjusted p = {_p(row['p_adjusted'])}" if primary else f"unadjusted p = {_p(row['p_value'])}"

@@ -298,8 +298,12 @@ def gap_sentence(dataset: str, changes: pd.DataFrame, *, power: float = 0.8) -> 
     open_rows = primary[primary["verdict_class"] == "inconclusive"]
     if not open_rows.empty:
         best = open_rows.sort_values("mde").iloc[0]
-        text += Markup(" The inconclusive rows are at best {}.").format(
-            detects(open_rows["mde"].min(), power, anchor(best))
+        low, high = open_rows["mde"].min(), open_rows["mde"].max()
+        span = link(number(float(low)), anchor(best))
+        if len(open_rows) > 1 and number(float(high)) != number(float(low)):
+            span += Markup("–") + number(float(high))
+        text += Markup(" {} would detect a change of ≥ {} at {} power.").format(
+            "The inconclusive row" if len(open_rows) == 1 else "The inconclusive rows", span, f"{power:.0%}"
         )
     return text
 
