@@ -114,6 +114,30 @@ def test_a_job_of_several_seeds_counts_once_for_all_its_runs(tmp_path):
         compute_cost(benchmarks=[write_job(tmp_path, epsilon="1", label="all")], records=records)
 
 
+def test_a_job_of_several_epsilons_is_shared_out_by_its_runs_seconds(tmp_path):
+    """One job for every ε of a (dataset, model, method): each ε cell gets the job's seconds in proportion to its
+    runs' own wall time (run_seconds), the job's peak memory, and that share of one job; the grid counts it once."""
+    seconds = {("1", 0): 5.0, ("1", 1): 7.0, ("inf", 0): 3.0, ("inf", 1): 1.0}
+    records = [
+        write_run(tmp_path, epsilon=e, seed=s, train_seconds=t - 0.5, run_seconds=t) for (e, s), t in seconds.items()
+    ]
+    bench = write_job(tmp_path, epsilon="1_inf", label="seeds-0-1", seconds=20.0, rss="700.00")
+    cells, ratios = compute_cost(benchmarks=[bench], records=records)
+    by_eps = cells.set_index("epsilon")
+    assert by_eps.loc[1.0, "job_seconds"] == pytest.approx(20.0 * 12 / 16)
+    assert by_eps.loc[float("inf"), "job_seconds"] == pytest.approx(20.0 * 4 / 16)
+    assert by_eps["job_share"].tolist() == pytest.approx([0.75, 0.25]) and set(by_eps["n_jobs"]) == {1}
+    assert by_eps["train_seconds"].tolist() == pytest.approx([11.0, 3.0]) and set(by_eps["max_rss_mb_max"]) == {700.0}
+    assert grid_overhead(cells) == {"n_jobs": 1, "job_seconds": 20.0, "train_seconds": 14.0, "overhead_share": 0.3}
+    assert ratios["job_seconds_ratio"].tolist() == pytest.approx([(15.0 / 2) / (5.0 / 2)])
+    # records without run_seconds (older runs) share the job equally per run
+    old = [write_run(tmp_path, epsilon=e, seed=s, train_seconds=1.0) for (e, s) in seconds]
+    cells, _ = compute_cost(benchmarks=[bench], records=old)
+    assert cells["job_seconds"].tolist() == pytest.approx([10.0, 10.0])
+    with pytest.raises(DpfairError, match="not an epsilon label"):
+        compute_cost(benchmarks=[write_job(tmp_path, epsilon="1_", label="seeds-0-1")], records=records)
+
+
 def test_grid_without_nonprivate_runs_gives_nan_ratios(tmp_path):
     benches, records = grid(tmp_path, [{"epsilon": "1", "seed": 0}, {"epsilon": "3", "seed": 0}])
     cells, ratios = compute_cost(benchmarks=benches, records=records)

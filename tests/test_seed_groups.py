@@ -1,8 +1,9 @@
-"""Seed groups: one train/evaluate job per cell gives the same results as one job per seed.
+"""Job groups: one train/evaluate job for every ε and seed of a (dataset, model, method) gives the same results as one
+job per run.
 
-``execution.seeds_per_job`` only decides how many seeds one process runs (dpfair.jobs); every run is computed
-as in a job of its own, so the summary tables of the two ways must agree, timing aside, bit for bit (the conv
-strategy pinned: its timed pick depends on the machine's load in either way).
+``execution.seeds_per_job`` and ``epsilons_per_job`` only decide how many runs one process runs (dpfair.jobs); every
+run is computed as in a job of its own, so the summary tables of the two ways must agree, timing aside, bit for
+bit (the conv strategy pinned: its timed pick depends on the machine's load in either way).
 """
 
 import copy
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from dpfair.errors import ConfigError
-from dpfair.jobs import SeedGroup, group_label, label_seeds, seed_groups
+from dpfair.jobs import EpsilonGroup, SeedGroup, epsilon_groups, group_label, label_epsilons, label_seeds, seed_groups
 from dpfair.pipeline import runner
 from dpfair.pipeline.benchmark import validate_config
 from tiny_grid import REPO, TINY, snakemake
@@ -60,11 +61,35 @@ def test_groups_cover_each_seed_once_and_name_their_rules():
         label_seeds("seeds-")
 
 
-@pytest.mark.parametrize("value", [0, -1, "some", 1.5])
-def test_bad_seeds_per_job_is_one_error_naming_the_key(value):
+def test_epsilon_groups_give_each_run_one_rule():
+    grid = validate_config(copy.deepcopy(GRID))
+    groups = grid.epsilon_groups()
+    # dpsgd_f runs dpsgd's ε = ∞ arm: its finite ε are a group of their own, with a rule of its own
+    assert [(g.epsilons, g.name) for g in groups] == [(("1", "inf"), ""), (("1",), "private")]
+    assert groups[1].methods == ("dpsgd_f",) and "dpsgd_f" not in groups[0].methods
+    assert [j.rule_name("train") for j in grid.job_groups()] == ["train", "train_private"]
+    runs = {(r.dataset, r.method, r.epsilon) for r in grid.runs()}
+    covered = [
+        (d, m, e) for g in groups for d in g.datasets for m in g.methods for e in g.epsilons if (d, m, e) in runs
+    ]
+    assert sorted(covered) == sorted(runs)  # every run in exactly one group
+    assert label_epsilons(groups[0].label) == ["1", "inf"] and label_epsilons("eps-1e-05_inf") == ["1e-05", "inf"]
+    # one job per ε: one rule, the ε a wildcard
+    per_cell = validate_config({**copy.deepcopy(GRID), "execution": {"epsilons_per_job": 1}})
+    assert per_cell.epsilon_groups() == [EpsilonGroup(None)] and EpsilonGroup(None).label == "eps-{epsilon}"
+    # a method running other ε on another dataset would match two rules: refused, naming the key
+    clash = {("a", "dpsgd"): ["1", "inf"], ("a", "dpsgd_f"): ["1"], ("b", "dpsgd_f"): ["1", "inf"]}
+    with pytest.raises(ConfigError, match=r"dpsgd_f runs epsilons .* set execution\.epsilons_per_job: 1"):
+        epsilon_groups(clash, "all")
+
+
+@pytest.mark.parametrize("key, value", [("seeds_per_job", v) for v in (0, -1, "some", 1.5)] + [
+    ("epsilons_per_job", v) for v in (0, 2, "some")
+])  # fmt: skip
+def test_bad_job_size_is_one_error_naming_the_key(key, value):
     config = copy.deepcopy(GRID)
-    config["execution"] = {"seeds_per_job": value}
-    with pytest.raises(ConfigError, match=r"execution\.seeds_per_job"):
+    config["execution"] = {key: value}
+    with pytest.raises(ConfigError, match=rf"execution\.{key}"):
         validate_config(config)
 
 
@@ -138,15 +163,61 @@ def test_a_failing_seed_keeps_the_finished_ones_for_the_rerun(tmp_path, monkeypa
     assert trained == [2] and not park.exists()
 
 
+def test_a_job_of_several_epsilons_trains_each_run_at_its_own_epsilon_and_keeps_each_apart(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train_run(*, seed, epsilon, model_path, scores_path, record_path, card_path, **run):
+        if (epsilon, seed) in fail:
+            raise RuntimeError(f"epsilon {epsilon} seed {seed} diverged")
+        trained.append((epsilon, seed))
+        for path in (model_path, scores_path, card_path):
+            Path(path).write_text(f"{epsilon} {seed}")
+        Path(record_path).write_text(json.dumps({"epsilon": epsilon, "seed": seed}))
+        return {"epsilon": epsilon, "seed": seed}
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+    monkeypatch.setattr(runner, "trained_definition", lambda prepared, **run: f"{run['epsilon']} {run['seed']}")
+    pairs = [("1", 0), ("1", 1), ("inf", 0), ("inf", 1)]
+    outputs = [{k: str(tmp_path / f"{e}-{s}-{k}") for k in ("model", "scores", "record", "card")} for e, s in pairs]
+    park = tmp_path / "results/partial/train/d/mlp/dpsgd"
+    job = dict(prepared=None, config={"epochs": 1}, model_name="mlp", inputs=[], park=park)
+    epsilons, seeds = [e for e, _ in pairs], [s for _, s in pairs]
+    fail = {("inf", 0)}
+    with pytest.raises(RuntimeError, match=r"runs \['epsilon inf seed 0'\] of 4 failed"):
+        runner.train_runs(seeds=seeds, epsilons=epsilons, outputs=outputs, **job)
+    assert trained == [p for p in pairs if p not in fail]
+    # the same seed at two ε are two runs: each kept in its ε's folder
+    assert sorted(str(p.relative_to(park)) for p in park.glob("*/*")) == [
+        "eps-1/seed-0",
+        "eps-1/seed-1",
+        "eps-inf/seed-1",
+    ]
+    for paths in outputs:
+        for path in paths.values():
+            Path(path).unlink(missing_ok=True)
+    fail, trained = set(), []
+    records = runner.train_runs(seeds=seeds, epsilons=epsilons, outputs=outputs, **job)
+    assert trained == [("inf", 0)] and [(r["epsilon"], r["seed"]) for r in records] == pairs
+    assert Path(outputs[3]["model"]).read_text() == "inf 1" and not (tmp_path / "results/partial/train").exists()
+
+
 @pytest.mark.integration
 def test_chunked_jobs_get_rules_named_for_their_seeds(tmp_path):
     config = {**copy.deepcopy(GRID), "seeds": [0, 1, 2], "execution": {"seeds_per_job": 2}}
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    # 9 cells (synthetic_lesions: dpsgd, dpsgd_patient, dpsgd-tuned at both ε, dpsgd_f at ε = 1; support2: dpsgd at
-    # both), each cut into seeds (0, 1) and (2); the audit trains reference seed 0 of the 7 untuned cells
-    for rule, count in (("train_seeds_0_1", 9), ("train_seeds_2", 9), ("evaluate_seeds_0_1", 9), ("audit_train", 7)):
+    # 4 (dataset, model, method) with both ε (synthetic_lesions: dpsgd, dpsgd_patient, dpsgd-tuned; support2: dpsgd)
+    # and dpsgd_f at ε = 1 alone, each cut into seeds (0, 1) and (2); the audit trains reference seed 0 of the
+    # 7 untuned (dataset, model, method, ε) cells
+    for rule, count in (
+        ("train_seeds_0_1", 4),
+        ("train_seeds_2", 4),
+        ("train_private_seeds_0_1", 1),
+        ("evaluate_seeds_0_1", 4),
+        ("evaluate_private_seeds_2", 1),
+        ("audit_train", 7),
+    ):
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x{count} missing from the dry run:\n{out[-3000:]}"
 
 
@@ -157,16 +228,19 @@ def test_per_cell_and_per_seed_jobs_give_identical_summaries(tmp_path, monkeypat
     for per_job in ("all", 1):
         folder = tmp_path / f"per-job-{per_job}"
         folder.mkdir()
-        result = snakemake(folder, {**copy.deepcopy(GRID), "execution": {"seeds_per_job": per_job}})
+        execution = {"seeds_per_job": per_job, "epsilons_per_job": per_job}
+        result = snakemake(folder, {**copy.deepcopy(GRID), "execution": execution})
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         folders[per_job] = folder
     lines = diff_summaries.compare(folders[1], folders["all"])
     assert lines and not [line for line in lines if line.startswith("DIFF")], "\n".join(lines)
     assert any(line.startswith("metrics.csv: identical") for line in lines)
-    # one train job per cell against one per seed, and the cost table says which runs each covered
-    cell = "results/benchmarks/train/support2/mlp/dpsgd/eps-1"
-    assert sorted(p.name for p in (folders["all"] / cell).iterdir()) == ["seeds-0-1.tsv"]
-    assert sorted(p.name for p in (folders[1] / cell).iterdir()) == ["seed-0.tsv", "seed-1.tsv"]
+    # one train job for every ε and seed against one per run, and the cost table says which runs each covered
+    method = "results/benchmarks/train/support2/mlp/dpsgd"
+    assert sorted(p.name for p in (folders["all"] / method).iterdir()) == ["eps-1_inf"]
+    assert sorted(p.name for p in (folders["all"] / method / "eps-1_inf").iterdir()) == ["seeds-0-1.tsv"]
+    assert sorted(p.name for p in (folders[1] / method).iterdir()) == ["eps-1", "eps-inf"]
+    assert sorted(p.name for p in (folders[1] / method / "eps-1").iterdir()) == ["seed-0.tsv", "seed-1.tsv"]
     for folder, jobs in ((folders["all"], 1), (folders[1], 2)):
         cost = (folder / "results/summary/compute_cost.csv").read_text().splitlines()
         header = cost[0].split(",")

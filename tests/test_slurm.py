@@ -53,7 +53,7 @@ def site_profile(folder: Path, partition: str) -> Path:
     profile["default-resources"].pop("slurm_account")
     profile["slurm-no-account"] = True  # the loopback cluster has no accounts
     profile["default-resources"].update(slurm_partition=partition, mem_mb=500)
-    for rule in ("train", "speed"):
+    for rule in ("train", "train_private", "speed"):
         # the node has 2 CPUs and 4 GB; a real site keeps the shipped sizes
         profile["set-resources"][rule].update(slurm_partition=partition, cpus_per_gpu=1, mem_mb=1000)
         profile["set-threads"][rule] = 1

@@ -169,12 +169,16 @@ def test_report_is_self_contained(tiny_run):
 
 @pytest.mark.integration
 def test_logs_and_benchmark_records_exist(tiny_run):
-    # one job per cell (execution.seeds_per_job: all): its log and record are named for the seeds it trained
-    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.log").read_text()
+    # one job for every ε and seed of a (dataset, model, method) (execution.epsilons_per_job and seeds_per_job:
+    # all): its log and record sit in a folder named for its ε and are named for its seeds
+    log = (tiny_run / "results/logs/train/synthetic_lesions/cnn/dpsgd/eps-1_inf/seeds-0.log").read_text()
+    assert "epsilon=1 seed=0" in log and "epsilon=inf seed=0" in log
     assert "epoch 1/1 epsilon" in log and "val_loss" in log
-    assert "train_loss" not in log  # a private run releases no training loss, logs included
-    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.tsv").exists()
-    assert (tiny_run / "results/logs/evaluate/synthetic_lesions/cnn/dpsgd/eps-1/seeds-0.log").exists()
+    # a private run releases no training loss, logs included (the ε = ∞ run logs its own)
+    private = log[: log.index("epsilon=inf seed=0")]
+    assert "train_loss" not in private and "train_loss" in log[len(private) :]
+    assert (tiny_run / "results/benchmarks/train/synthetic_lesions/cnn/dpsgd/eps-1_inf/seeds-0.tsv").exists()
+    assert (tiny_run / "results/logs/evaluate/synthetic_lesions/cnn/dpsgd/eps-1_inf/seeds-0.log").exists()
 
 
 @pytest.mark.integration

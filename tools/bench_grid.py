@@ -2,11 +2,12 @@
 
     python tools/bench_grid.py [--benchmark benchmarks/default.yaml] [--methods dpsgd] [--all] [--workdir DIR]
 
-Runs the train and evaluate jobs of a fixed subset of the benchmark's grid (default: every cell of the
-``--methods``, all ε and seeds) twice, with Snakemake as ``make run`` does: once with one job per seed
-(``execution.seeds_per_job: 1``, as before per-cell jobs) and once with one job per cell (``all``), each in
-its own work folder. The two ways are interleaved cell by cell, the order alternating, so a drift of the
-machine's load hits both alike. It prints, per way: jobs, job-seconds of train and evaluate jobs (Snakemake's
+Runs the train and evaluate jobs of a fixed subset of the benchmark's grid (default: every (dataset, model,
+method) of the ``--methods``, all ε and seeds) twice, with Snakemake as ``make run`` does: once with one job per
+run (``execution.seeds_per_job: 1`` and ``epsilons_per_job: 1``, as before per-cell jobs) and once with one job
+for every ε and seed of a (dataset, model, method) (both ``all``, the default), each in its own work folder.
+The two ways are interleaved (dataset, model, method) by (dataset, model, method), the order alternating, so a
+drift of the machine's load hits both alike. It prints, per way: jobs, job-seconds of train and evaluate jobs (Snakemake's
 benchmark records), the training loops' seconds (the run records' ``train_seconds``), the share of the train
 jobs' seconds outside the loops, and the wall time. It is a measurement, not a test: nothing is asserted.
 ``--all`` takes every cell of the grid. The figures come from the files the jobs wrote.
@@ -27,7 +28,7 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WAYS = {"per-seed": 1, "per-cell": "all"}
+WAYS = {"per-seed": 1, "per-cell": "all"}  # "per-cell": one job per (dataset, model, method), every ε and seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,15 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         folder = root / way
         folder.mkdir(parents=True, exist_ok=True)
         settings = copy.deepcopy(config)
-        settings["execution"] = {"seeds_per_job": per_job}
+        settings["execution"] = {"seeds_per_job": per_job, "epsilons_per_job": per_job}
         (folder / "benchmark.yaml").write_text(yaml.safe_dump(settings))
         folders[way] = folder
     cells = grid_cells(folders["per-seed"], None if args.all else set(args.methods))
-    print(f"{len(cells)} cells x {len(config['seeds'])} seeds; work folders under {root}", flush=True)
+    n_runs = sum(len(runs) for runs in cells.values())
+    print(f"{len(cells)} (dataset, model, method), {n_runs} runs; work folders under {root}", flush=True)
     walls = dict.fromkeys(WAYS, 0.0)
-    for i, cell in enumerate(cells):
+    for i, (cell, runs) in enumerate(cells.items()):
         for way in list(WAYS)[:: 1 if i % 2 == 0 else -1]:  # alternate which way goes first
-            targets = [f"results/runs/{cell}/seed-{s}/metrics.csv" for s in config["seeds"]]
+            targets = [f"results/runs/{run}/metrics.csv" for run in runs]
             walls[way] += snakemake(folders[way], targets, cores=args.cores)
         print(f"  {cell}: done", flush=True)
     rows = [{"way": way, **cost(folders[way], cells), "wall_seconds": walls[way]} for way in WAYS]
@@ -78,19 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def grid_cells(folder: Path, methods: set[str] | None) -> list[str]:
-    """The grid's cells (``dataset/model/method/eps-e``) as the workflow enumerates them, in grid order."""
+def grid_cells(folder: Path, methods: set[str] | None) -> dict[str, list[str]]:
+    """The grid's (``dataset/model/method``) in grid order, each with its runs (``…/eps-e/seed-s``) as the workflow
+    enumerates them."""
     config = yaml.safe_load((folder / "benchmark.yaml").read_text())
     sys.path.insert(0, str(REPO / "workflow"))
     from dpfair.pipeline.benchmark import validate_config  # the grid as the workflow enumerates it
 
-    benchmark = validate_config(config)
-    cells = dict.fromkeys(
-        f"{r.dataset}/{r.model}/{r.method}/eps-{r.epsilon}"
-        for r in benchmark.runs()
-        if methods is None or r.method in methods
-    )
-    return list(cells)
+    cells: dict[str, list[str]] = {}
+    for r in validate_config(config).runs():
+        if methods is None or r.method in methods:
+            cells.setdefault(f"{r.dataset}/{r.model}/{r.method}", []).append(f"eps-{r.epsilon}/seed-{r.seed}")
+    return {cell: [f"{cell}/{run}" for run in runs] for cell, runs in cells.items()}
 
 
 def snakemake(folder: Path, targets: list[str], *, cores: str) -> float:
@@ -104,12 +105,12 @@ def snakemake(folder: Path, targets: list[str], *, cores: str) -> float:
     return time.perf_counter() - start
 
 
-def agreement(a: Path, b: Path, cells: list[str]) -> str:
+def agreement(a: Path, b: Path, cells: dict[str, list[str]]) -> str:
     """How far the two ways' per-run tables agree, timing columns aside: identical as text, or the largest
     numeric difference."""
     same, total, worst = 0, 0, 0.0
     for cell in cells:
-        for path in sorted((a / "results/runs" / cell).glob("seed-*/*.csv")):
+        for path in sorted((a / "results/runs" / cell).glob("eps-*/seed-*/*.csv")):
             other = b / path.relative_to(a)
             total += 1
             if not other.exists():
@@ -127,19 +128,19 @@ def agreement(a: Path, b: Path, cells: list[str]) -> str:
     return f"per-run tables, timing aside: {same} of {total} identical; largest difference {worst:.3g}"
 
 
-def cost(folder: Path, cells: list[str]) -> dict:
+def cost(folder: Path, cells: dict[str, list[str]]) -> dict:
     """Job-seconds of the cells' train and evaluate jobs and their loops' seconds, from the files."""
     jobs = {"train": 0.0, "evaluate": 0.0}
     n_jobs = 0
     for stage in jobs:
         for cell in cells:
-            for record in (folder / "results/benchmarks" / stage / cell).glob("*.tsv"):
+            for record in (folder / "results/benchmarks" / stage / cell).glob("eps-*/*.tsv"):
                 jobs[stage] += float(pd.read_csv(record, sep="\t")["s"].mean())
                 n_jobs += 1
     loops = sum(
         json.loads(p.read_text())["train_seconds"]
         for cell in cells
-        for p in (folder / "results/runs" / cell).glob("seed-*/run.json")
+        for p in (folder / "results/runs" / cell).glob("eps-*/seed-*/run.json")
     )
     return {
         "jobs": n_jobs,

@@ -4,7 +4,7 @@
 
 Each of ``BEFORE_DIR/results/summary/*.csv`` is compared with its namesake cell by cell, as text (so a
 bit-identical float is required), leaving out the columns that time or size a job or say how the grid was cut
-into jobs (names containing ``seconds``, ``rss``, ``wall``, ``overhead`` or ``n_jobs``). Prints one line per table; exits 1 if any table differs or is missing.
+into jobs (names containing ``seconds``, ``rss``, ``wall``, ``overhead``, ``n_jobs`` or ``job_share``). Prints one line per table; exits 1 if any table differs or is missing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 # the columns that time or size a job, and how the grid was cut into jobs (execution.seeds_per_job)
-TIMING = ("seconds", "rss", "wall", "overhead", "n_jobs")
+TIMING = ("seconds", "rss", "wall", "overhead", "n_jobs", "job_share")
 
 
 def compare(before: Path, after: Path) -> list[str]:

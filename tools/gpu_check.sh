@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of docs/speed.md: on a machine with CUDA, train the default grid's synthetic_lesions cells
-# with 10 seeds per cell (one job per cell, execution.seeds_per_job: all) and run `make bench`, then write
+# with 10 seeds per cell (one job per (dataset, model, method, ε) cell, execution.epsilons_per_job: 1) and run `make bench`, then write
 # the figures to one file. Sized for under 8 minutes on one H100-class GPU (training is cut off at 5.5, the step benchmarks at 1.5).
 #
 #   bash tools/gpu_check.sh [OUT_FILE]        # default: gpu_check.txt
@@ -21,7 +21,10 @@ import sys, yaml
 repo, work = sys.argv[1:]
 config = yaml.safe_load(open(f"{repo}/benchmarks/default.yaml"))
 config["datasets"] = {"synthetic_lesions": config["datasets"]["synthetic_lesions"]}
-config.update(seeds=list(range(10)), device="cuda", datasets_dir=f"{repo}/datasets", execution={"seeds_per_job": "all"})
+# one job per (ε, cell) with all its seeds, so the four ε cells train side by side on the card (one job for every ε
+# would run them one after another)
+config.update(seeds=list(range(10)), device="cuda", datasets_dir=f"{repo}/datasets",
+              execution={"seeds_per_job": "all", "epsilons_per_job": 1})
 config["audit"]["attacks"] = []
 yaml.safe_dump(config, open(f"{work}/benchmark.yaml", "w"))
 PY

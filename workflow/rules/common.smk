@@ -33,8 +33,11 @@ DATASETS_DIR = str(datasets_dir(config["datasets_dir"]))
 RUN_DIR = "results/runs/{dataset}/{model}/{method}/eps-{epsilon}/seed-{seed}"
 CELL_STEM = "{dataset}/{model}/{method}/eps-{epsilon}"
 PREPARED_DIR = "results/prepared/{dataset}"
-# the seeds each train and evaluate job runs (execution.seeds_per_job; dpfair.pipeline.benchmark.SeedGroup)
+# the seeds each train and evaluate job runs (execution.seeds_per_job; dpfair.jobs.SeedGroup), and their ε
+# (execution.epsilons_per_job; dpfair.jobs.JobGroup)
 SEED_GROUPS = BENCHMARK.seed_groups()
+JOB_GROUPS = BENCHMARK.job_groups()
+METHOD_STEM = "{dataset}/{model}/{method}"
 TRAIN_FILES = {"model": "model.pt", "scores": "scores.csv", "record": "run.json", "card": "privacy_card.json"}
 EVALUATION_FILES = {
     "metrics": "metrics.csv",
@@ -54,31 +57,53 @@ wildcard_constraints:
 
 
 def group_outputs(group, folder, files):
-    """A seed group's files, named ``<name>_<i>`` for the group's i-th seed (the rule script pairs them by i).
+    """A job's files, named ``<name>_<i>`` for the job's i-th run (the rule script pairs them by i).
 
-    ``folder`` is a per-seed folder pattern with ``{seed}``; a group of one job per seed keeps the wildcard.
+    ``group`` is a dpfair.jobs.JobGroup (runs by ε, then seed) or a SeedGroup (the seeds of one cell); ``folder``
+    is a per-run folder pattern with ``{epsilon}`` and ``{seed}``; what the job does not fix stays a wildcard.
     """
-    seeds = ["{seed}"] if group.seeds is None else [str(s) for s in group.seeds]
+    runs = group.patterns() if hasattr(group, "patterns") else [("{epsilon}", s) for s in group_seeds(group)]
     return {
-        f"{name}_{i}": f"{folder.replace('{seed}', seed)}/{file}"
-        for i, seed in enumerate(seeds)
+        f"{name}_{i}": f"{folder.replace('{epsilon}', e).replace('{seed}', s)}/{file}"
+        for i, (e, s) in enumerate(runs)
         for name, file in files.items()
     }
 
 
-def job_log(stage, label):
-    """The log pattern of a ``stage`` job (train, evaluate, audit_train) of one cell's seeds ``label``."""
-    return f"results/logs/{stage}/{CELL_STEM}/{label}.log"
+def group_seeds(group):
+    return ["{seed}"] if group.seeds is None else [str(s) for s in group.seeds]
 
 
-def job_benchmark(stage, label):
-    """The Snakemake benchmark-record pattern of such a job (dpfair.tables.compute_cost reads its name)."""
-    return f"results/benchmarks/{stage}/{CELL_STEM}/{label}.tsv"
+def job_log(stage, label, stem=CELL_STEM):
+    """The log pattern of a ``stage`` job labelled ``label`` inside ``stem`` (a cell's, or a JobGroup's in METHOD_STEM)."""
+    return f"results/logs/{stage}/{stem}/{label}.log"
+
+
+def job_benchmark(stage, label, stem=CELL_STEM):
+    """The Snakemake benchmark-record pattern of such a job (dpfair.tables.compute_cost reads its path)."""
+    return f"results/benchmarks/{stage}/{stem}/{label}.tsv"
 
 
 def job_label(seed, groups=None):
-    """The label of the job that runs ``seed`` (dpfair.jobs.SeedGroup.label)."""
+    """The seed label of the audit_train job that trains ``seed`` (dpfair.jobs.SeedGroup.label)."""
     return group_label(seed, SEED_GROUPS if groups is None else groups)
+
+
+def run_job_label(run):
+    """``<ε label>/<seed label>`` of the train and evaluate job that runs ``run``, filled, inside its METHOD_STEM."""
+    for job in JOB_GROUPS:
+        group = job.epsilons
+        if group.epsilons is None or (
+            run.epsilon in group.epsilons and run.dataset in group.datasets and run.method in group.methods
+        ):
+            return f"{group.label.format(epsilon=run.epsilon)}/{job_label(run.seed)}"
+    raise KeyError(f"run {run} is in no job's epsilons")
+
+
+def run_job_path(kind, stage, run):
+    """The log (kind ``log``) or benchmark record (``benchmark``) of the ``stage`` job that ran ``run``."""
+    pattern = job_log if kind == "log" else job_benchmark
+    return pattern(stage, run_job_label(run), stem=METHOD_STEM).format(**asdict(run))
 
 
 def run_preflight_checks():
@@ -199,7 +224,7 @@ def get_speed_table():
 
 def get_run_benchmarks():
     """Snakemake's benchmark record of every train job of the grid (wall time, peak memory), each once."""
-    paths = [job_benchmark("train", job_label(r.seed)).format(**asdict(r)) for r in BENCHMARK.runs()]
+    paths = [run_job_path("benchmark", "train", r) for r in BENCHMARK.runs()]
     return list(dict.fromkeys(paths))
 
 
@@ -322,12 +347,11 @@ def get_run_entries():
     for run in BENCHMARK.runs():
         values = asdict(run)
         run_dir = fill(RUN_DIR, values)
-        label = job_label(run.seed)
         tables = {name: f"{run_dir}/{EVALUATION_FILES[name]}" for name in EVALUATION_FILES}
         tables.update(
             record=f"{run_dir}/{TRAIN_FILES['record']}",
             card=f"{run_dir}/{TRAIN_FILES['card']}",
-            benchmark=fill(job_benchmark("train", label), values),
+            benchmark=run_job_path("benchmark", "train", run),
         )
         entries.append(
             {
@@ -337,8 +361,8 @@ def get_run_entries():
                 ],
                 "logs": [
                     fill(rules.prepare_dataset.log[0], values),
-                    fill(job_log("train", label), values),
-                    fill(job_log("evaluate", label), values),
+                    run_job_path("log", "train", run),
+                    run_job_path("log", "evaluate", run),
                 ],
                 "tables": tables,
                 "preparation": get_preparation_entry(run.dataset),

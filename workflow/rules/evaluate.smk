@@ -1,23 +1,25 @@
-# Evaluation follows the train jobs' seed groups: one job scores every run its train job trained.
-for group in SEED_GROUPS:
+# Evaluation follows the train jobs: one job scores every run its train job trained.
+for job in JOB_GROUPS:
 
     rule:
         name:
-            group.rule_name("evaluate")
+            job.rule_name("evaluate")
         input:
-            **group_outputs(group, RUN_DIR, {"scores": "scores.csv", "record": "run.json"}),
+            **group_outputs(job, RUN_DIR, {"scores": "scores.csv", "record": "run.json"}),
             meta=rules.prepare_dataset.output.meta,
         output:
-            **group_outputs(group, RUN_DIR, EVALUATION_FILES),
+            **group_outputs(job, RUN_DIR, EVALUATION_FILES),
         log:
-            job_log("evaluate", group.label),
+            job_log("evaluate", job.label, stem=METHOD_STEM),
         benchmark:
-            job_benchmark("evaluate", group.label)
+            job_benchmark("evaluate", job.label, stem=METHOD_STEM)
+        wildcard_constraints:
+            **job.epsilons.constraints(),
         conda:
             "../../environment.yml"
         params:
             evaluation=config["evaluation"],
-            seeds=group.seeds_of,
+            seeds=job.seeds_of,
         script:
             "../scripts/evaluate.py"
 

@@ -1,21 +1,23 @@
-# One train job per seed group of a (dataset, model, method, epsilon) cell (execution.seeds_per_job; by
-# default every seed of the cell): it loads the data once, pays the imports and the noise calibration once,
-# and writes the same per-seed run folders as one job per seed would (dpfair.pipeline.runner.train_runs).
-for group in SEED_GROUPS:
+# One train job per (dataset, model, method) and seed group (execution.epsilons_per_job, seeds_per_job; by
+# default every ε and seed of it): it loads the data once, pays the imports once and each ε's noise calibration
+# once, and writes the same per-run folders as one job per run would (dpfair.pipeline.runner.train_runs).
+for job in JOB_GROUPS:
 
     rule:
         name:
-            group.rule_name("train")
+            job.rule_name("train")
         input:
             data=rules.prepare_dataset.output.data,
             samples=rules.prepare_dataset.output.samples,
             meta=rules.prepare_dataset.output.meta,
         output:
-            **group_outputs(group, RUN_DIR, TRAIN_FILES),
+            **group_outputs(job, RUN_DIR, TRAIN_FILES),
         log:
-            job_log("train", group.label),
+            job_log("train", job.label, stem=METHOD_STEM),
         benchmark:
-            job_benchmark("train", group.label)
+            job_benchmark("train", job.label, stem=METHOD_STEM)
+        wildcard_constraints:
+            **job.epsilons.constraints(),
         conda:
             "../../environment.yml"
         threads: 1
@@ -25,7 +27,8 @@ for group in SEED_GROUPS:
         params:
             training=get_training_config,
             device=config["device"],
-            seeds=group.seeds_of,
-            park=f"results/partial/train/{CELL_STEM}",
+            epsilons=job.epsilons_of,
+            seeds=job.seeds_of,
+            park=f"results/partial/train/{METHOD_STEM}",
         script:
             "../scripts/train.py"

@@ -1,4 +1,4 @@
-"""Rule script: train the runs of one seed group of a (dataset, model, method, epsilon) cell and score their rows."""
+"""Rule script: train the runs of one job (every ε and seed of a (dataset, model, method), or a part) and score their rows."""
 
 from dpfair.logs import log_to_file
 
@@ -13,6 +13,7 @@ prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samp
 seeds = snakemake.params.seeds
 train_runs(
     seeds=seeds,
+    epsilons=snakemake.params.epsilons,
     outputs=[
         {k: snakemake.output[f"{k}_{i}"] for k in ("model", "scores", "record", "card")} for i in range(len(seeds))
     ],
@@ -22,7 +23,6 @@ train_runs(
     prepared=prepared,
     model_name=snakemake.wildcards.model,
     method=snakemake.wildcards.method,
-    epsilon=snakemake.wildcards.epsilon,
     config=snakemake.params.training,
     device=snakemake.params.device,
     # where the workflow found the dataset module, so run.json's definition hash is the workflow's (read from

@@ -16,7 +16,7 @@ import yaml
 
 from dpfair.data.registry import available_datasets, datasets_dir, get_dataset
 from dpfair.errors import ConfigError, DatasetError
-from dpfair.jobs import SeedGroup, seed_groups
+from dpfair.jobs import EpsilonGroup, JobGroup, SeedGroup, epsilon_groups, seed_groups
 from dpfair.models import available_models, get_model
 from dpfair.privacy.clipping.policy import configurable_clip_policies
 from dpfair.privacy.params import ACCOUNTANTS, format_epsilon, parse_epsilon
@@ -74,6 +74,24 @@ class Benchmark:
     def seeds_per_job(self) -> int | str:
         """``execution.seeds_per_job``: ``"all"`` or a whole number."""
         return (self.config.get("execution") or {}).get("seeds_per_job", "all")
+
+    @property
+    def epsilons_per_job(self) -> int | str:
+        """``execution.epsilons_per_job``: ``"all"`` (one train and evaluate job for every ε of a (dataset, model, method)) or 1."""
+        return (self.config.get("execution") or {}).get("epsilons_per_job", "all")
+
+    def epsilon_groups(self) -> list[EpsilonGroup]:
+        """The ε groups of this benchmark's train and evaluate jobs (:func:`dpfair.jobs.epsilon_groups`)."""
+        epsilons_of: dict[tuple[str, str], list[str]] = {}
+        for run in self.runs():
+            values = epsilons_of.setdefault((run.dataset, run.method), [])
+            if run.epsilon not in values:
+                values.append(run.epsilon)
+        return epsilon_groups(epsilons_of, self.epsilons_per_job)
+
+    def job_groups(self) -> list[JobGroup]:
+        """What each train and evaluate rule's jobs run: every ε group times every seed group."""
+        return [JobGroup(e, s) for e in self.epsilon_groups() for s in self.seed_groups()]
 
     def seed_groups(self, seeds: list[int] | None = None) -> list[SeedGroup]:
         """The seed groups of this benchmark's jobs: of its ``seeds``, or of ``seeds`` (the audit's reference seeds)."""

@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from dpfair.jobs import label_seeds
+from dpfair.jobs import label_epsilons, label_seeds
 from dpfair.logs import error_record_path
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,8 @@ def costed_jobs(done: list[dict]) -> tuple[list[str], list[str]]:
     runs are missing or stale would charge them to the finished ones).
 
     Example:
-        >>> runs = [{"tables": {"benchmark": "/no/a/seeds-0-1.tsv", "record": f"/no/a/seed-{s}/run.json"}} for s in (0, 1)]
+        >>> runs = [{"tables": {"benchmark": "/no/a/eps-1/seeds-0-1.tsv", "record": f"/no/a/eps-1/seed-{s}/run.json"}}
+        ...         for s in (0, 1)]
         >>> costed_jobs(runs)  # the record does not exist here
         ([], [])
     """
@@ -278,7 +279,7 @@ def costed_jobs(done: list[dict]) -> tuple[list[str], list[str]]:
     benchmarks, records = [], []
     for path, runs in by_job.items():
         try:
-            wanted = len(label_seeds(Path(path).stem))
+            wanted = len(label_epsilons(Path(path).parent.name)) * len(label_seeds(Path(path).stem))
         except ValueError:
             continue
         if Path(path).exists() and len(runs) == wanted:

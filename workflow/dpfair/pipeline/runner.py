@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import traceback
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def train_run(
     :func:`dpfair.data.registry.datasets_dir`'s, its params as prepared, and the training settings as given), so
     the report can leave out a run of an earlier definition; ``None`` when the module file is not there.
     """
+    start = time.perf_counter()
     definition = _definition_of(
         prepared=prepared,
         config=config,
@@ -128,6 +130,9 @@ def train_run(
     card = build_privacy_card(record, prepared.meta, statement=mechanism.statement(meta=prepared.meta, record=record))
     record.update({k: card[k] for k in ("epsilon_rdp", "epsilon_prv", "epsilon_pld")}, history=result.history)
     record["definition"] = definition  # after the card is built: the card is the same with or without it
+    # the run's own wall time in its job, the loop and everything around it but the job's start-up: what the
+    # cost table shares a job of several ε cells out by (dpfair.tables.compute_cost)
+    record["run_seconds"] = time.perf_counter() - start
     log.info("privacy card: %s", {k: v for k, v in card.items() if k != "independent_accountants"})
     write_json(card_path, card)
     torch.save(result.model.state_dict(), model_path)
@@ -140,55 +145,66 @@ def train_runs(
     *,
     seeds: list[int],
     outputs: list[dict[str, str | Path]],
+    epsilons: list[str | float] | None = None,
     park: str | Path | None = None,
     inputs: list[str | Path] = (),
     **run,
 ) -> list[dict]:
-    """Train several seeds of one cell in this process, one after another: :func:`train_run` per seed.
+    """Train several runs of one (dataset, model, method) in this process, one after another: :func:`train_run` each.
 
-    One process per cell pays the imports, the data loading and the noise calibration (cached by
-    :func:`dpfair.training.mechanisms.dpsgd.calibrate_sigma`) and the ledger replays (cached by
-    :func:`dpfair.privacy.ledger.replay_epsilon`) once; each seed's run is computed exactly as in a job of its
-    own (its batches, noise and scores depend on its seed and settings only), so the per-seed run folders are
-    identical either way (``tests/test_seed_groups.py``).
+    Run i has seed ``seeds[i]`` and target ``epsilons[i]`` (or every run ``run["epsilon"]``: the seeds of one
+    cell). One process pays the imports and the data loading once, each ε's noise calibration once (cached by
+    :func:`dpfair.training.mechanisms.dpsgd.calibrate_sigma`), and each distinct ledger's replays once (cached by
+    :func:`dpfair.privacy.ledger.replay_epsilon`); each run is computed exactly as in a job of its own (its
+    batches, noise and scores depend on its seed, ε and settings only), so the per-run folders are identical
+    either way (``tests/test_seed_groups.py``).
 
-    ``outputs[i]`` holds ``model``, ``scores``, ``record`` and ``card`` paths of ``seeds[i]``; ``run`` the other
-    :func:`train_run` arguments. A failing seed does not stop the others: every seed is tried, then a
+    ``outputs[i]`` holds ``model``, ``scores``, ``record`` and ``card`` paths of run i; ``run`` the other
+    :func:`train_run` arguments. A failing run does not stop the others: every run is tried, then a
     RuntimeError names all that failed. Snakemake deletes a failed or killed job's outputs, so each finished
-    seed is also kept (hard-linked) in ``park/seed-<s>/`` with a stamp of what it was made from: its run
-    definition, the job's settings and the size and modification time of each of ``inputs`` (the prepared
-    dataset's files, rewritten when the dataset is prepared again). The rerun takes a kept run back instead of
-    retraining it when its stamp is the one it would have now, and drops it otherwise; a job that succeeds
-    removes what it kept. Code changes are not in the stamp: delete ``park`` to retrain anyway.
+    run is also kept (hard-linked) in ``park/seed-<s>/`` (``park/eps-<e>/seed-<s>/`` with ``epsilons``) with a
+    stamp of what it was made from: its run definition, the job's settings and the size and modification time
+    of each of ``inputs`` (the prepared dataset's files, rewritten when the dataset is prepared again). The rerun
+    takes a kept run back instead of retraining it when its stamp is the one it would have now, and drops it
+    otherwise; a job that succeeds removes what it kept. Code changes are not in the stamp: delete ``park`` to
+    retrain anyway.
     """
-    if len(seeds) != len(outputs):
-        raise ValueError(f"{len(seeds)} seeds but {len(outputs)} output sets")
-    records, failed = [], {}
-    for seed, paths in zip(seeds, outputs):
-        kept = Path(park) / f"seed-{seed}" if park is not None else None
-        stamp = _stamp(seed=seed, inputs=inputs, **run) if kept is not None else None
+    if len(seeds) != len(outputs) or (epsilons is not None and len(epsilons) != len(seeds)):
+        raise ValueError(f"{len(seeds)} seeds, {len(outputs)} output sets and {len(epsilons or seeds)} epsilons")
+    runs = [(s, {**run, "epsilon": e}) for s, e in zip(seeds, epsilons)] if epsilons is not None else [
+        (s, run) for s in seeds
+    ]  # fmt: skip
+    records, failed, kept_folders = [], {}, []
+    for (seed, settings), paths in zip(runs, outputs):
+        name = f"seed {seed}" if epsilons is None else f"epsilon {settings['epsilon']} seed {seed}"
+        kept = None
+        if park is not None:
+            kept = Path(park) / (f"seed-{seed}" if epsilons is None else f"eps-{settings['epsilon']}/seed-{seed}")
+            kept_folders.append(kept)
+        stamp = _stamp(seed=seed, inputs=inputs, **settings) if kept is not None else None
         if kept is not None and _take_back(kept, paths, stamp=stamp):
-            log.info("seed %d: took back the run a failed job finished (%s)", seed, kept)
+            log.info("%s: took back the run a failed job finished (%s)", name, kept)
             records.append(json.loads(Path(paths["record"]).read_text()))
             continue
         try:
-            records.append(train_run(seed=seed, **run, **{f"{k}_path": v for k, v in paths.items()}))
-        except Exception:  # every seed is tried; the job still fails, below
-            log.exception("seed %d failed", seed)
-            failed[seed] = traceback.format_exc(limit=1).strip().splitlines()[-1]
-            _release_memory()  # the traceback's frames are gone: the next seed gets the memory back
+            records.append(train_run(seed=seed, **settings, **{f"{k}_path": v for k, v in paths.items()}))
+        except Exception:  # every run is tried; the job still fails, below
+            log.exception("%s failed", name)
+            failed[name] = traceback.format_exc(limit=1).strip().splitlines()[-1]
+            _release_memory()  # the traceback's frames are gone: the next run gets the memory back
             continue
         if kept is not None:
             _keep(paths, kept, stamp=stamp)
     if failed:
-        where = f"; the finished seeds are kept in {park} for the rerun" if park is not None else ""
-        raise RuntimeError(f"seeds {sorted(failed)} of {len(seeds)} failed{where}: " + "; ".join(
-            f"seed {s}: {message}" for s, message in failed.items()
+        where = f"; the finished runs are kept in {park} for the rerun" if park is not None else ""
+        what = sorted(failed) if epsilons is not None else sorted(int(n.split()[1]) for n in failed)
+        kind = "runs" if epsilons is not None else "seeds"
+        raise RuntimeError(f"{kind} {what} of {len(seeds)} failed{where}: " + "; ".join(
+            f"{n}: {message}" for n, message in failed.items()
         ))  # fmt: skip
-    if park is not None:
-        for seed in seeds:  # this job's own seeds only: another job of the cell may keep its own
-            shutil.rmtree(Path(park) / f"seed-{seed}", ignore_errors=True)
-        _remove_empty(Path(park))
+    for kept in kept_folders:  # this job's own runs only: another job of the cell may keep its own
+        shutil.rmtree(kept, ignore_errors=True)
+        _remove_empty(kept.parent)
     return records
 
 

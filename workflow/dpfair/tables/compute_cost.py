@@ -2,7 +2,10 @@
 
 The job numbers are Snakemake's ``benchmark:`` records of the train jobs, so they cover the whole job (process
 start-up and imports included); ``train_seconds`` from the run records covers the optimisation loops alone. A
-job may train several seeds of its cell (``execution.seeds_per_job``); its record's name says which.
+job may train several seeds of a cell (``execution.seeds_per_job``) and several ε of a (dataset, model, method)
+(``execution.epsilons_per_job``); its record's folder and name say which. A job of several ε cells is shared out
+among them in proportion to their runs' ``run_seconds`` (each run's own wall time in the job; the job's
+start-up, before any run, is shared in the same proportion), and each such cell counts that share of a job.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from dpfair.errors import DpfairError
-from dpfair.jobs import label_seeds
+from dpfair.jobs import label_epsilons, label_seeds
 
 KEYS = ["dataset", "model", "method", "epsilon"]
 CELL_COLUMNS = [
     *KEYS,
     "n_seeds",
     "n_jobs",
+    "job_share",
     "job_seconds",
     "train_seconds",
     "overhead_share",
@@ -39,7 +43,7 @@ RATIOS = {
     "max_rss_ratio": "max_rss_mb_max",
 }
 RATIO_COLUMNS = [*KEYS, *RATIOS]
-JOB_COLUMNS = [*KEYS, "seeds", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
+JOB_COLUMNS = [*KEYS, "seeds", "share", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
 
 
 def read_benchmark(path) -> dict:
@@ -67,13 +71,29 @@ def read_benchmark(path) -> dict:
 
 
 def _job_runs(path: Path) -> list[tuple[str, ...]]:
-    # …/train/<dataset>/<model>/<method>/eps-<e>/<label>.tsv, the label naming the job's seeds (dpfair.jobs)
-    cell = path.parent.parts[-4:]
+    # …/train/<dataset>/<model>/<method>/<ε label>/<seed label>.tsv, the labels naming the job's ε and seeds
+    # (dpfair.jobs): eps-3/seeds-0-1-2, eps-1_3_inf/seed-4
+    method = path.parent.parts[-4:-1]
     try:
-        seeds = label_seeds(path.stem)
+        epsilons, seeds = label_epsilons(path.parent.name), label_seeds(path.stem)
     except ValueError as exc:
-        raise DpfairError(f"{path}: {exc}; expected results/benchmarks/train/<cell>/<label>.tsv") from exc
-    return [(*cell, f"seed-{s}") for s in seeds]
+        raise DpfairError(
+            f"{path}: {exc}; expected results/benchmarks/train/<dataset>/<model>/<method>/<eps label>/<seed label>.tsv"
+        ) from exc
+    return [(*method, f"eps-{e}", f"seed-{s}") for e in epsilons for s in seeds]
+
+
+def _shares(runs: list[tuple[str, ...]], by_run: dict) -> dict[str, float]:
+    """Each ε cell's share of its job: its runs' ``run_seconds`` over the job's (equal shares per run without them)."""
+    cells = [r[3] for r in runs]
+    seconds = [by_run[r].get("run_seconds") for r in runs]
+    if any(not isinstance(t, (int, float)) or not math.isfinite(t) for t in seconds) or sum(seconds) <= 0:
+        seconds = [1.0] * len(runs)  # records older than the key
+    total = sum(seconds)
+    shares: dict[str, float] = {}
+    for cell, t in zip(cells, seconds):
+        shares[cell] = shares.get(cell, 0.0) + t / total
+    return shares
 
 
 def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -96,25 +116,31 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
         if twice := sorted("/".join(r) for r in set(runs) & seen):
             raise DpfairError(f"{path}: runs {twice} are in another job's record too")
         seen.update(runs)
-        first = by_run[runs[0]]
-        # null where a run wrote NaN (jsonio), absent in records older than the key
-        loops = [by_run[r].get("train_seconds") for r in runs]
-        rows.append(
-            {
-                "dataset": first["dataset"],
-                "model": first["model"],
-                "method": first.get("method", "dpsgd"),
-                "epsilon": float(first["epsilon"]),
-                "seeds": len(runs),
-                **read_benchmark(path),
-                "train_seconds": math.nan if any(t is None for t in loops) else float(sum(loops)),
-                "clipping_backend": _distinct(pd.Series([by_run[r].get("clipping_backend") for r in runs])),
-                "device": _distinct(pd.Series([by_run[r].get("device") for r in runs])),
-            }
-        )
+        job = read_benchmark(path)
+        for cell, share in _shares(runs, by_run).items():
+            cell_runs = [r for r in runs if r[3] == cell]
+            first = by_run[cell_runs[0]]
+            # null where a run wrote NaN (jsonio), absent in records older than the key
+            loops = [by_run[r].get("train_seconds") for r in cell_runs]
+            rows.append(
+                {
+                    "dataset": first["dataset"],
+                    "model": first["model"],
+                    "method": first.get("method", "dpsgd"),
+                    "epsilon": float(first["epsilon"]),
+                    "seeds": len(cell_runs),
+                    "share": share,
+                    "job_seconds": job["job_seconds"] * share,
+                    "max_rss_mb": job["max_rss_mb"],  # the job's peak: its cells ran in one process
+                    "train_seconds": math.nan if any(t is None for t in loops) else float(sum(loops)),
+                    "clipping_backend": _distinct(pd.Series([by_run[r].get("clipping_backend") for r in cell_runs])),
+                    "device": _distinct(pd.Series([by_run[r].get("device") for r in cell_runs])),
+                }
+            )
     if unmatched := sorted("/".join(r) for r in set(by_run) - seen):
         raise DpfairError(
-            f"no benchmark record for runs {unmatched}; expected results/benchmarks/train/<cell>/<label>.tsv"
+            f"no benchmark record for runs {unmatched}; expected "
+            "results/benchmarks/train/<dataset>/<model>/<method>/<eps label>/<seed label>.tsv"
         )
     return cost_tables(pd.DataFrame(rows, columns=JOB_COLUMNS))
 
@@ -132,7 +158,8 @@ def grid_overhead(cells: pd.DataFrame) -> dict:
     both = cells[cells["job_seconds"].notna() & cells["train_seconds"].notna()]
     job, loop = float(both["job_seconds"].sum()), float(both["train_seconds"].sum())
     return {
-        "n_jobs": int(both["n_jobs"].sum()),
+        # a job shared by several ε cells counts once: the cells' shares of it add up to one
+        "n_jobs": int(round(both["job_share"].sum())) if "job_share" in both else int(both["n_jobs"].sum()),
         "job_seconds": job,
         "train_seconds": loop,
         "overhead_share": round(1 - loop / job, 6) if job > 0 else math.nan,
@@ -164,11 +191,14 @@ def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     if jobs.empty:
         return pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=RATIO_COLUMNS)
+    if "share" not in jobs:  # one job per cell: each job wholly its cell's
+        jobs = jobs.assign(share=1.0)
     cells = (
         jobs.groupby(KEYS, sort=True)
         .agg(
             n_seeds=("seeds", "sum"),
             n_jobs=("seeds", "size"),
+            job_share=("share", "sum"),
             job_seconds=("job_seconds", "sum"),
             train_seconds=("train_seconds", lambda t: t.sum(min_count=len(t))),
             max_rss_mb_max=("max_rss_mb", "max"),
