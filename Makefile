@@ -4,7 +4,7 @@
 #   make lint   ruff (lint and format) and snakefmt, as CI runs them
 #   make bench  the speed benchmark of BENCHMARK's models -> results/speed.csv
 #               (make bench BENCHMARK=benchmarks/speed.yaml: ResNet-18 and DenseNet-121 too)
-#   make bench-grid  train + evaluate a fixed part of BENCHMARK's grid per seed and per cell; print the cost
+#   make bench-grid  train + evaluate a fixed part of BENCHMARK's grid per run and per (dataset, model, method); print the cost
 #   make gpu-check   on a CUDA machine: 10-seed training of one dataset, make bench -> gpu_check.txt
 PYTHON ?= python3
 VENV ?= .venv
@@ -39,7 +39,7 @@ run: install
 bench: install
 	$(BIN)/snakemake results/speed.csv --cores $(CORES) --configfile $(BENCHMARK) --forcerun speed
 
-# job-seconds, training-loop seconds and overhead share of one job per seed against one job per cell
+# job-seconds, training-loop seconds and overhead share of one job per run against one per (dataset, model, method)
 bench-grid: install
 	$(BIN)/python tools/bench_grid.py --benchmark $(BENCHMARK) --cores $(CORES) --workdir bench-grid
 

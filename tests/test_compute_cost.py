@@ -130,6 +130,8 @@ def test_a_job_of_several_epsilons_is_shared_out_by_its_runs_seconds(tmp_path):
     assert by_eps["train_seconds"].tolist() == pytest.approx([11.0, 3.0]) and set(by_eps["max_rss_mb_max"]) == {700.0}
     assert grid_overhead(cells) == {"n_jobs": 1, "job_seconds": 20.0, "train_seconds": 14.0, "overhead_share": 0.3}
     assert ratios["job_seconds_ratio"].tolist() == pytest.approx([(15.0 / 2) / (5.0 / 2)])
+    # one process, one peak: the private cell's memory is not compared with the ε = ∞ cell it shared the job with
+    assert ratios["max_rss_ratio"].isna().all()
     # records without run_seconds (older runs) share the job equally per run
     old = [write_run(tmp_path, epsilon=e, seed=s, train_seconds=1.0) for (e, s) in seconds]
     cells, _ = compute_cost(benchmarks=[bench], records=old)

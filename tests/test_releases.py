@@ -64,6 +64,7 @@ PUBLIC = {
     "torch_version",
     "tuning_trials",
     "train_seconds",
+    "run_seconds",  # the run's wall time in its job, as train_seconds is the loop's
     # mitigations: the budget split and the noise scales are settings and calibration
     "aux_budget_share",
     "aux_noise_multiplier",

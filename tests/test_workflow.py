@@ -182,7 +182,7 @@ def test_logs_and_benchmark_records_exist(tiny_run):
 
 
 @pytest.mark.integration
-def test_second_run_does_no_work_and_a_lost_run_is_redone_alone(tiny_run):
+def test_second_run_does_no_work_and_a_lost_run_is_redone_by_its_job_alone(tiny_run):
     again = snakemake(tiny_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # as if the run had been interrupted before this job finished: its run and everything downstream is missing

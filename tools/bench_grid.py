@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WAYS = {"per-seed": 1, "per-cell": "all"}  # "per-cell": one job per (dataset, model, method), every ε and seed
+WAYS = {"per-run": 1, "grouped": "all"}  # "grouped": one job per (dataset, model, method), every ε and seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["execution"] = {"seeds_per_job": per_job, "epsilons_per_job": per_job}
         (folder / "benchmark.yaml").write_text(yaml.safe_dump(settings))
         folders[way] = folder
-    cells = grid_cells(folders["per-seed"], None if args.all else set(args.methods))
+    cells = grid_cells(folders["per-run"], None if args.all else set(args.methods))
     n_runs = sum(len(runs) for runs in cells.values())
     print(f"{len(cells)} (dataset, model, method), {n_runs} runs; work folders under {root}", flush=True)
     walls = dict.fromkeys(WAYS, 0.0)
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"way": way, **cost(folders[way], cells), "wall_seconds": walls[way]} for way in WAYS]
     table = pd.DataFrame(rows).set_index("way")
     print(table.round(3).to_string())
-    print(agreement(folders["per-seed"], folders["per-cell"], cells))
-    base, new = table.loc["per-seed"], table.loc["per-cell"]
+    print(agreement(folders["per-run"], folders["grouped"], cells))
+    base, new = table.loc["per-run"], table.loc["grouped"]
     print(
-        f"per-cell / per-seed job-seconds (train + evaluate): {new['job_seconds'] / base['job_seconds']:.3f}; "
+        f"grouped / per-run job-seconds (train + evaluate): {new['job_seconds'] / base['job_seconds']:.3f}; "
         f"train jobs outside the loops: {base['train_overhead_share']:.1%} -> {new['train_overhead_share']:.1%}"
     )
     return 0

@@ -326,6 +326,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
                 f"datasets.{name}.split: val_fraction {split['val_fraction']} + test_fraction "
                 f"{split['test_fraction']} leaves under 10% of the rows to train on; lower one of them"
             )
+    benchmark.epsilon_groups()  # a grid whose jobs one rule per ε group cannot tell apart is refused here too
     return benchmark
 
 

@@ -185,6 +185,7 @@ def train_runs(
         if kept is not None and _take_back(kept, paths, stamp=stamp):
             log.info("%s: took back the run a failed job finished (%s)", name, kept)
             records.append(json.loads(Path(paths["record"]).read_text()))
+            _keep(paths, kept, stamp=stamp)  # kept again: should this job fail too, the run survives its outputs
             continue
         try:
             records.append(train_run(seed=seed, **settings, **{f"{k}_path": v for k, v in paths.items()}))

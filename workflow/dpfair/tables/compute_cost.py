@@ -43,7 +43,7 @@ RATIOS = {
     "max_rss_ratio": "max_rss_mb_max",
 }
 RATIO_COLUMNS = [*KEYS, *RATIOS]
-JOB_COLUMNS = [*KEYS, "seeds", "share", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
+JOB_COLUMNS = [*KEYS, "seeds", "share", "job", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
 
 
 def read_benchmark(path) -> dict:
@@ -99,10 +99,11 @@ def _shares(runs: list[tuple[str, ...]], by_run: dict) -> dict[str, float]:
 def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell cost table and DP/non-private ratios from train jobs' benchmark records and the runs' records.
 
-    ``benchmarks`` are ``…/train/<dataset>/<model>/<method>/eps-<e>/<label>.tsv``, one per train job, whose
-    label (:attr:`dpfair.jobs.SeedGroup.label`: ``seed-3``, ``seeds-0-1-2``) names the seeds the job trained;
-    ``records`` the runs' ``run.json`` (``…/<dataset>/<model>/<method>/eps-<e>/seed-<s>/run.json``), which give
-    each run's keys and ``train_seconds``. Every run must be in exactly one job and every job's runs among the
+    ``benchmarks`` are ``…/train/<dataset>/<model>/<method>/<ε label>/<seed label>.tsv``, one per train job,
+    whose labels (:class:`dpfair.jobs.JobGroup`: ``eps-1_3_inf`` or ``eps-3``; ``seeds-0-1-2`` or ``seed-3``) name
+    the runs the job trained; ``records`` the runs' ``run.json``
+    (``…/<dataset>/<model>/<method>/eps-<e>/seed-<s>/run.json``), which give each run's keys, ``train_seconds``
+    and ``run_seconds``. Every run must be in exactly one job and every job's runs among the
     records. Returns ``(cells, ratios)``: see :func:`cost_tables`.
     """
     by_run = {Path(p).parent.parts[-5:]: json.loads(Path(p).read_text()) for p in records}
@@ -132,6 +133,7 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
                     "share": share,
                     "job_seconds": job["job_seconds"] * share,
                     "max_rss_mb": job["max_rss_mb"],  # the job's peak: its cells ran in one process
+                    "job": str(path),
                     "train_seconds": math.nan if any(t is None for t in loops) else float(sum(loops)),
                     "clipping_backend": _distinct(pd.Series([by_run[r].get("clipping_backend") for r in cell_runs])),
                     "device": _distinct(pd.Series([by_run[r].get("device") for r in cell_runs])),
@@ -193,6 +195,8 @@ def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=RATIO_COLUMNS)
     if "share" not in jobs:  # one job per cell: each job wholly its cell's
         jobs = jobs.assign(share=1.0)
+    if "job" not in jobs:
+        jobs = jobs.assign(job=[f"job {i}" for i in range(len(jobs))])
     cells = (
         jobs.groupby(KEYS, sort=True)
         .agg(
@@ -204,17 +208,20 @@ def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             max_rss_mb_max=("max_rss_mb", "max"),
             clipping_backend=("clipping_backend", _distinct),
             device=("device", _distinct),
+            jobs=("job", lambda j: frozenset(j)),
         )
         .reset_index()
     )
     cells["overhead_share"] = 1 - cells["train_seconds"] / cells["job_seconds"].where(cells["job_seconds"] > 0)
     cells["job_seconds_per_run"] = cells["job_seconds"] / cells["n_seeds"]
     cells["train_seconds_mean"] = cells["train_seconds"] / cells["n_seeds"]
-    cells = cells[CELL_COLUMNS]
     nonprivate = np.isinf(cells["epsilon"])
-    reference = cells[nonprivate][["dataset", "model", "method", *RATIOS.values()]]
+    reference = cells[nonprivate][["dataset", "model", "method", "jobs", *RATIOS.values()]]
     ratios = cells[~nonprivate].merge(reference, on=["dataset", "model", "method"], how="left", suffixes=("", "_ref"))
     for ratio, value in RATIOS.items():
         ref = ratios[f"{value}_ref"]
         ratios[ratio] = ratios[value] / ref.where(ref > 0)
-    return cells, ratios[RATIO_COLUMNS].reset_index(drop=True)
+    # a private cell that ran in the same process as its ε = ∞ cell has the same peak: no memory comparison
+    shared = [bool(a & b) if isinstance(b, frozenset) else False for a, b in zip(ratios["jobs"], ratios["jobs_ref"])]
+    ratios.loc[shared, "max_rss_ratio"] = math.nan
+    return cells[CELL_COLUMNS], ratios[RATIO_COLUMNS].reset_index(drop=True)
