@@ -289,3 +289,32 @@ def test_auroc_sentences_and_rule_of_thumb_follow_the_verdicts(verdict_report):
         assert r["verdict_class"] in row, (r["dataset"], r["method"], r["epsilon"], r["verdict_class"])
     for r in ten[ten["verdict_class"] != "equivalent"].to_dict("records"):
         assert f"{r['dataset']}/{r['model']} ({r['method']}): ε = 10 keeps" not in html
+
+
+def test_a_tuned_arm_heads_what_dp_costs_and_the_fixed_recipe_is_its_reference(verdict_report, tmp_path):
+    """When a benchmark tunes, the headline compares tuned against tuned; the fixed recipe follows as a reference.
+    A dataset none of whose arms was tuned says its numbers are one fixed recipe's."""
+    from dpfair.report import summary as report_summary
+
+    html, table = verdict_report
+    imaging = summary_of(html, "imaging")
+    assert report_summary.FIXED_RECIPE_ONLY.split(".")[0] in imaging.replace("&#39;", "'")
+    metrics = pd.read_csv(write_fixture(tmp_path)["metrics"])
+    tuned_rows = table[(table["dataset"] == "imaging") & (table["method"] == "dpsgd")].assign(
+        method="dpsgd-tuned", change=lambda t: t["change"] / 2
+    )
+    utility = pd.concat([table, tuned_rows])
+    imaging_runs = metrics[(metrics["dataset"] == "imaging") & (metrics["method"] == "dpsgd")]
+    runs = pd.concat([metrics, imaging_runs.assign(method="dpsgd-tuned")])
+    sentences = [
+        str(s)
+        for s in report_summary.cost_sentences("imaging", pd.DataFrame(), runs[runs["dataset"] == "imaging"],
+                                               level=0.95, utility=utility)
+    ]  # fmt: skip
+    tuned = [i for i, s in enumerate(sentences) if "dpsgd-tuned, privately tuned at every ε and at ε = ∞" in s]
+    fixed = [i for i, s in enumerate(sentences) if "(dpsgd, one fixed recipe: reference)" in s]
+    assert tuned and fixed and max(tuned) < min(fixed)
+    assert not any(report_summary.FIXED_RECIPE_ONLY in s for s in sentences)
+    # the rule of thumb counts the tuned arm, not its fixed twin
+    rule = str(report_summary.rule_of_thumb(pd.DataFrame(), utility))
+    assert "imaging/cnn (dpsgd-tuned)" in rule and "imaging/cnn (dpsgd)" not in rule

@@ -23,7 +23,8 @@ from dpfair.training.tuning.procedure import (
     number_of_trials,
     planned_rate_and_steps,
 )
-from dpfair.training.tuning.search_space import as_config_fields, search_space
+from dpfair.training.tuning.regime import private_recipe
+from dpfair.training.tuning.search_space import recipe_fields, search_space
 
 _spec = importlib.util.spec_from_file_location(
     "replay_ledgers", Path(__file__).parents[1] / "tools" / "replay_ledgers.py"
@@ -32,11 +33,14 @@ replay_ledgers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(replay_ledgers)
 
 
-def _plans(k: int, *, seed: int = 0, n: int = 900) -> list[tuple[float, int]]:
+CNN_PARAMETERS = 23_585  # the default cnn's trainable parameters (dpfair.models.count_parameters)
+
+
+def _plans(k: int, *, epsilon: float, seed: int = 0, n: int = 900) -> list[tuple[float, int]]:
     """The (q, steps) of the K trials the private image space draws for a seed, on ``n`` training rows."""
     out = []
     for recipe in draw_trials(seed=seed, trials=k, space=search_space("image", {"epochs": [2, 3, 5]})):
-        cfg = as_config_fields(recipe)
+        cfg, _ = recipe_fields(recipe, epsilon=epsilon, delta=1e-5, n=n, n_params=CNN_PARAMETERS, trials=k, epochs=3)
         out.append(planned_rate_and_steps(n, batch_size=cfg["batch_size"], epochs=cfg["epochs"]))
     return out
 
@@ -44,7 +48,7 @@ def _plans(k: int, *, seed: int = 0, n: int = 900) -> list[tuple[float, int]]:
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("epsilon", [1.0, 10.0])
 def test_the_composed_ledger_replays_within_the_target_for_every_k(k, epsilon):
-    plans = _plans(k, seed=k)
+    plans = _plans(k, epsilon=epsilon, seed=k)
     sigmas = calibrate_trials(plans, epsilon=epsilon, delta=1e-5)
     ledger = procedure_event([(s, q, n) for s, (q, n) in zip(sigmas, plans)])
     # replayed by the tool that imports nothing of dpfair, from the JSON the card stores
@@ -59,7 +63,7 @@ def test_the_composed_ledger_replays_within_the_target_for_every_k(k, epsilon):
 
 
 def test_more_trials_cost_more_noise_per_trial():
-    plans = _plans(6, seed=1)
+    plans = _plans(6, epsilon=3.0, seed=1)
     one = calibrate_trials(plans[:1], epsilon=3.0, delta=1e-5)[0]
     six = calibrate_trials(plans, epsilon=3.0, delta=1e-5)[0]
     assert six > one * 1.5  # each of six trials gets a sixth of the budget
@@ -170,6 +174,79 @@ def test_tuned_run_spends_at_most_the_target_and_its_card_lists_every_trial(prep
     for t in inf_card["tuning"]["trials"]:
         assert all(t[key] in values for key, values in nonprivate.items()), t
         assert t["optimizer"] == "adam"
+    # its first trial is the fixed recipe (the run's own config), so the reference starts from it
+    first = inf_card["tuning"]["trials"][0]
+    assert (first["lr"], first["expected_batch_size"], first["epochs"]) == (0.002, 50, 2)
+
+
+def test_the_tuned_reference_never_trails_the_fixed_recipe_on_validation(prepared, tmp_path):
+    """The ε = ∞ arm's first trial is the fixed recipe with the same seed (the same batches) and keeps its
+    best validation epoch, and the selection takes the best trial: its validation AUROC is at least the fixed
+    recipe run's last-epoch one."""
+    config = TrainConfig(epochs=3, batch_size=50, lr=0.002)
+    for seed in (0, 1):
+        out = tmp_path / f"fixed-{seed}"
+        out.mkdir()
+        fixed = train_run(
+            prepared=prepared,
+            model_name="cnn",
+            epsilon="inf",
+            seed=seed,
+            method="dpsgd",
+            config=config,
+            device="cpu",
+            **{f"{k}_path": out / k for k in ("model", "scores", "record", "card")},
+        )
+        out = tmp_path / f"tuned-{seed}"
+        out.mkdir()
+        tuned = train_run(
+            prepared=prepared,
+            model_name="cnn",
+            epsilon="inf",
+            seed=seed,
+            method="dpsgd-tuned",
+            config=config,
+            tuning={"enabled": True, "trials": 2, "search_space": {"epochs": [3, 4]}},
+            device="cpu",
+            **{f"{k}_path": out / k for k in ("model", "scores", "record", "card")},
+        )
+        last = fixed["history"][-1]["val_auroc"]
+        chosen = tuned["tuning"]["trials"][tuned["selected_trial"]]
+        assert tuned["tuning"]["trials"][0]["val_auroc"] >= last - 1e-12, (seed, last)
+        assert chosen["val_auroc"] >= last - 1e-12
+
+
+def test_private_trials_take_the_batches_and_epochs_their_noise_ratio_sets(prepared, tmp_path):
+    """The default private space draws a noise ratio; the trial's expected batch and epochs are the regime's
+    (dpfair.training.tuning.regime) for the target ε, K, n and the cnn's size, and the card lists them."""
+    out = tmp_path / "regime"
+    out.mkdir()
+    tuning = {"enabled": True, "trials": 2, "search_space": {"epochs": [1, 2]}}
+    record = train_run(
+        prepared=prepared,
+        model_name="cnn",
+        epsilon=1.0,
+        seed=SEED,
+        method="dpsgd-tuned",
+        config=TrainConfig(epochs=2, batch_size=50, lr=0.002),
+        tuning=tuning,
+        device="cpu",
+        **{f"{k}_path": out / k for k in ("model", "scores", "record", "card")},
+    )
+    n, n_params = record["n_train"], record["n_parameters"]
+    for t in record["tuning"]["trials"]:
+        plan = private_recipe(
+            epsilon=1.0,
+            delta=record["delta"],
+            n=n,
+            n_params=n_params,
+            trials=2,
+            noise_ratio=t["noise_ratio"],
+            epochs=t["epochs_drawn"],
+        )
+        assert (t["expected_batch_size"], t["epochs"]) == (plan["expected_batch_size"], plan["epochs"]), t
+        assert t["noise_ratio"] in (1.0, 2.0, 4.0) and t["noise_ratio_planned"] > 0
+    assert record["epsilon_spent"] <= 1.0
 
 
 @pytest.mark.slow
@@ -207,7 +284,13 @@ def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
     # the ε = ∞ arm's own keys apply on top of the shared ones
     both = search_space("image", {"epochs": [3]}, private=False, nonprivate_overrides={"lr": [0.01]})
     assert both["epochs"] == [3] and both["lr"] == [0.01]
-    assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [4.0, 8.0]
+    assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [2.5, 5.0, 10.0]
+    # the private arm draws a noise ratio, unless the benchmark gives its batches; the ε = ∞ arm never does
+    assert "noise_ratio" in search_space("image") and "noise_ratio" not in search_space("image", private=False)
+    assert "noise_ratio" not in search_space("image", {"expected_batch_size": [64]})
+    # the ε = ∞ space holds the fixed recipe's lr, batch and epochs
+    around = search_space("tabular", private=False, fixed={"lr": 0.002, "batch_size": 256, "epochs": 10})
+    assert 256 in around["expected_batch_size"] and 0.002 in around["lr"] and 10 in around["epochs"]
 
 
 def test_selection_never_reads_the_test_split(prepared, tmp_path):

@@ -24,12 +24,19 @@ from dpfair.fairness.gap_changes import margin_for
 from dpfair.report.fmt import epsilon_label, number
 from dpfair.report.frames import RUN_KEYS, slug
 from dpfair.tables.seeds import seed_summary
+from dpfair.training.tuning.names import split_method
 
 #: Only for result folders without ``auroc_changes.csv``: the point-estimate cut of the older cross-dataset
 #: sentence (an AUROC cost of at most this much read "within"), printed there as a point estimate, not a verdict.
 KEEPS_PERFORMANCE = 0.02
 #: How the report marks the sentences of a result folder without ``auroc_changes.csv``.
 POINT_ESTIMATES = "point estimates, no verdict: this run has no auroc_changes.csv"
+#: Said under the cost sentences of a dataset none of whose arms was tuned (docs/tuning.md).
+FIXED_RECIPE_ONLY = (
+    "These numbers come from one fixed recipe (the benchmark's training settings) at every ε, ε = ∞ included. "
+    "DP-SGD wants other batches, steps and learning rates than non-private training, so part of a cost may be "
+    "the recipe's, not privacy's; tuning.enabled runs each arm with its own privately tuned recipe."
+)
 #: Gap metrics whose change is the headline question (the fairness statistics' headline family).
 SIGNIFICANCE = 0.05
 
@@ -183,6 +190,10 @@ def cost_sentences(
     ``utility``: ``auroc_changes.csv`` (its AUROC rows are read; :func:`change_phrase`). Without it (a
     result folder written before that table) the sentence gives ``costs``'s point estimates with their
     intervals and says it has no verdicts.
+
+    Where a method runs privately tuned too (``m-tuned``, tuned at every ε and at ε = ∞ with the same
+    effort), the tuned arm's sentence comes first, as the headline, and the fixed recipe's follows as a
+    reference; a dataset with no tuned arm ends with :data:`FIXED_RECIPE_ONLY`.
     """
     rows = utility_rows(utility)
     if rows is None:
@@ -190,7 +201,14 @@ def cost_sentences(
     out = []
     plain_runs = metrics.drop_duplicates(RUN_KEYS)
     plain_runs = plain_runs[plain_runs["epsilon"].map(math.isinf)]
-    for (model, method), part in rows[rows["dataset"] == dataset].groupby(["model", "method"], sort=True):
+    mine = rows[rows["dataset"] == dataset]
+    tuned_bases = {split_method(m)[0] for m in mine["method"].unique() if split_method(m)[1]}
+
+    def order(key):  # tuned arms first (the headline), then each fixed recipe, in name order
+        return (not split_method(key[1])[1], key)
+
+    groups = sorted(mine.groupby(["model", "method"], sort=True), key=lambda g: order(g[0]))
+    for (model, method), part in groups:
         part = part.sort_values("epsilon")
         ref_method = str(part["reference_method"].iloc[0]) if "reference_method" in part.columns else method
         plain = plain_runs[(plain_runs["model"] == model) & (plain_runs["method"] == ref_method)]
@@ -208,11 +226,19 @@ def cost_sentences(
             )
             for r in part.to_dict("records")
         ]
+        if split_method(method)[1]:
+            label = Markup("{} ({}, privately tuned at every ε and at ε = ∞)").format(model, method)
+        elif method in tuned_bases:
+            label = Markup("{} ({}, one fixed recipe: reference)").format(model, method)
+        else:
+            label = Markup("{} ({})").format(model, method)
         out.append(
-            Markup("<strong>{} ({})</strong>: test AUROC {} without privacy ({}); against it, {}.").format(
-                model, method, reference, against, _join(changes)
+            Markup("<strong>{}</strong>: test AUROC {} without privacy ({}); against it, {}.").format(
+                label, reference, against, _join(changes)
             )
         )
+    if out and not tuned_bases:
+        out.append(Markup("{}").format(FIXED_RECIPE_ONLY))
     return out
 
 
@@ -572,8 +598,10 @@ def rule_of_thumb(
 
     ``utility``: ``auroc_changes.csv``. ε = 10 keeps AUROC only where its verdict is *equivalent* within
     ±margin; a *costs* verdict says how much; anything else is inconclusive with its MDE
-    (:func:`change_phrase`), and ε = 1's verdict follows where the grid has it. Without the table (an older
-    result folder) the point estimates of ``costs`` are compared with :data:`KEEPS_PERFORMANCE`, marked so.
+    (:func:`change_phrase`), and ε = 1's verdict follows where the grid has it. A method that also runs
+    privately tuned is counted by its tuned arm only (the fixed recipe's verdicts stay in the per-dataset
+    sentences). Without the table (an older result folder) the point estimates of ``costs`` are compared with
+    :data:`KEEPS_PERFORMANCE`, marked so.
     """
     rows = utility_rows(utility)
     if rows is None:
@@ -584,7 +612,11 @@ def rule_of_thumb(
     several = rows["method"].nunique() > 1
     margins = pd.to_numeric(rows["margin"], errors="coerce").dropna() if "margin" in rows.columns else pd.Series()
     m = float(margins.iloc[0]) if margins.nunique() == 1 else margin
+    tuned = {(d, mo, split_method(me)[0]) for d, mo, me in rows[["dataset", "model", "method"]].itertuples(index=False)
+             if split_method(me)[1]}  # fmt: skip
     for (dataset, model, method), part in rows.groupby(["dataset", "model", "method"], sort=True):
+        if (dataset, model, method) in tuned:  # its tuned arm is the headline
+            continue
         by = {float(r["epsilon"]): r for r in part.to_dict("records")}
         if 10.0 not in by:
             continue

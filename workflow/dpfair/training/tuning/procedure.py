@@ -4,7 +4,9 @@ The procedure (privacy accounting in :mod:`dpfair.training.tuning.accounting`):
 
 1. From a generator seeded by the run's seed only (public), draw the K = ``tuning.trials`` recipes from
    the arm's search space (private or non-private, :mod:`dpfair.training.tuning.search_space`). K is fixed
-   and public, and the same for every arm, the ε = ∞ arm included: equal effort, each in its own space.
+   and public, and the same for every arm, the ε = ∞ arm included: equal effort, each in its own space. A
+   private recipe's noise ratio sets its expected batch and epochs from ε, δ, K, n and the model's size
+   (:mod:`dpfair.training.tuning.regime`); the ε = ∞ arm's first trial is the fixed recipe itself.
 2. Private arm: calibrate every trial's σ at once so that the composition of all K trials reaches the
    target ε (dp-accounting PLD), each trial taking an equal share of it.
 3. Run each trial as a full training run (:func:`dpfair.training.loop.train`) that keeps its best validation
@@ -28,13 +30,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.metrics import safe_auroc
+from dpfair.models import build_model, count_parameters
 from dpfair.privacy.ledger import event_from_json, event_to_json, poisson_gaussian, replay_epsilon
 from dpfair.privacy.params import is_private
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import TrainResult, predict, train
 from dpfair.training.tuning.accounting import DISTRIBUTION, calibrate_trials, procedure_epsilon, procedure_event
 from dpfair.training.tuning.names import TUNABLE, split_method
-from dpfair.training.tuning.search_space import as_config_fields, draw, search_space
+from dpfair.training.tuning.search_space import FIELDS, draw, recipe_fields, search_space
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,11 @@ def draw_trials(*, seed: int, trials: int, space: dict) -> list[dict]:
     """
     rng = np.random.default_rng([int(seed), TUNING_SALT])
     return [draw(space, rng) for _ in range(int(trials))]
+
+
+def fixed_recipe_draw(config: TrainConfig, space: dict) -> dict:
+    """The fixed recipe as a draw from ``space``: each key's value is the fixed recipe's own."""
+    return {key: getattr(config, FIELDS[key]) for key in sorted(space) if FIELDS[key] is not None}
 
 
 def planned_rate_and_steps(n_rows: int, *, batch_size: int, epochs: int) -> tuple[float, int]:
@@ -121,15 +129,31 @@ def tune_and_train(
         tuning.get("search_space"),
         private=private,
         nonprivate_overrides=tuning.get("nonprivate_search_space"),
+        fixed=config.params(),
     )
     draws = draw_trials(seed=seed, trials=k, space=space)
+    if not private:  # the reference starts from the fixed recipe: a tuned ε = ∞ never trails it by a poor draw
+        draws[0] = fixed_recipe_draw(config, space)
     n = len(y_train)
-    configs = [replace(config, **as_config_fields(recipe), select_best=True, noise_multiplier=None) for recipe in draws]
+    # the model's size is public (its architecture); the privately drawn recipes' batches and epochs follow from it
+    n_params = count_parameters(build_model(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality))
+    resolved = [
+        recipe_fields(r, epsilon=epsilon, delta=delta, n=n, n_params=n_params, trials=k, epochs=config.epochs)
+        for r in draws
+    ]
+    configs = [replace(config, **fields, select_best=True, noise_multiplier=None) for fields, _ in resolved]
     plans = [planned_rate_and_steps(n, batch_size=c.batch_size, epochs=c.epochs) for c in configs]
     sigmas = calibrate_trials(plans, epsilon=epsilon, delta=delta) if private else [0.0] * k
     trials, best, best_score, seconds = [], None, -math.inf, 0.0
     for i, (recipe, cfg) in enumerate(zip(draws, configs)):
         trial_eps, entry = math.inf, {"trial": i, **recipe}
+        if resolved[i][1]:  # what the noise regime made of the drawn noise ratio
+            entry.update(
+                epochs_drawn=recipe.get("epochs", config.epochs),  # the compute the trial was given
+                expected_batch_size=cfg.batch_size,
+                epochs=cfg.epochs,
+                noise_ratio_planned=resolved[i][1]["noise_ratio_planned"],
+            )
         if private:
             (q, steps), sigma = plans[i], sigmas[i]
             event = poisson_gaussian(noise_multiplier=sigma, sample_rate=q, steps=steps)

@@ -7,18 +7,23 @@ sampling at q = 1/ceil(n/b)). Every trial keeps its best validation epoch (``sel
 post-processing and free.
 
 Each arm searches the space suited to it, with the same number of trials K (drawn before the recipes, from
-the same seed): a space made for one arm would hand the comparison to that arm, which is the fixed
-recipe's flaw again. The private space follows what the DP-SGD literature finds matters (De et al. 2022,
-"Unlocking high-accuracy differentially private image classification through scale"; Bu et al. 2023,
-"Automatic clipping"; Ponomareva et al. 2023, "How to DP-fy ML", Sec. 5.4): SGD with momentum at a large
-step, normalised clipping with a small C (so the step is about lr·C whatever the gradient norms), larger
-expected batches and more epochs than non-private training, augmentation multiplicity for images, and a
-class-weighted loss (clipping equalises per-sample contributions, so without weights the majority class's
-gradients dominate and scores collapse to a constant). The non-private space is the usual Adam one, as narrow
-as the private one (two learning rates and batch sizes around the fixed recipe's, and at least as many
-epochs), so neither arm draws from a space with more bad corners than the other's.
+the same seed) and the same compute (the same epochs): a space made for one arm would hand the comparison to
+that arm, which is the fixed recipe's flaw again.
+
+The private space is noise-aware (:mod:`dpfair.training.tuning.regime`): a trial draws a noise ratio κ (the
+noise in the averaged clipped gradient relative to C), its compute in epochs and its step lr·C, and the
+expected batch and the steps follow from κ, the target ε, δ, K, the training rows n and the model's
+parameters d, all public: at small ε few steps of large batches (up to full batch), at large ε many steps
+(Sander, Stock & Sablayrolles 2023; De et al. 2022; Ponomareva et al. 2023, "How to DP-fy ML", Sec. 5.4).
+The rest is what that literature finds matters: SGD with momentum, normalised clipping with a small C (Bu et
+al. 2023, "Automatic clipping": the step is about lr·C whatever the gradient norms), augmentation
+multiplicity for images, and a class-weighted loss (clipping equalises per-sample contributions, so without
+weights the majority class's gradients dominate and scores collapse to a constant). The ε = ∞ space is the
+usual Adam one around the benchmark's fixed recipe, whose values it always contains, and its first trial is
+the fixed recipe itself, so the tuned ε = ∞ reference never starts from a space poorer than the fixed recipe.
 Either default is replaced key by key by the benchmark's ``tuning.search_space`` (both arms), then the
-ε = ∞ arm's by ``tuning.nonprivate_search_space``.
+ε = ∞ arm's by ``tuning.nonprivate_search_space``; a private space given batch sizes of its own and no
+``noise_ratio`` draws those batches as given.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from __future__ import annotations
 import numpy as np
 
 from dpfair.errors import ConfigError
+from dpfair.training.tuning.regime import private_recipe
 
-#: Search-space keys and the training-config field each sets.
+#: Search-space keys and the training-config field each sets (``noise_ratio`` sets none: the private recipe
+#: derives the expected batch and the epochs from it, :func:`recipe_fields`).
 FIELDS = {
+    "noise_ratio": None,
     "lr": "lr",
     "expected_batch_size": "batch_size",
     "epochs": "epochs",
@@ -52,8 +60,10 @@ _NONPRIVATE = {
     "ema_decay": [None, 0.95],
 }
 _PRIVATE = {
-    "lr": [4.0, 8.0],  # SGD steps of about lr·C = 0.4–0.8 under normalised clipping
-    "expected_batch_size": [256, 512],
+    # the norm of the noise in the averaged gradient per step, relative to C: large DP-SGD runs train at
+    # about 0.4-1.2 (De et al. 2022; Sander et al. 2023); small data cannot reach that with enough steps
+    "noise_ratio": [1.0, 2.0, 4.0],
+    "lr": [2.5, 5.0, 10.0],  # SGD steps of lr·C = 0.25, 0.5, 1 under normalised clipping: unit-norm gradients' steps
     "max_grad_norm": [0.1],
     "optimizer": ["sgd"],
     "clip_policy": ["normalized"],
@@ -63,9 +73,10 @@ _PRIVATE = {
 }
 #: Default space per arm and modality (the dataset card's ``modality``).
 DEFAULT_SPACES: dict[str, dict[str, dict[str, list]]] = {
+    # the same compute (epochs) as the ε = ∞ arm's
     "private": {
-        "image": {**_PRIVATE, "epochs": [20, 40], "augmult": [1, 2]},
-        "tabular": {**_PRIVATE, "epochs": [20, 40], "augmult": [1]},
+        "image": {**_PRIVATE, "epochs": [15, 30], "augmult": [1, 2]},
+        "tabular": {**_PRIVATE, "epochs": [10, 20], "augmult": [1]},
     },
     "nonprivate": {
         "image": {**_NONPRIVATE, "epochs": [15, 30], "augmult": [1]},
@@ -75,12 +86,20 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, list]]] = {
 
 
 def search_space(
-    modality: str, overrides: dict | None = None, *, private: bool = True, nonprivate_overrides: dict | None = None
+    modality: str,
+    overrides: dict | None = None,
+    *,
+    private: bool = True,
+    nonprivate_overrides: dict | None = None,
+    fixed: dict | None = None,
 ) -> dict[str, list]:
     """The space of one arm for ``modality``: the arm's default with the benchmark's keys replacing it.
 
     ``overrides`` (``tuning.search_space``) apply to both arms; ``nonprivate_overrides``
-    (``tuning.nonprivate_search_space``) to the ε = ∞ arm on top.
+    (``tuning.nonprivate_search_space``) to the ε = ∞ arm on top. ``fixed``, the fixed recipe's training
+    fields, joins the ε = ∞ default's lr, batch and epochs (a key the benchmark sets stays as set). The ε = ∞
+    arm has no ``noise_ratio``; a private space with batch sizes of the benchmark's and no ``noise_ratio`` of
+    its own draws those batches.
 
     Example:
         >>> sorted(search_space("tabular", {"lr": [0.01]})["lr"])
@@ -100,6 +119,14 @@ def search_space(
             if not values:
                 raise ConfigError(f"tuning.{name}.{key}: needs at least one value")
             space[key] = list(values)
+    given = {**(overrides or {}), **((nonprivate_overrides or {}) if not private else {})}
+    if not private:
+        space.pop("noise_ratio", None)
+        for key, field in (("lr", "lr"), ("expected_batch_size", "batch_size"), ("epochs", "epochs")):
+            if fixed and field in fixed and key not in given and fixed[field] not in space[key]:
+                space[key] = sorted([*space[key], fixed[field]])
+    elif "expected_batch_size" in given and "noise_ratio" not in given:
+        space.pop("noise_ratio", None)
     return space
 
 
@@ -109,5 +136,31 @@ def draw(space: dict[str, list], rng: np.random.Generator) -> dict:
 
 
 def as_config_fields(hyperparameters: dict) -> dict:
-    """Search-space keys renamed to training-config fields."""
-    return {FIELDS[k]: v for k, v in hyperparameters.items()}
+    """Search-space keys renamed to training-config fields (``noise_ratio``, which sets none, left out)."""
+    return {FIELDS[k]: v for k, v in hyperparameters.items() if FIELDS[k] is not None}
+
+
+def recipe_fields(
+    recipe: dict, *, epsilon: float, delta: float, n: int, n_params: int, trials: int, epochs: int
+) -> tuple[dict, dict]:
+    """The training-config fields of a drawn recipe, and what the noise regime derived for it (empty if nothing).
+
+    A private recipe with a ``noise_ratio`` gets its expected batch and epochs from
+    :func:`dpfair.training.tuning.regime.private_recipe` (its drawn ``epochs``, else ``epochs``, the fixed
+    recipe's, as the compute); the derived plan is returned for the card. Public: no data are read.
+    """
+    fields = as_config_fields(recipe)
+    ratio = recipe.get("noise_ratio")
+    if ratio is None or not (epsilon < float("inf")):
+        return fields, {}
+    plan = private_recipe(
+        epsilon=epsilon,
+        delta=delta,
+        n=n,
+        n_params=n_params,
+        trials=trials,
+        noise_ratio=float(ratio),
+        epochs=int(fields.get("epochs", epochs)),
+    )
+    fields.update(batch_size=plan["expected_batch_size"], epochs=plan["epochs"])
+    return fields, plan
