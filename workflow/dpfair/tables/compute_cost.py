@@ -43,7 +43,17 @@ RATIOS = {
     "max_rss_ratio": "max_rss_mb_max",
 }
 RATIO_COLUMNS = [*KEYS, *RATIOS]
-JOB_COLUMNS = [*KEYS, "seeds", "share", "job", "job_seconds", "max_rss_mb", "train_seconds", "clipping_backend", "device"]
+JOB_COLUMNS = [
+    *KEYS,
+    "seeds",
+    "share",
+    "job",
+    "job_seconds",
+    "max_rss_mb",
+    "train_seconds",
+    "clipping_backend",
+    "device",
+]
 
 
 def read_benchmark(path) -> dict:
