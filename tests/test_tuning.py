@@ -24,7 +24,7 @@ from dpfair.training.tuning.procedure import (
     planned_rate_and_steps,
 )
 from dpfair.training.tuning.regime import private_recipe
-from dpfair.training.tuning.search_space import recipe_fields, search_space
+from dpfair.training.tuning.search_space import NOISE_AWARE, recipe_fields, search_space
 
 _spec = importlib.util.spec_from_file_location(
     "replay_ledgers", Path(__file__).parents[1] / "tools" / "replay_ledgers.py"
@@ -217,11 +217,11 @@ def test_the_tuned_reference_never_trails_the_fixed_recipe_on_validation(prepare
 
 
 def test_private_trials_take_the_batches_and_epochs_their_noise_ratio_sets(prepared, tmp_path):
-    """The default private space draws a noise ratio; the trial's expected batch and epochs are the regime's
+    """A noise-aware private space draws a noise ratio; the trial's expected batch and epochs are the regime's
     (dpfair.training.tuning.regime) for the target ε, K, n and the cnn's size, and the card lists them."""
     out = tmp_path / "regime"
     out.mkdir()
-    tuning = {"enabled": True, "trials": 2, "search_space": {"epochs": [1, 2]}}
+    tuning = {"enabled": True, "trials": 2, "search_space": {**NOISE_AWARE, "epochs": [1, 2]}}
     record = train_run(
         prepared=prepared,
         model_name="cnn",
@@ -284,10 +284,15 @@ def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
     # the ε = ∞ arm's own keys apply on top of the shared ones
     both = search_space("image", {"epochs": [3]}, private=False, nonprivate_overrides={"lr": [0.01]})
     assert both["epochs"] == [3] and both["lr"] == [0.01]
-    assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [2.5, 5.0, 10.0]
-    # the private arm draws a noise ratio, unless the benchmark gives its batches; the ε = ∞ arm never does
-    assert "noise_ratio" in search_space("image") and "noise_ratio" not in search_space("image", private=False)
-    assert "noise_ratio" not in search_space("image", {"expected_batch_size": [64]})
+    assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [4.0, 8.0]
+    # a noise-aware private space draws a noise ratio and no batches (they follow from it); the ε = ∞ arm never does
+    aware = search_space("image", NOISE_AWARE)
+    assert aware["noise_ratio"] == [1.0, 2.0, 4.0] and "expected_batch_size" not in aware
+    assert "noise_ratio" not in search_space("image") and "noise_ratio" not in search_space(
+        "image", NOISE_AWARE, private=False
+    )
+    with pytest.raises(ConfigError, match="both noise_ratio and expected_batch_size"):
+        search_space("image", {**NOISE_AWARE, "expected_batch_size": [64]})
     # the ε = ∞ space holds the fixed recipe's lr, batch and epochs
     around = search_space("tabular", private=False, fixed={"lr": 0.002, "batch_size": 256, "epochs": 10})
     assert 256 in around["expected_batch_size"] and 0.002 in around["lr"] and 10 in around["epochs"]
