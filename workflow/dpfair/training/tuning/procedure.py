@@ -4,9 +4,10 @@ The procedure (privacy accounting in :mod:`dpfair.training.tuning.accounting`):
 
 1. From a generator seeded by the run's seed only (public), draw the K = ``tuning.trials`` recipes from
    the arm's search space (private or non-private, :mod:`dpfair.training.tuning.search_space`). K is fixed
-   and public, and the same for every arm, the ε = ∞ arm included: equal effort, each in its own space. A
-   private recipe's noise ratio sets its expected batch and epochs from ε, δ, K, n and the model's size
-   (:mod:`dpfair.training.tuning.regime`); the ε = ∞ arm's first trial is the fixed recipe itself.
+   and public, and the same for every arm, the ε = ∞ arm included: equal effort, each in its own space. In
+   the opt-in noise-aware space a private recipe's noise ratio sets its expected batch and epochs from ε, δ,
+   K, n and the model's size (:mod:`dpfair.training.tuning.regime`); the ε = ∞ arm's first trial is the
+   fixed recipe itself.
 2. Private arm: calibrate every trial's σ at once so that the composition of all K trials reaches the
    target ε (dp-accounting PLD), each trial taking an equal share of it.
 3. Run each trial as a full training run (:func:`dpfair.training.loop.train`) that keeps its best validation
