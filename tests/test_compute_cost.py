@@ -115,8 +115,9 @@ def test_a_job_of_several_seeds_counts_once_for_all_its_runs(tmp_path):
 
 
 def test_a_job_of_several_epsilons_is_shared_out_by_its_runs_seconds(tmp_path):
-    """One job for every ε of a (dataset, model, method): each ε cell gets the job's seconds in proportion to its
-    runs' own wall time (run_seconds), the job's peak memory, and that share of one job; the grid counts it once."""
+    """One job for every ε of a (dataset, model, method): each ε cell gets its runs' own wall time (run_seconds) and
+    an equal part per run of the job's time outside them, the job's peak memory, and that share of one job; the
+    grid counts the job once."""
     seconds = {("1", 0): 5.0, ("1", 1): 7.0, ("inf", 0): 3.0, ("inf", 1): 1.0}
     records = [
         write_run(tmp_path, epsilon=e, seed=s, train_seconds=t - 0.5, run_seconds=t) for (e, s), t in seconds.items()
@@ -124,12 +125,13 @@ def test_a_job_of_several_epsilons_is_shared_out_by_its_runs_seconds(tmp_path):
     bench = write_job(tmp_path, epsilon="1_inf", label="seeds-0-1", seconds=20.0, rss="700.00")
     cells, ratios = compute_cost(benchmarks=[bench], records=records)
     by_eps = cells.set_index("epsilon")
-    assert by_eps.loc[1.0, "job_seconds"] == pytest.approx(20.0 * 12 / 16)
-    assert by_eps.loc[float("inf"), "job_seconds"] == pytest.approx(20.0 * 4 / 16)
-    assert by_eps["job_share"].tolist() == pytest.approx([0.75, 0.25]) and set(by_eps["n_jobs"]) == {1}
+    # 16 s in the runs, 4 s outside them: 1 s per run
+    assert by_eps.loc[1.0, "job_seconds"] == pytest.approx(12.0 + 2.0)
+    assert by_eps.loc[float("inf"), "job_seconds"] == pytest.approx(4.0 + 2.0)
+    assert by_eps["job_share"].tolist() == pytest.approx([0.7, 0.3]) and set(by_eps["n_jobs"]) == {1}
     assert by_eps["train_seconds"].tolist() == pytest.approx([11.0, 3.0]) and set(by_eps["max_rss_mb_max"]) == {700.0}
     assert grid_overhead(cells) == {"n_jobs": 1, "job_seconds": 20.0, "train_seconds": 14.0, "overhead_share": 0.3}
-    assert ratios["job_seconds_ratio"].tolist() == pytest.approx([(15.0 / 2) / (5.0 / 2)])
+    assert ratios["job_seconds_ratio"].tolist() == pytest.approx([(14.0 / 2) / (6.0 / 2)])
     # one process, one peak: the private cell's memory is not compared with the ε = ∞ cell it shared the job with
     assert ratios["max_rss_ratio"].isna().all()
     # records without run_seconds (older runs) share the job equally per run

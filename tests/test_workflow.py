@@ -232,7 +232,9 @@ def test_compute_cost_comes_from_the_train_jobs_benchmark_records(tiny_run):
     assert (cells["job_seconds"] > cells["train_seconds"]).all() and (cells["max_rss_mb_max"] > 0).all()
     assert set(cells["n_jobs"]) == {1} and cells["overhead_share"].between(0, 1).all()
     ratios = pd.read_csv(tiny_run / "results/summary/compute_ratios.csv")
-    assert list(ratios["epsilon"]) == [1.0] and ratios[["job_seconds_ratio", "max_rss_ratio"]].notna().all().all()
+    assert list(ratios["epsilon"]) == [1.0] and ratios["job_seconds_ratio"].notna().all()
+    # both ε ran in one job, whose one peak they share: no memory ratio to show
+    assert ratios["max_rss_ratio"].isna().all()
     html = (tiny_run / "report/index.html").read_text()
     assert 'id="compute-cost"' in html and "train-loop s" in html and "All train jobs:" in html
     speed = tiny_run / "results/speed.csv"

@@ -4,8 +4,9 @@ The job numbers are Snakemake's ``benchmark:`` records of the train jobs, so the
 start-up and imports included); ``train_seconds`` from the run records covers the optimisation loops alone. A
 job may train several seeds of a cell (``execution.seeds_per_job``) and several ε of a (dataset, model, method)
 (``execution.epsilons_per_job``); its record's folder and name say which. A job of several ε cells is shared out
-among them in proportion to their runs' ``run_seconds`` (each run's own wall time in the job; the job's
-start-up, before any run, is shared in the same proportion), and each such cell counts that share of a job.
+among them: each cell gets its runs' ``run_seconds`` (each run's own wall time in the job) and, per run, an
+equal part of the job's time outside every run (start-up, imports, data loading), and counts that share of
+a job.
 """
 
 from __future__ import annotations
@@ -93,15 +94,21 @@ def _job_runs(path: Path) -> list[tuple[str, ...]]:
     return [(*method, f"eps-{e}", f"seed-{s}") for e in epsilons for s in seeds]
 
 
-def _shares(runs: list[tuple[str, ...]], by_run: dict) -> dict[str, float]:
-    """Each ε cell's share of its job: its runs' ``run_seconds`` over the job's (equal shares per run without them)."""
+def _shares(runs: list[tuple[str, ...]], by_run: dict, job_seconds: float) -> dict[str, float]:
+    """Each ε cell's share of its job of ``job_seconds``.
+
+    A cell gets its runs' own ``run_seconds``, plus the job's time outside every run (start-up, imports, data
+    loading) in equal parts per run; records without ``run_seconds`` share the whole job equally per run.
+    """
     cells = [r[3] for r in runs]
     seconds = [by_run[r].get("run_seconds") for r in runs]
     if any(not isinstance(t, (int, float)) or not math.isfinite(t) for t in seconds) or sum(seconds) <= 0:
-        seconds = [1.0] * len(runs)  # records older than the key
-    total = sum(seconds)
+        seconds = [0.0] * len(runs)  # records older than the key: all of the job is shared equally
+    outside = max(job_seconds - sum(seconds), 0.0) / len(runs)
+    parts = [t + outside for t in seconds]
+    total = sum(parts) or 1.0
     shares: dict[str, float] = {}
-    for cell, t in zip(cells, seconds):
+    for cell, t in zip(cells, parts):
         shares[cell] = shares.get(cell, 0.0) + t / total
     return shares
 
@@ -128,7 +135,7 @@ def compute_cost(*, benchmarks: Iterable, records: Iterable) -> tuple[pd.DataFra
             raise DpfairError(f"{path}: runs {twice} are in another job's record too")
         seen.update(runs)
         job = read_benchmark(path)
-        for cell, share in _shares(runs, by_run).items():
+        for cell, share in _shares(runs, by_run, job["job_seconds"]).items():
             cell_runs = [r for r in runs if r[3] == cell]
             first = by_run[cell_runs[0]]
             # null where a run wrote NaN (jsonio), absent in records older than the key
