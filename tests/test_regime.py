@@ -9,7 +9,8 @@ import math
 
 import dp_accounting
 import pytest
-from dpfair.training.tuning.regime import MIN_SIGMA, clt_steps, gdp_delta, gdp_mu, private_recipe
+from dpfair.training.tuning.accounting import clt_sigma
+from dpfair.training.tuning.regime import MIN_SIGMA, gdp_delta, gdp_mu, private_recipe
 
 
 @pytest.mark.parametrize("epsilon", [0.5, 1.0, 3.0, 10.0])
@@ -23,10 +24,13 @@ def test_gdp_mu_is_the_gaussian_mechanism_at_that_epsilon(epsilon):
     assert accountant.get_epsilon(delta) == pytest.approx(epsilon, rel=2e-3)
 
 
-def test_clt_steps_invert_the_clt_mu():
-    mu, q, sigma = 0.4, 0.1, 2.5
-    steps = clt_steps(mu=mu, sample_rate=q, sigma=sigma)
-    assert q * math.sqrt(steps * math.expm1(sigma**-2)) == pytest.approx(mu)
+def test_the_planned_sigma_is_the_clt_sigma_of_the_planned_steps():
+    """The recipe's σ is the CLT's for its own rate and steps: q·√(T(e^{σ⁻²} − 1)) = μ of one trial."""
+    recipe = private_recipe(epsilon=3.0, delta=1e-5, n=3125, n_params=23_000, trials=2, noise_ratio=2.0, epochs=15)
+    q = 1.0 / math.ceil(3125 / recipe["expected_batch_size"])
+    sigma = recipe["sigma_planned"]
+    assert sigma == pytest.approx(clt_sigma(gdp_mu(3.0, 1e-5) / math.sqrt(2), sample_rate=q, steps=recipe["steps"]))
+    assert q * math.sqrt(recipe["steps"] * math.expm1(sigma**-2)) == pytest.approx(gdp_mu(3.0, 1e-5) / math.sqrt(2))
 
 
 @pytest.mark.parametrize("epsilon", [1.0, 3.0, 10.0])

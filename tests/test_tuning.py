@@ -184,31 +184,18 @@ def test_the_tuned_reference_never_trails_the_fixed_recipe_on_validation(prepare
     best validation epoch, and the selection takes the best trial: its validation AUROC is at least the fixed
     recipe run's last-epoch one."""
     config = TrainConfig(epochs=3, batch_size=50, lr=0.002)
+
+    def run(name, seed, method, **extra):
+        out = tmp_path / f"{name}-{seed}"
+        out.mkdir()
+        paths = {f"{k}_path": out / k for k in ("model", "scores", "record", "card")}
+        return train_run(prepared=prepared, model_name="cnn", epsilon="inf", seed=seed, method=method,
+                         config=config, device="cpu", **extra, **paths)  # fmt: skip
+
     for seed in (0, 1):
-        out = tmp_path / f"fixed-{seed}"
-        out.mkdir()
-        fixed = train_run(
-            prepared=prepared,
-            model_name="cnn",
-            epsilon="inf",
-            seed=seed,
-            method="dpsgd",
-            config=config,
-            device="cpu",
-            **{f"{k}_path": out / k for k in ("model", "scores", "record", "card")},
-        )
-        out = tmp_path / f"tuned-{seed}"
-        out.mkdir()
-        tuned = train_run(
-            prepared=prepared,
-            model_name="cnn",
-            epsilon="inf",
-            seed=seed,
-            method="dpsgd-tuned",
-            config=config,
-            tuning={"enabled": True, "trials": 2, "search_space": {"epochs": [3, 4]}},
-            device="cpu",
-            **{f"{k}_path": out / k for k in ("model", "scores", "record", "card")},
+        fixed = run("fixed", seed, "dpsgd")
+        tuned = run(
+            "tuned", seed, "dpsgd-tuned", tuning={"enabled": True, "trials": 2, "search_space": {"epochs": [3, 4]}}
         )
         last = fixed["history"][-1]["val_auroc"]
         chosen = tuned["tuning"]["trials"][tuned["selected_trial"]]

@@ -174,7 +174,7 @@ def train_runs(
     runs = [(s, {**run, "epsilon": e}) for s, e in zip(seeds, epsilons)] if epsilons is not None else [
         (s, run) for s in seeds
     ]  # fmt: skip
-    records, failed, kept_folders = [], {}, []
+    records, failed, failed_ids, kept_folders = [], {}, [], []
     for (seed, settings), paths in zip(runs, outputs):
         name = f"seed {seed}" if epsilons is None else f"epsilon {settings['epsilon']} seed {seed}"
         kept = None
@@ -192,15 +192,15 @@ def train_runs(
         except Exception:  # every run is tried; the job still fails, below
             log.exception("%s failed", name)
             failed[name] = traceback.format_exc(limit=1).strip().splitlines()[-1]
+            failed_ids.append(seed if epsilons is None else name)
             _release_memory()  # the traceback's frames are gone: the next run gets the memory back
             continue
         if kept is not None:
             _keep(paths, kept, stamp=stamp)
     if failed:
         where = f"; the finished runs are kept in {park} for the rerun" if park is not None else ""
-        what = sorted(failed) if epsilons is not None else sorted(int(n.split()[1]) for n in failed)
         kind = "runs" if epsilons is not None else "seeds"
-        raise RuntimeError(f"{kind} {what} of {len(seeds)} failed{where}: " + "; ".join(
+        raise RuntimeError(f"{kind} {sorted(failed_ids)} of {len(seeds)} failed{where}: " + "; ".join(
             f"{n}: {message}" for n, message in failed.items()
         ))  # fmt: skip
     for kept in kept_folders:  # this job's own runs only: another job of the cell may keep its own

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 
+from dpfair.training.tuning.accounting import clt_sigma
+
 #: σ below which a recipe leaves the regime where subsampling amplifies well (and the CLT's steps do not hold)
 MIN_SIGMA = 1.0
 
@@ -60,11 +62,6 @@ def gdp_mu(epsilon: float, delta: float) -> float:
     return (low + high) / 2
 
 
-def clt_steps(*, mu: float, sample_rate: float, sigma: float) -> float:
-    """T with q·√(T(e^{σ⁻²} − 1)) = μ: the steps at rate q and noise σ that the DP-SGD CLT charges μ for."""
-    return (mu / sample_rate) ** 2 / math.expm1(sigma**-2)
-
-
 def private_recipe(
     *, epsilon: float, delta: float, n: int, n_params: int, trials: int, noise_ratio: float, epochs: int
 ) -> dict:
@@ -94,7 +91,7 @@ def private_recipe(
     root_d = math.sqrt(n_params)
 
     def sigma_at(k: int, e: int) -> float:  # T = e·k steps at q = 1/k
-        return 1.0 / math.sqrt(math.log1p(mu**2 * k / e))
+        return clt_sigma(mu, sample_rate=1.0 / k, steps=e * k)
 
     def fits(k: int) -> bool:
         sigma = sigma_at(k, epochs)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpfair.errors import ConfigError
+from dpfair.privacy.params import is_private
 from dpfair.training.tuning.regime import private_recipe
 
 #: Search-space keys and the training-config field each sets (``noise_ratio`` sets none: the private recipe
@@ -158,7 +159,7 @@ def recipe_fields(
     """
     fields = as_config_fields(recipe)
     ratio = recipe.get("noise_ratio")
-    if ratio is None or not (epsilon < float("inf")):
+    if ratio is None or not is_private(epsilon):
         return fields, {}
     plan = private_recipe(
         epsilon=epsilon,
