@@ -26,7 +26,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip download --quiet --no-deps lifelines==0.30.3 -d $(VENV)/share/dpfair
 	touch $@
 
-install: $(BIN)/.installed
+# The DP synthesis methods (synth_aim, synth_mst) run smartnoise-synth 1.0.8, whose pins (opacus<0.15, mbi<2)
+# cannot share .venv (Opacus 1.6): rule synthesize calls this environment of its own.
+SYNTH_VENV ?= .venv-synth
+$(SYNTH_VENV)/bin/.installed: workflow/envs/synthesis.txt
+	$(PYTHON) -m venv $(SYNTH_VENV)
+	$(SYNTH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SYNTH_VENV)/bin/python -m pip install --quiet -r workflow/envs/synthesis.txt
+	touch $@
+
+install: $(BIN)/.installed $(SYNTH_VENV)/bin/.installed
 
 # config check first: a YAML syntax error is reported with its file and line (Snakemake's own message has
 # neither); runlock refuses while a Snakemake runs in the folder, stops the jobs a killed run left running,
@@ -59,4 +68,4 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf results/prepared results/runs results/partial results/summary results/logs results/benchmarks results/speed.csv report/index.html .snakemake bench-grid gpu_check.txt
+	rm -rf results/prepared results/synthetic results/runs results/partial results/summary results/logs results/benchmarks results/speed.csv report/index.html .snakemake bench-grid gpu_check.txt

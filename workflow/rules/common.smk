@@ -414,3 +414,69 @@ def report_what_exists():
 
 
 run_preflight_checks()
+
+
+# DP synthesis (workflow/rules/synthesis.smk; dpfair.synthesis): the methods that train on a synthetic release,
+# the datasets that run one, and the interpreter of the environment the synthesizers run in.
+from dpfair.synthesis.release import SYNTH_DIR, SYNTH_RUN_DIR, release_files, synth_python  # noqa: E402
+from dpfair.training.mechanisms import get_mechanism  # noqa: E402
+
+
+def synthesizer_of(method):
+    """The synthesizer a method trains on the release of (``aim``, ``mst``), or None."""
+    return get_mechanism(split_method(method)[0]).synthesizes
+
+
+SYNTH_METHODS = [m for m in BENCHMARK.methods if synthesizer_of(m)]
+SYNTH_DATASETS = [d for d in BENCHMARK.datasets if any(synthesizer_of(m) for m in BENCHMARK.methods_for(d))]
+SYNTH_PYTHON = synth_python(workflow.basedir) if SYNTH_METHODS else None
+
+
+def get_synthesis_epsilons(wildcards):
+    """The finite ε a dataset's synthesis methods run at: its plan holds a budget for each."""
+    return [e for e in BENCHMARK.epsilons if e != "inf"]
+
+
+def synthetic_run_files(run):
+    """The release files of one synthesis run (a dpfair.pipeline.benchmark.Run)."""
+    files = release_files(dataset=run.dataset, method=run.method, epsilon=run.epsilon, seed=run.seed)
+    return [files["codes"], files["log"]]
+
+
+def get_synthetic_runs():
+    """The grid's synthesis runs at finite ε, one (dataset, method, ε, seed) each (a model shares its release)."""
+    seen = {
+        (r.dataset, r.method, r.epsilon, r.seed): r
+        for r in BENCHMARK.runs()
+        if synthesizer_of(r.method) and r.epsilon != "inf"
+    }
+    return [{"dataset": d, "method": m, "epsilon": e, "seed": s} for d, m, e, s in seen]
+
+
+def get_synthetic_releases():
+    """Every synthesis run's release files."""
+    return [f for run in get_synthetic_runs() for f in synthetic_run_files(SimpleNamespace(**run))]
+
+
+def get_synthetic_inputs(job):
+    """A train job's synthetic releases (none for a method that trains on the real rows)."""
+
+    def inputs(wildcards):
+        if not synthesizer_of(wildcards.method):
+            return []
+        values = dict(wildcards.items())
+        out = []
+        for e, s in job.patterns():
+            e, s = e.format(**values), s.format(**values)
+            if e != "inf":
+                out += synthetic_run_files(
+                    SimpleNamespace(dataset=wildcards.dataset, method=wildcards.method, epsilon=e, seed=s)
+                )
+        return out
+
+    return inputs
+
+
+def get_synthesis_fidelity():
+    """The fidelity table, where the grid runs a synthesis method (an input of the report)."""
+    return ["results/summary/synthesis_fidelity.csv"] if SYNTH_METHODS else []

@@ -15,6 +15,7 @@ rule report:
         method_comparison_groups=rules.compare_methods.output.groups,
         audit=rules.aggregate_audit.output.table,
         audit_roc=rules.aggregate_audit.output.roc,
+        synthesis_fidelity=get_synthesis_fidelity(),
     output:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     log:

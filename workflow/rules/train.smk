@@ -10,6 +10,8 @@ for job in JOB_GROUPS:
             data=rules.prepare_dataset.output.data,
             samples=rules.prepare_dataset.output.samples,
             meta=rules.prepare_dataset.output.meta,
+            # a synthesis method's runs train on their DP synthetic releases (synthesis.smk); others on the real rows
+            synthetic=get_synthetic_inputs(job),
         output:
             **group_outputs(job, RUN_DIR, TRAIN_FILES),
         log:

@@ -32,6 +32,7 @@ render_report(
     method_comparison_groups=snakemake.input.get("method_comparison_groups"),
     audit=snakemake.input.audit,
     audit_roc=snakemake.input.audit_roc,
+    synthesis_fidelity=snakemake.input.synthesis_fidelity[0] if snakemake.input.synthesis_fidelity else None,
     definition=dict(snakemake.params.definition),
     status=status,
 )

@@ -196,9 +196,10 @@ def _prepare(
     if card.modality == "image":
         x = torch.from_numpy(np.ascontiguousarray(raw.inputs, dtype=np.float32))
         features: list[str] = []
+        columns: list[dict] = []
         preprocessing = "none (images as the loader returns them)"
     else:
-        x, features = _encode_tabular(raw.inputs, fit_rows=split == "val", name=name)
+        x, features, columns = _encode_tabular(raw.inputs, fit_rows=split == "val", name=name)
         preprocessing = "median imputation, standardisation and one-hot levels fitted on the validation split"
     samples = pd.DataFrame({"row": np.arange(len(labels)), "split": split, "label": labels})
     if raw.patient_id is not None:
@@ -213,6 +214,9 @@ def _prepare(
         "modality": card.modality,
         "input_shape": list(x.shape[1:]),
         "features": features,
+        # which encoded features each input column became (numeric: one; categorical: its one-hot levels, fitted
+        # on the validation split): what DP synthesis (dpfair.synthesis.domain) builds its public domain from
+        "columns": columns,
         "preprocessing": preprocessing,
         "split": split_source,
         # the unit of the default method (dpsgd samples rows); each run records its own mechanism's unit
@@ -256,7 +260,9 @@ def _in_natural_order(attribute: str, counts: pd.Series) -> dict:
     return {g: int(counts[g]) for g in sorted(counts.index, key=lambda v: group_sort_key(attribute, v))}
 
 
-def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> tuple[torch.Tensor, list[str]]:
+def _encode_tabular(
+    frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str
+) -> tuple[torch.Tensor, list[str], list[dict]]:
     frame = frame.reset_index(drop=True)
     categorical = [
         c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
@@ -284,7 +290,13 @@ def _encode_tabular(frame: pd.DataFrame, *, fit_rows: np.ndarray, name: str) -> 
             f"dataset {name!r}: feature(s) {bad[:10]} are not finite after standardisation (values beyond float32's "
             "range, about 3.4e38); rescale or clip them in the loader"
         )
-    return torch.from_numpy(x), names
+    levels = transformer.named_transformers_["categorical"].categories_ if categorical else []
+    columns = [{"name": str(c), "kind": "numeric", "features": [str(c)]} for c in numeric]
+    start = len(numeric)
+    for c, cats in zip(categorical, levels, strict=True):
+        columns.append({"name": str(c), "kind": "categorical", "features": names[start : start + len(cats)]})
+        start += len(cats)
+    return torch.from_numpy(x), names, columns
 
 
 def save_prepared(prepared: PreparedDataset, *, data: str | Path, samples: str | Path, meta: str | Path) -> None:

@@ -182,6 +182,15 @@ class Benchmark:
         """The mitigation settings of ``dataset`` (its own over the benchmark's ``mitigation:``)."""
         return {**(self.config.get("mitigation") or {}), **(self.dataset_settings(dataset).get("mitigation") or {})}
 
+    def synthesis(self, dataset: str) -> dict:
+        """The synthesis settings of ``dataset`` (its own over the benchmark's ``synthesis:``, over the defaults)."""
+        defaults = {"n_bins": 8, "aim_rounds_per_column": 2}
+        return {
+            **defaults,
+            **(self.config.get("synthesis") or {}),
+            **(self.dataset_settings(dataset).get("synthesis") or {}),
+        }
+
     def split(self, dataset: str) -> dict:
         """The dataset's ``split:`` fractions over the benchmark's (seed: the benchmark's)."""
         return {**self.config["split"], **self.dataset_settings(dataset).get("split", {})}
@@ -319,6 +328,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
             )
         benchmark.training(name)  # TrainConfig checks the merged values
         _check_mitigation(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
+        _check_modalities(benchmark, name)
         _check_primary(benchmark, name, get_dataset(benchmark.module(name), root).card.sensitive_attributes)
         split = benchmark.split(name)
         if split["val_fraction"] + split["test_fraction"] > 0.9:
@@ -333,6 +343,36 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
 def load_benchmark(path: str | Path) -> Benchmark:
     """Read the benchmark definition at ``path`` and validate it (:func:`validate_config`)."""
     return validate_config(copy.deepcopy(load_yaml(path)))
+
+
+def _check_modalities(benchmark: Benchmark, name: str) -> None:
+    """Refuse a method on a modality it cannot run on, and a synthesis method with the retraining attacks.
+
+    DP synthesis makes tabular rows only; the audit's reference-model and canary attacks retrain the run's
+    mechanism, which for a synthesis method would need a synthesis of its own per model.
+    """
+    from dpfair.training.mechanisms import get_mechanism
+
+    modality = benchmark.modalities[name]
+    for method in benchmark.methods_for(name):
+        mechanism = get_mechanism(split_method(method)[0])
+        if mechanism.modalities is not None and modality not in mechanism.modalities:
+            raise ConfigError(
+                f"datasets.{name}: method {method} runs on {'/'.join(mechanism.modalities)} data only and {name} is "
+                f"{modality}; list the methods of {name} without it (datasets.{name}.methods)"
+            )
+        if mechanism.synthesizes and _audits(benchmark.config):
+            retraining = [a for a in benchmark.config["audit"]["attacks"] if a != "loss"]
+            if retraining:
+                raise ConfigError(
+                    f"audit.attacks {retraining} retrain each audited run's mechanism, which for {method} would need a "
+                    f"synthesis per model; audit it with attacks: [loss] (the membership of the real training rows "
+                    "against the model trained on synthetic rows)"
+                )
+
+
+def _audits(config: dict) -> bool:
+    return bool(config["evaluation"].get("membership_inference", True)) and bool(config["audit"].get("attacks"))
 
 
 def _nonprivate_arm_of(method: str) -> str | None:

@@ -19,11 +19,13 @@ import torch
 
 from dpfair.data.prepare import PreparedDataset
 from dpfair.data.registry import datasets_dir as registry_datasets_dir
+from dpfair.errors import ConfigError
 from dpfair.jsonio import write_json
 from dpfair.models import resolve_device
 from dpfair.pipeline.outcome import run_definition
 from dpfair.privacy.card import build_privacy_card
-from dpfair.privacy.params import format_epsilon, parse_epsilon
+from dpfair.privacy.params import format_epsilon, is_private, parse_epsilon
+from dpfair.synthesis.release import load_release
 from dpfair.training.config import TrainConfig
 from dpfair.training.loop import predict_both, train
 from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
@@ -48,6 +50,7 @@ def train_run(
     scores_path: str | Path,
     record_path: str | Path,
     card_path: str | Path,
+    synthetic: dict | None = None,
 ) -> dict:
     """Train one run on the prepared training split; save weights, scores, the run record and its privacy card.
 
@@ -59,6 +62,9 @@ def train_run(
     (:func:`dpfair.pipeline.outcome.run_definition`: the dataset module in ``datasets_dir``, default
     :func:`dpfair.data.registry.datasets_dir`'s, its params as prepared, and the training settings as given), so
     the report can leave out a run of an earlier definition; ``None`` when the module file is not there.
+
+    ``synthetic``: for a synthesis method (``synth_aim``, ``synth_mst``) at finite ε, the ``codes``, ``log`` and
+    ``plan`` files of the run's DP synthetic release (rule ``synthesize``), which it trains on.
     """
     start = time.perf_counter()
     definition = _definition_of(
@@ -98,6 +104,11 @@ def train_run(
         delta,
         config,
     )
+    release = None
+    if mechanism.synthesizes and is_private(eps):
+        if not synthetic:
+            raise ConfigError(f"method {method} at epsilon {epsilon} needs its synthetic release (rule synthesize)")
+        release = load_release(**synthetic, epsilon=eps, delta=delta)
     common = dict(
         model_name=model_name,
         modality=prepared.meta["modality"],
@@ -113,6 +124,7 @@ def train_run(
         method=method,
         patient_id=data.patient_id,
         groups=data.groups,
+        **({"synthetic": release} if release is not None else {}),
         # the dataset entry joins the noise key: two entries of one benchmark never share noise
         noise_context=f"dataset={prepared.meta['name']}",
     )
@@ -148,6 +160,7 @@ def train_runs(
     epsilons: list[str | float] | None = None,
     park: str | Path | None = None,
     inputs: list[str | Path] = (),
+    synthetic: list[dict | None] | None = None,
     **run,
 ) -> list[dict]:
     """Train several runs of one (dataset, model, method) in this process, one after another: :func:`train_run` each.
@@ -174,6 +187,10 @@ def train_runs(
     runs = [(s, {**run, "epsilon": e}) for s, e in zip(seeds, epsilons)] if epsilons is not None else [
         (s, run) for s in seeds
     ]  # fmt: skip
+    if synthetic is not None:  # a synthesis method's runs: each its own release (dpfair.synthesis.release)
+        if len(synthetic) != len(runs):
+            raise ValueError(f"{len(runs)} runs but {len(synthetic)} synthetic releases")
+        runs = [(s, {**settings, "synthetic": release}) for (s, settings), release in zip(runs, synthetic)]
     records, failed, failed_ids, kept_folders = [], {}, [], []
     for (seed, settings), paths in zip(runs, outputs):
         name = f"seed {seed}" if epsilons is None else f"epsilon {settings['epsilon']} seed {seed}"
@@ -225,6 +242,8 @@ def _definition_of(*, prepared, config, tuning=None, datasets_dir=None, model_na
 
 def _stamp(*, seed, inputs, **run) -> str:
     """What a kept run was made from: its definition, the job's other settings, and each input file's size and mtime."""
+    # a synthesis run's release files too: a new release under the same names must retrain the run
+    inputs = [*inputs, *(run.get("synthetic") or {}).values()]
     files = [[str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in inputs]
     settings = {k: v for k, v in run.items() if k != "prepared"}
     return json.dumps(

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import math
 
+import dp_accounting
+
 from dpfair.errors import PrivacyError
 from dpfair.privacy.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
 
 #: Accountants every card reports (ε replayed from the ledger; NaN where one cannot replay its events).
 CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
+#: A synthesis ledger's: the three above cannot replay its zCDP events (NaN), dp-accounting's RDP can.
+SYNTHESIS_ACCOUNTANTS = {**CARD_ACCOUNTANTS, "rdp_google": ACCOUNTANTS["rdp_google"]}
+#: The run record's synthesis fields (dpfair.training.mechanisms.synthesis) the card repeats.
+SYNTHESIS_FIELDS = ("synthesis_library", "synthesis_rho", "synthesis_rounds", "synthesis_seconds")
 
 
 def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
@@ -35,6 +41,11 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
     n_units = int(record.get("n_units", n_train))
     delta = float(record["delta"])
     text = statement
+    # a DP synthesizer's release (dpfair.synthesis): its ledger is zCDP events, which only RDP replays
+    synthesis = {}
+    if private and record.get("synthesizer"):
+        synthesis = {"synthesizer": record["synthesizer"], "rows": record.get("synthetic_rows")}
+        synthesis.update({k[len("synthesis_") :]: record.get(k) for k in SYNTHESIS_FIELDS})
     card = {
         "method": method,
         "target_epsilon": epsilon,
@@ -45,6 +56,9 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
             if not private
             else f"dp-accounting {record.get('dp_accounting_version', '')} PLDAccountant (ComposedDpEvent of every trial)"
             if tuning
+            else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant (a GaussianDpEvent per marginal "
+            "measured, a ZCDpEvent per exponential-mechanism selection)"
+            if synthesis
             else f"opacus {record['opacus_version']}"
         ),
         "delta": delta,
@@ -73,8 +87,10 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
         "randomness": _randomness_text(record, private),
         "released_outside_guarantee": released_outside_guarantee(record, meta, statement) if private else [],
         "nonfinite_units": int(record.get("nonfinite_units", 0)),
-        "independent_accountants": CARD_ACCOUNTANTS,
+        "independent_accountants": SYNTHESIS_ACCOUNTANTS if synthesis else CARD_ACCOUNTANTS,
     }
+    if synthesis:
+        card["synthesis"] = synthesis
     if tuning:
         card["tuning"] = tuning
     if (
@@ -203,7 +219,9 @@ def check_privacy_card(card: dict) -> None:
     if card.get("tuning"):
         _check_tuned_ledger(card, ledger)
     ledger_steps, rates = ledger_steps_and_rates(ledger)
-    if card["unit"] in ("record", "patient") and not rates:
+    if card.get("synthesis"):
+        _check_synthesis_ledger(card, ledger)
+    elif card["unit"] in ("record", "patient") and not rates:
         # DP-SGD over records or patients is charged per step: a ledger without its steps claims nothing ran
         raise PrivacyError(
             f"a {card['unit']}-level run's ledger must charge its Poisson-subsampled Gaussian steps; it holds {card['ledger']}"
@@ -244,10 +262,28 @@ def check_privacy_card(card: dict) -> None:
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     # the independent accountant must confirm the target itself, as tools/replay_ledgers.py does: no tolerance
-    if not card["epsilon_pld"] <= card["target_epsilon"]:
+    if card.get("synthesis"):
+        if not card["epsilon_rdp_google"] <= card["target_epsilon"]:
+            raise PrivacyError(
+                f"dp-accounting's RDP accountant gives epsilon {card['epsilon_rdp_google']:.4f} for the synthesis "
+                f"ledger, above the target {card['target_epsilon']}"
+            )
+    elif not card["epsilon_pld"] <= card["target_epsilon"]:
         raise PrivacyError(
             f"the independent PLD accountant gives epsilon {card['epsilon_pld']:.4f} for target {card['target_epsilon']}"
         )
+
+
+def _check_synthesis_ledger(card: dict, ledger) -> None:
+    """A synthesis ledger charges measurements and selections only, each with noise, and at least one."""
+    events = ledger.events if isinstance(ledger, dp_accounting.ComposedDpEvent) else [ledger]
+    kinds = {type(e).__name__ for e in events}
+    if not events or not kinds <= {"GaussianDpEvent", "ZCDpEvent"}:
+        raise PrivacyError(
+            f"a synthesis ledger must compose Gaussian measurements and zCDP selections; it holds {kinds}"
+        )
+    if not all(e.noise_multiplier > 0 for e in events if isinstance(e, dp_accounting.GaussianDpEvent)):
+        raise PrivacyError("a synthesis ledger holds a marginal measured without noise")
 
 
 def _check_tuned_ledger(card: dict, ledger) -> None:

@@ -48,6 +48,7 @@ from dpfair.report.sections import (
     tradeoff_alt,
     tradeoff_rows,
 )
+from dpfair.report.synthesis import fidelity_rows
 from dpfair.report.tradeoff import auroc_costs, headline_gaps, tradeoff_points
 from dpfair.report.tradeoff_figures import Styles, cost_figure, tradeoff_figure
 from dpfair.report.tuning import tuning_rows
@@ -55,7 +56,7 @@ from dpfair.tables.summary import read_summary
 
 
 def _dataset_section(
-    name, meta, *, metrics, subgroups, changes, reliability, audit, audit_roc, points, styles, level
+    name, meta, *, metrics, subgroups, changes, reliability, audit, audit_roc, points, styles, level, fidelity=None
 ) -> dict | None:
     m = metrics[metrics["dataset"] == name]
     g = subgroups[subgroups["dataset"] == name]
@@ -91,6 +92,8 @@ def _dataset_section(
         "methods_by_epsilon": method_rows(m, level) if m["method"].nunique() > 1 else [],
         # issue 12: the fixed recipe beside the privately tuned one (dpfair.report.tuning)
         "tuning": tuning_rows(m),
+        # DP synthesis (dpfair.report.synthesis): the synthetic rows' group shares and marginals against the real
+        "synthesis": fidelity_rows(fidelity, name),
         # the audit stage's section (dpfair.report.audit): claimed against certified ε, attacks, ROC, per group
         "audit": audit_section(
             audit=audit[audit["dataset"] == name],
@@ -175,6 +178,7 @@ def render_report(
     gaps: str | Path | None = None,
     audit: str | Path | None = None,
     audit_roc: str | Path | None = None,
+    synthesis_fidelity: str | Path | None = None,
     definition: dict | None = None,
     banner: str | None = None,
     status: dict | None = None,
@@ -205,6 +209,8 @@ def render_report(
             ``aggregate_audit`` rule): the summary quotes it and each dataset's audit section
             (:func:`dpfair.report.audit.audit_section`) shows it.
         audit_roc: the attacks' ROC points (``audit_roc.csv``), drawn in the audit section.
+        synthesis_fidelity: ``synthesis_fidelity.csv`` (:mod:`dpfair.synthesis.fidelity`), for a grid that runs
+            a DP synthesis method: each dataset's section shows its group shares and marginals.
         definition: the whole validated benchmark definition: printed in the methods section with its
             sha256 (:func:`dpfair.report.methods.definition_hash`).
         banner: trusted HTML rendered above the summary, or None.
@@ -232,6 +238,7 @@ def render_report(
         attribute=audit_frame.get("attribute", pd.Series(math.nan, index=audit_frame.index)).astype(object)
     )
     audit_roc_df = read_summary(audit_roc) if audit_roc else pd.DataFrame(columns=["dataset"])
+    fidelity_df = read_optional(synthesis_fidelity)
     metas = {m["name"]: m for m in (json.loads(Path(p).read_text()) for p in dataset_meta)}
     cards = cards_with_metrics(read_cards(privacy_cards), metrics_df)
     comparison = method_comparison_rows(method_comparison, method_comparison_groups)
@@ -257,6 +264,7 @@ def render_report(
                 reliability=reliability_df,
                 audit=audit_frame,
                 audit_roc=audit_roc_df,
+                fidelity=fidelity_df,
                 points=points,
                 styles=styles,
                 level=level,

@@ -76,6 +76,7 @@ def train(
     patient_id: np.ndarray | None = None,
     groups: pd.DataFrame | None = None,
     noise_context: str = "",
+    synthetic=None,
 ) -> TrainResult:
     """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
 
@@ -114,15 +115,26 @@ def train(
             patient_id=patient_id,
             groups=groups,
             noise_context=noise_context,
+            synthetic=synthetic,
         )
 
 
 def replayed_epsilon(mechanism, event, *, accountant: str, delta: float) -> float:
-    """ε of ``event`` under the run's accountant, or PLD where that accountant cannot replay these events."""
-    eps = replay_epsilon(event, accountant=accountant, delta=delta, relation=mechanism.relation)
-    if math.isnan(eps):
-        eps = replay_epsilon(event, accountant="pld", delta=delta, relation=mechanism.relation)
-    return eps
+    """ε of ``event`` under the run's accountant, else PLD, else dp-accounting's RDP (see :func:`replayed_by`)."""
+    return replayed_by(mechanism, event, accountant=accountant, delta=delta)[1]
+
+
+def replayed_by(mechanism, event, *, accountant: str, delta: float) -> tuple[str, float]:
+    """The accountant that replays ``event`` and its ε: the run's, else PLD, else dp-accounting's RDP.
+
+    Opacus's accountants replay only Poisson-subsampled Gaussians; PLD refuses a zCDP event (a DP
+    synthesizer's selections), which only the RDP accountant composes. NaN where none can.
+    """
+    for name in dict.fromkeys((accountant, "pld", "rdp_google")):
+        eps = replay_epsilon(event, accountant=name, delta=delta, relation=mechanism.relation)
+        if not math.isnan(eps):
+            return name, eps
+    return accountant, math.nan
 
 
 def _train(
@@ -142,6 +154,7 @@ def _train(
     patient_id,
     groups=None,
     noise_context="",
+    synthetic=None,
 ) -> TrainResult:
     mechanism = get_mechanism(method)
     data = TrainingData(
@@ -150,6 +163,7 @@ def _train(
         patient_id=patient_id,
         groups=groups,
         label_prior=float(y_val.float().mean()) if y_val is not None and len(y_val) else None,
+        synthetic=synthetic,
     )
     n_units = mechanism.n_units(data)
     if not 0 < delta < 1.0 / n_units:
@@ -257,7 +271,7 @@ def _train(
     epsilon_spent = math.inf
     if private:
         trainer.check(steps)
-        epsilon_spent = replayed_epsilon(mechanism, ledger, accountant=config.accountant, delta=delta)
+        accountant, epsilon_spent = replayed_by(mechanism, ledger, accountant=config.accountant, delta=delta)
         if not epsilon_spent <= epsilon * (1 + 1e-6):  # NaN must fail too
             raise PrivacyError(f"accountant reports epsilon {epsilon_spent:.4f} spent, above the target {epsilon}")
     sample_rate = float(trainer.sample_rate)

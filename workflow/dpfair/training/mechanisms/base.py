@@ -44,6 +44,8 @@ class TrainingData:
         patient_id: each row's patient (or lesion/study) id where the dataset has them, else None.
         groups: the training rows' sensitive attributes (string codes), for group-aware clip policies.
         label_prior: P(label = 1) from the validation split (public to the guarantee), for label-DP priors.
+        synthetic: a DP synthetic release of the training rows (:class:`dpfair.synthesis.release.SyntheticRelease`),
+            for a mechanism that :attr:`Mechanism.synthesizes` (made before the run, in its own environment).
     """
 
     x: torch.Tensor
@@ -51,6 +53,7 @@ class TrainingData:
     patient_id: np.ndarray | None = None
     groups: pd.DataFrame | None = None
     label_prior: float | None = None
+    synthetic: object | None = None
 
 
 class Mechanism:
@@ -70,6 +73,11 @@ class Mechanism:
     targets_attribute: ClassVar[bool] = False
     #: Another method whose ε = ∞ run is this one's exactly, so a grid running both trains it once.
     nonprivate_arm_of: ClassVar[str | None] = None
+    #: Trains on a DP synthetic copy of the training rows (``TrainingData.synthetic``), made by a synthesizer
+    #: of this name before the run (``dpfair.synthesis``); None for a mechanism that trains on the real rows.
+    synthesizes: ClassVar[str | None] = None
+    #: The dataset modalities the mechanism can run on; None for any.
+    modalities: ClassVar[tuple[str, ...] | None] = None
 
     def n_units(self, data: TrainingData) -> int:
         """How many units the training split holds (δ must be below 1/n_units)."""
