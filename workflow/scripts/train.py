@@ -9,6 +9,7 @@ from dpfair.data.prepare import load_prepared  # noqa: E402
 from dpfair.pipeline.runner import train_runs  # noqa: E402
 from dpfair.synthesis.release import release_files  # noqa: E402
 from dpfair.training.mechanisms import get_mechanism  # noqa: E402
+from dpfair.training.tuning.names import split_method  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 prepared = load_prepared(data=snakemake.input.data, samples=snakemake.input.samples, meta=snakemake.input.meta)
@@ -17,7 +18,7 @@ epsilons = snakemake.params.epsilons
 method = snakemake.wildcards.method
 # a synthesis method's finite-ε runs train on their releases (the rule's synthetic inputs, at these paths)
 synthetic = None
-if get_mechanism(method).synthesizes:
+if get_mechanism(split_method(method)[0]).synthesizes:
     synthetic = [
         None if e == "inf" else release_files(dataset=snakemake.wildcards.dataset, method=method, epsilon=e, seed=s)
         for e, s in zip(epsilons, seeds)

@@ -361,6 +361,12 @@ def _check_modalities(benchmark: Benchmark, name: str) -> None:
                 f"datasets.{name}: method {method} runs on {'/'.join(mechanism.modalities)} data only and {name} is "
                 f"{modality}; list the methods of {name} without it (datasets.{name}.methods)"
             )
+        if mechanism.synthesizes and benchmark.privacy(name).get("secure_mode"):
+            raise ConfigError(
+                f"datasets.{name}: privacy.secure_mode is on, and {method}'s synthesizer draws its noise from a seeded "
+                "NumPy generator (reproducible, not a secure sampler); switch secure_mode off for this dataset or drop "
+                f"{method}"
+            )
         if mechanism.synthesizes and _audits(benchmark.config):
             retraining = [a for a in benchmark.config["audit"]["attacks"] if a != "loss"]
             if retraining:

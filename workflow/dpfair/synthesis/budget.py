@@ -67,8 +67,9 @@ def release_event(noise_log: list[dict]) -> dp_accounting.DpEvent:
     ``{"kind": "exponential", "epsilon": ε₀}`` (one selection).
 
     Example:
-        >>> release_event([{"kind": "gaussian", "sigma": 2.0, "size": 8}, {"kind": "exponential", "epsilon": 0.4}])
-        ComposedDpEvent(events=[GaussianDpEvent(noise_multiplier=2.0), ZCDpEvent(rho=0.020000000000000004, xi=0)])
+        >>> event = release_event([{"kind": "gaussian", "sigma": 2.0, "size": 8}, {"kind": "exponential", "epsilon": 0.4}])
+        >>> [type(e).__name__ for e in event.events], round(event.events[1].rho, 6)
+        (['GaussianDpEvent', 'ZCDpEvent'], 0.02)
     """
     events: list[dp_accounting.DpEvent] = []
     for entry in noise_log:
