@@ -187,6 +187,12 @@ def test_a_release_whose_noise_overspends_is_refused(diabetes, tmp_path):
     Path(files["log"]).write_text(json.dumps(info))
     with pytest.raises(PrivacyError, match="above its budget"):
         load_release(**files, epsilon=1.0, delta=delta)
+    # a draw missing from the log (made outside the recorded calls) is refused too
+    info["noise"][0]["sigma"] *= 10
+    info["noise"] = info["noise"][1:]
+    Path(files["log"]).write_text(json.dumps(info))
+    with pytest.raises(PrivacyError, match="went unrecorded"):
+        load_release(**files, epsilon=1.0, delta=delta)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ tabular preprocessing does (:mod:`dpfair.data.prepare` fits imputation, scaling 
 - a categorical feature gets its one-hot levels (fitted on the validation split) and one more code,
   ``unseen``, for a training row whose level the validation split lacks (its one-hot row is all zeros);
 - the label gets 0 and 1;
-- each sensitive attribute of the card gets the levels the validation split holds, and ``other``.
+- each sensitive attribute of the card gets the levels the validation split holds, and ``(not in validation)``.
 
 The attributes are synthesized with the rest so that the fidelity table can ask whether small groups
 survive; training reads only the features and the label. The number of training rows is public, as in
@@ -33,7 +33,8 @@ from dpfair.errors import ConfigError
 #: Bins per numeric feature, at most (fewer where validation quantiles coincide).
 N_BINS = 8
 UNSEEN = "unseen"
-OTHER = "other"
+#: the code of a group the validation split lacks (not "other": SUPPORT2 has a race group of that name)
+OTHER = "(not in validation)"
 
 
 @dataclass

@@ -104,6 +104,13 @@ def load_release(
         raise PrivacyError(
             f"{log}: the synthesizer drew noise worth ρ = {spent:.6g}, above its budget {info['rho']:.6g}"
         )
+    # MST (three thirds) and AIM (its last round spends what remains) spend all of ρ: a log that holds less
+    # has missed a draw made outside the recorded calls, and the ledger would under-state the release
+    if spent < info["rho"] * (1 - 1e-6):
+        raise PrivacyError(
+            f"{log}: the recorded draws add up to ρ = {spent:.6g} of a budget of {info['rho']:.6g}; a draw went "
+            "unrecorded (a changed synthesizer library?), so the ledger cannot be trusted"
+        )
     rows = np.load(codes)["codes"]
     x, y, groups = decode(spec["domain"], rows)
     return SyntheticRelease(
