@@ -74,6 +74,13 @@ PUBLIC = {
     "labels_flipped_expected",
     "mitigation_groups_source",
     "trial_seed",  # a tuned run: the selected trial's training seed, a function of the public run seed
+    # DP synthesis: the synthesizer, its library, ρ (calibrated from ε and δ), AIM's rounds (per column, public
+    # domain) and the release's wall time, as train_seconds is the loop's
+    "synthesizer",
+    "synthesis_library",
+    "synthesis_rho",
+    "synthesis_rounds",
+    "synthesis_seconds",
 }
 #: Functions of the mechanism's noisy releases only (post-processing, covered by ε).
 COVERED = {
@@ -87,6 +94,7 @@ COVERED = {
 LISTED = {
     "n_train": "training split's size",
     "n_units": "training split's size",
+    "synthetic_rows": "training split's size",  # a synthesis release has as many rows as the training split
     "n_val": "validation split",
     "best_epoch": "released epoch",
     "final_val_loss": "validation split",

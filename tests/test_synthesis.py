@@ -19,6 +19,7 @@ from dp_accounting.rdp import RdpAccountant
 from dpfair.data.prepare import prepare_dataset
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.pipeline.benchmark import validate_config
+from dpfair.pipeline.runner import train_run
 from dpfair.privacy.card import build_privacy_card
 from dpfair.synthesis.budget import release_event, spent_rho, zcdp_budget, zcdp_epsilon
 from dpfair.synthesis.domain import build_domain, decode, encode
@@ -244,3 +245,24 @@ def test_a_synthesis_run_trains_on_the_release_and_its_card_holds(diabetes, tmp_
     # without a release the run is refused, not trained on the real rows
     with pytest.raises(ConfigError, match="synthetic release"):
         train(**common, epsilon=3.0, method="synth_mst")
+
+
+def test_every_record_key_of_a_synthesis_run_is_public_covered_or_listed(diabetes, tmp_path):
+    """test_releases' classification, for a synthesis run (its release made first, as the workflow does)."""
+    from test_releases import COVERED, LISTED, PUBLIC
+
+    files = synthesize(diabetes, tmp_path, method="mst", epsilons=[3.0], epsilon=3.0)
+    paths = {k: tmp_path / f"out.{k}" for k in ("model", "scores", "record", "card")}
+    train_run(
+        prepared=diabetes, model_name="mlp", epsilon=3.0, seed=0, method="synth_mst",
+        config=TrainConfig(epochs=1, batch_size=32), device="cpu", synthetic=files,
+        **{f"{k}_path": v for k, v in paths.items()},
+    )  # fmt: skip
+    record = json.loads(paths["record"].read_text())
+    card = json.loads(paths["card"].read_text())
+    assert not set(record) - PUBLIC - COVERED - set(LISTED), sorted(set(record) - PUBLIC - COVERED - set(LISTED))
+    listed = " ".join(card["released_outside_guarantee"])
+    for key, phrase in LISTED.items():
+        if record.get(key) not in (None, []) and phrase is not None:
+            assert phrase in listed, (key, phrase)
+    assert "synthesis fidelity table" in listed

@@ -445,12 +445,8 @@ def synthetic_run_files(run):
 
 def get_synthetic_runs():
     """The grid's synthesis runs at finite ε, one (dataset, method, ε, seed) each (a model shares its release)."""
-    seen = {
-        (r.dataset, r.method, r.epsilon, r.seed): r
-        for r in BENCHMARK.runs()
-        if synthesizer_of(r.method) and r.epsilon != "inf"
-    }
-    return [{"dataset": d, "method": m, "epsilon": e, "seed": s} for d, m, e, s in seen]
+    runs = [(r.dataset, r.method, r.epsilon, r.seed) for r in BENCHMARK.runs() if synthesizer_of(r.method)]
+    return [{"dataset": d, "method": m, "epsilon": e, "seed": s} for d, m, e, s in dict.fromkeys(runs) if e != "inf"]
 
 
 def get_synthetic_releases():

@@ -48,7 +48,7 @@ from dpfair.report.sections import (
     tradeoff_alt,
     tradeoff_rows,
 )
-from dpfair.report.synthesis import fidelity_rows
+from dpfair.report.synthesis import synthesis_section
 from dpfair.report.tradeoff import auroc_costs, headline_gaps, tradeoff_points
 from dpfair.report.tradeoff_figures import Styles, cost_figure, tradeoff_figure
 from dpfair.report.tuning import tuning_rows
@@ -93,7 +93,7 @@ def _dataset_section(
         # issue 12: the fixed recipe beside the privately tuned one (dpfair.report.tuning)
         "tuning": tuning_rows(m),
         # DP synthesis (dpfair.report.synthesis): the synthetic rows' group shares and marginals against the real
-        "synthesis": fidelity_rows(fidelity, name),
+        "synthesis": synthesis_section(fidelity, name),
         # the audit stage's section (dpfair.report.audit): claimed against certified ε, attacks, ROC, per group
         "audit": audit_section(
             audit=audit[audit["dataset"] == name],

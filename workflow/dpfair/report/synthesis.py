@@ -12,7 +12,7 @@ import pandas as pd
 from dpfair.report.fmt import epsilon_label, number
 
 
-def fidelity_rows(table: pd.DataFrame | None, dataset: str) -> dict | None:
+def synthesis_section(table: pd.DataFrame | None, dataset: str) -> dict | None:
     """The dataset's fidelity rows for the template (``groups``, ``marginals``), or None without synthesis."""
     if table is None or table.empty:
         return None

@@ -51,33 +51,28 @@ class SynthesisMechanism(Mechanism):
     def make_trainer(
         self, *, model, optimizer, data, config, epsilon, delta, generator, noise_generator=None
     ) -> Trainer:
-        if not is_private(epsilon):  # the real rows, as dpsgd's ε = ∞ arm (a grid trains that once)
-            return DPSGD().make_trainer(
-                model=model,
-                optimizer=optimizer,
-                data=data,
-                config=config,
-                epsilon=math.inf,
-                delta=delta,
-                generator=generator,
-            )
-        release = data.synthetic
-        if release is None:
+        release = data.synthetic if is_private(epsilon) else None
+        if is_private(epsilon) and release is None:
             raise ConfigError(
                 f"method {self.name} trains on a DP synthetic release of the training rows, and this run was given "
                 "none; run it through the workflow (rule synthesize), which makes the release first"
             )
-        # the synthetic rows through dpsgd's non-private loop: the same recipe as every arm's ε = ∞
-        synthetic = dataclasses.replace(data, x=release.x, y=release.y, patient_id=None, groups=None, synthetic=None)
+        # dpsgd's non-private loop, the same recipe as every arm's ε = ∞: on the synthetic rows, or at ε = ∞ on
+        # the real ones (dpsgd's own arm, which a grid trains once)
+        rows = data if release is None else dataclasses.replace(
+            data, x=release.x, y=release.y, patient_id=None, groups=None, synthetic=None
+        )  # fmt: skip
         trainer = DPSGD().make_trainer(
             model=model,
             optimizer=optimizer,
-            data=synthetic,
+            data=rows,
             config=config,
             epsilon=math.inf,
             delta=delta,
             generator=generator,
         )
+        if release is None:
+            return trainer
         trainer.mode = f"synthesis_{self.synthesizes}"
         event = release.event
         # released once, before training: the ledger does not grow with steps
@@ -110,6 +105,13 @@ class SynthesisMechanism(Mechanism):
                 "post-processing of them; validation and test rows have no DP protection"
             ),
         }
+
+    @override
+    def also_releases(self, *, meta, record):
+        return [
+            "the synthesis fidelity table (results/summary/synthesis_fidelity.csv): each group's share and label "
+            "prevalence among the real training rows and their one-way marginals, exact, beside the synthetic ones"
+        ]
 
     @override
     def group_privacy(self, *, meta: dict, epsilon: float, delta: float) -> dict | None:
