@@ -6,6 +6,11 @@ attribute ``site`` has two scanners: site ``B`` is noisier and sees more positiv
 model should score lower AUROC on site B. The gap's direction is known by construction, which makes it
 a check on the whole pipeline's fairness measurements.
 
+Sites: ``n_sites`` (default 2, the original generator exactly) names the sites ``A``, ``B``, ``C``, ...; with more
+than two, each site holds an equal share of the images and every second site (``B``, ``D``, ...) has site B's
+noisy scanner and prevalence, the others site A's. ``site`` is the card's ``site_attribute``: the federated
+methods partition the training rows by it, one hospital per Flower client.
+
 Patients: images come from patients with 1 to ``images_per_patient`` images each (uniformly), ids in
 ``patient_id``. A patient has one site, and a patient-level effect makes their images alike: a brightness
 gain of the whole image (scanner calibration and anatomy, N(1, 0.15) clipped to [0.6, 1.4]) and a lesion
@@ -27,6 +32,7 @@ CARD = DatasetCard(
     task="binary classification: is a small bright lesion present in a 2D grey image",
     outcome="1 if a lesion disc was planted in the image (by construction; no clinical meaning)",
     sensitive_attributes=("site",),
+    site_attribute="site",
     license="generated data, CC0-1.0",
     citation="Generated with MONAI (Cardoso MJ et al., MONAI: An open-source framework for deep learning in healthcare, arXiv:2211.02701)",
     homepage="https://docs.monai.io/en/stable/data.html#synthetic",
@@ -39,6 +45,16 @@ CARD = DatasetCard(
 SITES = {"A": (0.6, 0.3, 0.10), "B": (0.4, 0.5, 0.30)}
 
 
+def sites(n_sites: int) -> dict[str, tuple[float, float, float]]:
+    """The sites of a generator with ``n_sites`` scanners: :data:`SITES` for two, else equal shares alternating A's and B's scanner."""
+    if isinstance(n_sites, bool) or not isinstance(n_sites, int) or not 2 <= n_sites <= 26:
+        raise ValueError(f"n_sites must be a whole number from 2 to 26, got {n_sites!r}")
+    if n_sites == 2:
+        return dict(SITES)
+    names = [chr(ord("A") + i) for i in range(n_sites)]
+    return {name: (1.0 / n_sites, *SITES["AB"[i % 2]][1:]) for i, name in enumerate(names)}
+
+
 @register_dataset(CARD)
 def load(
     *,
@@ -47,11 +63,13 @@ def load(
     seed: int = 0,
     lesion_contrast: float = 0.5,
     images_per_patient: int = 3,
+    n_sites: int = 2,
 ) -> RawDataset:
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
     if images_per_patient < 1:
         raise ValueError(f"images_per_patient must be at least 1, got {images_per_patient}")
+    site_table = sites(n_sites)
     if images_per_patient > 1:
         return _with_patients(
             n_samples=n_samples,
@@ -59,12 +77,13 @@ def load(
             seed=seed,
             lesion_contrast=lesion_contrast,
             images_per_patient=images_per_patient,
+            site_table=site_table,
         )
     rng = np.random.RandomState(seed)
-    names = list(SITES)
-    site = rng.choice(names, size=n_samples, p=[SITES[s][0] for s in names])
-    prevalence = np.array([SITES[s][1] for s in site])
-    noise = np.array([SITES[s][2] for s in site])
+    names = list(site_table)
+    site = rng.choice(names, size=n_samples, p=[site_table[s][0] for s in names])
+    prevalence = np.array([site_table[s][1] for s in site])
+    noise = np.array([site_table[s][2] for s in site])
     labels = (rng.uniform(size=n_samples) < prevalence).astype(np.int64)
     images = np.empty((n_samples, 1, image_size, image_size), dtype=np.float32)
     for i in range(n_samples):
@@ -88,7 +107,7 @@ def load(
 
 
 def _with_patients(
-    *, n_samples: int, image_size: int, seed: int, lesion_contrast: float, images_per_patient: int
+    *, n_samples: int, image_size: int, seed: int, lesion_contrast: float, images_per_patient: int, site_table: dict
 ) -> RawDataset:
     rng = np.random.RandomState(seed)
     sizes = []
@@ -96,14 +115,14 @@ def _with_patients(
         sizes.append(int(rng.randint(1, images_per_patient + 1)))
     sizes[-1] -= sum(sizes) - n_samples
     n_patients = len(sizes)
-    names = list(SITES)
-    patient_site = rng.choice(names, size=n_patients, p=[SITES[s][0] for s in names])
+    names = list(site_table)
+    patient_site = rng.choice(names, size=n_patients, p=[site_table[s][0] for s in names])
     gain = np.clip(rng.normal(1.0, 0.15, size=n_patients), 0.6, 1.4)
     lesion_radius = rng.randint(3, 6, size=n_patients)
     patient = np.repeat(np.arange(n_patients), sizes)
     site = patient_site[patient]
-    prevalence = np.array([SITES[s][1] for s in site])
-    noise = np.array([SITES[s][2] for s in site])
+    prevalence = np.array([site_table[s][1] for s in site])
+    noise = np.array([site_table[s][2] for s in site])
     labels = (rng.uniform(size=n_samples) < prevalence).astype(np.int64)
     images = np.empty((n_samples, 1, image_size, image_size), dtype=np.float32)
     for i in range(n_samples):

@@ -78,6 +78,9 @@ class DatasetCard:
         dropped: the source's columns the loader leaves out of the features (ids, the outcome in other
             forms, follow-up times, scores fitted on the cohort); the module docstring says why. Listed on
             the report's data card, so a reader sees what the model never saw.
+        site_attribute: the sensitive attribute that names the hospital, scanner or centre a row comes from,
+            where the data have one: federated methods (``fed_dpsgd``, ``fed_dp_site``) partition the training
+            rows by it, one Flower client per site. None: the dataset cannot be federated.
     """
 
     name: str
@@ -94,6 +97,7 @@ class DatasetCard:
     row_unit: str = "person"
     dropped: tuple[str, ...] = ()
     patient_ids: bool | None = None
+    site_attribute: str | None = None
 
     def to_dict(self) -> dict:
         """The card's fields as JSON-ready values (the tuples as lists)."""

@@ -73,6 +73,11 @@ def _check_card(card: DatasetCard, path: Path) -> None:
         )
     if path.suffix == ".py" and card.name != path.stem:
         raise DatasetError(f"{path}: card.name is {card.name!r} but the file is {path.name}; make them match")
+    if card.site_attribute is not None and card.site_attribute not in card.sensitive_attributes:
+        raise DatasetError(
+            f"{path}: card.site_attribute is {card.site_attribute!r}, not one of card.sensitive_attributes "
+            f"{list(card.sensitive_attributes)}; name the attribute that holds each row's site, or leave it None"
+        )
     if isinstance(card.dropped, str) or not all(isinstance(c, str) for c in card.dropped):
         raise DatasetError(
             f"{path}: card.dropped is {card.dropped!r}; give the dropped columns' names as a tuple of strings, "

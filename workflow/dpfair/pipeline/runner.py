@@ -20,6 +20,7 @@ import torch
 from dpfair.data.prepare import PreparedDataset
 from dpfair.data.registry import datasets_dir as registry_datasets_dir
 from dpfair.errors import ConfigError
+from dpfair.federated import train_federated
 from dpfair.jsonio import write_json
 from dpfair.models import resolve_device
 from dpfair.pipeline.outcome import run_definition
@@ -51,6 +52,7 @@ def train_run(
     record_path: str | Path,
     card_path: str | Path,
     synthetic: dict | None = None,
+    federated: dict | None = None,
 ) -> dict:
     """Train one run on the prepared training split; save weights, scores, the run record and its privacy card.
 
@@ -65,6 +67,10 @@ def train_run(
 
     ``synthetic``: for a synthesis method (``synth_aim``, ``synth_mst``) at finite ε, the ``codes``, ``log`` and
     ``plan`` files of the run's DP synthetic release (rule ``synthesize``), which it trains on.
+
+    ``federated``: for a federated method (``fed_dpsgd``, ``fed_dp_site``), the benchmark's ``federated:`` block
+    (rounds, local epochs, update clip); the run is a Flower simulation over the dataset's sites
+    (:func:`dpfair.federated.train_federated`). A workflow run's params carry it in ``config["federated"]``.
     """
     start = time.perf_counter()
     definition = _definition_of(
@@ -81,6 +87,9 @@ def train_run(
     if isinstance(config, dict) and "tuning" in config:  # a tuned arm's rule params carry its tuning block
         config = dict(config)
         tuning = {**config.pop("tuning"), **(tuning or {})}
+    if isinstance(config, dict) and "federated" in config:  # a federated method's rule params carry its block
+        config = dict(config)
+        federated = {**config.pop("federated"), **(federated or {})}
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     torch_device = resolve_device(device)
     x_train, y_train = prepared.part("train")
@@ -130,7 +139,12 @@ def train_run(
     )
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it
-    result = tune_and_train(**common, tuning=tuning or {}) if tuned else train(**common)
+    if mechanism.federated:
+        result = train_federated(**common, site=data.site, federated=federated, dataset=prepared.meta["name"])
+    elif tuned:
+        result = tune_and_train(**common, tuning=tuning or {})
+    else:
+        result = train(**common)
     score, logit = predict_both(result.model, prepared.x, device=torch_device)  # the audit's attacks read logits
     scores = prepared.samples.assign(score=score, logit=logit)
     record = {

@@ -19,6 +19,9 @@ from dpfair.privacy.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians
 CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
 #: A synthesis ledger's: the three above cannot replay its zCDP events (NaN), dp-accounting's RDP can.
 SYNTHESIS_ACCOUNTANTS = {**CARD_ACCOUNTANTS, "rdp_google": ACCOUNTANTS["rdp_google"]}
+#: A site-level federated ledger's (Gaussian releases without sampling): Opacus's cannot replay it (NaN);
+#: dp-accounting's RDP is what Flower's accountant composes.
+FEDERATED_SITE_ACCOUNTANTS = SYNTHESIS_ACCOUNTANTS
 #: The run record's synthesis fields (dpfair.training.mechanisms.synthesis) the card repeats.
 SYNTHESIS_FIELDS = ("synthesis_library", "synthesis_rho", "synthesis_rounds", "synthesis_seconds")
 
@@ -41,6 +44,8 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
     n_units = int(record.get("n_units", n_train))
     delta = float(record["delta"])
     text = statement
+    federated = record.get("federated") if private else None
+    site_level = bool(federated) and statement["unit"] == "site"
     # a DP synthesizer's release (dpfair.synthesis): its ledger is zCDP events, which only RDP replays
     synthesis = {}
     if private and record.get("synthesizer"):
@@ -59,6 +64,11 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
             else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant (a GaussianDpEvent per marginal "
             "measured, a ZCDpEvent per exponential-mechanism selection)"
             if synthesis
+            else f"dp-accounting {record.get('dp_accounting_version', '')} RdpAccountant over the rounds (Flower's "
+            "RdpAccountant beside it, in the federated block)"
+            if site_level
+            else f"opacus {record['opacus_version']} per site, each site's steps over all rounds"
+            if federated
             else f"opacus {record['opacus_version']}"
         ),
         "delta": delta,
@@ -87,10 +97,16 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
         "randomness": _randomness_text(record, private),
         "released_outside_guarantee": released_outside_guarantee(record, meta, statement) if private else [],
         "nonfinite_units": int(record.get("nonfinite_units", 0)),
-        "independent_accountants": SYNTHESIS_ACCOUNTANTS if synthesis else CARD_ACCOUNTANTS,
+        "independent_accountants": SYNTHESIS_ACCOUNTANTS
+        if synthesis
+        else FEDERATED_SITE_ACCOUNTANTS
+        if site_level
+        else CARD_ACCOUNTANTS,
     }
     if synthesis:
         card["synthesis"] = synthesis
+    if record.get("federated"):
+        card["federated"] = record["federated"]
     if tuning:
         card["tuning"] = tuning
     if (
@@ -206,7 +222,10 @@ def check_privacy_card(card: dict) -> None:
         raise PrivacyError(
             f"delta {card['delta']:g} is not below 1/n_units = {card['one_over_n_units']:.3g} ({card['unit']}s)"
         )
-    if card["sampling"] != "poisson":
+    site_level = card["unit"] == "site" and math.isfinite(card["target_epsilon"])
+    if site_level and card["sampling"] != "every site every round":
+        raise PrivacyError(f"sampling is {card['sampling']!r} but the site-level ledger assumes every site every round")
+    if not site_level and card["sampling"] != "poisson":
         raise PrivacyError(f"sampling is {card['sampling']!r} but the accountants assume Poisson sampling")
     expected_steps = card["epochs"] * int(1 / card["sample_rate"])  # Opacus's Poisson sampler: int(1/q) batches
     if card["steps"] != expected_steps:
@@ -219,6 +238,8 @@ def check_privacy_card(card: dict) -> None:
     if card.get("tuning"):
         _check_tuned_ledger(card, ledger)
     ledger_steps, rates = ledger_steps_and_rates(ledger)
+    if card.get("federated"):
+        _check_federated(card, ledger)
     if card.get("synthesis"):
         _check_synthesis_ledger(card, ledger)
     elif card["unit"] in ("record", "patient") and not rates:
@@ -262,7 +283,7 @@ def check_privacy_card(card: dict) -> None:
     if not card["epsilon_spent"] <= card["target_epsilon"] * (1 + 1e-6):  # NaN must fail too
         raise PrivacyError(f"epsilon spent {card['epsilon_spent']:.4f} exceeds the target {card['target_epsilon']}")
     # the independent accountant must confirm the target itself, as tools/replay_ledgers.py does: no tolerance
-    if card.get("synthesis"):
+    if card.get("synthesis") or site_level:
         if not card["epsilon_rdp_google"] <= card["target_epsilon"]:
             raise PrivacyError(
                 f"dp-accounting's RDP accountant gives epsilon {card['epsilon_rdp_google']:.4f} for the synthesis "
@@ -272,6 +293,45 @@ def check_privacy_card(card: dict) -> None:
         raise PrivacyError(
             f"the independent PLD accountant gives epsilon {card['epsilon_pld']:.4f} for target {card['target_epsilon']}"
         )
+
+
+def _check_federated(card: dict, ledger) -> None:
+    """A federated card's ledger is all its rounds: per site for the record level, per round for the site level.
+
+    Record level: every site's ledger replays (PLD) to at most the target, the card's ledger is the site with
+    the largest ε, and the sites' rows add up to the card's units. Site level: the ledger is one Gaussian of
+    the card's σ per round, for every round, and Flower's own accountant gives the card's RDP ε.
+    """
+    fed = card["federated"]
+    if card["unit"] == "site":
+        rounds = int(fed["rounds"])
+        if not (
+            isinstance(ledger, dp_accounting.SelfComposedDpEvent)
+            and isinstance(ledger.event, dp_accounting.GaussianDpEvent)
+            and ledger.count == rounds
+            and math.isclose(ledger.event.noise_multiplier, card["noise_multiplier"], rel_tol=1e-12)
+        ):
+            raise PrivacyError(f"a site-level ledger must be one Gaussian(σ = {card['noise_multiplier']}) per round for "
+                               f"{rounds} rounds; it holds {card['ledger']}")
+        flower = fed.get("flower_accountant") or {}
+        if not math.isclose(float(flower.get("epsilon", math.nan)), card["epsilon_rdp_google"], rel_tol=1e-9):
+            raise PrivacyError(
+                f"Flower's accountant reports epsilon {flower.get('epsilon')}, the ledger replays to "
+                f"{card['epsilon_rdp_google']} under dp-accounting's RDP"
+            )
+        return
+    sites = fed.get("sites") or []
+    if not sites:
+        raise PrivacyError("a record-level federated card lists no site ledgers")
+    replayed = {s["site"]: replay_epsilon(s["ledger"], accountant="pld", delta=card["delta"]) for s in sites}
+    over = {k: v for k, v in replayed.items() if not v <= card["target_epsilon"]}
+    if over:
+        raise PrivacyError(f"site ledgers replay above the target {card['target_epsilon']}: {over}")
+    if sum(int(s["n_units"]) for s in sites) != card["n_units"]:
+        raise PrivacyError(f"the sites' rows add up to {sum(int(s['n_units']) for s in sites)}, not n_units {card['n_units']}")
+    worst = max(sites, key=lambda s: s["epsilon"])
+    if worst["ledger"] != card["ledger"]:
+        raise PrivacyError(f"the card's ledger is not that of site {worst['site']}, whose ε is the largest")
 
 
 def _check_synthesis_ledger(card: dict, ledger) -> None:

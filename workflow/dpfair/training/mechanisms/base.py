@@ -32,7 +32,7 @@ from dpfair.training.config import TrainConfig
 from dpfair.training.steps import Trainer
 
 #: Privacy units a mechanism may declare.
-UNITS: tuple[str, ...] = ("record", "patient", "label")
+UNITS: tuple[str, ...] = ("record", "patient", "label", "site")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class TrainingData:
         label_prior: P(label = 1) from the validation split (public to the guarantee), for label-DP priors.
         synthetic: a DP synthetic release of the training rows (:class:`dpfair.synthesis.release.SyntheticRelease`),
             for a mechanism that :attr:`Mechanism.synthesizes` (made before the run, in its own environment).
+        site: each training row's site (the dataset card's ``site_attribute``) where the data have one, else
+            None: the partition of a federated mechanism (:attr:`Mechanism.federated`).
     """
 
     x: torch.Tensor
@@ -54,6 +56,7 @@ class TrainingData:
     groups: pd.DataFrame | None = None
     label_prior: float | None = None
     synthetic: object | None = None
+    site: np.ndarray | None = None
 
 
 class Mechanism:
@@ -78,6 +81,9 @@ class Mechanism:
     synthesizes: ClassVar[str | None] = None
     #: The dataset modalities the mechanism can run on; None for any.
     modalities: ClassVar[tuple[str, ...] | None] = None
+    #: Trains as a Flower simulation over the sites of ``TrainingData.site`` (:mod:`dpfair.federated`), not through
+    #: :meth:`make_trainer`'s central loop.
+    federated: ClassVar[bool] = False
 
     def n_units(self, data: TrainingData) -> int:
         """How many units the training split holds (δ must be below 1/n_units)."""
@@ -221,11 +227,16 @@ def training_data(prepared, *, groups: bool = False) -> TrainingData:
     x_train, y_train = prepared.part("train")
     patient_id = prepared.samples.loc[train_rows, "patient_id"].to_numpy() if "patient_id" in prepared.samples else None
     attributes = [a for a in prepared.meta["card"]["sensitive_attributes"] if a in prepared.samples.columns]
+    site_attribute = prepared.meta["card"].get("site_attribute")
+    site = None
+    if site_attribute and site_attribute in prepared.samples.columns:
+        site = prepared.samples.loc[train_rows, site_attribute].astype(str).to_numpy()
     return TrainingData(
         x=x_train,
         y=y_train,
         patient_id=patient_id,
         groups=prepared.samples.loc[train_rows, attributes].reset_index(drop=True) if groups else None,
+        site=site,
     )
 
 
