@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cohorts,test,slurm]'
+	$(BIN)/python -m pip install --quiet -e '.[cohorts,test,slurm,federated]'
 	# ACTG 175's CSV ships in the lifelines wheel; lifelines pins pandas<3, so we keep the wheel as a
 	# data file (datasets/actg175.py reads it as a zip) instead of installing it.
 	$(BIN)/python -m pip download --quiet --no-deps lifelines==0.30.3 -d $(VENV)/share/dpfair

@@ -7,7 +7,9 @@ Deliberately imports nothing from dpfair: the card's JSON ledger (``{"type": "<D
 ...}``, nested events under their field names) is rebuilt into dp-accounting's own event classes and composed
 by its PLD accountant where that accountant supports the events (DP-SGD, label randomisation, the composed
 trials of a privately tuned run), else by its RDP accountant, under the card's ``neighboring_relation``. A
-claim of dpfair's that this script cannot confirm is a privacy bug. Prints one line per card and exits 1 if any replayed ε exceeds the card's ``target_epsilon``.
+claim of dpfair's that this script cannot confirm is a privacy bug. A record-level federated card (``fed_dpsgd``) also
+lists one ledger per site (``federated.sites``): each is replayed, and the card's claim is the largest. Prints one line
+per card and exits 1 if any replayed ε exceeds the card's ``target_epsilon``.
 """
 
 from __future__ import annotations
@@ -68,9 +70,12 @@ def main(argv: list[str]) -> int:
                 print(f"OVER {path}: target epsilon {card['target_epsilon']} but no ledger")
                 over.append(path)
             continue  # a non-private run claims nothing
-        epsilon, accountant = replay(
-            build(card["ledger"]), float(card["delta"]), card.get("neighboring_relation", "add_or_remove_one")
-        )
+        relation = card.get("neighboring_relation", "add_or_remove_one")
+        epsilon, accountant = replay(build(card["ledger"]), float(card["delta"]), relation)
+        for site in (card.get("federated") or {}).get("sites") or []:  # every site's ledger, the claim is the largest
+            site_epsilon, site_accountant = replay(build(site["ledger"]), float(card["delta"]), relation)
+            if site_epsilon > epsilon:
+                epsilon, accountant = site_epsilon, f"{site_accountant} (site {site['site']})"
         target = float(card["target_epsilon"])
         replayed += 1
         ok = epsilon <= target * (1 + 1e-9)

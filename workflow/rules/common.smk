@@ -163,20 +163,31 @@ def get_training_config(wildcards):
     :func:`dpfair.pipeline.runner.train_run` hands to the tuning procedure (other runs' params stay as they were, so
     enabling tuning retrains nothing that exists)."""
     params = BENCHMARK.training(wildcards.dataset).params()
-    if split_method(wildcards.method)[1]:
+    base, tuned = split_method(wildcards.method)
+    if tuned:
         params["tuning"] = BENCHMARK.tuning(wildcards.dataset)
+    if get_mechanism(base).federated:  # a federated method's runs are Flower simulations of this schedule
+        params["federated"] = BENCHMARK.federated(wildcards.dataset)
     return params
 
 
-def get_mitigation_attributes():
-    """Per dataset that runs a fairness mitigation beside dpsgd, the attribute it targets (method comparison)."""
+def get_comparison_attributes():
+    """Per dataset that runs dpsgd beside a method the comparison sets against it, the attribute compared:
+    a fairness mitigation's target (``mitigation.attribute``), else for a federated method the dataset's site
+    attribute (the federation's partition)."""
+    from dpfair.data.registry import get_dataset
     from dpfair.training.mechanisms import get_mechanism
 
     out = {}
     for dataset in BENCHMARK.datasets:
         methods = BENCHMARK.methods_for(dataset)
-        if "dpsgd" in methods and any(get_mechanism(split_method(m)[0]).targets_attribute for m in methods):
+        if "dpsgd" not in methods:
+            continue
+        mechanisms = [get_mechanism(split_method(m)[0]) for m in methods]
+        if any(m.targets_attribute for m in mechanisms):
             out[dataset] = BENCHMARK.mitigation(dataset).get("attribute")
+        elif any(m.federated for m in mechanisms):
+            out[dataset] = get_dataset(BENCHMARK.module(dataset), DATASETS_DIR).card.site_attribute
     return out
 
 

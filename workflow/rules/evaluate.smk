@@ -73,7 +73,7 @@ rule compare_methods:
     conda:
         "../../environment.yml"
     params:
-        attributes=get_mitigation_attributes(),
+        attributes=get_comparison_attributes(),
         evaluation=config["evaluation"],
     script:
         "../scripts/compare_methods.py"

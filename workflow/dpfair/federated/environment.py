@@ -31,8 +31,8 @@ def quiet() -> None:
 def check_quiet() -> None:
     """Raise unless Flower's telemetry, Ray's usage statistics and Ray's multi-node binding are off as imported."""
     from flwr.supercore import telemetry
-    from ray._private import ray_constants
     from ray._common.usage import usage_lib
+    from ray._private import ray_constants
 
     problems = []
     if telemetry.FLWR_TELEMETRY_ENABLED != "0":

@@ -147,7 +147,9 @@ def train_federated(
         _simulate(spec_path, spec=spec, outcome=outcome, n_sites=len(names))
     seconds = time.perf_counter() - start
     if outcome["error"] or outcome["state"] is None:
-        raise RuntimeError(f"the federated simulation failed on the server:\n{outcome['error'] or 'no weights came back'}")
+        raise RuntimeError(
+            f"the federated simulation failed on the server:\n{outcome['error'] or 'no weights came back'}"
+        )
     model.load_state_dict(outcome["state"])
 
     ran = _site_steps(outcome["replies"], names=names, settings=settings, plans=plans)
@@ -229,7 +231,9 @@ def _check_recipe(config, method: str) -> None:
     if config.lr_schedule != "constant":
         given["lr_schedule"] = config.lr_schedule
     if given:
-        raise ConfigError(f"method {method} does not implement the training options {given}; leave them at their defaults")
+        raise ConfigError(
+            f"method {method} does not implement the training options {given}; leave them at their defaults"
+        )
     if config.secure_mode:
         raise ConfigError(
             f"method {method}: privacy.secure_mode is on, and Flower's server noise comes from NumPy's seeded "
@@ -282,7 +286,9 @@ def _site_steps(replies: list[list[dict]], *, names, settings: FederatedSettings
                 "calibrated for all its rounds"
             )
         if got["rates"] != {plan.sample_rate}:
-            raise PrivacyError(f"site {site} was charged q = {sorted(got['rates'])}, not the planned {plan.sample_rate}")
+            raise PrivacyError(
+                f"site {site} was charged q = {sorted(got['rates'])}, not the planned {plan.sample_rate}"
+            )
     return ran
 
 
@@ -307,13 +313,17 @@ def _account(
         flower = outcome.get("flower_privacy") or {}
         releases = int(flower.get("releases", -1))
         if releases != settings.rounds:
-            raise PrivacyError(f"Flower's accountant composed {releases} releases, not the {settings.rounds} rounds run")
+            raise PrivacyError(
+                f"Flower's accountant composed {releases} releases, not the {settings.rounds} rounds run"
+            )
         ledger = site_level_ledger(site_sigma, settings.rounds)
         spent = replay_epsilon(ledger, accountant="rdp_google", delta=delta)
         if not spent <= epsilon * (1 + 1e-6):
             raise PrivacyError(f"the site-level ledger replays to epsilon {spent:.4f}, above the target {epsilon}")
         if not math.isclose(spent, flower["epsilon"], rel_tol=1e-9, abs_tol=1e-12):
-            raise PrivacyError(f"Flower's accountant reports epsilon {flower['epsilon']:.6g}; the ledger replays to {spent:.6g}")
+            raise PrivacyError(
+                f"Flower's accountant reports epsilon {flower['epsilon']:.6g}; the ledger replays to {spent:.6g}"
+            )
         fields = _fields(steps=settings.rounds, q=1.0, epochs=settings.rounds, rows=len(names))
         fields.update(
             noise_multiplier=float(site_sigma),
@@ -357,7 +367,9 @@ def _account(
         )
     worst = max(per_site, key=lambda s: s["epsilon"])
     plan = plans[worst["site"]]
-    fields = _fields(steps=worst["steps"], q=plan.sample_rate, epochs=settings.rounds * settings.local_epochs, rows=plan.rows)
+    fields = _fields(
+        steps=worst["steps"], q=plan.sample_rate, epochs=settings.rounds * settings.local_epochs, rows=plan.rows
+    )
     fields.update(
         noise_multiplier=plan.noise_multiplier,
         max_grad_norm=float(config.max_grad_norm),

@@ -191,6 +191,15 @@ class Benchmark:
             **(self.dataset_settings(dataset).get("synthesis") or {}),
         }
 
+    def federated(self, dataset: str) -> dict:
+        """The federated settings of ``dataset`` (its own over the benchmark's ``federated:``, over the defaults)."""
+        from dpfair.federated.settings import FederatedSettings
+
+        own = self.dataset_settings(dataset).get("federated") or {}
+        where = f"datasets.{dataset}.federated" if own else "federated"
+        merged = {**(self.config.get("federated") or {}), **own}
+        return FederatedSettings.from_config(merged, where=where).params()
+
     def split(self, dataset: str) -> dict:
         """The dataset's ``split:`` fractions over the benchmark's (seed: the benchmark's)."""
         return {**self.config["split"], **self.dataset_settings(dataset).get("split", {})}
@@ -367,6 +376,8 @@ def _check_modalities(benchmark: Benchmark, name: str) -> None:
                 "NumPy generator (reproducible, not a secure sampler); switch secure_mode off for this dataset or drop "
                 f"{method}"
             )
+        if mechanism.federated:
+            _check_federated(benchmark, name, method)
         if mechanism.synthesizes and _audits(benchmark.config):
             retraining = [a for a in benchmark.config["audit"]["attacks"] if a != "loss"]
             if retraining:
@@ -375,6 +386,29 @@ def _check_modalities(benchmark: Benchmark, name: str) -> None:
                     f"synthesis per model; audit it with attacks: [loss] (the membership of the real training rows "
                     "against the model trained on synthetic rows)"
                 )
+
+
+def _check_federated(benchmark: Benchmark, name: str, method: str) -> None:
+    """A federated method needs a dataset with a declared site attribute, seeded noise and the loss attack only."""
+    card = get_dataset(benchmark.module(name), datasets_dir(benchmark.config["datasets_dir"])).card
+    if not card.site_attribute:
+        raise ConfigError(
+            f"datasets.{name}: method {method} partitions the training rows by site, and {card.name} declares no "
+            f"site attribute (card.site_attribute); drop it from this dataset's methods (datasets.{name}.methods)"
+        )
+    benchmark.federated(name)  # the settings' own checks, with their key
+    if benchmark.privacy(name).get("secure_mode"):
+        raise ConfigError(
+            f"datasets.{name}: privacy.secure_mode is on, and {method}'s server noise comes from Flower's seeded NumPy "
+            "generator; switch secure_mode off for this dataset or drop the federated methods"
+        )
+    if _audits(benchmark.config):
+        retraining = [a for a in benchmark.config["audit"]["attacks"] if a != "loss"]
+        if retraining:
+            raise ConfigError(
+                f"audit.attacks {retraining} retrain each audited run's mechanism, which for {method} would be a "
+                "federated simulation per model; audit it with attacks: [loss]"
+            )
 
 
 def _audits(config: dict) -> bool:

@@ -311,8 +311,10 @@ def _check_federated(card: dict, ledger) -> None:
             and ledger.count == rounds
             and math.isclose(ledger.event.noise_multiplier, card["noise_multiplier"], rel_tol=1e-12)
         ):
-            raise PrivacyError(f"a site-level ledger must be one Gaussian(σ = {card['noise_multiplier']}) per round for "
-                               f"{rounds} rounds; it holds {card['ledger']}")
+            raise PrivacyError(
+                f"a site-level ledger must be one Gaussian(σ = {card['noise_multiplier']}) per round for "
+                f"{rounds} rounds; it holds {card['ledger']}"
+            )
         flower = fed.get("flower_accountant") or {}
         if not math.isclose(float(flower.get("epsilon", math.nan)), card["epsilon_rdp_google"], rel_tol=1e-9):
             raise PrivacyError(
@@ -328,7 +330,9 @@ def _check_federated(card: dict, ledger) -> None:
     if over:
         raise PrivacyError(f"site ledgers replay above the target {card['target_epsilon']}: {over}")
     if sum(int(s["n_units"]) for s in sites) != card["n_units"]:
-        raise PrivacyError(f"the sites' rows add up to {sum(int(s['n_units']) for s in sites)}, not n_units {card['n_units']}")
+        raise PrivacyError(
+            f"the sites' rows add up to {sum(int(s['n_units']) for s in sites)}, not n_units {card['n_units']}"
+        )
     worst = max(sites, key=lambda s: s["epsilon"])
     if worst["ledger"] != card["ledger"]:
         raise PrivacyError(f"the card's ledger is not that of site {worst['site']}, whose ε is the largest")

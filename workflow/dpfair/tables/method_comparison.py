@@ -1,4 +1,8 @@
-"""Each fairness mitigation against ``dpsgd`` at the same ε, with intervals over seeds and test resamples.
+"""Each method against ``dpsgd`` at the same ε, with intervals over seeds and test resamples.
+
+The methods compared are a dataset's others beside ``dpsgd`` (fairness mitigations, patient-level or tuned
+arms, federated methods) at every finite ε; a federated method also at ε = ∞, where FedAvg against central
+training is the cost of federation alone.
 
 Compared: the AUROC difference, the headline-gap difference and the per-group AUROC differences.
 The one place that defines the comparison (swap the gap definition here). The headline gap is the
@@ -210,7 +214,8 @@ def compare_methods(
         scores: every run's ``scores.csv``, in the order of ``records``.
         gaps: the runs' stacked ``gaps.csv``.
         replicates: the runs' stacked ``gap_replicates.csv.gz`` (the bootstrap replicates of those gaps).
-        attributes: per dataset, the attribute its mitigations target (datasets without one are skipped).
+        attributes: per dataset, the attribute compared (a mitigation's target; a federated method's site
+            attribute); datasets without one are skipped.
         n_boot: test-set resamples for the AUROC and per-group AUROC differences.
         bootstrap_seed: seed of those resamples (one set for every run of a cell, so they pair).
         min_group_size: the fewest test rows (with both labels) a group needs for its per-group AUROC difference.
@@ -232,11 +237,13 @@ def compare_methods(
             cell, attribute, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size
         )
         gap_table = _gap_table(gaps, replicates, dataset, model, attribute)
-        for eps in sorted(e for e in cell["epsilon"].unique() if math.isfinite(e)):
+        for eps in sorted(cell["epsilon"].unique()):
             here = cell[cell["epsilon"] == eps]
             if BASELINE not in set(here["method"]):
                 continue
             for method in sorted(set(here["method"]) - {BASELINE}):
+                if not math.isfinite(eps) and not _federated(method):
+                    continue
                 arm, base = utility[(method, eps)], utility[(BASELINE, eps)]
                 auroc = difference_contrast(arm, base)
                 auroc_columns, auroc_class = _statistics("auroc_diff", auroc, AUROC_CLASSES, **judge)
@@ -296,6 +303,13 @@ def compare_methods(
                         }
                     )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(group_rows, columns=GROUP_COLUMNS)
+
+
+def _federated(method: str) -> bool:
+    from dpfair.training.mechanisms import get_mechanism
+    from dpfair.training.tuning.names import split_method
+
+    return get_mechanism(split_method(method)[0]).federated
 
 
 def _load_runs(records, scores, attributes: dict[str, str]) -> pd.DataFrame:
