@@ -27,7 +27,7 @@ from opacus.validators import ModuleValidator
 from dpfair.errors import ConfigError, PrivacyError
 from dpfair.federated.accounting import record_level_plan, site_level_ledger, site_level_sigma
 from dpfair.federated.client import make_client_app
-from dpfair.federated.environment import check_quiet, quiet
+from dpfair.federated.environment import check_quiet, isolated, quiet
 from dpfair.federated.server import make_server_app
 from dpfair.federated.settings import MIN_SITES, FederatedSettings
 from dpfair.federated.sites import partition
@@ -247,21 +247,23 @@ def _simulate(spec_path: str, *, spec: dict, outcome: dict, n_sites: int) -> Non
     from flwr.simulation import run_simulation
 
     check_quiet()
-    run_simulation(
-        server_app=make_server_app(spec=spec, outcome=outcome),
-        client_app=make_client_app(spec_path),
-        num_supernodes=n_sites,
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {
-                "num_cpus": 1,
-                "num_gpus": 0,
-                "include_dashboard": False,
-                "logging_level": "ERROR",
-                "log_to_driver": False,
-            },
+    backend = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": 1,
+            "num_gpus": 0,
+            "include_dashboard": False,
+            "logging_level": "ERROR",
+            "log_to_driver": False,
         },
-    )
+    }
+    with isolated():  # Ray's processes start inside: HTTP(S) of theirs has nowhere to go but loopback
+        run_simulation(
+            server_app=make_server_app(spec=spec, outcome=outcome),
+            client_app=make_client_app(spec_path),
+            num_supernodes=n_sites,
+            backend_config=backend,
+        )
 
 
 def _site_steps(replies: list[list[dict]], *, names, settings: FederatedSettings, plans: dict) -> dict[str, dict]:
