@@ -257,3 +257,28 @@ def test_registry_names_are_checked_against_the_registries_not_the_schema(repo):
     assert "group_adaptive" in available_clip_policies() and "group_adaptive" not in configurable_clip_policies()
     with pytest.raises(ConfigError, match=r"privacy.clip_policy = 'group_adaptive' is not a known clip policy"):
         validate_config(config(privacy={"clip_policy": "group_adaptive"}))
+
+
+def test_federated_methods_need_a_site_attribute_seeded_noise_and_the_loss_attack_only():
+    sites = {"synthetic_lesions": {"params": {"n_samples": 100, "n_sites": 4}}}
+    b = validate_config(
+        config(datasets=sites, methods=["dpsgd", "fed_dpsgd", "fed_dp_site"], audit={"attacks": ["loss"]})
+    )
+    assert b.federated("synthetic_lesions") == {"rounds": 5, "local_epochs": 1, "update_clip": 1.0}
+    # fed_dp_site's ε = ∞ arm is fed_dpsgd's FedAvg: trained once
+    assert {r.method for r in b.runs() if r.epsilon == "inf"} == {"dpsgd", "fed_dpsgd"}
+    with pytest.raises(
+        ConfigError,
+        match=r"datasets.support2: method fed_dpsgd partitions the training rows by site, and support2 declares no site attribute",
+    ):
+        validate_config(
+            config(datasets={"support2": {}}, models=["mlp"], methods=["fed_dpsgd"], audit={"attacks": ["loss"]})
+        )
+    with pytest.raises(ConfigError, match=r"audit.attacks \['rmia'\] retrain each audited run's mechanism"):
+        validate_config(config(datasets=sites, methods=["fed_dpsgd"], audit={"attacks": ["loss", "rmia"]}))
+    with pytest.raises(ConfigError, match=r"privacy.secure_mode is on, and fed_dp_site's server noise"):
+        validate_config(
+            config(datasets=sites, methods=["fed_dp_site"], audit={"attacks": ["loss"]}, privacy={"secure_mode": True})
+        )
+    with pytest.raises(ConfigError, match=r"federated.rounds"):
+        validate_config(config(datasets=sites, methods=["fed_dpsgd"], federated={"rounds": 0}))

@@ -114,3 +114,29 @@ def test_synthetic_lesions_is_deterministic_and_plants_the_site_gap():
     # site B's scanner is noisier: the residual around the background is larger
     noise = {s: np.abs(np.diff(big.inputs[site == s], axis=-1)).mean() for s in ("A", "B")}
     assert noise["B"] > 1.5 * noise["A"]
+
+
+def test_synthetic_lesions_sites_alternate_the_two_scanners():
+    from dpfair.data.registry import get_dataset
+
+    spec = get_dataset("synthetic_lesions")
+    assert spec.card.site_attribute == "site"
+    four = spec.load(n_samples=800, image_size=16, seed=1, images_per_patient=1, n_sites=4)
+    site = four.attributes["site"].to_numpy()
+    shares = {s: float((site == s).mean()) for s in "ABCD"}
+    assert set(np.unique(site)) == set("ABCD") and all(abs(v - 0.25) < 0.06 for v in shares.values())
+    prevalence = {s: float(four.labels[site == s].mean()) for s in "ABCD"}
+    assert min(prevalence["B"], prevalence["D"]) > max(prevalence["A"], prevalence["C"])  # 0.5 against 0.3
+    with pytest.raises(ValueError, match="n_sites must be a whole number from 2 to 26"):
+        spec.load(n_samples=50, n_sites=1)
+
+
+def test_a_site_attribute_must_be_a_sensitive_attribute(tmp_path):
+    from dpfair.data.contract import DatasetCard
+    from dpfair.data.registry import _check_card
+    from dpfair.errors import DatasetError
+
+    card = DatasetCard(name="toy", modality="tabular", task="t", outcome="o", sensitive_attributes=("sex",),
+                       license="CC0", citation="c", homepage="h", site_attribute="hospital")  # fmt: skip
+    with pytest.raises(DatasetError, match=r"card.site_attribute is 'hospital', not one of card.sensitive_attributes"):
+        _check_card(card, tmp_path / "toy.py")

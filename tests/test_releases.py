@@ -82,6 +82,8 @@ PUBLIC = {
     "synthesis_rounds",
     "synthesis_seconds",
 }
+#: The federated block: the schedule, Flower's own ε, each site's σ, q, steps, ε and ledger (accounting facts),
+#: and each site's row count, which the card lists (``site_rows``, ``sites[].n_units``).
 #: Functions of the mechanism's noisy releases only (post-processing, covered by ε).
 COVERED = {
     "noise_bound_mean",
@@ -104,12 +106,21 @@ LISTED = {
     "history": "validation split",
     "selected_trial": "selected trial",
     "tuning": "selected trial",  # every trial's recipe, σ, q, steps are covered by the composed ledger
+    "federated": "training-row count",  # the federated block holds each site's rows; the rest is schedule and accounting
 }
 
 
 @pytest.fixture(scope="module")
 def prepared():
     return prepare_dataset(name="synthetic_lesions", params={"n_samples": 400, "image_size": 16}, min_group_size=5)
+
+
+@pytest.fixture(scope="module")
+def prepared_sites():
+    """Three sites, for the federated methods (a site-level guarantee needs at least three)."""
+    return prepare_dataset(
+        name="synthetic_lesions", params={"n_samples": 400, "image_size": 16, "n_sites": 3}, min_group_size=5
+    )
 
 
 CASES = {
@@ -119,20 +130,24 @@ CASES = {
     "dpsgd_patient": TrainConfig(epochs=2, batch_size=50),
     "label_rr": TrainConfig(epochs=2, batch_size=50),
     "dpsgd_f": TrainConfig(epochs=2, batch_size=50, mitigation={"attribute": "site"}),
+    "fed_dpsgd": TrainConfig(epochs=1, batch_size=50),
+    "fed_dp_site": TrainConfig(epochs=1, batch_size=50),
 }
 
 
 @pytest.mark.parametrize("method", sorted(CASES))
-def test_every_record_key_is_public_covered_or_listed(prepared, tmp_path, method, caplog):
+def test_every_record_key_is_public_covered_or_listed(prepared, prepared_sites, tmp_path, method, caplog):
     caplog.set_level(logging.INFO)
+    federated = method.startswith("fed_")
     train_run(
-        prepared=prepared,
+        prepared=prepared_sites if federated else prepared,
         model_name="cnn",
         epsilon=3.0,
         seed=0,
         method=method,
         config=CASES[method],
         tuning={"enabled": True, "trials": 2, "search_space": {"epochs": [1], "expected_batch_size": [50, 100]}},
+        federated={"rounds": 2, "local_epochs": 1} if federated else None,
         device="cpu",
         model_path=tmp_path / "m.pt",
         scores_path=tmp_path / "s.csv",

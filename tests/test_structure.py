@@ -12,7 +12,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "workflow" / "dpfair"
 #: bottom up; the base modules (errors, jobs, jsonio, logs, metrics, models) form the ground floor
-LAYERS = ["base", "privacy", "data", "training", "synthesis", "fairness", "audit", "tables", "report", "pipeline"]
+LAYERS = [
+    "base",
+    "privacy",
+    "data",
+    "training",
+    "synthesis",
+    "federated",
+    "fairness",
+    "audit",
+    "tables",
+    "report",
+    "pipeline",
+]
 BASE_MODULES = {"__init__", "errors", "faces", "jobs", "jsonio", "logs", "metrics", "models"}
 
 

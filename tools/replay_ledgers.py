@@ -72,10 +72,12 @@ def main(argv: list[str]) -> int:
             continue  # a non-private run claims nothing
         relation = card.get("neighboring_relation", "add_or_remove_one")
         epsilon, accountant = replay(build(card["ledger"]), float(card["delta"]), relation)
-        for site in (card.get("federated") or {}).get("sites") or []:  # every site's ledger, the claim is the largest
+        sites = (card.get("federated") or {}).get("sites") or []
+        for site in sites:  # every site's ledger: the claim is the largest
             site_epsilon, site_accountant = replay(build(site["ledger"]), float(card["delta"]), relation)
-            if site_epsilon > epsilon:
-                epsilon, accountant = site_epsilon, f"{site_accountant} (site {site['site']})"
+            if site_epsilon >= epsilon:
+                epsilon = site_epsilon
+                accountant = f"{site_accountant} (site {site['site']}, the largest of {len(sites)} site ledgers)"
         target = float(card["target_epsilon"])
         replayed += 1
         ok = epsilon <= target * (1 + 1e-9)

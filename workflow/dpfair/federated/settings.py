@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from dpfair.errors import ConfigError
+from dpfair.training.mechanisms.federated import MIN_SITES, WEAK_SITES
 
-#: Fewer sites than this and a site-level guarantee is refused: with two hospitals, one of them is half the
-#: population the guarantee is about.
-MIN_SITES = 3
-#: Below this many sites the card says plainly that the site-level guarantee is weak. DP-FedAvg reached useful
-#: models at ε of a few only with 10^5-10^6 clients (McMahan et al. 2018, "Learning differentially private
-#: recurrent language models", ICLR): the noise on the average falls as 1/sites, the signal does not.
-WEAK_SITES = 100
+__all__ = ["MIN_SITES", "WEAK_SITES", "FederatedSettings"]
 
 
 @dataclass(frozen=True)
