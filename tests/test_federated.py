@@ -149,12 +149,26 @@ def test_a_record_level_card_checks_and_replays_every_site(record_level, tmp_pat
         [sys.executable, str(REPO / "tools/replay_ledgers.py"), str(path)], capture_output=True, text=True
     )
     assert replay.returncode == 0 and "1 ledgers replayed" in replay.stdout, replay.stdout
-    # a site whose ledger was cut to one round's steps is not a claim the card may carry
-    forged = json.loads(json.dumps(card))
-    forged["federated"]["sites"][1]["ledger"]["event"]["event"]["noise_multiplier"] = 0.3
-    with pytest.raises(PrivacyError, match="site ledgers replay above the target"):
-        check_privacy_card(forged)
-    path.write_text(json.dumps(forged))
+
+    # a site ledger cut to one round's steps (what a per-round accountant would write) is not a claim the card
+    # may carry, nor one with a lower rate, a missing site or a forged ε
+    def forged(change):
+        copy = json.loads(json.dumps(card))
+        change(copy["federated"]["sites"])
+        return copy
+
+    cuts = {
+        "one round": (lambda sites: sites[1]["ledger"].update(count=sites[1]["steps"] // ROUNDS), "is not its"),
+        "lower q": (lambda sites: sites[2]["ledger"]["event"].update(sampling_probability=0.05), "is not its"),
+        "a site left out": (lambda sites: sites.pop(), "lists 2 site ledgers for 3 sites"),
+        "forged ε": (lambda sites: sites[0].update(epsilon=0.5), "states epsilon 0.5"),
+    }
+    for change, message in cuts.values():
+        with pytest.raises(PrivacyError, match=message):
+            check_privacy_card(forged(change))
+    # the independent replay sees an under-noised site ledger, whatever the card's other fields say
+    loud = forged(lambda sites: sites[1]["ledger"]["event"]["event"].update(noise_multiplier=0.3))
+    path.write_text(json.dumps(loud))
     replay = subprocess.run(
         [sys.executable, str(REPO / "tools/replay_ledgers.py"), str(path)], capture_output=True, text=True
     )
@@ -231,14 +245,49 @@ def test_one_site_without_noise_reproduces_central_training_in_its_first_round()
         torch.testing.assert_close(got[key], want[key], rtol=1e-6, atol=1e-7)
     assert federated.record["steps"] == central.record["steps"]
     # and the weights did move: the comparison is of trained models, not of two initialisations
-    assert not torch.equal(next(iter(want.values())), _initial("mlp"))
+    assert not torch.equal(next(iter(want.values())), next(iter(_initial_state().values())))
 
 
-def _initial(model_name: str) -> torch.Tensor:
+def test_each_round_of_each_site_draws_batches_of_its_own():
+    """No stored state: a round's Poisson batches come from (seed, site, round), so no round replays another's."""
+    from dpfair.federated.client import local_update
+
+    x, y, _, _, _ = toy(n=200, sites="A")
+    spec = {
+        "model_name": "mlp", "modality": "tabular", "input_shape": [6], "config": CONFIG.params(), "local_epochs": 1,
+        "epsilon": math.inf, "delta": DELTA, "method": "fed_dpsgd", "seed": 0, "noise_key": "", "sites": ["A", "B"],
+        "x": {"A": x, "B": x}, "y": {"A": y, "B": y}, "sigma": {"A": None, "B": None}, "label_prior": None,
+    }  # fmt: skip
+    start = _initial_state()
+    updates = {(i, r): local_update(spec, i, r, start)[0] for i in (0, 1) for r in (1, 2)}
+    first = next(iter(start))
+    values = [u[first] for u in updates.values()]
+    assert all(not torch.equal(a, b) for j, a in enumerate(values) for b in values[j + 1 :])
+    assert torch.equal(local_update(spec, 1, 2, start)[0][first], updates[(1, 2)][first])  # and reproducible
+
+
+def _initial_state() -> dict:
     from dpfair.models import build_model
 
     torch.manual_seed(0)
-    return next(iter(build_model(model_name, input_shape=(6,), modality="tabular").state_dict().values()))
+    return build_model("mlp", input_shape=(6,), modality="tabular").state_dict()
+
+
+def test_the_server_adds_noise_of_the_calibrated_scale():
+    """One round, a clip no update reaches: the private model minus plain FedAvg's is Flower's noise alone, N(0, (zC/m)²)."""
+    clip = 100.0
+    x, y, site, x_val, y_val = toy()
+    common = dict(model_name="mlp", modality="tabular", x_train=x, y_train=y, delta=DELTA, config=CONFIG, seed=0,
+                  site=site, x_val=x_val, y_val=y_val, dataset="toy")  # fmt: skip
+    fed = {"rounds": 1, "local_epochs": 1, "update_clip": clip}
+    noised = train_federated(**common, epsilon=3.0, method="fed_dp_site", federated=fed)
+    plain = train_federated(**common, epsilon=math.inf, method="fed_dpsgd", federated=fed)
+    residual = torch.cat(
+        [(noised.model.state_dict()[k] - v).flatten() for k, v in plain.model.state_dict().items()]
+    ).double()
+    expected = noised.record["noise_multiplier"] * clip / 3
+    assert len(residual) > 2000 and abs(float(residual.std()) / expected - 1) < 0.05
+    assert abs(float(residual.mean())) < 4 * expected / math.sqrt(len(residual))
 
 
 def test_an_accountant_reset_every_round_is_caught(monkeypatch):
@@ -248,8 +297,12 @@ def test_an_accountant_reset_every_round_is_caught(monkeypatch):
         return record_level_plan(**{**kwargs, "rounds": 1})
 
     monkeypatch.setattr(simulation, "record_level_plan", per_round)
-    with pytest.raises(PrivacyError, match=r"ledger of all its \d+ local steps over 3 rounds replays to epsilon"):
+    # σ planned for one round's 4 steps, 12 run: refused by the step count, and its ledger would replay above ε
+    with pytest.raises(PrivacyError, match=r"site A ran 12 local steps, not the 4 its σ was calibrated for"):
         run("fed_dpsgd", 3.0)
+    plan = record_level_plan(site_rows={"A": 160}, batch_size=40, rounds=1, local_epochs=1, epsilon=3.0, delta=DELTA,
+                             accountant="prv")["A"]  # fmt: skip
+    assert PLDAccountant().compose(plan.ledger(3 * plan.steps)).get_epsilon(DELTA) > 3.0 * 1.3
 
 
 def test_bad_federated_input_is_one_clear_error():

@@ -10,9 +10,13 @@ Opacus example builds a new PrivacyEngine every round, so the ε it prints cover
 
 Site level (``fed_dp_site``; DP-FedAvg, McMahan et al. 2018): the server clips each site's update to
 norm C and adds N(0, z²C²) to their sum (Flower's ``DifferentialPrivacyServerSideFixedClipping``; it
-divides by the fixed number of sites m). Every site takes part in every round, so nothing is amplified by
-sampling: R rounds are ``SelfComposed(Gaussian(z), R)`` under add-or-remove-one site, which is exactly what
-Flower's ``RdpAccountant`` with ``sampling_method=no-amplification`` composes (and requires).
+divides by the number of sites m, which is public). The neighbours are zero-out (Kairouz et al. 2021,
+"Practical and private (deep) learning without sampling or shuffling"): one site's update replaced by
+zero, which moves the sum by at most C, so each round is a Gaussian of sensitivity C, as for adding or
+removing that site's contribution. (Removing the site itself would change m, which is published, and is
+not the guarantee claimed.) Every site takes part in every round, so nothing is amplified by sampling: R
+rounds are ``SelfComposed(Gaussian(z), R)``, exactly what Flower's ``RdpAccountant`` with
+``sampling_method=no-amplification`` composes (and requires).
 """
 
 from __future__ import annotations

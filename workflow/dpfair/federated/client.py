@@ -7,10 +7,11 @@ clipping and noise (``fed_dp_site``'s sites and the ε = ∞ FedAvg arm). It rep
 metric record: its weight (1: sites weigh equally, as Flower's accounted DP path requires), and what it
 ran (steps, the sampling rate its accountant charged, σ), which the driver composes into the site's ledger.
 
-The site's batch generator persists across rounds in the node's ``context.state``, so its Poisson draws
-run on as one stream; site 0's stream is seeded by the run's seed itself, so a one-site federation draws
-the batches centralised training draws. The noise of each (site, round) is a stream of its own
-(:mod:`dpfair.training.noise`).
+Each (site, round) draws its Poisson batches from a generator of its own, seeded from (run seed, site,
+round) and nothing stored: a client that lost its state between rounds (another backend, a restarted
+worker) could not replay a round's batches unnoticed. Round 1 of site 0 is seeded by the run's seed itself,
+so a one-site federation's first round draws the batches central training draws. The noise of each
+(site, round) is a stream of its own too (:mod:`dpfair.training.noise`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import math
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from dpfair.models import build_model
@@ -29,16 +29,20 @@ from dpfair.training.loop import OPTIMIZERS
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 from dpfair.training.noise import noise_generator
 
-#: The state key under which a node keeps its batch generator between rounds.
-BATCH_STATE = "dpfair-batches"
 
+def site_batch_seed(seed: int, index: int, server_round: int) -> int:
+    """The batch seed of site ``index`` in ``server_round``.
 
-def site_batch_seed(seed: int, index: int) -> int:
-    """The batch seed of site ``index``: the run's seed for site 0, an unrelated 62-bit seed for the others."""
-    if index == 0:
+    The run's seed for site 0's first round, else an unrelated 62-bit seed of (seed, site, round).
+
+    Example:
+        >>> site_batch_seed(7, 0, 1), len({site_batch_seed(7, i, r) for i in range(3) for r in (1, 2, 3)})
+        (7, 9)
+    """
+    if index == 0 and server_round == 1:
         return int(seed)
-    digest = hashlib.blake2b(f"dpfair-site-batches|{int(seed)}|{int(index)}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 2
+    text = f"dpfair-site-batches|{int(seed)}|{int(index)}|{int(server_round)}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 2
 
 
 @functools.lru_cache(maxsize=2)
@@ -47,8 +51,8 @@ def load_spec(path: str) -> dict:
     return torch.load(path, weights_only=False)
 
 
-def local_update(spec: dict, index: int, server_round: int, global_state: dict, generator_state) -> tuple:
-    """Site ``index``'s local epochs from ``global_state``: (new state dict, metrics, generator state).
+def local_update(spec: dict, index: int, server_round: int, global_state: dict) -> tuple[dict, dict]:
+    """Site ``index``'s local epochs in ``server_round`` from ``global_state``: (new state dict, metrics).
 
     A plain function of its inputs (the ClientApp below only unpacks Flower's messages), so a test can run a
     site's round without a simulation.
@@ -62,9 +66,7 @@ def local_update(spec: dict, index: int, server_round: int, global_state: dict, 
     model = build_model(spec["model_name"], input_shape=tuple(spec["input_shape"]), modality=spec["modality"])
     model.load_state_dict(global_state)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
-    generator = torch.Generator().manual_seed(site_batch_seed(spec["seed"], index))
-    if generator_state is not None:
-        generator.set_state(torch.as_tensor(np.asarray(generator_state), dtype=torch.uint8))
+    generator = torch.Generator().manual_seed(site_batch_seed(spec["seed"], index, server_round))
     noise = None
     if private:
         noise = noise_generator(
@@ -98,14 +100,15 @@ def local_update(spec: dict, index: int, server_round: int, global_state: dict, 
         "steps": steps,
         "sample_rate": float(1.0 / len(trainer.loader)),
         "noise_multiplier": float(trainer.noise_multiplier),
+        "nonfinite_units": int(trainer.stats().get("nonfinite_units", 0)),
     }
     state = {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
-    return state, metrics, generator.get_state().numpy()
+    return state, metrics
 
 
 def make_client_app(spec_path: str):
     """A Flower ``ClientApp`` whose ``train`` handler runs :func:`local_update` for the node's site."""
-    from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
     app = ClientApp()
@@ -115,12 +118,7 @@ def make_client_app(spec_path: str):
         spec = load_spec(spec_path)
         index = int(context.node_config["partition-id"])
         server_round = int(msg.content["config"]["server-round"])
-        kept = context.state.array_records.get(BATCH_STATE)
-        generator_state = kept["state"].numpy() if kept is not None else None
-        state, metrics, generator_state = local_update(
-            spec, index, server_round, msg.content["arrays"].to_torch_state_dict(), generator_state
-        )
-        context.state[BATCH_STATE] = ArrayRecord({"state": Array(generator_state)})
+        state, metrics = local_update(spec, index, server_round, msg.content["arrays"].to_torch_state_dict())
         content = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
         return Message(content=content, reply_to=msg)
 

@@ -67,7 +67,9 @@ def make_server_app(*, spec: dict, outcome: dict):
             )
             site_level = spec["site_noise_multiplier"] is not None
             if site_level:
-                np.random.seed(spec["server_noise_seed"] % 2**32)
+                # all 63 bits of the run's noise seed (NumPy's legacy seeding takes them as two 32-bit words)
+                seed = int(spec["server_noise_seed"])
+                np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
                 strategy = DifferentialPrivacyServerSideFixedClipping(
                     strategy,
                     noise_multiplier=spec["site_noise_multiplier"],

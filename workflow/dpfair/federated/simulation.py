@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import opacus
 import torch
 from opacus.validators import ModuleValidator
@@ -141,10 +142,14 @@ def train_federated(
     }
     outcome = {"replies": [], "history": [], "state": None, "error": None}
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dpfair-federated-") as tmp:
-        spec_path = str(Path(tmp) / "spec.pt")
-        torch.save({k: v for k, v in spec.items() if k not in ("x_val", "y_val", "initial_state")}, spec_path)
-        _simulate(spec_path, spec=spec, outcome=outcome, n_sites=len(names))
+    numpy_state = np.random.get_state()  # the server seeds NumPy's global generator (Flower's noise): restored after
+    try:
+        with tempfile.TemporaryDirectory(prefix="dpfair-federated-") as tmp:
+            spec_path = str(Path(tmp) / "spec.pt")
+            torch.save({k: v for k, v in spec.items() if k not in ("x_val", "y_val", "initial_state")}, spec_path)
+            _simulate(spec_path, spec=spec, outcome=outcome, n_sites=len(names))
+    finally:
+        np.random.set_state(numpy_state)
     seconds = time.perf_counter() - start
     if outcome["error"] or outcome["state"] is None:
         raise RuntimeError(
@@ -214,7 +219,7 @@ def train_federated(
         "augmult": 1,
         "tuning_trials": 0,
         "epsilon_per_trial": epsilon,
-        "nonfinite_units": 0,
+        "nonfinite_units": sum(r["nonfinite_units"] for r in ran.values()),
         "federated": federated_block,
     }
     return TrainResult(model=model, record=record, history=history)
@@ -270,7 +275,7 @@ def _site_steps(replies: list[list[dict]], *, names, settings: FederatedSettings
     """Each site's steps over the run from the clients' reports; every round must hold every site once, as planned."""
     if len(replies) != settings.rounds:
         raise PrivacyError(f"the server aggregated {len(replies)} rounds, not the {settings.rounds} planned")
-    ran = {s: {"steps": 0, "rates": set(), "sigmas": set()} for s in names}
+    ran = {s: {"steps": 0, "rates": set(), "sigmas": set(), "nonfinite_units": 0} for s in names}
     for r, round_replies in enumerate(replies, start=1):
         seen = sorted(int(m["site"]) for m in round_replies)
         if seen != list(range(len(names))):
@@ -280,8 +285,13 @@ def _site_steps(replies: list[list[dict]], *, names, settings: FederatedSettings
             ran[site]["steps"] += int(m["steps"])
             ran[site]["rates"].add(float(m["sample_rate"]))
             ran[site]["sigmas"].add(float(m["noise_multiplier"]))
+            ran[site]["nonfinite_units"] += int(m.get("nonfinite_units", 0))
     for site, plan in plans.items():
         got = ran[site]
+        if got["steps"] != plan.steps:
+            raise PrivacyError(
+                f"site {site} ran {got['steps']} local steps, not the {plan.steps} its σ was calibrated for"
+            )
         if got["sigmas"] != {plan.noise_multiplier}:
             raise PrivacyError(
                 f"site {site} trained with noise multiplier(s) {sorted(got['sigmas'])}, not the {plan.noise_multiplier} "

@@ -13,7 +13,15 @@ import math
 import dp_accounting
 
 from dpfair.errors import PrivacyError
-from dpfair.privacy.ledger import ACCOUNTANTS, event_from_json, ledger_gaussians, ledger_steps_and_rates, replay_epsilon
+from dpfair.privacy.ledger import (
+    ACCOUNTANTS,
+    event_from_json,
+    event_to_json,
+    ledger_gaussians,
+    ledger_steps_and_rates,
+    poisson_gaussian,
+    replay_epsilon,
+)
 
 #: Accountants every card reports (ε replayed from the ledger; NaN where one cannot replay its events).
 CARD_ACCOUNTANTS = {k: ACCOUNTANTS[k] for k in ("rdp", "prv", "pld")}
@@ -160,6 +168,13 @@ def _selection_text(tuning: dict | None, private: bool) -> str:
 def _randomness_text(record: dict, private: bool) -> str:
     if not private:
         return "non-private"
+    if record.get("federated"):
+        return (
+            "seeded: each site's batches and noise from streams of the run's own per (site, round), the server's "
+            "noise from NumPy's generator seeded by the run's noise seed; reproducible, and the guarantee assumes "
+            "the seeds stay secret: the recorded seed regenerates the noise. privacy.secure_mode is refused for "
+            "federated methods (Flower's server noise is not drawn from a secure RNG), so this run is not for a release"
+        )
     if record.get("secure_mode"):
         return (
             "Opacus's secure RNG (torchcsprng): Gaussian noise and Poisson batches from it, label flips from a "
@@ -315,6 +330,8 @@ def _check_federated(card: dict, ledger) -> None:
                 f"a site-level ledger must be one Gaussian(σ = {card['noise_multiplier']}) per round for "
                 f"{rounds} rounds; it holds {card['ledger']}"
             )
+        if card["n_units"] != int(fed["n_sites"]):
+            raise PrivacyError(f"a site-level card counts {card['n_units']} units for {fed['n_sites']} sites")
         flower = fed.get("flower_accountant") or {}
         if not math.isclose(float(flower.get("epsilon", math.nan)), card["epsilon_rdp_google"], rel_tol=1e-9):
             raise PrivacyError(
@@ -323,8 +340,24 @@ def _check_federated(card: dict, ledger) -> None:
             )
         return
     sites = fed.get("sites") or []
-    if not sites:
-        raise PrivacyError("a record-level federated card lists no site ledgers")
+    if len(sites) != int(fed.get("n_sites", -1)):
+        raise PrivacyError(
+            f"a record-level federated card lists {len(sites)} site ledgers for {fed.get('n_sites')} sites"
+        )
+    epochs = int(fed["rounds"]) * int(fed["local_epochs"])
+    for s in sites:  # each site's ledger is every step it ran, at its own q and σ, for the whole schedule
+        q, sigma, steps = float(s["sample_rate"]), float(s["noise_multiplier"]), int(s["steps"])
+        if steps != epochs * int(1 / q):
+            raise PrivacyError(
+                f"site {s['site']} ran {steps} steps; {epochs} epochs × int(1/q) gives {epochs * int(1 / q)}"
+            )
+        if not sigma > 0 or s["ledger"] != event_to_json(
+            poisson_gaussian(noise_multiplier=sigma, sample_rate=q, steps=steps)
+        ):
+            raise PrivacyError(f"site {s['site']}'s ledger is not its {steps} steps at q = {q:.6g}, σ = {sigma}")
+        replayed = replay_epsilon(s["ledger"], accountant=s["accountant"], delta=card["delta"])
+        if not math.isclose(replayed, float(s["epsilon"]), rel_tol=1e-6):
+            raise PrivacyError(f"site {s['site']} states epsilon {s['epsilon']}; its ledger replays to {replayed}")
     replayed = {s["site"]: replay_epsilon(s["ledger"], accountant="pld", delta=card["delta"]) for s in sites}
     over = {k: v for k, v in replayed.items() if not v <= card["target_epsilon"]}
     if over:

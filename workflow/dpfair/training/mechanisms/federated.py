@@ -14,8 +14,9 @@ of federation (FedAvg ∞ against central ``dpsgd`` ∞) and the cost of DP (eac
 - ``fed_dp_site``, site level: DP-FedAvg (McMahan, Ramage, Talwar & Zhang 2018, "Learning differentially
   private recurrent language models"): the server clips each site's whole update and adds Gaussian noise
   to the sum (Flower's ``DifferentialPrivacyServerSideFixedClipping`` with its ``RdpAccountant``). It protects
-  everything a hospital contributes; with a handful of hospitals that guarantee is weak (the noise on the
-  average falls as 1/m only) and the model pays for it.
+  everything a hospital's data contribute, under zero-out neighbours (the site's update replaced by zero; the
+  sites and their sizes are public), against everyone but the server, which is trusted. With a handful of
+  hospitals that guarantee is weak (the noise on the average falls as 1/m only) and the model pays for it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class FedDPSite(FederatedMechanism):
         fed = record.get("federated") or {}
         m = int(record.get("n_units", 0))
         weak = (
-            f" With {m} sites this guarantee is weak: it hides one hospital among {m}, and DP-FedAvg's noise on the "
+            f" With {m} sites at δ = {float(record.get('delta', float('nan'))):g} this guarantee is weak: it hides "
+            f"one hospital's data among {m}, and DP-FedAvg's noise on the "
             f"average falls only as 1/sites (useful models at ε of a few took 10^5 clients and more, McMahan et al. "
             f"2018); below {WEAK_SITES} sites read it as a stress test, not a deployment setting."
             if m < WEAK_SITES
@@ -118,16 +120,21 @@ class FedDPSite(FederatedMechanism):
         return {
             "clipping": (
                 f"server-side fixed clipping of each site's model update to L2 norm {fed.get('update_clip', '?')} "
-                "(Flower's DifferentialPrivacyServerSideFixedClipping), Gaussian noise on the sum, divided by the "
-                "fixed number of sites; local training at the sites is not private"
+                "(Flower's DifferentialPrivacyServerSideFixedClipping), Gaussian noise N(0, z²C²) on the sum, the "
+                "noised sum divided by the number of sites m, which is public; local training at the sites is not "
+                "private"
             ),
             "privacy_unit_enforcement": (
-                f"one site (hospital) is the unit: add or remove all of its rows; every site takes part in every one "
-                f"of the {fed.get('rounds', '?')} rounds (no amplification by sampling, as Flower's accountant "
-                f"requires).{weak}"
+                "one site (hospital) is the unit, under zero-out neighbours (Kairouz et al. 2021): federations that "
+                "differ in one site's update being replaced by zero, which moves the sum by at most C, as "
+                "adding or removing that site's contribution does; the sites, their number and their row counts "
+                "are public, so the guarantee hides what a hospital's data were, not that it took part. Every site "
+                f"takes part in every one of the {fed.get('rounds', '?')} rounds (no amplification by sampling, as "
+                f"Flower's accountant requires).{weak}"
             ),
             "guarantee_covers": (
-                "the released model and every round's global model with respect to one whole site (every row it "
-                "holds, its labels and attributes); validation and test rows have no DP protection"
+                "the released model and every round's global model with respect to one whole site's data (every "
+                "row it holds, its labels and attributes); the server is trusted: it sees every site's update "
+                "before clipping and noise (no secure aggregation); validation and test rows have no DP protection"
             ),
         }
