@@ -90,7 +90,9 @@ class Watcher:
                         self.sockets.add(
                             (p.name(), c.status, c.laddr.ip if c.laddr else None, c.raddr.ip if c.raddr else None)
                         )
-                    if p.pid != me.pid:
+                    # a fork of this process before its exec shows this process's environment at its own start
+                    # (/proc holds the block exec was given, not os.environ since): only exec'ed processes count
+                    if p.pid != me.pid and p.cmdline() != me.cmdline():
                         self.environments.append((p.name(), p.environ()))
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
