@@ -131,12 +131,12 @@ def test_synthetic_lesions_sites_alternate_the_two_scanners():
         spec.load(n_samples=50, n_sites=1)
 
 
-def test_a_site_attribute_must_be_a_sensitive_attribute(tmp_path):
+def test_a_site_attribute_must_be_a_sensitive_attribute():
     from dpfair.data.contract import DatasetCard
-    from dpfair.data.registry import _check_card
+    from dpfair.data.registry import register_dataset
     from dpfair.errors import DatasetError
 
     card = DatasetCard(name="toy", modality="tabular", task="t", outcome="o", sensitive_attributes=("sex",),
                        license="CC0", citation="c", homepage="h", site_attribute="hospital")  # fmt: skip
     with pytest.raises(DatasetError, match=r"card.site_attribute is 'hospital', not one of card.sensitive_attributes"):
-        _check_card(card, tmp_path / "toy.py")
+        register_dataset(card)
