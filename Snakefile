@@ -16,6 +16,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speed.smk"
+include: "workflow/rules/findings.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -25,6 +26,7 @@ localrules:
     aggregate,
     aggregate_audit,
     compare_methods,
+    findings,
     report,
 
 

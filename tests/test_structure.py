@@ -22,6 +22,7 @@ LAYERS = [
     "fairness",
     "audit",
     "tables",
+    "findings",
     "report",
     "pipeline",
 ]

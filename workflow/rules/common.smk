@@ -484,6 +484,15 @@ def get_synthetic_inputs(job):
     return inputs
 
 
+# the findings stage's settings, each dataset's model and attribute resolved (None: the benchmark does not pool)
+FINDINGS = BENCHMARK.findings()
+
+
+def get_findings_table():
+    """The findings table, where the benchmark pools its datasets (an input of the report)."""
+    return ["results/summary/findings.csv"] if FINDINGS else []
+
+
 def get_synthesis_fidelity():
     """The fidelity table, where the grid runs a synthesis method (an input of the report)."""
     return ["results/summary/synthesis_fidelity.csv"] if SYNTH_METHODS else []

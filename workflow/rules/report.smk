@@ -16,6 +16,7 @@ rule report:
         audit=rules.aggregate_audit.output.table,
         audit_roc=rules.aggregate_audit.output.roc,
         synthesis_fidelity=get_synthesis_fidelity(),
+        findings=get_findings_table(),
     output:
         html=report("report/index.html", caption="../report/index.rst", category="dpfair report"),
     log:

@@ -33,6 +33,7 @@ render_report(
     audit=snakemake.input.audit,
     audit_roc=snakemake.input.audit_roc,
     synthesis_fidelity=snakemake.input.synthesis_fidelity[0] if snakemake.input.synthesis_fidelity else None,
+    findings=snakemake.input.findings[0] if snakemake.input.findings else None,
     definition=dict(snakemake.params.definition),
     status=status,
 )

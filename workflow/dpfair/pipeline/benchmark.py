@@ -200,6 +200,38 @@ class Benchmark:
         merged = {**(self.config.get("federated") or {}), **own}
         return FederatedSettings.from_config(merged, where=where).params()
 
+    def findings(self) -> dict | None:
+        """The findings stage's settings (``findings:``), each dataset's model and gap attribute resolved; None when off.
+
+        A dataset's model is its only one or ``findings.models.<dataset>``; its gap attribute is
+        ``findings.attributes.<dataset>``, else the first attribute of its ``primary`` block (none: the dataset
+        enters findings 1 and 2 only, as MedMNIST does, which has no demographics).
+        """
+        spec = dict(self.config.get("findings") or {})
+        if not spec.get("enabled"):
+            return None
+        models, attributes = {}, {}
+        for dataset in self.datasets:
+            chosen = (spec.get("models") or {}).get(dataset)
+            runs = self.models_for(dataset)
+            if chosen is None and len(runs) > 1:
+                raise ConfigError(
+                    f"findings.models: {dataset} runs models {runs}; name the one its findings read, e.g. "
+                    f"findings: {{models: {{{dataset}: {runs[0]}}}}}"
+                )
+            chosen = chosen or runs[0]
+            if chosen not in runs:
+                raise ConfigError(f"findings.models.{dataset} is {chosen!r}, not one of the models it runs {runs}")
+            models[dataset] = chosen
+            primary = (self.dataset_settings(dataset).get("primary") or {}).get("attributes") or []
+            attribute = (spec.get("attributes") or {}).get(dataset) or (primary[0] if primary else None)
+            if attribute is not None:
+                attributes[dataset] = attribute
+        unknown = sorted(set(spec.get("models") or {}) - set(self.datasets))
+        if unknown:
+            raise ConfigError(f"findings.models names datasets the benchmark does not run: {unknown}")
+        return {**spec, "models": models, "attributes": attributes}
+
     def split(self, dataset: str) -> dict:
         """The dataset's ``split:`` fractions over the benchmark's (seed: the benchmark's)."""
         return {**self.config["split"], **self.dataset_settings(dataset).get("split", {})}
@@ -346,6 +378,7 @@ def validate_config(config: dict, *, schema_path: str | Path = SCHEMA_PATH) -> B
                 f"{split['test_fraction']} leaves under 10% of the rows to train on; lower one of them"
             )
     benchmark.epsilon_groups()  # a grid whose jobs one rule per ε group cannot tell apart is refused here too
+    benchmark.findings()  # each dataset's model and gap attribute for the findings, refused here if ambiguous
     return benchmark
 
 

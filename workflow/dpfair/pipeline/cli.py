@@ -6,6 +6,7 @@ Commands::
     dpfair datasets check NAME [--param KEY=VALUE ...] [--example]
     dpfair config check benchmarks/default.yaml
     dpfair design benchmarks/default.yaml [--pilot results/summary/gap_changes.csv] [--target-mde 0.05]
+    dpfair findings results [--claims]
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the CUDA check: on a cluster's submitting host, whose jobs check on their GPU nodes",
     )
     _add_design_parser(sub)
+    found = sub.add_parser("findings", help="print the findings table of a result folder (benchmarks/findings.yaml)")
+    found.add_argument("path", nargs="?", default="results", help="the result folder (default ./results)")
+    found.add_argument(
+        "--claims",
+        action="store_true",
+        help="print every private cell in the DP leaderboard's claim shape (summary/leaderboard_claims.yaml) instead",
+    )
     args = parser.parse_args(argv)
     try:
         if args.group == "datasets" and args.command == "list":
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.group == "design":
             return _design(args)
+        if args.group == "findings":
+            return _findings(args)
         return _config_check(args)
     except DpfairError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
@@ -92,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"error{where}: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
+
+
+def _findings(args) -> int:
+    import pandas as pd
+
+    from dpfair.findings.terminal import findings_file, format_findings
+
+    path = findings_file(args.path)
+    if args.claims:
+        claims = path.with_name("leaderboard_claims.yaml")
+        if not claims.is_file():
+            raise DpfairError(f"{claims} does not exist: the findings stage writes it beside {path.name}")
+        print(claims.read_text(), end="")
+        return 0
+    print(format_findings(pd.read_csv(path)))
+    return 0
 
 
 def _one_line(message: str) -> str:

@@ -34,6 +34,7 @@ from dpfair.report import summary as report_summary
 from dpfair.report.audit import audit_section
 from dpfair.report.datacard import data_card
 from dpfair.report.figures import gap_figure, reliability_figure, subgroup_figure, utility_figure
+from dpfair.report.findings import findings_section
 from dpfair.report.fmt import epsilon_label, figure_to_data_uri, number, safe_url
 from dpfair.report.frames import read_cards, read_optional, slug, with_method
 from dpfair.report.sections import (
@@ -179,6 +180,7 @@ def render_report(
     audit: str | Path | None = None,
     audit_roc: str | Path | None = None,
     synthesis_fidelity: str | Path | None = None,
+    findings: str | Path | None = None,
     definition: dict | None = None,
     banner: str | None = None,
     status: dict | None = None,
@@ -211,6 +213,8 @@ def render_report(
         audit_roc: the attacks' ROC points (``audit_roc.csv``), drawn in the audit section.
         synthesis_fidelity: ``synthesis_fidelity.csv`` (:mod:`dpfair.synthesis.fidelity`), for a grid that runs
             a DP synthesis method: each dataset's section shows its group shares and marginals.
+        findings: ``findings.csv`` (:mod:`dpfair.findings.table`), for a benchmark that pools its datasets: the
+            Findings section, first on the page.
         definition: the whole validated benchmark definition: printed in the methods section with its
             sha256 (:func:`dpfair.report.methods.definition_hash`).
         banner: trusted HTML rendered above the summary, or None.
@@ -316,6 +320,7 @@ def render_report(
         benchmark=benchmark,
         banner=Markup(banner) if banner else None,
         summary=summary,
+        findings=findings_section(pd.read_csv(findings)) if findings else None,
         across=across,
         styles=styles.legend(),
         sections=sections,
