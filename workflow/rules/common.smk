@@ -488,6 +488,11 @@ def get_synthetic_inputs(job):
 FINDINGS = BENCHMARK.findings()
 
 
+def get_reference_scores():
+    """Every ε = ∞ run's scores.csv (the findings orient each gap on their validation rows)."""
+    return [f"results/runs/{r.path}/scores.csv" for r in BENCHMARK.runs() if r.epsilon == "inf"]
+
+
 def get_findings_table():
     """The findings table, where the benchmark pools its datasets (an input of the report)."""
     return ["results/summary/findings.csv"] if FINDINGS else []

@@ -11,6 +11,7 @@ write_findings(
     gap_changes=snakemake.input.gap_changes,
     metrics=snakemake.input.metrics,
     metas=list(snakemake.input.meta),
+    scores=list(snakemake.input.scores),
     settings=dict(snakemake.params.settings),
     evaluation=dict(snakemake.params.evaluation),
     benchmark=snakemake.params.benchmark,

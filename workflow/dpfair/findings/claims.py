@@ -27,7 +27,9 @@ def leaderboard_claims(metrics: pd.DataFrame, *, benchmark: str) -> list[dict]:
     for dataset, part in runs.groupby("dataset", sort=True):
         claims = []
         for (model, method, epsilon), cell in part.groupby(["model", "method", "epsilon"], sort=True):
-            auroc = cell["auroc"].astype(float)
+            auroc = cell["auroc"].astype(float).dropna()
+            if auroc.empty:
+                continue
             accountant = str(cell["accountant"].iloc[0]) if "accountant" in cell else ""
             claims.append(
                 {
@@ -38,12 +40,20 @@ def leaderboard_claims(metrics: pd.DataFrame, *, benchmark: str) -> list[dict]:
                     "private_accuracy": f"{100 * auroc.mean():.2f}% AUC",
                     "dp_accountant": ACCOUNTANTS.get(accountant, accountant),
                     "notes": (
-                        f"mean of {len(cell)} seeds (SD {100 * auroc.std(ddof=1):.2f} points)"
-                        if len(cell) > 1
+                        f"mean of {len(auroc)} seeds (SD {100 * auroc.std(ddof=1):.2f} points)"
+                        if len(auroc) > 1
                         else "one seed"
                     )
-                    + f"; epsilon spent {cell['epsilon_spent'].astype(float).max():.3f}",
+                    + f"; epsilon spent {cell['epsilon_spent'].astype(float).max():.3f}"
+                    + f"; privacy unit: {_unit(cell)}",
                 }
             )
         reports.append({"name": f"dpfair benchmark '{benchmark}': {dataset}", "dataset": dataset, "claims": claims})
     return reports
+
+
+def _unit(cell: pd.DataFrame) -> str:
+    """What two neighbouring datasets differ by (the leaderboard assumes one example; label, patient, site)."""
+    if "privacy_unit" not in cell or cell["privacy_unit"].isna().all():
+        return "record"
+    return str(cell["privacy_unit"].dropna().iloc[0])

@@ -3,15 +3,16 @@
 Each dataset contributes the contrast its own tables already computed (estimate, standard error with the
 seeds' spread and the shared test set's noise, df, verdict): the AUROC change at ε against ε = ∞ from
 ``auroc_changes.csv`` and the primary attribute's signed AUROC-gap change from ``gap_changes.csv``. The
-meta-analysis treats each standard error as known, as random-effects pooling does (DerSimonian & Laird 1986).
+meta-analysis treats each standard error as known, as random-effects pooling does (DerSimonian & Laird 1986);
+at 10 seeds (9 df) that costs little, at 3 it would (docs/findings.md).
 
-**Orientation of a gap change.** Datasets name their two groups in no particular order (B − A, female −
-male), so a pooled signed change would average directions that mean nothing together. Each dataset's change
-is turned so that positive is *widening*: multiplied by the sign of its ε = ∞ gap, i.e. measured as the
-change of (better-off − worse-off group) at ε = ∞. Because the ε = ∞ gap's own noise enters the change with
-the opposite sign, this orientation is biased towards *narrowing* when a true gap is near zero (regression to
-the mean): conservative for the review's claim that DP widens gaps, never in its favour (a seeded simulation in
-tests/test_findings.py checks that random groups do not read "widens").
+A contrast with one seed per arm (the table's ``one model``) carries the test set's noise only, not the seeds'
+spread: it would be over-weighted and is left out, as is a row without an estimate.
+
+**Orientation of a gap change.** Datasets name their two groups in no particular order, so each change is turned
+to mean the same thing everywhere: the change of the advantage of the group better off at ε = ∞ (positive: that
+advantage grew, the gap widened). Which group is better off is judged on the validation split, never on the
+test rows the change is estimated on (:mod:`dpfair.findings.orientation`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
 from dpfair.errors import DpfairError
+from dpfair.findings.orientation import direction
 
 #: The method whose tuned arm the findings prefer; the fixed recipe stands in where a dataset has no tuned arm.
 BASE_METHOD = "dpsgd"
@@ -71,6 +72,8 @@ def utility_effects(
             & (auroc_changes["metric"] == METRIC)
         ]
         for r in part.itertuples(index=False):
+            if not _usable(r.n_seeds, r.verdict_class, r.change, r.se):
+                continue
             rows.append(
                 {
                     "dataset": dataset,
@@ -101,12 +104,17 @@ def gap_effects(
     models: Mapping[str, str],
     attributes: Mapping[str, str],
     method: str = "auto",
+    validation: Mapping[tuple, Mapping[str, float]] | None = None,
+    better_off: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Per (dataset, ε): the primary attribute's signed AUROC-gap change, oriented so that positive widens.
+    """Per (dataset, ε): the primary attribute's AUROC-gap change, turned so that positive widens.
 
-    Only two-group (``signed``) rows pool: a τ² or excess estimand has no direction to average. The per-group
-    changes are renamed to the better-off and the worse-off group at ε = ∞, so levelling down shows.
+    Only two-group (``signed``) rows pool: a τ² or excess estimand has no direction to average. ``validation``
+    holds each ε = ∞ cell's validation AUROC per group (:func:`~dpfair.findings.orientation.validation_aurocs`),
+    ``better_off`` the declared better-off group per dataset. The per-group changes are renamed to the better-off
+    and the worse-off group, so levelling down shows.
     """
+    validation, better_off = validation or {}, better_off or {}
     rows = []
     for dataset, modality, n_train in info[["dataset", "modality", "n_train"]].itertuples(index=False):
         attribute, model = attributes.get(dataset), models.get(dataset)
@@ -123,18 +131,28 @@ def gap_effects(
         for r in part.itertuples(index=False):
             if r.estimand != "signed":
                 raise DpfairError(
-                    f"findings: {dataset}'s primary attribute {attribute!r} has a {r.estimand} gap change, not a "
-                    "signed one; declare a two-group attribute in datasets.<name>.primary.attributes (or findings.gap_attribute)"
+                    f"findings: {dataset}'s finding-3 attribute {attribute!r} has a {r.estimand} gap change, not a "
+                    "signed one (it has more than two usable groups); name a two-group attribute in "
+                    f"findings.attributes.{dataset} or datasets.{dataset}.primary.attributes"
                 )
-            baseline = _float(r.baseline_value)
-            sign = 1.0 if not math.isfinite(baseline) or baseline >= 0 else -1.0
-            # gap = comparison - reference: with a positive ε = ∞ gap the comparison group is the better off
-            better, worse = (
-                (r.comparison_group, r.reference_group) if sign > 0 else (r.reference_group, r.comparison_group)
+            baseline, arm_value = _float(r.baseline_value), _float(r.arm_value)
+            if not (_usable(r.n_seeds, r.verdict_class, r.gap_change, r.se) and math.isfinite(baseline)):
+                continue
+            reference, comparison = str(r.reference_group), str(r.comparison_group)
+            sign, source = direction(
+                validation.get((dataset, model, arm, attribute)),
+                reference=reference,
+                comparison=comparison,
+                declared=better_off.get(dataset),
             )
+            if not math.isfinite(sign):
+                continue
+            # gap = comparison - reference: with sign +1 the comparison group is the better off
+            better, worse = (comparison, reference) if sign > 0 else (reference, comparison)
             better_change, worse_change = (
                 (r.comparison_change, r.reference_change) if sign > 0 else (r.reference_change, r.comparison_change)
             )
+            low, high = sign * _float(r.ci_low), sign * _float(r.ci_high)
             rows.append(
                 {
                     "dataset": dataset,
@@ -146,12 +164,14 @@ def gap_effects(
                     "epsilon": float(r.epsilon),
                     "better_group": better,
                     "worse_group": worse,
-                    "baseline_gap": abs(baseline) if math.isfinite(baseline) else np.nan,
+                    "oriented_by": source,
+                    "baseline_gap": sign * baseline,
+                    "arm_gap": sign * arm_value,
                     "estimate": sign * _float(r.gap_change),
                     "se": _float(r.se),
                     "df": _float(r.df),
-                    "ci_low": sign * _float(r.ci_low if sign > 0 else r.ci_high),
-                    "ci_high": sign * _float(r.ci_high if sign > 0 else r.ci_low),
+                    "ci_low": min(low, high),
+                    "ci_high": max(low, high),
                     "p_value": _float(r.p_value),
                     "mde": _float(r.mde),
                     "n_seeds": int(r.n_seeds),
@@ -162,6 +182,17 @@ def gap_effects(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _usable(n_seeds, verdict_class, estimate, se) -> bool:
+    """A contrast with the seeds' spread in its se (two or more seeds) and a finite estimate."""
+    return (
+        _float(n_seeds) >= 2
+        and verdict_class != "one model"
+        and math.isfinite(_float(estimate))
+        and math.isfinite(_float(se))
+        and _float(se) > 0
+    )
 
 
 def _float(x) -> float:

@@ -12,6 +12,7 @@ import yaml
 
 from dpfair.findings.claims import leaderboard_claims
 from dpfair.findings.effects import dataset_info
+from dpfair.findings.orientation import validation_aurocs
 from dpfair.findings.table import findings_table
 
 log = logging.getLogger(__name__)
@@ -23,20 +24,28 @@ def write_findings(
     gap_changes: str | Path,
     metrics: str | Path,
     metas: Sequence[str | Path],
+    scores: Sequence[str | Path] = (),
     settings: Mapping,
     evaluation: Mapping,
     benchmark: str,
     table: str | Path,
     claims: str | Path,
 ) -> pd.DataFrame:
-    """Write ``findings.csv`` and ``leaderboard_claims.yaml``; return the findings table."""
+    """Write ``findings.csv`` and ``leaderboard_claims.yaml``; return the findings table.
+
+    ``scores``: the ε = ∞ runs' ``scores.csv``, whose validation rows orient finding 3
+    (:mod:`dpfair.findings.orientation`).
+    """
     info = dataset_info({m["name"]: m for m in (json.loads(Path(p).read_text()) for p in metas)})
+    attributes = settings.get("attributes") or {}
     out = findings_table(
         auroc_changes=pd.read_csv(auroc_changes),
         gap_changes=pd.read_csv(gap_changes),
         info=info,
         models=settings["models"],
-        attributes=settings.get("attributes") or {},
+        attributes=attributes,
+        validation=validation_aurocs(scores, attributes),
+        better_off=settings.get("better_off") or {},
         method=settings.get("method", "auto"),
         margin=float(settings.get("margin", 0.02)),
         equivalence_margin=float(evaluation.get("equivalence_margin", 0.03)),

@@ -4,21 +4,14 @@ The 2026 scoping review of DP in medical deep learning reports (1) at ε ≈ 10 
 acceptable performance, particularly in imaging; (2) at ε ≈ 1 it often costs a lot, more on smaller or
 heterogeneous datasets; (3) DP can widen subgroup performance gaps. Each is read here from the per-dataset
 contrasts (:mod:`dpfair.findings.effects`) pooled by random effects (:mod:`dpfair.findings.meta`), because
-the claims are about datasets in general: datasets, not seeds, are the replicates that matter, and the
-between-dataset τ² is the review's "heterogeneous".
+the claims are about datasets in general: datasets, not seeds, are the replicates that matter.
 
-One row per (finding, scope, ε): ``scope`` is a dataset, ``pooled: imaging``, ``pooled: tabular``, ``pooled:
-all`` or (finding 2) ``meta-regression on log n_train``. Verdict classes:
-
-* finding 1, non-inferiority at ``margin`` (default 0.02 AUROC): ``non-inferior`` when the interval's lower
-  end is above −margin (a one-sided test at (1 − level)/2), ``inferior`` when its upper end is below −margin,
-  else ``inconclusive``;
-* finding 2: ``costs beyond the margin`` (upper end below −margin), ``costs`` (below 0), ``equivalent``
-  (the 1 − 2α interval inside ±margin), else ``inconclusive``; the slope on log(n_train) reads ``smaller
-  datasets lose more`` (slope's interval above 0), ``larger datasets lose more`` or ``no detected dependence``;
-* finding 3, the oriented gap change (positive widens): ``widens`` / ``narrows`` (interval excludes 0),
-  ``equivalent`` (the 1 − 2α interval inside ±``equivalence_margin``), else ``inconclusive`` with the change it
-  would detect at ``power`` (``mde``). Per-dataset rows keep their own table's verdict (``gap_changes.csv``).
+One row per (finding, scope, ε). ``scope`` is a dataset, ``pooled: imaging``, ``pooled: tabular``, ``pooled:
+all`` (both modalities, when both appear), ``imaging − tabular`` (a meta-regression on the modality: does the
+change differ between them, the review's "particularly in imaging") or, for finding 2, ``meta-regression on
+log n_train`` (its "more on smaller datasets"). Pooled rows carry τ², I² and a 95% prediction interval for a
+new dataset's true change (Higgins, Thompson & Spiegelhalter 2009, J R Stat Soc A 172:137-159: μ ± t_{k−2}
+√(τ² + se²)), which says more than the mean when τ is large. The classes: :mod:`dpfair.findings.verdicts`.
 """
 
 from __future__ import annotations
@@ -30,9 +23,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+import dpfair.findings.verdicts as verdicts
 from dpfair.findings.effects import gap_effects, utility_effects
 from dpfair.findings.meta import meta_regression, random_effects
-from dpfair.findings.sentences import dataset_gap, dataset_utility, pooled_gap, pooled_utility, slope_sentence
+from dpfair.findings.sentences import (
+    dataset_gap,
+    dataset_utility,
+    moderator_sentence,
+    pooled_gap,
+    pooled_utility,
+)
 
 FINDINGS_COLUMNS = [
     "finding",
@@ -57,8 +57,13 @@ FINDINGS_COLUMNS = [
     "tau2",
     "i2",
     "q",
+    "pi_low",
+    "pi_high",
     "margin",
     "mde",
+    "better_group",
+    "worse_group",
+    "oriented_by",
     "better_change",
     "worse_change",
     "verdict_class",
@@ -71,7 +76,8 @@ CLAIMS = {
     3: "DP can widen subgroup performance gaps",
 }
 POOLED = {"image": "pooled: imaging", "tabular": "pooled: tabular", None: "pooled: all"}
-SLOPE_SCOPE = "meta-regression on log n_train"
+SIZE_SCOPE = "meta-regression on log n_train"
+MODALITY_SCOPE = "imaging − tabular"
 
 
 def findings_table(
@@ -89,91 +95,75 @@ def findings_table(
     power: float = 0.8,
     tau2_method: str = "reml",
     interval: str = "hksj_floored",
+    validation: Mapping[tuple, Mapping[str, float]] | None = None,
+    better_off: Mapping[str, str] | None = None,
     epsilons: Mapping[int, object] | None = None,
 ) -> pd.DataFrame:
-    """Every finding's per-dataset and pooled rows (see the module docstring for the classes)."""
+    """Every finding's per-dataset, pooled and moderator rows (classes: :mod:`dpfair.findings.verdicts`).
+
+    ``validation`` and ``better_off`` orient finding 3 (:func:`dpfair.findings.effects.gap_effects`);
+    ``epsilons`` replaces the ε a finding reads ({1: 10, 2: 1, 3: (1, 10)}).
+    """
     eps = {1: 10.0, 2: 1.0, 3: (1.0, 10.0), **(epsilons or {})}
-    opts = {"level": level, "tau2_method": tau2_method, "interval": interval}
+    pool = {"level": level, "tau2_method": tau2_method, "interval": interval}
     utility = utility_effects(auroc_changes, info, models=models, method=method)
-    gaps = gap_effects(gap_changes, info, models=models, attributes=attributes, method=method)
+    gaps = gap_effects(gap_changes, info, models=models, attributes=attributes, method=method,
+                       validation=validation, better_off=better_off)  # fmt: skip
     rows: list[dict] = []
-    rows += _utility_rows(1, utility, eps[1], margin=margin, alpha=alpha, **opts)
-    rows += _utility_rows(2, utility, eps[2], margin=margin, alpha=alpha, **opts)
-    rows += _slope_rows(utility, eps[2], **opts)
+    for finding in (1, 2):
+        part = utility[utility["epsilon"] == eps[finding]] if not utility.empty else utility
+        rows += _utility_rows(finding, part, eps[finding], margin=margin, **pool)
+        if finding == 2:
+            rows += _moderator_rows(2, part, "size", eps[2], **pool)
+        rows += _moderator_rows(finding, part, "modality", eps[finding], **pool)
     for epsilon in _gap_epsilons(gaps, eps[3]):
-        rows += _gap_rows(gaps, epsilon, margin=equivalence_margin, alpha=alpha, power=power, **opts)
+        rows += _gap_rows(gaps[gaps["epsilon"] == epsilon], epsilon, margin=equivalence_margin, alpha=alpha,
+                          power=power, **pool)  # fmt: skip
     out = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     out["claim"] = out["finding"].map(CLAIMS)
     return out
 
 
-def _utility_rows(finding, effects, epsilon, *, margin, alpha, level, tau2_method, interval) -> list[dict]:
-    part = effects[effects["epsilon"] == epsilon] if not effects.empty else effects
+def _utility_rows(finding, part, epsilon, *, margin, level, tau2_method, interval) -> list[dict]:
+    classify = verdicts.non_inferiority if finding == 1 else verdicts.cost
     rows = []
     for r in part.itertuples(index=False):
-        cls = _non_inferiority(r.ci_low, r.ci_high, margin) if finding == 1 else _cost(r, margin)
-        rows.append(
-            {
-                **_dataset_keys(r, finding),
-                "estimate": r.estimate,
-                "se": r.se,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "df": r.df,
-                "p_value": r.p_value,
-                "margin": margin,
-                "verdict_class": cls,
-                "verdict": dataset_utility(finding, r, cls, margin=margin),
-            }
-        )
-    for modality in _scopes(part):
-        sub = part if modality is None else part[part["modality"] == modality]
-        pooled = _pool(sub, level=level, tau2_method=tau2_method, interval=interval)
-        if pooled is None:
+        cls = classify(r.ci_low, r.ci_high, margin)
+        rows.append({**_dataset_keys(r, finding), **_contrast(r), "margin": margin, "verdict_class": cls,
+                     "verdict": dataset_utility(finding, r, cls, margin=margin)})  # fmt: skip
+    for modality, sub in _scopes(part):
+        p = _pool(sub, level=level, tau2_method=tau2_method, interval=interval)
+        if p is None:
             continue
-        p, names = pooled
-        if finding == 1:
-            cls = _non_inferiority(p.ci_low, p.ci_high, margin)
-        else:
-            cls = _cost_pooled(p, margin, alpha)
-        rows.append(
-            {
-                **_pooled_keys(finding, modality, epsilon, sub, p, names),
-                "margin": margin,
-                "verdict_class": cls,
-                "verdict": pooled_utility(finding, p, cls, scope=POOLED[modality], margin=margin, epsilon=epsilon),
-            }
-        )
+        cls = classify(p.ci_low, p.ci_high, margin)
+        keys = _pooled_keys(finding, modality, epsilon, sub, p, level=level)
+        rows.append({**keys, "margin": margin, "verdict_class": cls,
+                     "verdict": pooled_utility(finding, p, cls, scope=POOLED[modality], margin=margin,
+                                               epsilon=epsilon, pi=(keys["pi_low"], keys["pi_high"]), level=level)})  # fmt: skip
     return rows
 
 
-def _slope_rows(effects, epsilon, *, level, tau2_method, interval) -> list[dict]:
-    part = (
-        effects[(effects["epsilon"] == epsilon) & np.isfinite(effects["se"]) & (effects["se"] > 0)]
-        if not effects.empty
-        else effects
-    )
-    if len(part) < 3:
+def _moderator_rows(finding, part, moderator, epsilon, *, level, tau2_method, interval) -> list[dict]:
+    """A meta-regression slope: the change on log n_train, or imaging against tabular (1 for an image set)."""
+    if part.empty or len(part) < 3:
         return []
-    fit = meta_regression(
-        part["estimate"].to_numpy(float),
-        part["se"].to_numpy(float),
-        np.log(part["n_train"].to_numpy(float)),
-        method=tau2_method,
-        ci_level=level,
-        interval=interval,
-    )
-    if fit.slope_ci_low > 0:
-        cls = "smaller datasets lose more"
-    elif fit.slope_ci_high < 0:
-        cls = "larger datasets lose more"
+    if moderator == "size":
+        x, scope = np.log(part["n_train"].to_numpy(float)), SIZE_SCOPE
+        above, below = "smaller datasets lose more", "larger datasets lose more"
     else:
-        cls = "no detected dependence"
+        x, scope = (part["modality"] == "image").to_numpy(float), MODALITY_SCOPE
+        above, below = "imaging keeps more", "imaging loses more"
+    if np.ptp(x) == 0:
+        return []
+    fit = meta_regression(part["estimate"].to_numpy(float), part["se"].to_numpy(float), x,
+                          method=tau2_method, ci_level=level, interval=interval)  # fmt: skip
+    cls = verdicts.moderator(fit.slope_ci_low, fit.slope_ci_high, above=above, below=below)
     return [
         {
-            "finding": 2,
-            "scope": SLOPE_SCOPE,
-            "kind": "slope",
+            "finding": finding,
+            "scope": scope,
+            "kind": "moderator",
+            "method": ";".join(sorted(set(part["method"]))),
             "epsilon": epsilon,
             "k": fit.k,
             "estimate": fit.slope,
@@ -184,58 +174,32 @@ def _slope_rows(effects, epsilon, *, level, tau2_method, interval) -> list[dict]
             "p_value": fit.slope_p_value,
             "tau2": fit.tau2,
             "verdict_class": cls,
-            "verdict": slope_sentence(fit, cls, epsilon=epsilon),
+            "verdict": moderator_sentence(fit, cls, moderator=moderator, epsilon=epsilon, level=level),
             "datasets": ";".join(part["dataset"]),
         }
     ]
 
 
-def _gap_rows(gaps, epsilon, *, margin, alpha, power, level, tau2_method, interval) -> list[dict]:
-    part = gaps[gaps["epsilon"] == epsilon]
+def _gap_rows(part, epsilon, *, margin, alpha, power, level, tau2_method, interval) -> list[dict]:
     rows = []
     for r in part.itertuples(index=False):
-        rows.append(
-            {
-                **_dataset_keys(r, 3),
-                "attribute": r.attribute,
-                "estimate": r.estimate,
-                "se": r.se,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "df": r.df,
-                "p_value": r.p_value,
-                "margin": margin,
-                "mde": r.mde,
-                "better_change": r.better_change,
-                "worse_change": r.worse_change,
-                "verdict_class": r.table_verdict_class,
-                "verdict": dataset_gap(r),
-            }
-        )
-    for modality in _scopes(part):
-        sub = part if modality is None else part[part["modality"] == modality]
-        pooled = _pool(sub, level=level, tau2_method=tau2_method, interval=interval)
-        if pooled is None:
+        cls = verdicts.gap_change(r.ci_low, r.ci_high, margin)
+        rows.append({**_dataset_keys(r, 3), **_contrast(r), "attribute": r.attribute, "margin": margin,
+                     "mde": r.mde, "better_group": r.better_group, "worse_group": r.worse_group,
+                     "oriented_by": r.oriented_by, "better_change": r.better_change, "worse_change": r.worse_change,
+                     "verdict_class": cls, "verdict": dataset_gap(r, cls)})  # fmt: skip
+    for modality, sub in _scopes(part):
+        p = _pool(sub, level=level, tau2_method=tau2_method, interval=interval)
+        if p is None:
             continue
-        p, names = pooled
-        kept = sub[sub["dataset"].isin(names)]
-        better = _weighted_mean(kept, "better_change")
-        worse = _weighted_mean(kept, "worse_change")
-        cls, mde = _gap_class(p, margin=margin, alpha=alpha, power=power)
-        rows.append(
-            {
-                **_pooled_keys(3, modality, epsilon, sub, p, names),
-                "attribute": ";".join(sorted(set(kept["attribute"]))),
-                "margin": margin,
-                "mde": mde,
-                "better_change": better,
-                "worse_change": worse,
-                "verdict_class": cls,
-                "verdict": pooled_gap(
-                    p, cls, scope=POOLED[modality], epsilon=epsilon, margin=margin, mde=mde, better=better, worse=worse
-                ),  # fmt: skip
-            }
-        )
+        better, worse = _weighted_mean(sub, "better_change"), _weighted_mean(sub, "worse_change")
+        cls = verdicts.gap_change(p.ci_low, p.ci_high, margin)
+        mde = verdicts.detectable(p.se, p.df, alpha=alpha, power=power)
+        keys = _pooled_keys(3, modality, epsilon, sub, p, level=level)
+        rows.append({**keys, "attribute": ";".join(sorted(set(sub["attribute"]))), "margin": margin, "mde": mde,
+                     "better_change": better, "worse_change": worse, "verdict_class": cls,
+                     "verdict": pooled_gap(p, cls, scope=POOLED[modality], epsilon=epsilon, margin=margin, mde=mde,
+                                           better=better, worse=worse, pi=(keys["pi_low"], keys["pi_high"]))})  # fmt: skip
     return rows
 
 
@@ -246,29 +210,30 @@ def _gap_epsilons(gaps: pd.DataFrame, wanted) -> list[float]:
     return chosen or have
 
 
-def _scopes(part: pd.DataFrame) -> list:
+def _scopes(part: pd.DataFrame) -> list[tuple]:
     """Pooled scopes: each modality with two or more datasets, and all datasets when both modalities appear."""
     if part.empty:
         return []
     counts = part["modality"].value_counts()
-    scopes = [m for m in ("image", "tabular") if counts.get(m, 0) >= 2]
-    if len(counts) > 1 and len(part) >= 2:
-        scopes.append(None)
+    scopes = [(m, part[part["modality"] == m]) for m in ("image", "tabular") if counts.get(m, 0) >= 2]
+    if len(counts) > 1:
+        scopes.append((None, part))
     return scopes
 
 
 def _pool(sub: pd.DataFrame, *, level, tau2_method, interval):
-    usable = sub[np.isfinite(sub["estimate"]) & np.isfinite(sub["se"]) & (sub["se"] > 0)]
-    if len(usable) < 2:
+    if len(sub) < 2:
         return None
-    pooled = random_effects(
-        usable["estimate"].to_numpy(float),
-        usable["se"].to_numpy(float),
-        method=tau2_method,
-        ci_level=level,
-        interval=interval,
-    )
-    return pooled, list(usable["dataset"])
+    return random_effects(sub["estimate"].to_numpy(float), sub["se"].to_numpy(float), method=tau2_method,
+                          ci_level=level, interval=interval)  # fmt: skip
+
+
+def _prediction_interval(p, level: float) -> tuple[float, float]:
+    """The range a new dataset's true change falls in with probability ``level`` (Higgins et al. 2009); k ≥ 3."""
+    if p.k < 3 or not math.isfinite(p.tau2):
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, p.k - 2) * math.sqrt(p.tau2 + p.se**2)
+    return p.estimate - half, p.estimate + half
 
 
 def _weighted_mean(sub, column) -> float:
@@ -278,11 +243,16 @@ def _weighted_mean(sub, column) -> float:
     levelling down.
     """
     values, se = sub[column].to_numpy(float), sub["se"].to_numpy(float)
-    ok = np.isfinite(values) & np.isfinite(se) & (se > 0)
+    ok = np.isfinite(values)
     if ok.sum() == 0:
         return float("nan")
     w = 1 / se[ok] ** 2
     return float(np.sum(w * values[ok]) / np.sum(w))
+
+
+def _contrast(r) -> dict:
+    return {"estimate": r.estimate, "se": r.se, "ci_low": r.ci_low, "ci_high": r.ci_high, "df": r.df,
+            "p_value": r.p_value}  # fmt: skip
 
 
 def _dataset_keys(r, finding) -> dict:
@@ -301,7 +271,8 @@ def _dataset_keys(r, finding) -> dict:
     }
 
 
-def _pooled_keys(finding, modality, epsilon, sub, p, names) -> dict:
+def _pooled_keys(finding, modality, epsilon, sub, p, *, level) -> dict:
+    pi_low, pi_high = _prediction_interval(p, level)
     return {
         "finding": finding,
         "scope": POOLED[modality],
@@ -319,53 +290,7 @@ def _pooled_keys(finding, modality, epsilon, sub, p, names) -> dict:
         "tau2": p.tau2,
         "i2": p.i2,
         "q": p.q,
-        "datasets": ";".join(names),
+        "pi_low": pi_low,
+        "pi_high": pi_high,
+        "datasets": ";".join(sub["dataset"]),
     }
-
-
-def _non_inferiority(low: float, high: float, margin: float) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "undefined"
-    if low > -margin:
-        return "non-inferior"
-    if high < -margin:
-        return "inferior"
-    return "inconclusive"
-
-
-def _cost(r, margin) -> str:
-    """A dataset's class: its table's verdict (``auroc_changes.csv``), sharpened when the cost passes the margin."""
-    if math.isfinite(r.ci_high) and r.ci_high < -margin:
-        return "costs beyond the margin"
-    return r.table_verdict_class
-
-
-def _cost_pooled(p, margin, alpha) -> str:
-    if not (math.isfinite(p.ci_low) and math.isfinite(p.ci_high)):
-        return "undefined"
-    if p.ci_high < -margin:
-        return "costs beyond the margin"
-    if p.ci_high < 0:
-        return "costs"
-    if p.ci_low > 0:
-        return "gains"
-    if abs(p.estimate) + stats.t.ppf(1 - alpha, _df(p)) * p.se < margin:
-        return "equivalent"
-    return "inconclusive"
-
-
-def _df(p) -> float:
-    return p.df if math.isfinite(p.df) and p.df > 0 else np.inf
-
-
-def _gap_class(p, *, margin, alpha, power) -> tuple[str, float]:
-    df = _df(p)
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    mde = float((crit + stats.t.ppf(power, df)) * p.se)
-    if p.ci_low > 0:
-        return "widens", mde
-    if p.ci_high < 0:
-        return "narrows", mde
-    if abs(p.estimate) + stats.t.ppf(1 - alpha, df) * p.se < margin:
-        return "equivalent", mde
-    return "inconclusive", mde
