@@ -28,6 +28,11 @@ def findings_file(results: str | Path) -> Path:
 def format_findings(table: pd.DataFrame, *, width: int = 110) -> str:
     """Per finding: the claim, a row per dataset and pooled scope, then the pooled verdicts as sentences."""
     lines = []
+    methods = sorted(set(";".join(table["method"].dropna().astype(str)).split(";")) - {""})
+    lines.append(f"Arms read: {', '.join(methods)} (each against its own epsilon = inf arm)")
+    if methods and all(not m.endswith("-tuned") for m in methods):
+        lines.append("  one fixed recipe per dataset, made for non-private training: part of the cost is the recipe's")
+    lines.append("")
     for finding, part in table.groupby("finding", sort=True):
         lines.append(f"Finding {int(finding)}: {part['claim'].iloc[0]}")
         header = f"  {'scope':<34} {'eps':>4} {'k':>2} {'estimate':>9} {'interval':>19} {'tau':>6}  verdict"
