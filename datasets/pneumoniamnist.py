@@ -1,10 +1,13 @@
-"""PneumoniaMNIST, embedded: real 28 px chest X-rays (pneumonia vs normal) that ship with the repository.
+"""PneumoniaMNIST, checksummed: real 28 px chest X-rays (pneumonia vs normal) that the user brings.
 
-The file is ``datasets/embedded/pneumoniamnist.npz`` (see ``datasets/embedded/README.md`` for its
-provenance): MedMNIST v2's official val and test splits and a 3,882-image subset of its train split. It is
-read with the ``medmnist`` module's loader, so the layout checks, label coding and image scaling are the
-ones every MedMNIST flag gets; this module adds the checksum, so a changed or truncated copy is refused
-instead of silently benchmarked. Label 1 is pneumonia (the source's class 1).
+The file is ``<root>/pneumoniamnist.npz`` (default ``data/medmnist/``, git-ignored: data stay out of the
+repository) in the MedMNIST v2 npz layout: the official val (524) and test (624) splits and the 3,882-image
+subset of the official train split (388 normal, 3,494 pneumonia) the findings benchmark was measured on. It is
+read with the ``medmnist`` module's loader, so the layout checks, label coding and image scaling are the ones
+every MedMNIST flag gets; this module adds the checksum, so a changed, truncated or other copy is refused
+instead of silently benchmarked against figures measured on this one (``sha256=None`` skips it, for another
+copy of PneumoniaMNIST; ``medmnist`` with ``flag: pneumoniamnist`` reads the official release). Label 1 is
+pneumonia (the source's class 1).
 
 MedMNIST carries no demographics: runs on it measure utility under DP only (no subgroup metrics).
 """
@@ -17,7 +20,8 @@ from pathlib import Path
 from dpfair.data import DatasetCard, RawDataset, get_dataset, register_dataset
 from dpfair.errors import DatasetError
 
-FILE = Path(__file__).parent / "embedded" / "pneumoniamnist.npz"
+FILE_NAME = "pneumoniamnist.npz"
+DEFAULT_ROOT = "data/medmnist"
 SHA256 = "a554d2332488d3ddc075125e66a1af77ec379fd2bafc09108ab95a37e2bd9c26"
 
 CARD = DatasetCard(
@@ -34,8 +38,8 @@ CARD = DatasetCard(
     ),
     homepage="https://medmnist.com/",
     source=(
-        f"embedded: datasets/embedded/pneumoniamnist.npz (sha256 {SHA256}), MedMNIST v2 npz layout from "
-        "https://zenodo.org/records/10519652: official val (524) and test (624) splits, a 3,882-image subset "
+        f"user-supplied: <root>/{FILE_NAME} (default {DEFAULT_ROOT}/), sha256 {SHA256}: MedMNIST v2 npz layout "
+        "(https://zenodo.org/records/10519652), official val (524) and test (624) splits, a 3,882-image subset "
         "of the official train split (388 normal, 3,494 pneumonia)"
     ),
     notes=(
@@ -57,20 +61,26 @@ def sha256(path: Path) -> str:
 
 
 @register_dataset(CARD)
-def load(*, path: str | None = None) -> RawDataset:
-    """Read the embedded file (or a copy at ``path``) after checking its sha256; official splits kept."""
-    file = Path(path) if path else FILE
-    if file.name != "pneumoniamnist.npz":  # the medmnist loader reads <root>/<flag>.npz
-        raise DatasetError(f"pneumoniamnist: params.path must name a file called pneumoniamnist.npz, got {file}")
+def load(*, root: str = DEFAULT_ROOT, sha256_expected: str | None = SHA256) -> RawDataset:
+    """Read ``<root>/pneumoniamnist.npz`` after checking its sha256 (``sha256_expected=None``: no check)."""
+    file = Path(root) / FILE_NAME
     if not file.is_file():
         raise DatasetError(
-            f"pneumoniamnist: {file} is missing; it ships with the repository (git checkout -- {FILE.name})"
+            f"pneumoniamnist: {file} is missing; put the PneumoniaMNIST file (sha256 {SHA256}) there, or set "
+            "params.root to its folder"
         )
-    found = sha256(file)
-    if found != SHA256:
-        raise DatasetError(
-            f"pneumoniamnist: {file} has sha256 {found}, not the embedded file's {SHA256}; restore it from the "
-            "repository, or use the `medmnist` module for another copy of PneumoniaMNIST"
-        )
+    if sha256_expected is not None:
+        found = sha256(file)
+        if found != sha256_expected:
+            raise DatasetError(
+                f"pneumoniamnist: {file} has sha256 {found}, not {sha256_expected}; use the file the benchmark "
+                "was measured on, or params.sha256_expected: null for another copy"
+            )
     medmnist = get_dataset("medmnist", Path(__file__).parent)
     return medmnist.load(root=file.parent, flag="pneumoniamnist", size=28)
+
+
+def make_example(root: Path) -> dict:
+    """A tiny PneumoniaMNIST-layout file (the ``medmnist`` module's) and loader params that read it unchecked."""
+    params = get_dataset("medmnist", Path(__file__).parent).make_example(root, flag="pneumoniamnist")
+    return {"root": params["root"], "sha256_expected": None}

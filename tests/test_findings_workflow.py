@@ -1,5 +1,5 @@
-"""A two-dataset, one-ε slice of benchmarks/findings.yaml through the real Snakefile: real chest X-rays
-(the embedded PneumoniaMNIST copy) and a real cohort, pooled into findings.csv, the report and the claims."""
+"""A two-dataset, one-ε slice of benchmarks/findings.yaml through the real Snakefile: generated images and a
+real cohort, pooled into findings.csv, the report and the claims."""
 
 import os
 import subprocess
@@ -14,7 +14,7 @@ FINDINGS_SLICE = {
     "name": "findings_slice",
     "datasets_dir": str(REPO / "datasets"),
     "datasets": {
-        "pneumoniamnist": {"training": {"epochs": 1, "batch_size": 256}},
+        "synthetic_lesions": {"params": {"n_samples": 600, "image_size": 16}, "training": {"epochs": 1}},
         "diabetes": {"training": {"epochs": 3, "batch_size": 32}, "primary": {"attributes": ["sex"]}},
     },
     "models": ["cnn", "mlp"],
@@ -33,21 +33,21 @@ def test_the_findings_slice_pools_two_datasets_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     table = pd.read_csv(tmp_path / "results/summary/findings.csv")
     one = table[table["finding"] == 1].set_index("scope")
-    assert {"pneumoniamnist", "diabetes", "pooled: all"} <= set(one.index)
-    assert one.loc["pneumoniamnist", "modality"] == "image" and one.loc["diabetes", "modality"] == "tabular"
+    assert {"synthetic_lesions", "diabetes", "pooled: all"} <= set(one.index)
+    assert one.loc["synthetic_lesions", "modality"] == "image" and one.loc["diabetes", "modality"] == "tabular"
     assert one.loc["pooled: all", "k"] == 2
-    assert set(one.loc["pooled: all", "datasets"].split(";")) == {"pneumoniamnist", "diabetes"}
+    assert set(one.loc["pooled: all", "datasets"].split(";")) == {"synthetic_lesions", "diabetes"}
     changes = pd.read_csv(tmp_path / "results/summary/auroc_changes.csv")
-    mine = changes[(changes["metric"] == "auroc") & (changes["dataset"] == "pneumoniamnist")].iloc[0]
-    assert one.loc["pneumoniamnist", "estimate"] == pytest.approx(mine["change"])
-    # MedMNIST has no demographics: only the cohort carries finding 3, so it has no pooled row
+    mine = changes[(changes["metric"] == "auroc") & (changes["dataset"] == "synthetic_lesions")].iloc[0]
+    assert one.loc["synthetic_lesions", "estimate"] == pytest.approx(mine["change"])
+    # without a declared attribute the images carry no finding 3: only the cohort does, so it has no pooled row
     three = table[table["finding"] == 3]
     assert list(three["scope"]) == ["diabetes"] and three["attribute"].iloc[0] == "sex"
     assert not (table["finding"] == 2).any()  # the slice has no ε = 1
     html = (tmp_path / "report/index.html").read_text()
     assert html.index('id="findings"') < html.index('id="summary"')
     claims = yaml.safe_load((tmp_path / "results/summary/leaderboard_claims.yaml").read_text())
-    assert [r["dataset"] for r in claims] == ["diabetes", "pneumoniamnist"]
+    assert [r["dataset"] for r in claims] == ["diabetes", "synthetic_lesions"]
     assert all(c["epsilon"] == 10.0 and c["private_accuracy"].endswith("% AUC") for r in claims for c in r["claims"])
     printed = subprocess.run(
         [sys.executable, "-m", "dpfair.pipeline.cli", "findings", str(tmp_path / "results")],

@@ -65,22 +65,14 @@ def utility_effects(
         model = models.get(dataset)
         if arm is None or model is None:
             continue
-        part = auroc_changes[
-            (auroc_changes["dataset"] == dataset)
-            & (auroc_changes["model"] == model)
-            & (auroc_changes["method"] == arm)
-            & (auroc_changes["metric"] == METRIC)
-        ]
+        part = _cell(auroc_changes, dataset=dataset, model=model, method=arm)
+        keys = {"dataset": dataset, "modality": modality, "n_train": n_train, "model": model, "method": arm}
         for r in part.itertuples(index=False):
             if not _usable(r.n_seeds, r.verdict_class, r.change, r.se):
                 continue
             rows.append(
                 {
-                    "dataset": dataset,
-                    "modality": modality,
-                    "n_train": n_train,
-                    "model": model,
-                    "method": arm,
+                    **keys,
                     "epsilon": float(r.epsilon),
                     "estimate": _float(r.change),
                     "se": _float(r.se),
@@ -121,13 +113,8 @@ def gap_effects(
         arm = choose_arm(gap_changes, dataset, method)
         if attribute is None or model is None or arm is None:
             continue
-        part = gap_changes[
-            (gap_changes["dataset"] == dataset)
-            & (gap_changes["model"] == model)
-            & (gap_changes["method"] == arm)
-            & (gap_changes["metric"] == METRIC)
-            & (gap_changes["attribute"] == attribute)
-        ]
+        part = _cell(gap_changes, dataset=dataset, model=model, method=arm, attribute=attribute)
+        keys = {"dataset": dataset, "modality": modality, "n_train": n_train, "model": model, "method": arm}
         for r in part.itertuples(index=False):
             if r.estimand != "signed":
                 raise DpfairError(
@@ -155,11 +142,7 @@ def gap_effects(
             low, high = sign * _float(r.ci_low), sign * _float(r.ci_high)
             rows.append(
                 {
-                    "dataset": dataset,
-                    "modality": modality,
-                    "n_train": n_train,
-                    "model": model,
-                    "method": arm,
+                    **keys,
                     "attribute": attribute,
                     "epsilon": float(r.epsilon),
                     "better_group": better,
@@ -182,6 +165,14 @@ def gap_effects(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _cell(table: pd.DataFrame, **values) -> pd.DataFrame:
+    """The table's AUROC rows whose columns equal ``values``."""
+    mask = table["metric"] == METRIC
+    for column, value in values.items():
+        mask &= table[column] == value
+    return table[mask]
 
 
 def _usable(n_seeds, verdict_class, estimate, se) -> bool:
