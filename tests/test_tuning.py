@@ -208,7 +208,7 @@ def test_private_trials_take_the_batches_and_epochs_their_noise_ratio_sets(prepa
     (dpfair.training.tuning.regime) for the target ε, K, n and the cnn's size, and the card lists them."""
     out = tmp_path / "regime"
     out.mkdir()
-    tuning = {"enabled": True, "trials": 2, "search_space": {**NOISE_AWARE, "epochs": [1, 2]}}
+    tuning = {"enabled": True, "trials": 2, "private_search_space": {**NOISE_AWARE, "epochs": [1, 2]}}
     record = train_run(
         prepared=prepared,
         model_name="cnn",
@@ -273,11 +273,14 @@ def test_each_arm_draws_the_same_number_of_trials_from_its_own_space():
     assert both["epochs"] == [3] and both["lr"] == [0.01]
     assert search_space("image", {"epochs": [3]}, nonprivate_overrides={"lr": [0.01]})["lr"] == [4.0, 8.0]
     # a noise-aware private space draws a noise ratio and no batches (they follow from it); the ε = ∞ arm never does
-    aware = search_space("image", NOISE_AWARE)
+    aware = search_space("image", private_overrides=NOISE_AWARE)
     assert aware["noise_ratio"] == [1.0, 2.0, 4.0] and "expected_batch_size" not in aware
-    assert "noise_ratio" not in search_space("image") and "noise_ratio" not in search_space(
-        "image", NOISE_AWARE, private=False
-    )
+    # its SGD step sizes under normalised clipping stay out of the ε = ∞ arm's Adam space
+    reference = search_space("image", private=False, private_overrides=NOISE_AWARE)
+    assert "noise_ratio" not in reference and reference["lr"] == search_space("image", private=False)["lr"]
+    assert "noise_ratio" not in search_space("image")
+    with pytest.raises(ConfigError, match="put it in tuning.private_search_space"):
+        search_space("image", NOISE_AWARE, private=False)
     with pytest.raises(ConfigError, match="both noise_ratio and expected_batch_size"):
         search_space("image", {**NOISE_AWARE, "expected_batch_size": [64]})
     # the ε = ∞ space holds the fixed recipe's lr, batch and epochs

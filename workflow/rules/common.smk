@@ -171,6 +171,12 @@ def get_training_config(wildcards):
     return params
 
 
+def get_public_weights(wildcards):
+    """The dataset's ``training.init_weights`` (public weights its runs start from), or nothing."""
+    path = BENCHMARK.training(wildcards.dataset).init_weights
+    return [path] if path else []
+
+
 def get_comparison_attributes():
     """Per dataset that runs dpsgd beside a method the comparison sets against it, the attribute compared:
     a fairness mitigation's target (``mitigation.attribute``), else for a federated method the dataset's site

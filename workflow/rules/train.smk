@@ -12,6 +12,8 @@ for job in JOB_GROUPS:
             meta=rules.prepare_dataset.output.meta,
             # a synthesis method's runs train on their DP synthetic releases (synthesis.smk); others on the real rows
             synthetic=get_synthetic_inputs(job),
+            # training.init_weights: new public weights retrain the runs that start from them
+            public_weights=get_public_weights,
         output:
             **group_outputs(job, RUN_DIR, TRAIN_FILES),
         log:

@@ -32,7 +32,7 @@ train_runs(
     ],
     park=snakemake.params.park,
     # a kept run of a failed job is taken back only while the prepared dataset is the one it was trained on
-    inputs=[snakemake.input.data, snakemake.input.samples, snakemake.input.meta],
+    inputs=[snakemake.input.data, snakemake.input.samples, snakemake.input.meta, *snakemake.input.public_weights],
     prepared=prepared,
     model_name=snakemake.wildcards.model,
     method=method,

@@ -235,6 +235,8 @@ def _check_recipe(config, method: str) -> None:
     }
     if config.lr_schedule != "constant":
         given["lr_schedule"] = config.lr_schedule
+    if config.init_weights is not None or config.trainable != "all":  # the sites build their own models
+        given.update(init_weights=config.init_weights, trainable=config.trainable)
     if given:
         raise ConfigError(
             f"method {method} does not implement the training options {given}; leave them at their defaults"

@@ -6,7 +6,8 @@ public-data scenario, claims of the form ``public_data, model, epsilon, delta, p
 dp_accountant`` (its "Submit Report" issue template). ``claims.yaml`` writes one per (dataset, model, method,
 finite ε) of a result folder: the AUROC is the mean over the cell's seeds (the spread beside it, which the
 leaderboard has no field for, goes into ``notes``), δ and the accountant are the runs' own (their privacy
-cards'), and ``public_data`` is "None": no run here starts from public weights.
+cards'), and ``public_data`` is "None" unless the cell's runs started from public weights (``training.init_weights``,
+metrics.csv's ``public_weights``): then it names the weights by their sha256 and whether only the head trained.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def leaderboard_claims(metrics: pd.DataFrame, *, benchmark: str) -> list[dict]:
             accountant = str(cell["accountant"].iloc[0]) if "accountant" in cell else ""
             claims.append(
                 {
-                    "public_data": "None",
+                    "public_data": _public_data(cell),
                     "model": f"{model} ({method})",
                     "epsilon": float(epsilon),
                     "delta": float(cell["delta"].iloc[0]),
@@ -50,6 +51,15 @@ def leaderboard_claims(metrics: pd.DataFrame, *, benchmark: str) -> list[dict]:
             )
         reports.append({"name": f"dpfair benchmark '{benchmark}': {dataset}", "dataset": dataset, "claims": claims})
     return reports
+
+
+def _public_data(cell: pd.DataFrame) -> str:
+    """The leaderboard's public-data field: "None", or the public weights the cell's runs started from."""
+    if "public_weights" not in cell or cell["public_weights"].isna().all():
+        return "None"
+    weights = ", ".join(sorted({str(w)[:12] for w in cell["public_weights"].dropna()}))
+    head = "trainable" in cell and (cell["trainable"] == "head").all()
+    return f"public weights (sha256 {weights}){'; linear probe (head only)' if head else '; fine-tuned'}"
 
 
 def _unit(cell: pd.DataFrame) -> str:

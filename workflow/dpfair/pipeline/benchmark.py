@@ -510,7 +510,7 @@ def _check_registered_names(config: dict) -> None:
         if "clip_policy" in privacy:
             _check_known(f"{prefix}privacy.clip_policy", privacy["clip_policy"], policies, "clip policy")
         tuning = section.get("tuning") or {}
-        for space in ("search_space", "nonprivate_search_space"):
+        for space in ("search_space", "nonprivate_search_space", "private_search_space"):
             for i, policy in enumerate((tuning.get(space) or {}).get("clip_policy", [])):
                 _check_known(f"{prefix}tuning.{space}.clip_policy[{i}]", policy, policies, "clip policy")
 

@@ -53,7 +53,7 @@ def run_definition(
     current exactly when the two agree. It covers the dataset module's source (its bytes, so a module moved to
     another datasets folder keeps its hash), the module's params and the run's training settings: the train
     rule's ``training`` params (``TrainConfig.params()`` and a tuned arm's ``tuning`` block), model, method, ε
-    and seed. Hashed by :func:`dpfair.report.methods.definition_hash`, the one definition hash of the project.
+    and seed, and the bytes of ``training.init_weights`` where the run starts from public weights. Hashed by :func:`dpfair.report.methods.definition_hash`, the one definition hash of the project.
 
     Args:
         dataset: the dataset's name in the benchmark.
@@ -85,6 +85,9 @@ def run_definition(
     from dpfair.privacy.params import format_epsilon
     from dpfair.report.methods import definition_hash
 
+    weights = training.get("init_weights")
+    if weights and Path(weights).is_file():  # public weights (training.init_weights): their bytes, not their name
+        training = {**training, "init_weights_sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest()}
     return definition_hash(
         {
             "dataset": {

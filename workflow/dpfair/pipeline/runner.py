@@ -136,11 +136,12 @@ def train_run(
         **({"synthetic": release} if release is not None else {}),
         # the dataset entry joins the noise key: two entries of one benchmark never share noise
         noise_context=f"dataset={prepared.meta['name']}",
+        dataset=prepared.meta["name"],
     )
     # a tuned arm runs all its trials here, in one job (imports and calibration paid once); the test
     # split is never passed to it
     if mechanism.federated:
-        result = train_federated(**common, site=data.site, federated=federated, dataset=prepared.meta["name"])
+        result = train_federated(**common, site=data.site, federated=federated)
     elif tuned:
         result = tune_and_train(**common, tuning=tuning or {})
     else:

@@ -117,6 +117,8 @@ def build_privacy_card(record: dict, meta: dict, *, statement: dict) -> dict:
         card["federated"] = record["federated"]
     if tuning:
         card["tuning"] = tuning
+    # public weights the run started from, and what it trained (dpfair.training.warm_start); none: from scratch
+    card["public_pretraining"] = record.get("public_pretraining")
     if (
         "aux_noise_multiplier" in record
     ):  # a mitigation: its auxiliary release and the budget split (dpfair.privacy.clipping.adaptive)

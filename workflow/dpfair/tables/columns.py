@@ -60,6 +60,8 @@ RUN_COLUMNS = [
     "class_weight",
     "clip_policy",
     "augmult",
+    "trainable",
+    "public_weights",
     "sampling",
     "epochs",
     "steps",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from dpfair.errors import ConfigError
 from dpfair.privacy.clipping.policy import configurable_clip_policies
 from dpfair.privacy.params import check_accountant
+from dpfair.training.warm_start import TRAINABLE
 
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd")
 #: How per-unit gradient norms and the clipped sum are computed: dpfair's book-keeping path and Opacus's
@@ -32,6 +33,8 @@ RECIPE_FIELDS: tuple[str, ...] = (
     "augmult",
     "noise_multiplier",
     "calibration_size",
+    "init_weights",
+    "trainable",
 )
 
 
@@ -54,6 +57,10 @@ class TrainConfig:
     class_weight: str | float = "none"
     clip_policy: str = "flat"
     augmult: int = 1
+    #: A state dict of public weights to start from (dpfair.training.warm_start): public pretraining, in the card.
+    init_weights: str | None = None
+    #: ``all`` parameters, or only the classifier ``head`` (the last linear layer; dpfair.training.warm_start).
+    trainable: str = "all"
     #: Set only by private tuning (``dpfair.training.tuning``): the trial's σ, calibrated for the whole procedure.
     noise_multiplier: float | None = None
     #: ``privacy.secure_mode``: every random draw of the mechanism from Opacus's secure RNG (dpfair.training.noise).
@@ -123,5 +130,9 @@ class TrainConfig:
             raise ConfigError(f"privacy.clip_policy = {self.clip_policy!r}; allowed: {configurable_clip_policies()}")
         if isinstance(self.augmult, bool) or not isinstance(self.augmult, int) or self.augmult < 1:
             raise ConfigError(f"training.augmult must be a whole number >= 1, got {self.augmult!r}")
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"training.trainable = {self.trainable!r}; allowed: {list(TRAINABLE)}")
+        if self.init_weights is not None and not (isinstance(self.init_weights, str) and self.init_weights):
+            raise ConfigError(f"training.init_weights must be a file path or null, got {self.init_weights!r}")
         if self.noise_multiplier is not None and not self.noise_multiplier > 0:
             raise ConfigError(f"noise_multiplier must be > 0, got {self.noise_multiplier!r}")

@@ -36,6 +36,7 @@ from dpfair.training.config import TrainConfig
 from dpfair.training.iterates import Ema, clone_state, set_lr
 from dpfair.training.mechanisms import TrainingData, get_mechanism
 from dpfair.training.noise import noise_generator, noise_seed, run_key, secure_generator
+from dpfair.training.warm_start import apply_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def train(
     groups: pd.DataFrame | None = None,
     noise_context: str = "",
     synthetic=None,
+    dataset: str | None = None,
 ) -> TrainResult:
     """Train ``model_name`` with privacy mechanism ``method`` at target ``epsilon`` (non-private when ``inf``).
 
@@ -87,7 +89,9 @@ def train(
     releases no training loss), it selects the released epoch when ``config.select_best`` is set, and
     its prevalence is the label prior of ``label_rr``; the run's privacy card lists each such use.
     ``noise_context`` (e.g. the dataset entry) joins the run's noise key (:mod:`dpfair.training.noise`):
-    runs that differ in it draw unrelated noise.
+    runs that differ in it draw unrelated noise. ``config.init_weights`` and ``config.trainable`` start from
+    public weights and freeze all but the head (:mod:`dpfair.training.warm_start`); ``dataset`` names the data
+    trained on, so that weights pretrained on them are refused.
 
     Example:
         >>> x, y = torch.randn(200, 5), torch.randint(0, 2, (200,)).float()
@@ -116,6 +120,7 @@ def train(
             groups=groups,
             noise_context=noise_context,
             synthetic=synthetic,
+            dataset=dataset,
         )
 
 
@@ -155,6 +160,7 @@ def _train(
     groups=None,
     noise_context="",
     synthetic=None,
+    dataset=None,
 ) -> TrainResult:
     mechanism = get_mechanism(method)
     data = TrainingData(
@@ -171,11 +177,13 @@ def _train(
     device = torch.device(device)
     torch.manual_seed(seed)
     model = build_model(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality)
+    # public weights and a frozen body come before the optimizer and the clipper see the parameters
+    warm = apply_warm_start(model, init_weights=config.init_weights, trainable=config.trainable, dataset=dataset)
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         raise ConfigError(f"model {model_name!r} is not DP-SGD compatible: {errors}")
     model = model.to(device)
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr)
+    optimizer = OPTIMIZERS[config.optimizer]([p for p in model.parameters() if p.requires_grad], config.lr)
     secure = bool(config.secure_mode) and is_private(epsilon)
     if secure:  # batches, noise and label flips from the secure RNG: not reproducible, by design
         generator = noise = secure_generator(config)
@@ -320,6 +328,9 @@ def _train(
         "class_weight": config.class_weight,
         "clip_policy": config.clip_policy if private else "none",
         "augmult": config.augmult,
+        "trainable": config.trainable,
+        "public_weights": (warm["init_weights"] or {}).get("sha256") if warm else None,
+        "public_pretraining": warm,
         "tuning_trials": 0,  # a fixed recipe; dpfair.training.tuning overwrites these for a tuned run
         "epsilon_per_trial": epsilon,
         **trainer.stats(),

@@ -39,6 +39,7 @@ from dpfair.training.loop import TrainResult, predict, train
 from dpfair.training.tuning.accounting import DISTRIBUTION, calibrate_trials, procedure_epsilon, procedure_event
 from dpfair.training.tuning.names import TUNABLE, split_method
 from dpfair.training.tuning.search_space import FIELDS, draw, recipe_fields, search_space
+from dpfair.training.warm_start import freeze_to_head
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ def number_of_trials(tuning: dict) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"tuning.trials must be an integer >= 1, got {k!r}")
     return k
+
+
+def trainable_count(model_name: str, *, input_shape: tuple, modality: str, trainable: str) -> int:
+    """d, the trainable parameters of ``model_name`` with ``trainable`` parts (``all`` or ``head``): public."""
+    model = build_model(model_name, input_shape=input_shape, modality=modality)
+    if trainable == "head":
+        freeze_to_head(model)
+    return count_parameters(model)
 
 
 def draw_trials(*, seed: int, trials: int, space: dict) -> list[dict]:
@@ -112,11 +121,13 @@ def tune_and_train(
     patient_id=None,
     groups=None,
     noise_context: str = "",
+    dataset: str | None = None,
 ) -> TrainResult:
     """Privately tune ``method`` (``m-tuned``) at ``epsilon``; return the selected trial with the procedure recorded.
 
     ``config`` is the fixed recipe: its fields are the defaults the drawn recipes override. ``tuning``: the
-    benchmark's ``tuning:`` block (``trials``: K, ``search_space``, ``nonprivate_search_space``).
+    benchmark's ``tuning:`` block (``trials``: K, ``search_space``, ``nonprivate_search_space``,
+    ``private_search_space``).
     """
     base, _ = split_method(method)
     if base not in TUNABLE:
@@ -130,16 +141,29 @@ def tune_and_train(
         tuning.get("search_space"),
         private=private,
         nonprivate_overrides=tuning.get("nonprivate_search_space"),
+        private_overrides=tuning.get("private_search_space"),
         fixed=config.params(),
     )
     draws = draw_trials(seed=seed, trials=k, space=space)
     if not private:  # the reference starts from the fixed recipe: a tuned ε = ∞ never trails it by a poor draw
         draws[0] = fixed_recipe_draw(config, space)
     n = len(y_train)
-    # the model's size is public (its architecture); the privately drawn recipes' batches and epochs follow from it
-    n_params = count_parameters(build_model(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality))
+    # the model's trainable size is public (its architecture, and which part trains); the privately drawn
+    # recipes' batches and epochs follow from it
+    n_params = {
+        part: trainable_count(model_name, input_shape=tuple(x_train.shape[1:]), modality=modality, trainable=part)
+        for part in {r.get("trainable", config.trainable) for r in draws}
+    }
     resolved = [
-        recipe_fields(r, epsilon=epsilon, delta=delta, n=n, n_params=n_params, trials=k, epochs=config.epochs)
+        recipe_fields(
+            r,
+            epsilon=epsilon,
+            delta=delta,
+            n=n,
+            n_params=n_params[r.get("trainable", config.trainable)],
+            trials=k,
+            epochs=config.epochs,
+        )
         for r in draws
     ]
     configs = [replace(config, **fields, select_best=True, noise_multiplier=None) for fields, _ in resolved]
@@ -178,6 +202,7 @@ def tune_and_train(
             groups=groups,
             # each trial of the tuned arm is a release of its own: its own noise, unrelated to the fixed recipe's
             noise_context=f"{noise_context}|{method} trial {i}",
+            dataset=dataset,
         )
         if private and event_from_json(result.record["ledger"]) != event:
             # what the trial charged must be what the procedure's ledger composes

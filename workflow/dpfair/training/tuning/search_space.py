@@ -17,14 +17,14 @@ normalised clipping with a small C (so the step is about lr·C whatever the grad
 batches and more epochs than non-private training, augmentation multiplicity for images, and a
 class-weighted loss (clipping equalises per-sample contributions, so without weights the majority class's
 gradients dominate and scores collapse to a constant). Its batches are the same at every ε. A space given a
-``noise_ratio`` (``tuning.search_space: {noise_ratio: [...]}``, e.g. :data:`NOISE_AWARE`) is noise-aware
+``noise_ratio`` (``tuning.private_search_space: {noise_ratio: [...]}``, e.g. :data:`NOISE_AWARE`) is noise-aware
 instead (:mod:`dpfair.training.tuning.regime`): each trial's expected batch and steps follow from its drawn
 noise ratio, the target ε, δ, K, the training rows n and the model's parameters d, all public (Sander, Stock
 & Sablayrolles 2023). It is not the default: its first check collapsed at ε = 1 (docs/tuning.md). The ε = ∞ space is the
 usual Adam one around the benchmark's fixed recipe, whose values it always contains, and its first trial is
 the fixed recipe itself, so the tuned ε = ∞ reference never starts from a space poorer than the fixed recipe.
 Either default is replaced key by key by the benchmark's ``tuning.search_space`` (both arms), then the
-ε = ∞ arm's by ``tuning.nonprivate_search_space``.
+ε = ∞ arm's by ``tuning.nonprivate_search_space``, the private arms' by ``tuning.private_search_space``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ FIELDS = {
     "class_weight": "class_weight",
     "lr_schedule": "lr_schedule",
     "ema_decay": "ema_decay",
+    "trainable": "trainable",
 }
 
 _NONPRIVATE = {
@@ -94,12 +95,15 @@ def search_space(
     *,
     private: bool = True,
     nonprivate_overrides: dict | None = None,
+    private_overrides: dict | None = None,
     fixed: dict | None = None,
 ) -> dict[str, list]:
     """The space of one arm for ``modality``: the arm's default with the benchmark's keys replacing it.
 
     ``overrides`` (``tuning.search_space``) apply to both arms; ``nonprivate_overrides``
-    (``tuning.nonprivate_search_space``) to the ε = ∞ arm on top. ``fixed``, the fixed recipe's training
+    (``tuning.nonprivate_search_space``) to the ε = ∞ arm on top, ``private_overrides``
+    (``tuning.private_search_space``, e.g. :data:`NOISE_AWARE`, whose lr·C under normalised clipping would be a
+    wild Adam step) to the private arms on top. ``fixed``, the fixed recipe's training
     fields, joins the ε = ∞ default's lr, batch and epochs (a key the benchmark sets stays as set). The ε = ∞
     arm has no ``noise_ratio``; a private space with one draws no batch sizes (the noise ratio sets them), and
     one given both is refused.
@@ -115,6 +119,7 @@ def search_space(
     for name, given in (
         ("search_space", overrides),
         ("nonprivate_search_space", None if private else nonprivate_overrides),
+        ("private_search_space", private_overrides if private else None),
     ):
         for key, values in (given or {}).items():
             if key not in FIELDS:
@@ -122,16 +127,20 @@ def search_space(
             if not values:
                 raise ConfigError(f"tuning.{name}.{key}: needs at least one value")
             space[key] = list(values)
-    given = {**(overrides or {}), **((nonprivate_overrides or {}) if not private else {})}
+    given = {**(overrides or {}), **((nonprivate_overrides if not private else private_overrides) or {})}
     if not private:
-        space.pop("noise_ratio", None)
+        if "noise_ratio" in space:
+            raise ConfigError(
+                "tuning.search_space.noise_ratio applies to both arms, and the epsilon = inf arm has no noise: "
+                "put it in tuning.private_search_space"
+            )
         for key, field in (("lr", "lr"), ("expected_batch_size", "batch_size"), ("epochs", "epochs")):
             if fixed and field in fixed and key not in given and fixed[field] not in space[key]:
                 space[key] = sorted([*space[key], fixed[field]])
     elif "noise_ratio" in space:
         if "expected_batch_size" in given:
             raise ConfigError(
-                "tuning.search_space sets both noise_ratio and expected_batch_size, but the noise ratio sets each "
+                "the private search space (tuning.search_space, tuning.private_search_space) sets both noise_ratio and expected_batch_size, but the noise ratio sets each "
                 "trial's batch (docs/tuning.md): drop one of them"
             )
         space.pop("expected_batch_size", None)
