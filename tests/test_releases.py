@@ -81,6 +81,10 @@ PUBLIC = {
     "synthesis_rho",
     "synthesis_rounds",
     "synthesis_seconds",
+    # a warm start: which parameters trained, and the public weights' sha256 and provenance (public data)
+    "trainable",
+    "public_weights",
+    "public_pretraining",
 }
 #: The federated block: the schedule, Flower's own ε, each site's σ, q, steps, ε and ledger (accounting facts),
 #: and each site's row count, which the card lists (``site_rows``, ``sites[].n_units``).

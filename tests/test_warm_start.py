@@ -220,12 +220,17 @@ def test_a_tuned_space_may_draw_head_only_trials_planned_for_the_heads_size(prep
 
 
 def test_federated_methods_refuse_a_warm_start(tmp_path):
-    from dpfair.federated.simulation import _check_recipe
+    from dpfair.federated.simulation import train_federated
+
+    def train(config):
+        x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4)
+        train_federated(model_name="cnn", modality="image", x_train=x, y_train=y, epsilon=1.0, delta=1e-5,
+                        config=config, seed=0, site=None, method="fed_dpsgd")  # fmt: skip
 
     with pytest.raises(ConfigError, match="init_weights"):
-        _check_recipe(TrainConfig(init_weights=str(tmp_path / "w.pt")), "fed_dpsgd")
+        train(TrainConfig(init_weights=str(tmp_path / "w.pt")))
     with pytest.raises(ConfigError, match="trainable"):
-        _check_recipe(TrainConfig(trainable="head"), "fed_dpsgd")
+        train(TrainConfig(trainable="head"))
 
 
 def _definition(prepared, config):
