@@ -25,7 +25,13 @@ from dpfair.training.loop import train
 from dpfair.training.tuning.procedure import trainable_count
 from dpfair.training.tuning.regime import private_recipe
 from dpfair.training.tuning.search_space import NOISE_AWARE
-from dpfair.training.warm_start import apply_warm_start, freeze_to_head, load_public_weights
+from dpfair.training.warm_start import (
+    apply_warm_start,
+    check_public_weights,
+    data_source,
+    freeze_to_head,
+    load_public_weights,
+)
 
 SHAPE = (1, 16, 16)
 _spec = importlib.util.spec_from_file_location(
@@ -43,14 +49,16 @@ def _images(n, seed):
     return x, y
 
 
-def _weights(tmp_path, *, trained_on=None, seed=7):
+def _weights(tmp_path, *, trained_on="public_images", seed=7):
     torch.manual_seed(seed)
     model = build_model("cnn", input_shape=SHAPE, modality="image")
     path = tmp_path / "public.pt"
     # saved as a DP run saves it (Opacus's wrapper prefix), which the loader must accept
     torch.save({f"_module.{k}": v for k, v in model.state_dict().items()}, path)
-    if trained_on:
+    if trained_on:  # the provenance a user writes beside weights they bring
         (tmp_path / "public.pt.json").write_text(json.dumps({"trained_on": trained_on}))
+    else:
+        (tmp_path / "public.pt.json").unlink(missing_ok=True)
     return path, {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -117,6 +125,49 @@ def test_weights_trained_on_the_runs_own_dataset_are_refused(tmp_path):
         _train(TrainConfig(epochs=1, batch_size=64, init_weights=str(path)))
     record = _train(TrainConfig(epochs=1, batch_size=64, init_weights=str(path)), dataset="other").record
     assert record["public_pretraining"]["init_weights"]["trained_on"] == "target"
+
+
+def test_weights_without_provenance_or_with_a_stale_one_are_refused(tmp_path):
+    """Fail closed: a file nobody said was public (a run's own model.pt has no provenance) never loads."""
+    path, _ = _weights(tmp_path, trained_on=None)
+    model = build_model("cnn", input_shape=SHAPE, modality="image")
+    with pytest.raises(ConfigError, match=r"^training\.init_weights: .*no provenance file public\.pt\.json"):
+        load_public_weights(model, path)
+    side = tmp_path / "public.pt.json"
+    side.write_text(json.dumps({"note": "public"}))
+    with pytest.raises(ConfigError, match='no "trained_on"'):
+        load_public_weights(model, path)
+    side.write_text(json.dumps({"trained_on": "public_images", "sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match="changed after it was written"):
+        load_public_weights(model, path)
+    side.write_text(
+        json.dumps({"trained_on": "public_images", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    )
+    assert load_public_weights(model, path)["trained_on"] == "public_images"
+
+
+@pytest.mark.parametrize(
+    ("provenance", "refused"),
+    [
+        ({"trained_on": "Pneumonia"}, True),  # the entry name, in other case
+        ({"trained_on": "chest x-rays", "source": "MEDMNIST:pneumoniamnist"}, True),  # the same file, another name
+        ({"trained_on": "breast ultrasound", "source": "medmnist:breastmnist"}, False),  # another file of the module
+        ({"trained_on": "imagenet"}, False),
+    ],
+)
+def test_the_refusal_knows_a_dataset_by_its_name_and_its_source(tmp_path, provenance, refused):
+    path, _ = _weights(tmp_path)
+    (tmp_path / "public.pt.json").write_text(json.dumps(provenance))
+    meta = {"name": "pneumonia", "module": "medmnist", "params": {"flag": "pneumoniamnist", "size": 28}}
+    if refused:
+        with pytest.raises(ConfigError, match="the data this run trains on"):
+            check_public_weights(path, meta=meta)
+    else:
+        check_public_weights(path, meta=meta)
+    synthetic = {"name": "lesions_small", "module": "synthetic_lesions", "params": {"n_samples": 400}}
+    (tmp_path / "public.pt.json").write_text(json.dumps({"trained_on": "x", "source": data_source(synthetic)}))
+    with pytest.raises(ConfigError, match="'synthetic_lesions'"):  # one generator: other params, the same rows
+        check_public_weights(path, meta={**synthetic, "name": "lesions", "params": {"n_samples": 4000}})
 
 
 @pytest.mark.parametrize("bad", ["missing", "not_a_state_dict", "other_model"])
@@ -198,6 +249,13 @@ def test_the_card_records_the_public_weights_and_the_ledger_replays(prepared, tm
     # other weights under the same name are another run: the definition hashes the file's bytes
     _weights(tmp_path, trained_on="another_dataset", seed=8)
     assert _definition(prepared, config) != record["definition"]
+    # the run's own release has no provenance: it cannot come back as "public" weights of a later run
+    own = TrainConfig(epochs=1, batch_size=50, init_weights=str(tmp_path / "run" / "m.pt"))
+    with pytest.raises(ConfigError, match="no provenance file"):
+        _run(prepared, tmp_path / "again", epsilon=3.0, method="dpsgd", config=own)
+    (tmp_path / "public.pt.json").write_text(json.dumps({"trained_on": "lesion photos", "source": "synthetic_lesions"}))
+    with pytest.raises(ConfigError, match="the data this run trains on"):  # caught by the run, before training
+        _run(prepared, tmp_path / "again", epsilon=3.0, method="dpsgd", config=config)
 
 
 def test_a_tuned_space_may_draw_head_only_trials_planned_for_the_heads_size(prepared, tmp_path):

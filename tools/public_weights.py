@@ -24,7 +24,7 @@ import torch
 from dpfair.data.prepare import load_prepared
 from dpfair.pipeline.benchmark import load_benchmark
 from dpfair.training.loop import predict, train
-from dpfair.training.warm_start import PROVENANCE_SUFFIX, sha256_file
+from dpfair.training.warm_start import PROVENANCE_SUFFIX, data_source, sha256_file
 from sklearn.metrics import roc_auc_score
 
 
@@ -62,6 +62,7 @@ def main() -> None:
     val_auroc = float(roc_auc_score(y_val.numpy(), predict(result.model, x_val)))
     provenance = {
         "trained_on": prepared.meta["name"],
+        "source": data_source(prepared.meta),
         "split": "train",
         "n_rows": len(y_train),
         "model": args.model,

@@ -41,7 +41,7 @@ def summarise(runs: pd.DataFrame, *, moved: float = 0.01) -> pd.DataFrame:
     """
     rows = []
     for eps, block in runs.groupby("epsilon", sort=False):
-        wide = block.pivot_table(index="seed", columns="k", values=["val_auroc", "test_auroc"])
+        wide = block.pivot(index="seed", columns="k", values=["val_auroc", "test_auroc"])  # a duplicate run raises
         ks = sorted(block["k"].unique())
         for i, k in enumerate(ks):
             row = {

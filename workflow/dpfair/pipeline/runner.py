@@ -32,6 +32,7 @@ from dpfair.training.loop import predict_both, train
 from dpfair.training.mechanisms import get_mechanism, run_delta, training_data
 from dpfair.training.tuning.names import split_method
 from dpfair.training.tuning.procedure import tune_and_train
+from dpfair.training.warm_start import check_public_weights
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def train_run(
         delta,
         config,
     )
+    check_public_weights(config.init_weights, meta=prepared.meta)
     release = None
     if mechanism.synthesizes and is_private(eps):
         if not synthetic:

@@ -12,9 +12,11 @@ carries about 1/19 of the noise norm of the small CNN's 23,585.
 ``training.init_weights`` names a state dict the user brings (or one ``tools/public_weights.py`` made from another
 dataset); the run loads it before the first step and records its sha256 in the run record and the privacy card
 as ``public_pretraining``. Whether those weights are public is the user's claim, and the card says whose claim it
-is; one case is refused outright: weights whose provenance file (written beside them by the tool) says they
-were trained on the rows of the dataset the run trains on, which would put private rows into the release
-without noise. ``training.trainable: head`` freezes every parameter but the last linear layer's (the
+is. The check fails closed: a weights file needs a provenance file beside it (``<weights>.json``, which the tool
+writes; a user writes ``{"trained_on": "<public dataset>"}``) whose sha256, where it gives one, is the file's;
+a run's own ``model.pt`` has none and is refused. Weights whose provenance names the run's dataset (its entry
+name or its source, :func:`data_source`, compared case-insensitively) are refused outright: they would put
+private rows into the release without noise. ``training.trainable: head`` freezes every parameter but the last linear layer's (the
 classifier head), public initialisation or warm start alike.
 
 Loading and freezing are plain ``torch`` (``load_state_dict``, ``requires_grad_``): nothing here needs a library.
@@ -69,25 +71,73 @@ def freeze_to_head(model: nn.Module) -> list[str]:
     return [f"{name}.{n}" for n, _ in head.named_parameters()]
 
 
-def provenance_of(path: str | Path) -> dict | None:
-    """The provenance file written beside a weights file (``<weights>.json``), or None if there is none."""
+def data_source(meta: dict) -> str:
+    """Where a prepared dataset's rows come from: its module, and the file it reads where a module reads several.
+
+    Two benchmark entries of one module hold the same rows under other names or parameters (a synthetic
+    generator's seed, another image size of one file), so the module is the source; the medmnist module serves a
+    different dataset per ``flag``, so there the flag joins it.
+    """
+    module = str(meta.get("module") or meta.get("name", "")).casefold()
+    flag = (meta.get("params") or {}).get("flag")
+    return f"{module}:{str(flag).casefold()}" if flag else module
+
+
+def dataset_names(meta: dict) -> tuple[str, ...]:
+    """The names a prepared dataset goes by, for the same-dataset refusal: its entry name and its source."""
+    return tuple(dict.fromkeys((str(meta.get("name", "")).casefold(), data_source(meta))))
+
+
+def provenance_of(path: str | Path) -> dict:
+    """The provenance file written beside a weights file (``<weights>.json``); refused when absent or unusable."""
     side = Path(str(path) + PROVENANCE_SUFFIX)
+    where = f"training.init_weights: {path}"
     if not side.is_file():
-        return None
-    try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"{side}: not JSON ({exc}); write it again with tools/public_weights.py or remove it"
-        ) from exc
+            f"{where} has no provenance file {side.name} beside it saying what the weights were trained on; write "
+            '{"trained_on": "<public dataset>"} there, or make the weights with tools/public_weights.py'
+        )
+    try:
+        provenance = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{side}: not JSON ({exc}); write it again with tools/public_weights.py") from exc
+    if not isinstance(provenance, dict) or not str(provenance.get("trained_on") or "").strip():
+        raise ConfigError(f'{side}: no "trained_on"; name the public dataset the weights were trained on')
+    return provenance
 
 
-def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | None = None) -> dict:
+def refuse_own_data(path: str | Path, provenance: dict, *, names: tuple[str, ...]) -> None:
+    """Refuse weights whose provenance (its ``trained_on`` or ``source``) is one of ``names``, case-insensitively.
+
+    ``names``: what the run's data go by (:func:`dataset_names` of its prepared dataset, or its entry name).
+    """
+    own = {n.casefold() for n in names if n}
+    claimed = {str(provenance.get(k) or "").casefold() for k in ("trained_on", "source")} - {""}
+    if own & claimed:
+        raise ConfigError(
+            f"training.init_weights: {path} was trained on {sorted(own & claimed)[0]!r} ({path}{PROVENANCE_SUFFIX}), "
+            "the data this run trains on: its rows would reach the release without noise; pretrain on another dataset"
+        )
+
+
+def check_public_weights(path: str | Path | None, *, meta: dict) -> None:
+    """Before a run trains: refuse ``training.init_weights`` without provenance or trained on this dataset's data.
+
+    The training loop checks the entry name again when it loads the weights; this check also knows the
+    dataset's source (:func:`data_source`), which only the prepared dataset's metadata holds.
+    """
+    if path is not None and Path(path).is_file():  # a missing file is the loader's error, with its fix
+        refuse_own_data(path, provenance_of(path), names=dataset_names(meta))
+
+
+def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | tuple[str, ...] | None = None) -> dict:
     """Load a state dict the user declares public into ``model``; returns the ``public_pretraining`` record.
 
     The file must hold every parameter of the model with the same shapes (Opacus's ``_module.`` prefix, which
-    a saved DP model's keys carry, is dropped). ``dataset``: the run's dataset; weights whose provenance says
-    they were trained on it are refused (they are not public to this run's guarantee).
+    a saved DP model's keys carry, is dropped) and have its provenance file (:func:`provenance_of`).
+    ``dataset``: the names the run's dataset goes by (:func:`dataset_names`); weights whose provenance names
+    one of them are refused (they are not public to this run's guarantee). None only for models nobody
+    releases (the audit's).
     """
     path = Path(path)
     where = f"training.init_weights: {path}"
@@ -117,22 +167,24 @@ def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | No
             + "; make the weights with the same model and input channels"
         )
     provenance = provenance_of(path)
-    if provenance and dataset is not None and provenance.get("trained_on") == dataset:
+    digest = sha256_file(path)
+    if provenance.get("sha256") not in (None, digest):
         raise ConfigError(
-            f"{where} was trained on {dataset!r} ({path}{PROVENANCE_SUFFIX}), the dataset this run trains on: its rows "
-            "would reach the release without noise; pretrain on another dataset"
+            f"{where}: its provenance file gives sha256 {provenance['sha256']}, the file's is {digest}: the weights "
+            "changed after it was written; write it again for these weights"
         )
+    refuse_own_data(path, provenance, names=(dataset,) if isinstance(dataset, str) else tuple(dataset or ()))
     model.load_state_dict({k: state[k] for k in expected})
     return {
         "path": str(path),
-        "sha256": sha256_file(path),
-        "trained_on": (provenance or {}).get("trained_on"),
+        "sha256": digest,
+        "trained_on": provenance["trained_on"],
         "claim": "public by the user's declaration (training.init_weights); not covered by this run's ε",
     }
 
 
 def apply_warm_start(
-    model: nn.Module, *, init_weights: str | None, trainable: str, dataset: str | None = None
+    model: nn.Module, *, init_weights: str | None, trainable: str, dataset: str | tuple[str, ...] | None = None
 ) -> dict | None:
     """Load ``init_weights`` (if given) and freeze to the head (if ``trainable == "head"``); the record's block.
 

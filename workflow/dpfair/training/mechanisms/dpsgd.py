@@ -123,7 +123,7 @@ class DPSGD(Mechanism):
         return {
             "clipping": (
                 f"{'normalized (automatic, Bu et al. 2023: C/(norm + 0.01))' if record.get('clip_policy') == 'normalized' else 'flat'} "
-                f"per-sample clipping (all parameters, one norm){aug}, computed by {path}"
+                f"per-sample clipping (all trainable parameters, one norm){aug}, computed by {path}"
             ),
             "privacy_unit_enforcement": record_unit_text(meta),
             "guarantee_covers": COVERS_ROWS,
