@@ -28,6 +28,30 @@ from dpfair.pipeline.runner import train_run
 from sklearn.metrics import roc_auc_score
 
 
+def train_and_score(
+    prepared, out: Path, *, model: str, epsilon: str, seed: int, method: str, config: dict, tuning: dict
+) -> tuple[dict, float, float]:
+    """Train one run into ``out`` as the train job does; its record, test AUROC and test-score SD (near 0 = collapsed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = train_run(
+        prepared=prepared,
+        model_name=model,
+        epsilon=epsilon,
+        seed=seed,
+        method=method,
+        config=config,
+        tuning=tuning,
+        device="cpu",
+        model_path=out / "model.pt",
+        scores_path=out / "scores.csv",
+        record_path=out / "run.json",
+        card_path=out / "privacy_card.json",
+    )
+    scores = pd.read_csv(out / "scores.csv")
+    test = scores[scores["split"] == "test"]
+    return record, float(roc_auc_score(test["label"], test["score"])), float(test["score"].std())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prepared", type=Path)
@@ -60,32 +84,18 @@ def main() -> None:
         (s, e, m) for s in seeds for e in args.epsilons.split(",") for m in args.methods.split(",")
     ):
         out = args.out / method / f"eps-{eps}" / f"seed-{seed}"
-        out.mkdir(parents=True, exist_ok=True)
         start = time.time()
-        record = train_run(
-            prepared=prepared,
-            model_name=args.model,
-            epsilon=eps,
-            seed=seed,
-            method=method,
-            config=fixed,
-            tuning=tuning,
-            device="cpu",
-            model_path=out / "model.pt",
-            scores_path=out / "scores.csv",
-            record_path=out / "run.json",
-            card_path=out / "privacy_card.json",
+        record, test_auroc, test_score_sd = train_and_score(
+            prepared, out, model=args.model, epsilon=eps, seed=seed, method=method, config=fixed, tuning=tuning
         )
-        scores = pd.read_csv(out / "scores.csv")
-        test = scores[scores["split"] == "test"]
         print(
             json.dumps(
                 {
                     "method": method,
                     "epsilon": eps,
                     "seed": seed,
-                    "test_auroc": round(float(roc_auc_score(test["label"], test["score"])), 4),
-                    "test_score_sd": round(float(test["score"].std()), 4),
+                    "test_auroc": round(test_auroc, 4),
+                    "test_score_sd": round(test_score_sd, 4),
                     "trials": record.get("tuning_trials"),
                     "epsilon_per_trial": record.get("epsilon_per_trial"),
                     "epsilon_spent": record.get("epsilon_spent"),

@@ -29,8 +29,6 @@ import pandas as pd
 import torch
 from dpfair.data.prepare import load_prepared
 from dpfair.pipeline.benchmark import load_benchmark
-from dpfair.pipeline.runner import train_run
-from sklearn.metrics import roc_auc_score
 
 
 def summarise(runs: pd.DataFrame, *, moved: float = 0.01) -> pd.DataFrame:
@@ -38,8 +36,9 @@ def summarise(runs: pd.DataFrame, *, moved: float = 0.01) -> pd.DataFrame:
     next smaller K of the sweep, paired by seed.
 
     ``runs`` has the columns ``epsilon``, ``k``, ``seed``, ``val_auroc`` and ``test_auroc``. ``delta_test`` is the
-    mean paired change in test AUROC from the previous K; ``moved_share`` the share of seeds whose test AUROC moved
-    by more than ``moved`` (in either direction); both are NaN at the smallest K.
+    mean paired change in test AUROC from the previous K and ``delta_test_se`` its standard error over seeds;
+    ``moved_share`` the share of seeds whose test AUROC moved by more than ``moved`` (in either direction); all
+    three are NaN at the smallest K.
     """
     rows = []
     for eps, block in runs.groupby("epsilon", sort=False):
@@ -54,11 +53,16 @@ def summarise(runs: pd.DataFrame, *, moved: float = 0.01) -> pd.DataFrame:
                 "test_auroc": float(wide["test_auroc"][k].mean()),
                 "test_auroc_sd": float(wide["test_auroc"][k].std()),
                 "delta_test": float("nan"),
+                "delta_test_se": float("nan"),
                 "moved_share": float("nan"),
             }
             if i:
                 change = (wide["test_auroc"][k] - wide["test_auroc"][ks[i - 1]]).dropna()
-                row.update(delta_test=float(change.mean()), moved_share=float((change.abs() > moved).mean()))
+                row.update(
+                    delta_test=float(change.mean()),
+                    delta_test_se=float(change.std() / len(change) ** 0.5),
+                    moved_share=float((change.abs() > moved).mean()),
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -76,6 +80,8 @@ def main() -> None:
     ap.add_argument("--search-space", type=json.loads, default=None, help="tuning.private_search_space")
     ap.add_argument("--moved", type=float, default=0.01)
     args = ap.parse_args()
+    from compare_recipes import train_and_score  # tools/ is on the path of a script run from it
+
     torch.set_num_threads(1)
     prepared = load_prepared(
         data=args.prepared / "data.pt", samples=args.prepared / "samples.csv", meta=args.prepared / "dataset.json"
@@ -86,34 +92,21 @@ def main() -> None:
         for eps in args.epsilons.split(","):
             for k in (int(k) for k in args.ks.split(",")):
                 out = args.out / f"eps-{eps}" / f"k-{k}" / f"seed-{seed}"
-                out.mkdir(parents=True, exist_ok=True)
                 tuning = {"enabled": True, "trials": k}
                 if args.search_space:
                     tuning["private_search_space"] = args.search_space
-                record = train_run(
-                    prepared=prepared,
-                    model_name=args.model,
-                    epsilon=eps,
-                    seed=seed,
-                    method="dpsgd-tuned",
-                    config=fixed,
+                record, test_auroc, test_score_sd = train_and_score(
+                    prepared, out, model=args.model, epsilon=eps, seed=seed, method="dpsgd-tuned", config=fixed,
                     tuning=tuning,
-                    device="cpu",
-                    model_path=out / "model.pt",
-                    scores_path=out / "scores.csv",
-                    record_path=out / "run.json",
-                    card_path=out / "privacy_card.json",
-                )
+                )  # fmt: skip
                 card = json.loads((out / "privacy_card.json").read_text())
-                scores = pd.read_csv(out / "scores.csv")
-                test = scores[scores["split"] == "test"]
                 run = {
                     "epsilon": eps,
                     "k": k,
                     "seed": seed,
                     "val_auroc": card["tuning"]["trials"][record["selected_trial"]]["val_auroc"],
-                    "test_auroc": float(roc_auc_score(test["label"], test["score"])),
-                    "test_score_sd": float(test["score"].std()),
+                    "test_auroc": test_auroc,
+                    "test_score_sd": test_score_sd,
                     "selected_trial": record["selected_trial"],
                     "epsilon_spent": record["epsilon_spent"],
                 }

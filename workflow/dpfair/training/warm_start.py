@@ -130,14 +130,14 @@ def check_public_weights(path: str | Path | None, *, meta: dict) -> None:
         refuse_own_data(path, provenance_of(path), names=dataset_names(meta))
 
 
-def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | tuple[str, ...] | None = None) -> dict:
+def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | None = None) -> dict:
     """Load a state dict the user declares public into ``model``; returns the ``public_pretraining`` record.
 
     The file must hold every parameter of the model with the same shapes (Opacus's ``_module.`` prefix, which
     a saved DP model's keys carry, is dropped) and have its provenance file (:func:`provenance_of`).
-    ``dataset``: the names the run's dataset goes by (:func:`dataset_names`); weights whose provenance names
-    one of them are refused (they are not public to this run's guarantee). None only for models nobody
-    releases (the audit's).
+    ``dataset``: the run's dataset entry; weights whose provenance names it are refused (they are not public to
+    this run's guarantee). The run also checks the dataset's source first (:func:`check_public_weights`). None
+    only for models nobody releases (the audit's).
     """
     path = Path(path)
     where = f"training.init_weights: {path}"
@@ -173,7 +173,7 @@ def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | tu
             f"{where}: its provenance file gives sha256 {provenance['sha256']}, the file's is {digest}: the weights "
             "changed after it was written; write it again for these weights"
         )
-    refuse_own_data(path, provenance, names=(dataset,) if isinstance(dataset, str) else tuple(dataset or ()))
+    refuse_own_data(path, provenance, names=(dataset,) if dataset else ())
     model.load_state_dict({k: state[k] for k in expected})
     return {
         "path": str(path),
@@ -184,7 +184,7 @@ def load_public_weights(model: nn.Module, path: str | Path, *, dataset: str | tu
 
 
 def apply_warm_start(
-    model: nn.Module, *, init_weights: str | None, trainable: str, dataset: str | tuple[str, ...] | None = None
+    model: nn.Module, *, init_weights: str | None, trainable: str, dataset: str | None = None
 ) -> dict | None:
     """Load ``init_weights`` (if given) and freeze to the head (if ``trainable == "head"``); the record's block.
 
