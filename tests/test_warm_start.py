@@ -24,7 +24,7 @@ from dpfair.training.config import TrainConfig
 from dpfair.training.loop import train
 from dpfair.training.tuning.procedure import trainable_count
 from dpfair.training.tuning.regime import private_recipe
-from dpfair.training.tuning.search_space import NOISE_AWARE
+from dpfair.training.tuning.search_space import NOISE_AWARE, search_space
 from dpfair.training.warm_start import (
     apply_warm_start,
     check_public_weights,
@@ -275,6 +275,36 @@ def test_a_tuned_space_may_draw_head_only_trials_planned_for_the_heads_size(prep
         assert (t["trainable"], t["expected_batch_size"]) == ("head", plan["expected_batch_size"])
     assert record["n_parameters"] == 65 and record["epsilon_spent"] <= 1.0
     assert replay_ledgers.main([str(tmp_path / "tuned")]) == 0
+
+
+def test_with_public_weights_the_private_space_searches_a_linear_probe_and_the_reference_does_not():
+    for modality in ("image", "tabular"):
+        assert "trainable" not in search_space(modality)  # no public features: no probe of random ones
+        assert search_space(modality, public_weights=True)["trainable"] == ["all", "head"]
+        # the ε = ∞ arm fine-tunes every parameter, as non-private transfer learning does
+        assert "trainable" not in search_space(modality, private=False, public_weights=True)
+    # the fixed recipe's own choice, or the benchmark's key, stays as set
+    assert search_space("image", public_weights=True, fixed={"trainable": "head"})["trainable"] == ["head"]
+    given = search_space("image", private_overrides={"trainable": ["all"]}, public_weights=True)
+    assert given["trainable"] == ["all"]
+
+
+def test_a_tuned_run_from_public_weights_draws_both_parts_and_each_trial_trains_what_it_drew(prepared, tmp_path):
+    path, _ = _weights(tmp_path)
+    tuning = {"enabled": True, "trials": 4, "private_search_space": {"epochs": [1]}}
+    config = TrainConfig(epochs=1, batch_size=50, init_weights=str(path))
+    record, card = _run(prepared, tmp_path / "tuned", epsilon=3.0, method="dpsgd-tuned", config=config, tuning=tuning)
+    drawn = [t["trainable"] for t in card["tuning"]["trials"]]
+    assert set(drawn) == {"all", "head"}, drawn  # seed 0's four draws hold both parts
+    chosen = drawn[record["selected_trial"]]
+    assert record["n_parameters"] == (65 if chosen == "head" else trainable_count(
+        "cnn", input_shape=tuple(prepared.x.shape[1:]), modality="image", trainable="all"
+    ))  # fmt: skip
+    assert card["public_pretraining"]["trainable"] == chosen
+    assert record["epsilon_spent"] <= 3.0 and replay_ledgers.main([str(tmp_path / "tuned")]) == 0
+    # the ε = ∞ arm's trials all fine-tune every parameter
+    _, reference = _run(prepared, tmp_path / "inf", epsilon="inf", method="dpsgd-tuned", config=config, tuning=tuning)
+    assert {t.get("trainable", "all") for t in reference["tuning"]["trials"]} == {"all"}
 
 
 def test_federated_methods_refuse_a_warm_start(tmp_path):

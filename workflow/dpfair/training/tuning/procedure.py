@@ -143,6 +143,7 @@ def tune_and_train(
         nonprivate_overrides=tuning.get("nonprivate_search_space"),
         private_overrides=tuning.get("private_search_space"),
         fixed=config.params(),
+        public_weights=config.init_weights is not None,
     )
     draws = draw_trials(seed=seed, trials=k, space=space)
     if not private:  # the reference starts from the fixed recipe: a tuned ε = ∞ never trails it by a poor draw

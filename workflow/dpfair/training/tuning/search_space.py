@@ -23,6 +23,13 @@ noise ratio, the target ε, δ, K, the training rows n and the model's parameter
 & Sablayrolles 2023). It is not the default: its first check collapsed at ε = 1 (docs/tuning.md). The ε = ∞ space is the
 usual Adam one around the benchmark's fixed recipe, whose values it always contains, and its first trial is
 the fixed recipe itself, so the tuned ε = ∞ reference never starts from a space poorer than the fixed recipe.
+Where the run starts from public weights (``training.init_weights``), the private space also searches which part
+trains: the fixed recipe's (every parameter) or only the classifier head, a linear probe on the public features.
+At small ε a linear model on good public features beats end-to-end DP training (Tramèr & Boneh 2021,
+"Differentially private learning needs better features (or much more data)"; Mehta et al. 2023, "Towards large
+scale transfer learning for differentially private image classification"), because the noise norm grows with the
+trainable parameters' √d; which of the two suits a given ε and dataset is left to the selection, not fixed here.
+The ε = ∞ arm fine-tunes every parameter, as non-private transfer learning does.
 Either default is replaced key by key by the benchmark's ``tuning.search_space`` (both arms), then the
 ε = ∞ arm's by ``tuning.nonprivate_search_space``, the private arms' by ``tuning.private_search_space``.
 """
@@ -97,6 +104,7 @@ def search_space(
     nonprivate_overrides: dict | None = None,
     private_overrides: dict | None = None,
     fixed: dict | None = None,
+    public_weights: bool = False,
 ) -> dict[str, list]:
     """The space of one arm for ``modality``: the arm's default with the benchmark's keys replacing it.
 
@@ -104,7 +112,9 @@ def search_space(
     (``tuning.nonprivate_search_space``) to the ε = ∞ arm on top, ``private_overrides``
     (``tuning.private_search_space``, e.g. :data:`NOISE_AWARE`, whose lr·C under normalised clipping would be a
     wild Adam step) to the private arms on top. ``fixed``, the fixed recipe's training
-    fields, joins the ε = ∞ default's lr, batch and epochs (a key the benchmark sets stays as set). The ε = ∞
+    fields, joins the ε = ∞ default's lr, batch and epochs (a key the benchmark sets stays as set).
+    ``public_weights``: the runs start from public weights; the private default then searches ``trainable`` over
+    the fixed recipe's part and the head (a key the benchmark sets stays as set). The ε = ∞
     arm has no ``noise_ratio``; a private space with one draws no batch sizes (the noise ratio sets them), and
     one given both is refused.
 
@@ -113,6 +123,8 @@ def search_space(
         [0.01]
         >>> search_space("image", private=False)["optimizer"], search_space("image")["optimizer"]
         (['adam'], ['sgd'])
+        >>> search_space("image", public_weights=True)["trainable"], "trainable" in search_space("image")
+        (['all', 'head'], False)
     """
     base = DEFAULT_SPACES["private" if private else "nonprivate"]
     space = {k: list(v) for k, v in base.get(modality, base["tabular"]).items()}
@@ -128,6 +140,8 @@ def search_space(
                 raise ConfigError(f"tuning.{name}.{key}: needs at least one value")
             space[key] = list(values)
     given = {**(overrides or {}), **((nonprivate_overrides if not private else private_overrides) or {})}
+    if private and public_weights and "trainable" not in given:
+        space["trainable"] = sorted({(fixed or {}).get("trainable", "all"), "head"})
     if not private:
         if "noise_ratio" in space:
             raise ConfigError(
